@@ -1,0 +1,1 @@
+"""The public contract as types: input events, outcomes, and their one decoder and encoder."""

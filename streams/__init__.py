@@ -1,0 +1,1 @@
+"""The pure rules core (no faust, aiokafka or rocksdict here) and the `mynapoint` command."""
