@@ -1,0 +1,228 @@
+"""The Faust application: intake, ledger and claims agents around the pure core.
+
+    inputs (6 topics, key person_id)
+        |  intake: decode + validate; bad records -> mynapoint.deadletter
+        v
+    mynapoint.journal (key person_id) <-------------------------------+
+        |  ledger: streams.ledger.fold over the `persons` table        |
+        |          -> decisions / grants / alerts                      |
+        |          -> claims (key: payment account, or budget key)     |
+        v                                                              |
+    mynapoint.claims  -- claims: first come, first served per key -----+ (answers, key person_id)
+
+Agents only decode, read a table, call the core, write the table, send outcomes and count
+metrics. Every table value is replaced whole (`table[key] = value`): Faust changelogs only on
+assignment.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import msgspec
+
+from agents import metrics, topics
+from schemas.codec import BAD_KEY, OUTCOME_ENCODER, BadInput, decode_event, raw_excerpt
+from schemas.journal import (
+    CLAIM_DECODER,
+    JOURNAL_DECODER,
+    JOURNAL_ENCODER,
+    AnswerEntry,
+    ClaimRequest,
+    EventEntry,
+)
+from schemas.outcomes import Alert, DeadLetter, Decision, Grant, Outcome
+from streams.claims import answer_claim
+from streams.config import RulesConfig, load_config
+from streams.ledger import RECORD_DECODER, RECORD_ENCODER, fold
+from streams.rules import BUDGET_KEY
+
+log = logging.getLogger("mynapoint")
+
+_OUTPUT_TOPIC = {Decision: topics.DECISIONS, Grant: topics.GRANTS, Alert: topics.ALERTS,
+                 DeadLetter: topics.DEADLETTER}
+_RESERVED_PREFIX = b"reserved\x00"
+_BUDGET_COUNT_KEY = b"count\x00" + BUDGET_KEY.encode()
+
+
+@dataclass
+class WorkerSettings:
+    bootstrap: str = "127.0.0.1:9092"
+    app_id: str = "mynapoint"
+    data_dir: str = "var/worker"
+    partitions: int = topics.DEFAULT_PARTITIONS
+    config_path: str | None = None
+    web_port: int = 6066
+    web_host: str = "127.0.0.1"
+    metrics_port: int | None = 9108
+    metrics_host: str = "127.0.0.1"
+    broker_credentials: Any = None
+    tansu_compat: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def dead_letter(
+    exc: BadInput, topic: str, partition: int, offset: int, value: bytes | None
+) -> DeadLetter:
+    return DeadLetter(
+        error=exc.message,
+        reason=exc.reason,
+        outcome_id=f"{topic}/{partition}/{offset}",
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        event_id=exc.fields.get("event_id"),
+        person_id=exc.fields.get("person_id"),
+        type=exc.fields.get("type"),
+        raw=raw_excerpt(value) if value is not None else None,
+    )
+
+
+def validate_record(key: bytes | None, value: bytes | None):
+    """The event of one input record, or `BadInput` saying what is wrong with it."""
+    if value is None:
+        raise BadInput("missing_value", "the record has no value: send the JSON event as the value")
+    ev = decode_event(value)
+    if key is None:
+        raise BadInput(
+            BAD_KEY,
+            "the record has no key: key every record by its person_id so a person's events "
+            "stay in one partition",
+            {"event_id": ev.event_id, "person_id": ev.person_id},
+        )
+    if key != ev.person_id.encode():
+        raise BadInput(
+            BAD_KEY,
+            "the record key is not the event's person_id: key every record by its person_id",
+            {"event_id": ev.event_id, "person_id": ev.person_id},
+        )
+    return ev
+
+
+def _raw_table(app: faust.App, name: str, partitions: int) -> Any:
+    """A table of bytes -> bytes: values are msgpack made by the core, not Faust's JSON.
+
+    Faust derives a table's serializers from its key/value types and falls back to JSON for plain
+    types, so they are set to raw here, before the store (which captures them) is first opened.
+    """
+    table = app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes)
+    table.key_serializer = "raw"
+    table.value_serializer = "raw"
+    return table
+
+
+def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faust.App:
+    rules = cfg if cfg is not None else load_config(settings.config_path)
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.bootstrap}",
+        broker_credentials=settings.broker_credentials,
+        store="rocksdb://",
+        datadir=settings.data_dir,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        web_port=settings.web_port,
+        web_host=settings.web_host,
+        web_bind=settings.web_host,
+        broker_session_timeout=10,
+        broker_rebalance_timeout=10,
+        broker_heartbeat_interval=1,
+        consumer_auto_offset_reset="earliest",
+        producer_linger_ms=5,
+        stream_buffer_maxsize=8192,
+        broker_commit_every=2000,
+        broker_commit_interval=1.0,
+        **settings.extra,
+    )
+
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
+           "value_serializer": "raw"}
+    inputs = app.topic(*topics.INPUT_TOPICS, **raw)
+    journal = app.topic(topics.JOURNAL, partitions=settings.partitions, **raw)
+    claims = app.topic(topics.CLAIMS, partitions=settings.partitions, **raw)
+    outputs = {name: app.topic(name, partitions=settings.partitions, **raw)
+               for name in topics.OUTPUT_TOPICS}
+
+    persons = _raw_table(app, "persons", settings.partitions)
+    holders = _raw_table(app, "claims", settings.partitions)
+    metrics.register_tables({"persons": persons, "claims": holders})
+
+    async def publish(key: bytes | None, outcomes: list[Outcome]) -> None:
+        for o in outcomes:
+            name = _OUTPUT_TOPIC[type(o)]
+            await outputs[name].send(key=key, value=OUTCOME_ENCODER.encode(o))
+            metrics.count_outcome(o)
+
+    @app.agent(inputs, name="intake")
+    async def intake(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            metrics.EVENTS_IN.labels(msg.topic, "?").inc()
+            try:
+                ev = validate_record(event.key, event.value)
+            except BadInput as exc:
+                dl = dead_letter(exc, msg.topic, msg.partition, msg.offset, event.value)
+                # Keyed by the (masked) person id, never by the raw key: it may be a My Number.
+                await publish(dl.person_id.encode() if dl.person_id else None, [dl])
+                continue
+            metrics.EVENTS_BY_TYPE.labels(msg.topic, type(ev).__struct_config__.tag).inc()
+            entry = EventEntry(topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                               value=event.value)
+            await journal.send(key=event.key, value=JOURNAL_ENCODER.encode(entry))
+
+    @app.agent(journal, name="ledger")
+    async def ledger(stream: Any) -> None:
+        async for event in stream.events():
+            started = time.perf_counter()
+            key: bytes = event.key
+            entry = JOURNAL_DECODER.decode(event.value)
+            current = persons.get(key)
+            record = RECORD_DECODER.decode(current) if current is not None else None
+            folded = fold(record, entry, rules)
+            if folded.record is not record:
+                persons[key] = RECORD_ENCODER.encode(folded.record)
+            for req in folded.claims:
+                await claims.send(key=req.key.encode(), value=JOURNAL_ENCODER.encode(req))
+            await publish(key, folded.outcomes)
+            if folded.repeat:
+                metrics.REPEATS.inc()
+            ts = getattr(event.message, "timestamp", None)
+            metrics.observe_latency(started, ts)
+
+    @app.agent(claims, name="claims")
+    async def claims_agent(stream: Any) -> None:
+        async for event in stream.events():
+            req: ClaimRequest = CLAIM_DECODER.decode(event.value)
+            key = req.key.encode()
+            if req.kind == "account":
+                current = holders.get(key)
+                holder = current.decode() if current is not None else None
+                ans, _ = answer_claim("account", req.person_id, holder, False, 0, None)
+                if ans.granted and current is None:
+                    holders[key] = req.person_id.encode()
+            else:
+                person_key = _RESERVED_PREFIX + req.person_id.encode()
+                already = holders.get(person_key) is not None
+                count = int(holders.get(_BUDGET_COUNT_KEY) or b"0")
+                ans, new_count = answer_claim(
+                    "reservation", req.person_id, None, already, count, rules.reservation_budget
+                )
+                if ans.granted and not already:
+                    holders[person_key] = b"1"
+                    holders[_BUDGET_COUNT_KEY] = str(new_count).encode()
+            reply = AnswerEntry(claim_kind=req.kind, claim_key=req.key, person_id=req.person_id,
+                                event_id=req.event_id, granted=ans.granted, holder=ans.holder)
+            metrics.CLAIMS.labels(req.kind, "granted" if ans.granted else "refused").inc()
+            await journal.send(key=req.person_id.encode(), value=JOURNAL_ENCODER.encode(reply))
+
+    app.mynapoint_rules = rules  # type: ignore[attr-defined]
+    app.mynapoint_tables = {"persons": persons, "claims": holders}  # type: ignore[attr-defined]
+    return app
+
+
+def encoded_outcome_kind(value: bytes) -> str:
+    return msgspec.json.decode(value).get("kind", "?")

@@ -1,0 +1,122 @@
+"""Prometheus metrics served by each worker (prometheus-client).
+
+Names follow Prometheus conventions (`mynapoint_` prefix, `_total` counters, seconds). Consumer lag
+and table sizes are read when scraped, from the worker's own Faust app, so they cost nothing on
+the hot path.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+
+from schemas.outcomes import Alert, DeadLetter, Decision, Grant, Outcome
+
+EVENTS_IN = Counter(
+    "mynapoint_records_in", "Input records read by intake, by topic", ["topic", "stage"]
+)
+EVENTS_BY_TYPE = Counter(
+    "mynapoint_events_in", "Valid input events by topic and type", ["topic", "type"]
+)
+DECISIONS = Counter(
+    "mynapoint_decisions", "Decisions published, by event type and reason", ["type", "reason"]
+)
+POINTS = Counter(
+    "mynapoint_points_granted", "Points granted (net of clawbacks is granted - clawed back)",
+    ["campaign"],
+)
+POINTS_CLAWED_BACK = Counter(
+    "mynapoint_points_clawed_back", "Points taken back by refunds", ["campaign"]
+)
+ALERTS = Counter("mynapoint_alerts", "Alerts raised, by code", ["code"])
+DEAD_LETTERS = Counter("mynapoint_dead_letters", "Bad input records, by reason", ["reason"])
+CLAIMS = Counter("mynapoint_claims", "Cross-person claims answered", ["kind", "answer"])
+REPEATS = Counter(
+    "mynapoint_redelivered_entries",
+    "Journal entries seen again (redelivery); their outcomes were re-sent as exact repeats",
+)
+LATE = Counter("mynapoint_late_events", "Events released after later ones, by topic", ["topic"])
+LATENCY = Histogram(
+    "mynapoint_processing_seconds", "Time the ledger spends on one journal entry",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0),
+)
+END_TO_END = Histogram(
+    "mynapoint_journal_to_decision_seconds",
+    "From the journal record's timestamp to its decision being sent",
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
+def count_outcome(o: Outcome) -> None:
+    cls = type(o)
+    if cls is Decision:
+        DECISIONS.labels(o.type, o.reason or "accepted").inc()  # type: ignore[union-attr]
+    elif cls is Grant:
+        if o.points >= 0:  # type: ignore[union-attr]
+            POINTS.labels(o.campaign).inc(o.points)  # type: ignore[union-attr]
+        else:
+            POINTS_CLAWED_BACK.labels(o.campaign).inc(-o.points)  # type: ignore[union-attr]
+    elif cls is Alert:
+        ALERTS.labels(o.code).inc()  # type: ignore[union-attr]
+    elif cls is DeadLetter:
+        DEAD_LETTERS.labels(o.reason).inc()  # type: ignore[union-attr]
+
+
+def observe_latency(started: float, record_timestamp: float | None) -> None:
+    LATENCY.observe(time.perf_counter() - started)
+    if record_timestamp:
+        END_TO_END.observe(max(0.0, time.time() - record_timestamp))
+
+
+class _Collector:
+    """Table sizes and consumer lag, computed at scrape time."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, Any] = {}
+        self.app: Any = None
+
+    def collect(self):
+        sizes = GaugeMetricFamily(
+            "mynapoint_table_keys", "Keys in each table held by this worker", labels=["table"]
+        )
+        for name, table in self.tables.items():
+            try:
+                sizes.add_metric([name], float(len(table)))
+            except Exception:  # noqa: BLE001 - a table mid-recovery must not break the scrape
+                continue
+        yield sizes
+        lag = GaugeMetricFamily(
+            "mynapoint_consumer_lag", "Records behind the high watermark, by topic and partition",
+            labels=["topic", "partition"],
+        )
+        app = self.app
+        if app is not None:
+            try:
+                consumer = app.consumer
+                for tp in consumer.assignment():
+                    hw = consumer.highwater(tp)
+                    pos = consumer._committed_offset.get(tp)  # noqa: SLF001
+                    if hw is not None and pos is not None:
+                        lag.add_metric([tp.topic, str(tp.partition)], float(max(0, hw - pos)))
+            except Exception:  # noqa: BLE001 - before the consumer starts there is no lag yet
+                pass
+        yield lag
+
+
+_COLLECTOR = _Collector()
+REGISTRY.register(_COLLECTOR)
+
+
+def register_tables(tables: dict[str, Any]) -> None:
+    _COLLECTOR.tables.update(tables)
+
+
+def register_app(app: Any) -> None:
+    _COLLECTOR.app = app
+
+
+def serve(port: int, host: str = "127.0.0.1") -> None:
+    start_http_server(port, addr=host)

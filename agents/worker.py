@@ -1,0 +1,139 @@
+"""`mynapoint worker`: one Faust worker of the live pipeline, against any Kafka.
+
+Every setting comes from a flag or, failing that, an environment variable, so the same command
+serves a laptop, docker-compose and a production deployment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+ENV = {
+    "bootstrap": ("MYNAPOINT_BOOTSTRAP", "127.0.0.1:9092"),
+    "data_dir": ("MYNAPOINT_DATA_DIR", "var/worker"),
+    "partitions": ("MYNAPOINT_PARTITIONS", "4"),
+    "config": ("MYNAPOINT_CONFIG", None),
+    "web_port": ("MYNAPOINT_WEB_PORT", "6066"),
+    "web_host": ("MYNAPOINT_WEB_HOST", "127.0.0.1"),
+    "metrics_port": ("MYNAPOINT_METRICS_PORT", "9108"),
+    "metrics_host": ("MYNAPOINT_METRICS_HOST", "127.0.0.1"),
+    "app_id": ("MYNAPOINT_APP_ID", "mynapoint"),
+    "sasl_mechanism": ("MYNAPOINT_SASL_MECHANISM", None),
+    "sasl_username": ("MYNAPOINT_SASL_USERNAME", None),
+    "sasl_password": ("MYNAPOINT_SASL_PASSWORD", None),
+    "ssl_cafile": ("MYNAPOINT_SSL_CAFILE", None),
+    "tansu_compat": ("MYNAPOINT_TANSU_COMPAT", "0"),
+    "loglevel": ("MYNAPOINT_LOGLEVEL", "info"),
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    def env_help(name: str) -> str:
+        var, default = ENV[name]
+        return f"(env {var}; default {default})"
+
+    p.add_argument("--bootstrap", help="Kafka bootstrap servers host:port[,..] " + env_help("bootstrap"))
+    p.add_argument("--data-dir", help="where RocksDB tables live " + env_help("data_dir"))
+    p.add_argument("--partitions", type=int, help="partitions per topic " + env_help("partitions"))
+    p.add_argument("--config", help="rules configuration TOML " + env_help("config"))
+    p.add_argument("--web-port", type=int, help="Faust web port " + env_help("web_port"))
+    p.add_argument("--web-host", help="Faust web bind address " + env_help("web_host"))
+    p.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off " + env_help("metrics_port"))
+    p.add_argument("--metrics-host", help="Prometheus bind address " + env_help("metrics_host"))
+    p.add_argument("--app-id", help="consumer group and table prefix " + env_help("app_id"))
+    p.add_argument("--sasl-mechanism", help="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 " + env_help("sasl_mechanism"))
+    p.add_argument("--sasl-username", help=env_help("sasl_username"))
+    p.add_argument("--sasl-password", help=env_help("sasl_password"))
+    p.add_argument("--ssl-cafile", help="CA file: turns TLS on " + env_help("ssl_cafile"))
+    p.add_argument("--tansu-compat", action="store_true", default=None,
+                   help="work around the local Tansu broker's end-offset bug " + env_help("tansu_compat"))
+    p.add_argument("--loglevel", help=env_help("loglevel"))
+
+
+def resolve(args: argparse.Namespace, name: str) -> Any:
+    value = getattr(args, name, None)
+    if value is not None:
+        return value
+    var, default = ENV[name]
+    return os.environ.get(var, default)
+
+
+def credentials(args: argparse.Namespace) -> Any:
+    import ssl
+
+    import faust
+
+    mechanism = resolve(args, "sasl_mechanism")
+    cafile = resolve(args, "ssl_cafile")
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
+    if mechanism:
+        user, password = resolve(args, "sasl_username"), resolve(args, "sasl_password")
+        if not user or not password:
+            raise SystemExit(
+                "mynapoint worker: --sasl-mechanism needs --sasl-username and --sasl-password "
+                "(or MYNAPOINT_SASL_USERNAME / MYNAPOINT_SASL_PASSWORD)"
+            )
+        return faust.SASLCredentials(
+            username=user, password=password, mechanism=mechanism, ssl_context=context
+        )
+    if context is not None:
+        return context
+    return None
+
+
+def settings_from_args(args: argparse.Namespace):
+    from agents.app import WorkerSettings
+
+    metrics_port = int(resolve(args, "metrics_port"))
+    return WorkerSettings(
+        bootstrap=resolve(args, "bootstrap"),
+        app_id=resolve(args, "app_id"),
+        data_dir=resolve(args, "data_dir"),
+        partitions=int(resolve(args, "partitions")),
+        config_path=resolve(args, "config"),
+        web_port=int(resolve(args, "web_port")),
+        web_host=resolve(args, "web_host"),
+        metrics_port=metrics_port or None,
+        metrics_host=resolve(args, "metrics_host"),
+        broker_credentials=credentials(args),
+        tansu_compat=str(resolve(args, "tansu_compat")).lower() in ("1", "true", "yes", True),
+    )
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from streams.config import ConfigError, load_config
+
+    settings = settings_from_args(args)
+    try:
+        cfg = load_config(settings.config_path)
+    except ConfigError as exc:
+        print(f"mynapoint worker: {exc}", file=sys.stderr)
+        return 2
+    return start_worker(settings, cfg, loglevel=resolve(args, "loglevel"))
+
+
+def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:
+    import faust
+
+    from agents import admin, metrics, topics
+    from agents.app import create_app
+
+    if settings.tansu_compat:
+        from agents import tansu_compat
+
+        tansu_compat.patch_for_tansu()
+    admin.ensure_topics(
+        settings.bootstrap,
+        settings.partitions,
+        topics.INPUT_TOPICS + topics.OUTPUT_TOPICS + (topics.JOURNAL, topics.CLAIMS),
+    )
+    app = create_app(settings, cfg)
+    metrics.register_app(app)
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port, settings.metrics_host)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0
