@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import msgspec
 
+from schemas.events import TYPE_NAMES as _TYPE_NAMES
 from schemas.events import (
     AccountRegistered,
     CardIssued,
@@ -31,7 +32,6 @@ from schemas.events import (
     ServiceLinked,
     ServicePreregistered,
 )
-from schemas.events import TYPE_NAMES as _TYPE_NAMES
 from schemas.outcomes import Alert, Decision, Grant, Outcome
 from streams import reasons as R
 from streams.config import RulesConfig
@@ -60,30 +60,29 @@ class Step(NamedTuple):
     claim: Claim | None = None
 
 
-def outcome_id(ev: Event, duplicate: bool = False) -> str:
-    """A deterministic id for the outcomes of one input event.
+def outcome_id(ev: Event, reason: str | None) -> str:
+    """A deterministic id for the decision on one input event (grants and alerts derive theirs).
 
-    It depends only on the event's identity (person, event_id, and for payments the transaction),
-    so the live pipeline, `simulate` and replay give the same ids, and a redelivered record yields
-    an exact repeat that consumers can drop. Decisions about duplicates get their own id.
+    It depends only on the event's identity (person, type, event_id, and for payments the
+    transaction) and on the decision's reason, so the live pipeline, `simulate` and replay give the
+    same ids, a redelivered record yields an exact repeat that consumers can drop, and two
+    different decisions never share an id.
     """
     extra = ""
     if type(ev) is PaymentRecorded:
         extra = f"\x1f{ev.service_id}\x1f{ev.transaction_id}"
-    if duplicate:
-        extra += "\x1fdup"
-    data = f"{ev.person_id}\x1f{ev.event_id}{extra}".encode()
-    return hashlib.blake2b(data, digest_size=10).hexdigest()
+    data = f"{ev.person_id}\x1f{_TYPE_NAMES[type(ev)]}\x1f{ev.event_id}{extra}\x1f{reason or ''}"
+    return hashlib.blake2b(data.encode(), digest_size=10).hexdigest()
 
 
-def _decide(ev: Event, cfg: RulesConfig, reason: str | None, oid: str) -> Decision:
+def _decide(ev: Event, cfg: RulesConfig, reason: str | None) -> Decision:
     return Decision(
         event_id=ev.event_id,
         person_id=ev.person_id,
         type=_TYPE_NAMES[type(ev)],
         accepted=reason is None,
         reason=reason,
-        outcome_id=oid,
+        outcome_id=outcome_id(ev, reason),
         rules_version=cfg.version,
     )
 
@@ -94,11 +93,11 @@ def _seen(state: PersonState, ev: Event) -> PersonState:
 
 def _reject(state: PersonState, ev: Event, cfg: RulesConfig, reason: str) -> Step:
     """A refusal: only the event id is remembered, so a retry is answered `duplicate_event`."""
-    return Step(_seen(state, ev), [_decide(ev, cfg, reason, outcome_id(ev))])
+    return Step(_seen(state, ev), [_decide(ev, cfg, reason)])
 
 
 def _accept(new_state: PersonState, ev: Event, cfg: RulesConfig) -> Step:
-    return Step(_seen(new_state, ev), [_decide(ev, cfg, None, outcome_id(ev))])
+    return Step(_seen(new_state, ev), [_decide(ev, cfg, None)])
 
 
 def _card_problem(card: Card | None, ts: float, day: int, cfg: RulesConfig) -> str | None:
@@ -260,18 +259,18 @@ def _complete_link(
     state: PersonState, ev: ServiceLinked, granted: bool, holder: str | None, cfg: RulesConfig
 ) -> Step:
     if not granted:
-        oid = outcome_id(ev)
+        decision = _decide(ev, cfg, R.ACCOUNT_LINKED_ELSEWHERE)
         alert = Alert(
             code=R.ALERT_ACCOUNT_SHARED,
             event_id=ev.event_id,
             person_id=ev.person_id,
-            outcome_id=oid + "-a",
+            outcome_id=decision.outcome_id + "-a",
             service_id=ev.service_id,
             service_account=ev.service_account,
             linked_person_id=holder,
         )
         return Step(
-            _seen(state, ev), [_decide(ev, cfg, R.ACCOUNT_LINKED_ELSEWHERE, oid), alert]
+            _seen(state, ev), [decision, alert]
         )
     ts = ev.occurred_at.timestamp()
     link = Link(ev.campaign, ev.service_id, ev.service_account, ts, jst_day(ts))
@@ -295,7 +294,7 @@ def _grant(ev: Event, campaign: str, service_id: str, points: int, cfg: RulesCon
         campaign=campaign,
         service_id=service_id,
         points=points,
-        outcome_id=outcome_id(ev) + "-g",
+        outcome_id=outcome_id(ev, None) + "-g",
         rules_version=cfg.version,
     )
 
@@ -342,13 +341,12 @@ def _payment_recorded(
         ):
             link = lk
             break
-    oid = outcome_id(ev)
     if link is None:
         # Not remembered: state stays bounded by what was linked.
-        return Step(state, [_decide(ev, cfg, R.NOT_LINKED_SERVICE, oid)])
+        return Step(state, [_decide(ev, cfg, R.NOT_LINKED_SERVICE)])
     key = f"{ev.service_id}\x00{ev.transaction_id}"
     if key in state.txns:
-        return Step(state, [_decide(ev, cfg, R.DUPLICATE_TRANSACTION, outcome_id(ev, True))])
+        return Step(state, [_decide(ev, cfg, R.DUPLICATE_TRANSACTION)])
     name = link.campaign
     campaign = cfg.campaigns[name]
     day = jst_day(ts)
@@ -368,7 +366,7 @@ def _payment_recorded(
         # Remembered although it earns nothing: a retry is a duplicate, a refund of it is known.
         txn = Txn(name, ev.service_account, ev.amount_yen)
         return Step(
-            _replace(state, txns={**state.txns, key: txn}), [_decide(ev, cfg, reason, oid)]
+            _replace(state, txns={**state.txns, key: txn}), [_decide(ev, cfg, reason)]
         )
     spend = state.spend.get(name, 0) + ev.amount_yen
     total = _purchase_points(spend, campaign.cap, campaign.rate_percent)
@@ -379,7 +377,7 @@ def _payment_recorded(
         spend={**state.spend, name: spend},
         points={**state.points, name: total},
     )
-    outcomes: list[Outcome] = [_decide(ev, cfg, None, oid)]
+    outcomes: list[Outcome] = [_decide(ev, cfg, None)]
     if total != points_before:
         outcomes.append(_grant(ev, name, ev.service_id, total - points_before, cfg))
     return Step(new_state, outcomes)
@@ -435,5 +433,5 @@ def apply(state: PersonState | None, ev: Event, cfg: RulesConfig) -> Step:
     cls = type(ev)
     if cls is not PaymentRecorded and ev.event_id in st.event_ids:
         # A repeat of the producer's idempotency key changes nothing (RULES.md, "Every event").
-        return Step(st, [_decide(ev, cfg, R.DUPLICATE_EVENT, outcome_id(ev, True))])
+        return Step(st, [_decide(ev, cfg, R.DUPLICATE_EVENT)])
     return _HANDLERS[cls](st, ev, ev.occurred_at.timestamp(), cfg)  # type: ignore[operator]
