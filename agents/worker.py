@@ -137,3 +137,14 @@ def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m agents.worker ...`: the same as `mynapoint worker ...`."""
+    p = argparse.ArgumentParser(prog="mynapoint worker", description=__doc__)
+    add_arguments(p)
+    return run_worker(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

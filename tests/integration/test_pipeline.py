@@ -1,0 +1,253 @@
+"""The live pipeline on a real broker (Tansu, started by the suite): equivalence with `simulate`,
+recovery from changelogs, kill -9 crashes, and racing claims on one payment account."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from agents import topics
+from agents.broker import run_blocking
+from agents.produce import produce_lines
+from streams.config import load_config
+from streams.demo import generate
+from tests.integration.conftest import consume_sync
+from tests.integration.workers import (
+    OUTCOME_TOPICS,
+    WorkerProcess,
+    by_person,
+    distinct_by_id,
+    journal_events_in_order,
+    reference_by_person,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_CONFIG = str(ROOT / "streams" / "data" / "demo.toml")
+CFG = load_config(DEMO_CONFIG)
+
+
+def _produce(bootstrap: str, lines: list[bytes]) -> int:
+    report = run_blocking(produce_lines(lines, bootstrap, partitions=4, timeout=120))
+    return sum(report.sent.values())
+
+
+class Outcomes:
+    """Reads the output topics until a number of distinct decisions has been published."""
+
+    def __init__(self, bootstrap: str):
+        self.bootstrap = bootstrap
+
+    def until_decisions(self, expected: int, timeout: float, worker: WorkerProcess | None = None):
+        def enough(records: list[Any]) -> bool:
+            if worker is not None:
+                worker.assert_alive()
+            ids = set()
+            for r in records:
+                if r.topic == topics.DECISIONS:
+                    ids.add(msgspec.json.decode(r.value)["outcome_id"])
+            return len(ids) >= expected
+
+        records = consume_sync(self.bootstrap, OUTCOME_TOPICS, until=_every(enough, 2000),
+                               timeout=timeout)
+        # Read on to the high watermark, so grants published just after the last decision count.
+        records = consume_sync(self.bootstrap, OUTCOME_TOPICS, timeout=timeout)
+        return [msgspec.json.decode(r.value) for r in records]
+
+
+def _every(check, step: int):
+    """Evaluates `check` when the record count grew by `step`, or a second has passed."""
+    state = {"n": -step, "at": 0.0}
+
+    def run(records: list[Any]) -> bool:
+        now = time.monotonic()
+        if len(records) - state["n"] < step and now - state["at"] < 1.0:
+            return False
+        state["n"], state["at"] = len(records), now
+        return check(records)
+
+    return run
+
+
+def _journal(bootstrap: str) -> list[bytes]:
+    return journal_events_in_order(consume_sync(bootstrap, [topics.JOURNAL], timeout=120))
+
+
+def _assert_equivalent(bootstrap: str, published: list[dict[str, Any]]) -> dict[str, Any]:
+    distinct, repeats = distinct_by_id(published)
+    got = by_person(distinct)
+    expected = by_person([o for outs in reference_by_person(_journal(bootstrap), CFG).values()
+                          for o in outs])
+    # People who contended for a payment account may be answered in another order across
+    # partitions than this single-threaded reference; everyone else must match exactly.
+    contended = {o["person_id"] for o in distinct if o.get("code") == "account_shared"}
+    contended |= {o["linked_person_id"] for o in distinct if o.get("code") == "account_shared"}
+    assert set(got) == set(expected)
+    mismatched = [p for p in expected if p not in contended and got[p] != expected[p]]
+    assert not mismatched, (mismatched[:5], got.get(mismatched[0]), expected.get(mismatched[0]))
+    return {"people": len(expected), "repeats": repeats, "contended": len(contended)}
+
+
+def _history(people: int, seed: int) -> list[bytes]:
+    return list(generate(people=people, seed=seed, bad_ratio=0.002))
+
+
+@pytest.fixture
+def worker_dirs(tmp_path: Path):
+    data = tmp_path / "data"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    return data, logs
+
+
+def test_pipeline_equals_simulate_for_a_large_history(fresh_broker, worker_dirs):
+    lines = _history(people=5000, seed=11)
+    assert len(lines) >= 50_000
+    data, logs = worker_dirs
+    worker = WorkerProcess(fresh_broker.bootstrap, data, logs, config=DEMO_CONFIG).start()
+    try:
+        sent = _produce(fresh_broker.bootstrap, lines)
+        published = Outcomes(fresh_broker.bootstrap).until_decisions(sent, 900, worker)
+        stats = _assert_equivalent(fresh_broker.bootstrap, published)
+        assert stats["people"] >= 2000
+        dead = consume_sync(fresh_broker.bootstrap, [topics.DEADLETTER], timeout=60)
+        assert len(dead) == len(lines) - sent
+        for r in dead:
+            d = msgspec.json.decode(r.value)
+            assert d["topic"] in topics.INPUT_TOPICS and d["offset"] >= 0 and d["error"]
+    finally:
+        worker.stop()
+
+
+def test_recovery_from_changelogs_after_local_state_is_deleted(fresh_broker, worker_dirs):
+    lines = _history(people=400, seed=5)
+    half = len(lines) // 2
+    data, logs = worker_dirs
+    worker = WorkerProcess(fresh_broker.bootstrap, data, logs, config=DEMO_CONFIG).start()
+    try:
+        sent = _produce(fresh_broker.bootstrap, lines[:half])
+        Outcomes(fresh_broker.bootstrap).until_decisions(sent, 600, worker)
+        worker.stop()
+        shutil.rmtree(data)
+        worker.start()
+        sent += _produce(fresh_broker.bootstrap, lines[half:])
+        published = Outcomes(fresh_broker.bootstrap).until_decisions(sent, 600, worker)
+        _assert_equivalent(fresh_broker.bootstrap, published)
+    finally:
+        worker.stop()
+
+
+def test_kill_9_at_random_moments_loses_and_doubles_nothing(fresh_broker, worker_dirs):
+    lines = _history(people=1500, seed=9)
+    data, logs = worker_dirs
+    worker = WorkerProcess(fresh_broker.bootstrap, data, logs, config=DEMO_CONFIG).start()
+    rnd = random.Random(20261122)
+    try:
+        sent = _produce(fresh_broker.bootstrap, lines)
+        for _ in range(3):
+            # Kill when a random share of the decisions is out, then start again.
+            target = int(sent * rnd.uniform(0.1, 0.8))
+            Outcomes(fresh_broker.bootstrap).until_decisions(target, 600, worker)
+            worker.kill(signal.SIGKILL)
+            worker.start()
+        published = Outcomes(fresh_broker.bootstrap).until_decisions(sent, 900, worker)
+        stats = _assert_equivalent(fresh_broker.bootstrap, published)
+        distinct, _ = distinct_by_id(published)
+        points: dict[str, int] = {}
+        for o in distinct:
+            if o["kind"] == "grant":
+                points[o["person_id"]] = points.get(o["person_id"], 0) + o["points"]
+        reference = reference_by_person(_journal(fresh_broker.bootstrap), CFG)
+        for person, outs in reference.items():
+            expected = sum(o["points"] for o in outs if o["kind"] == "grant")
+            assert points.get(person, 0) == expected, person
+        assert stats["people"] > 0
+    finally:
+        worker.stop()
+
+
+def _partition(key: str, partitions: int = 4) -> int:
+    from aiokafka.partitioner import murmur2
+
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def _person_setup(person: str, i: int) -> list[bytes]:
+    enc = msgspec.json.encode
+    return [
+        enc({"event_id": f"{person}-c", "type": "card.issued", "person_id": person,
+             "occurred_at": "2020-08-01T09:00:00+09:00", "card_applied_on": "2020-07-01",
+             "birth_date": "1980-01-01", "certificate_serial": "C",
+             "certificate_expires_at": "2030-01-01T00:00:00+09:00"}),
+        enc({"event_id": f"{person}-m", "type": "mykey.reserved", "person_id": person,
+             "occurred_at": "2020-08-02T09:00:00+09:00", "mykey_id": f"KEY{i:05d}"}),
+    ]
+
+
+def _link(person: str, account: str) -> bytes:
+    return msgspec.json.encode(
+        {"event_id": f"{person}-l-{account}", "type": "service.linked", "person_id": person,
+         "occurred_at": "2020-08-03T09:00:00+09:00", "campaign": "phase1",
+         "service_id": "demo-pay", "service_account": account})
+
+
+def test_racing_links_to_one_account_accept_exactly_one(fresh_broker, worker_dirs):
+    # Pairs of people on different partitions link the same account at the same moment.
+    people = [f"R{i:04d}" for i in range(400)]
+    pairs = []
+    by_partition: dict[int, list[str]] = {}
+    for p in people:
+        by_partition.setdefault(_partition(p), []).append(p)
+    parts = sorted(by_partition)
+    assert len(parts) >= 2
+    for n in range(30):
+        a = by_partition[parts[0]][n]
+        b = by_partition[parts[1 + n % (len(parts) - 1)]][n]
+        pairs.append((a, b, f"shared-{n}"))
+    setup = [line for i, (a, b, _) in enumerate(pairs)
+             for line in _person_setup(a, 2 * i) + _person_setup(b, 2 * i + 1)]
+    data, logs = worker_dirs
+    worker = WorkerProcess(fresh_broker.bootstrap, data, logs, config=DEMO_CONFIG).start()
+    try:
+        # Cards, then reservations: the order across input topics is issue 5's alignment, not
+        # what this test is about, so each step waits for the previous step's decisions.
+        sent = 0
+        for step in (setup[0::2], setup[1::2]):
+            sent += _produce(fresh_broker.bootstrap, step)
+            Outcomes(fresh_broker.bootstrap).until_decisions(sent, 600, worker)
+        links = [line for a, b, acct in pairs for line in (_link(a, acct), _link(b, acct))]
+        barrier = threading.Barrier(2)
+        results = []
+
+        def send(part: list[bytes]) -> None:
+            barrier.wait(timeout=30)
+            results.append(_produce(fresh_broker.bootstrap, part))
+
+        threads = [threading.Thread(target=send, args=(links[i::2],)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        sent += sum(results)
+        published = Outcomes(fresh_broker.bootstrap).until_decisions(sent, 600, worker)
+        distinct, _ = distinct_by_id(published)
+        for a, b, acct in pairs:
+            decisions = [o for o in distinct if o["kind"] == "decision"
+                         and o["event_id"] in (f"{a}-l-{acct}", f"{b}-l-{acct}")]
+            accepted = [d for d in decisions if d["accepted"]]
+            refused = [d for d in decisions if not d["accepted"]]
+            assert len(decisions) == 2 and len(accepted) == 1, decisions
+            assert refused[0]["reason"] == "account_linked_elsewhere", [
+                o for o in distinct if o["person_id"] == refused[0]["person_id"]]
+            alerts = [o for o in distinct if o["kind"] == "alert"
+                      and o["event_id"] == refused[0]["event_id"]]
+            assert len(alerts) == 1 and alerts[0]["linked_person_id"] == accepted[0]["person_id"]
+    finally:
+        worker.stop()

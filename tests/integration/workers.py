@@ -1,0 +1,145 @@
+"""Worker processes for the integration tests, and how to read what the pipeline published."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from agents import topics
+from agents.broker import free_port
+from schemas.codec import EVENT_DECODER, OUTCOME_ENCODER
+from schemas.journal import JOURNAL_DECODER, EventEntry
+from streams.config import RulesConfig
+from streams.engine import Engine
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class WorkerProcess:
+    """`python -m agents.worker` against the test broker; killable with any signal."""
+
+    def __init__(self, bootstrap: str, data_dir: Path, log_dir: Path, *, partitions: int = 4,
+                 config: str | None = None, app_id: str = "mynapoint-it"):
+        self.bootstrap = bootstrap
+        self.data_dir = data_dir
+        self.log_dir = log_dir
+        self.partitions = partitions
+        self.config = config
+        self.app_id = app_id
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> WorkerProcess:
+        self.starts += 1
+        log = open(self.log_dir / f"worker-{self.starts}.log", "wb")  # noqa: SIM115
+        cmd = [
+            sys.executable, "-m", "agents.worker",
+            "--bootstrap", self.bootstrap,
+            "--data-dir", str(self.data_dir),
+            "--partitions", str(self.partitions),
+            "--web-port", str(free_port()),
+            "--metrics-port", "0",
+            "--app-id", self.app_id,
+            "--tansu-compat",
+        ]
+        if self.config:
+            cmd += ["--config", self.config]
+        self.process = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+
+    def assert_alive(self) -> None:
+        assert self.process is not None and self.process.poll() is None, (
+            f"the worker died; see {self.log_dir}"
+        )
+
+    def log_tail(self, n: int = 40) -> str:
+        path = self.log_dir / f"worker-{self.starts}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+
+
+def decode_records(records: list[Any]) -> list[dict[str, Any]]:
+    return [msgspec.json.decode(r.value) for r in records]
+
+
+def distinct_by_id(outcomes: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """First occurrence of each outcome id; asserts every repeat is an exact repeat."""
+    seen: dict[str, dict[str, Any]] = {}
+    repeats = 0
+    out = []
+    for o in outcomes:
+        oid = o["outcome_id"]
+        if oid in seen:
+            assert seen[oid] == o, f"outcome id {oid} published with different content"
+            repeats += 1
+            continue
+        seen[oid] = o
+        out.append(o)
+    return out, repeats
+
+
+def journal_events_in_order(records: list[Any]) -> list[bytes]:
+    """The event values of the journal, per partition in offset order (repeats removed)."""
+    seen: set[tuple[str, int, int]] = set()
+    values = []
+    for r in records:
+        entry = JOURNAL_DECODER.decode(r.value)
+        if type(entry) is EventEntry:
+            source = (entry.topic, entry.partition, entry.offset)
+            if source not in seen:
+                seen.add(source)
+                values.append(entry.value)
+    return values
+
+
+def reference_by_person(values: list[bytes], cfg: RulesConfig) -> dict[str, list[dict[str, Any]]]:
+    """What `simulate` decides for the events in the pipeline's own (journal) order."""
+    engine = Engine(cfg)
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for v in values:
+        for o in engine.process(EVENT_DECODER.decode(v)):
+            out[o.person_id].append(msgspec.json.decode(OUTCOME_ENCODER.encode(o)))
+    return dict(out)
+
+
+def by_person(outcomes: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for o in outcomes:
+        out[o["person_id"]].append(o)
+    return dict(out)
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.5, worker=None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if worker is not None:
+            worker.assert_alive()
+        time.sleep(poll)  # polling a condition, not waiting on luck
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+OUTCOME_TOPICS = (topics.DECISIONS, topics.GRANTS, topics.ALERTS)
