@@ -17,6 +17,7 @@ assignment.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import Any
 import faust
 import msgspec
 
-from agents import metrics, topics
+from agents import metrics, topics, web
 from schemas.codec import BAD_KEY, OUTCOME_ENCODER, BadInput, decode_event, raw_excerpt
 from schemas.journal import (
     CLAIM_DECODER,
@@ -36,6 +37,7 @@ from schemas.journal import (
     EventEntry,
 )
 from schemas.outcomes import Alert, DeadLetter, Decision, Grant, Outcome
+from streams.align import Aligner
 from streams.claims import answer_claim
 from streams.config import RulesConfig, load_config
 from streams.ledger import RECORD_DECODER, RECORD_ENCODER, fold
@@ -46,6 +48,8 @@ log = logging.getLogger("mynapoint")
 _OUTPUT_TOPIC = {Decision: topics.DECISIONS, Grant: topics.GRANTS, Alert: topics.ALERTS,
                  DeadLetter: topics.DEADLETTER}
 _RESERVED_PREFIX = b"reserved\x00"
+#: How often held records are re-examined when no new record arrives (seconds).
+ALIGN_TICK = 0.1
 _BUDGET_COUNT_KEY = b"count\x00" + BUDGET_KEY.encode()
 
 
@@ -62,6 +66,10 @@ class WorkerSettings:
     metrics_host: str = "127.0.0.1"
     broker_credentials: Any = None
     tansu_compat: bool = False
+    # Event-time alignment: how long a silent input may hold back later events (seconds).
+    idle_wait: float = 3.0
+    # Bearer token of the status API (agents/web.py); None: no token asked.
+    status_token: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -149,7 +157,9 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
 
     persons = _raw_table(app, "persons", settings.partitions)
     holders = _raw_table(app, "claims", settings.partitions)
-    metrics.register_tables({"persons": persons, "claims": holders})
+    # Each person's published outcomes, as JSON lines, for the status API and `explain`.
+    timeline = _raw_table(app, "timeline", settings.partitions)
+    metrics.register_tables({"persons": persons, "claims": holders, "timeline": timeline})
 
     async def publish(key: bytes | None, outcomes: list[Outcome]) -> None:
         for o in outcomes:
@@ -157,22 +167,51 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
             await outputs[name].send(key=key, value=OUTCOME_ENCODER.encode(o))
             metrics.count_outcome(o)
 
+    aligner = Aligner(topics.INPUT_TOPICS, settings.idle_wait)
+    # One releaser at a time: the journal must receive released records in release order.
+    releasing = asyncio.Lock()
+
+    async def release_aligned() -> None:
+        async with releasing:
+            for held in aligner.release(time.monotonic()):
+                event, key = held.item
+                entry = EventEntry(topic=held.topic, partition=held.partition,
+                                   offset=held.offset, value=event.value, late=held.late)
+                await journal.send(key=key, value=JOURNAL_ENCODER.encode(entry))
+                if held.late:
+                    metrics.LATE.labels(held.topic).inc()
+                # Acknowledged only now: no input offset is committed past a record that has
+                # not reached the journal, so a crash loses nothing that was still held.
+                event.ack()
+            metrics.HELD.set(aligner.held())
+
     @app.agent(inputs, name="intake")
     async def intake(stream: Any) -> None:
-        async for event in stream.events():
+        async for event in stream.noack().events():
             msg = event.message
-            metrics.EVENTS_IN.labels(msg.topic, "?").inc()
+            metrics.EVENTS_IN.labels(msg.topic, "intake").inc()
             try:
                 ev = validate_record(event.key, event.value)
             except BadInput as exc:
                 dl = dead_letter(exc, msg.topic, msg.partition, msg.offset, event.value)
                 # Keyed by the (masked) person id, never by the raw key: it may be a My Number.
                 await publish(dl.person_id.encode() if dl.person_id else None, [dl])
+                event.ack()
                 continue
             metrics.EVENTS_BY_TYPE.labels(msg.topic, type(ev).__struct_config__.tag).inc()
-            entry = EventEntry(topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                               value=event.value)
-            await journal.send(key=event.key, value=JOURNAL_ENCODER.encode(entry))
+            aligner.add(msg.topic, msg.partition, msg.offset, ev.occurred_at.timestamp(),
+                        (event, event.key), time.monotonic())
+            await release_aligned()
+
+    @app.timer(interval=ALIGN_TICK)
+    async def release_idle() -> None:
+        # Releases what waited for silent sources even when no new record arrives.
+        await release_aligned()
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        # Held records of revoked partitions were never acknowledged: their new owner reads them.
+        aligner.drop({tp.partition for tp in revoked if tp.topic in topics.INPUT_TOPICS})
 
     @app.agent(journal, name="ledger")
     async def ledger(stream: Any) -> None:
@@ -185,6 +224,10 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
             folded = fold(record, entry, rules)
             if folded.record is not record:
                 persons[key] = RECORD_ENCODER.encode(folded.record)
+            if folded.outcomes and not folded.repeat:
+                timeline[key] = (timeline.get(key) or b"") + OUTCOME_ENCODER.encode_lines(
+                    folded.outcomes
+                )
             for req in folded.claims:
                 await claims.send(key=req.key.encode(), value=JOURNAL_ENCODER.encode(req))
             await publish(key, folded.outcomes)
@@ -220,7 +263,8 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
             await journal.send(key=req.person_id.encode(), value=JOURNAL_ENCODER.encode(reply))
 
     app.mynapoint_rules = rules  # type: ignore[attr-defined]
-    app.mynapoint_tables = {"persons": persons, "claims": holders}  # type: ignore[attr-defined]
+    app.mynapoint_tables = {"persons": persons, "claims": holders, "timeline": timeline}  # type: ignore[attr-defined]
+    web.register_views(app, app.mynapoint_tables, rules, settings.status_token)  # type: ignore[attr-defined]
     return app
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
 from schemas.outcomes import Alert, DeadLetter, Decision, Grant, Outcome
@@ -39,6 +39,7 @@ REPEATS = Counter(
     "Journal entries seen again (redelivery); their outcomes were re-sent as exact repeats",
 )
 LATE = Counter("mynapoint_late_events", "Events released after later ones, by topic", ["topic"])
+HELD = Gauge("mynapoint_aligner_held", "Input records held by event-time alignment")
 LATENCY = Histogram(
     "mynapoint_processing_seconds", "Time the ledger spends on one journal entry",
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0),

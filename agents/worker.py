@@ -18,6 +18,8 @@ ENV = {
     "config": ("MYNAPOINT_CONFIG", None),
     "web_port": ("MYNAPOINT_WEB_PORT", "6066"),
     "web_host": ("MYNAPOINT_WEB_HOST", "127.0.0.1"),
+    "web_canonical_url": ("MYNAPOINT_WEB_CANONICAL_URL", None),
+    "status_token": ("MYNAPOINT_STATUS_TOKEN", None),
     "metrics_port": ("MYNAPOINT_METRICS_PORT", "9108"),
     "metrics_host": ("MYNAPOINT_METRICS_HOST", "127.0.0.1"),
     "app_id": ("MYNAPOINT_APP_ID", "mynapoint"),
@@ -27,6 +29,7 @@ ENV = {
     "ssl_cafile": ("MYNAPOINT_SSL_CAFILE", None),
     "tansu_compat": ("MYNAPOINT_TANSU_COMPAT", "0"),
     "loglevel": ("MYNAPOINT_LOGLEVEL", "info"),
+    "idle_wait": ("MYNAPOINT_IDLE_WAIT", "3.0"),
 }
 
 
@@ -41,6 +44,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="rules configuration TOML " + env_help("config"))
     p.add_argument("--web-port", type=int, help="Faust web port " + env_help("web_port"))
     p.add_argument("--web-host", help="Faust web bind address " + env_help("web_host"))
+    p.add_argument("--web-canonical-url",
+                   help="URL other workers reach this one at, for the status API's routing "
+                   "(default http://WEB_HOST:WEB_PORT) " + env_help("web_canonical_url"))
+    p.add_argument("--status-token",
+                   help="bearer token the status API requires; prefer the environment variable "
+                   "(a flag shows in ps) " + env_help("status_token"))
     p.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off " + env_help("metrics_port"))
     p.add_argument("--metrics-host", help="Prometheus bind address " + env_help("metrics_host"))
     p.add_argument("--app-id", help="consumer group and table prefix " + env_help("app_id"))
@@ -51,6 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tansu-compat", action="store_true", default=None,
                    help="work around the local Tansu broker's end-offset bug " + env_help("tansu_compat"))
     p.add_argument("--loglevel", help=env_help("loglevel"))
+    p.add_argument("--idle-wait", type=float,
+                   help="seconds a silent input topic may hold back later events (event-time "
+                   "alignment; the latency cost for sparse topics) " + env_help("idle_wait"))
 
 
 def resolve(args: argparse.Namespace, name: str) -> Any:
@@ -98,8 +110,11 @@ def settings_from_args(args: argparse.Namespace):
         web_host=resolve(args, "web_host"),
         metrics_port=metrics_port or None,
         metrics_host=resolve(args, "metrics_host"),
+        idle_wait=float(resolve(args, "idle_wait")),
         broker_credentials=credentials(args),
         tansu_compat=str(resolve(args, "tansu_compat")).lower() in ("1", "true", "yes", True),
+        status_token=resolve(args, "status_token") or None,
+        extra={"canonical_url": url} if (url := resolve(args, "web_canonical_url")) else {},
     )
 
 

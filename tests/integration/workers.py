@@ -27,31 +27,37 @@ class WorkerProcess:
     """`python -m agents.worker` against the test broker; killable with any signal."""
 
     def __init__(self, bootstrap: str, data_dir: Path, log_dir: Path, *, partitions: int = 4,
-                 config: str | None = None, app_id: str = "mynapoint-it"):
+                 config: str | None = None, app_id: str = "mynapoint-it",
+                 extra_args: list[str] | None = None):
         self.bootstrap = bootstrap
         self.data_dir = data_dir
         self.log_dir = log_dir
         self.partitions = partitions
         self.config = config
         self.app_id = app_id
+        self.extra_args = list(extra_args or [])
+        # The Faust web port of the current run (a fresh free port on every start).
+        self.web_port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     def start(self) -> WorkerProcess:
         self.starts += 1
         log = open(self.log_dir / f"worker-{self.starts}.log", "wb")  # noqa: SIM115
+        self.web_port = free_port()
         cmd = [
             sys.executable, "-m", "agents.worker",
             "--bootstrap", self.bootstrap,
             "--data-dir", str(self.data_dir),
             "--partitions", str(self.partitions),
-            "--web-port", str(free_port()),
+            "--web-port", str(self.web_port),
             "--metrics-port", "0",
             "--app-id", self.app_id,
             "--tansu-compat",
         ]
         if self.config:
             cmd += ["--config", self.config]
+        cmd += self.extra_args
         self.process = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
         return self

@@ -1,0 +1,128 @@
+"""Event-time alignment: one deterministic order per person across the input topics.
+
+Kafka orders records only within one partition of one topic, and a person's card, reservation,
+link and payments come from different systems on different topics. For each partition number the
+co-partitioned input sources are merged by `occurred_at` (ties: the fixed topic order, then the
+offset) into the journal that the ledger folds. This is Kafka Streams' `max.task.idle.ms` idea:
+
+- Each source (topic, partition) keeps its own FIFO of records not yet released, in offset order;
+  records of one source are never reordered among themselves (the ledger's redelivery check relies
+  on offsets rising per source).
+- The candidate is the head with the smallest (occurred_at, topic rank, offset). It is released
+  when every source with nothing buffered has already shown a record at least as late, or has been
+  silent for `idle_wait` seconds (a source that never spoke counts as silent from the moment the
+  partition was first seen).
+- A record older than one already released from its partition is late: waiting cannot put it in
+  order any more, so it is released at once, in arrival order, and marked late.
+
+Pure and clock-free: the caller passes `now` (a monotonic time). Nothing here is shared between
+instances: the live intake keeps one `Aligner` per worker.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Held:
+    topic: str
+    partition: int
+    offset: int
+    occurred_at: float
+    item: Any
+    late: bool = False
+
+
+@dataclass(slots=True)
+class _Partition:
+    first_seen: float
+    queues: dict[str, deque[Held]] = field(default_factory=dict)
+    # Latest occurred_at shown by each source, and when it last delivered anything.
+    frontier: dict[str, float] = field(default_factory=dict)
+    last_arrival: dict[str, float] = field(default_factory=dict)
+    released_up_to: float = float("-inf")
+    held: int = 0
+
+
+class Aligner:
+    def __init__(self, topics: tuple[str, ...], idle_wait: float):
+        self.topics = topics
+        self.rank = {t: i for i, t in enumerate(topics)}
+        self.idle_wait = idle_wait
+        self.partitions: dict[int, _Partition] = {}
+
+    def held(self) -> int:
+        return sum(p.held for p in self.partitions.values())
+
+    def add(self, topic: str, partition: int, offset: int, occurred_at: float, item: Any,
+            now: float) -> None:
+        part = self.partitions.get(partition)
+        if part is None:
+            part = self.partitions[partition] = _Partition(first_seen=now)
+        part.queues.setdefault(topic, deque()).append(Held(topic, partition, offset, occurred_at,
+                                                           item))
+        part.held += 1
+        if occurred_at > part.frontier.get(topic, float("-inf")):
+            part.frontier[topic] = occurred_at
+        part.last_arrival[topic] = now
+
+    def release(self, now: float) -> list[Held]:
+        """Everything that may go to the journal now, in journal order per partition."""
+        out: list[Held] = []
+        for part in self.partitions.values():
+            if part.held:
+                self._release_partition(part, now, out)
+        return out
+
+    def flush(self) -> list[Held]:
+        """Everything still held, as if every silent source had gone idle (for a clean stop)."""
+        return self.release(float("inf"))
+
+    def drop(self, partitions: set[int]) -> int:
+        """Forgets partitions this worker no longer owns; their records were not acknowledged,
+        so the new owner reads them again."""
+        dropped = 0
+        for p in partitions:
+            part = self.partitions.pop(p, None)
+            if part is not None:
+                dropped += part.held
+        return dropped
+
+    def _release_partition(self, part: _Partition, now: float, out: list[Held]) -> None:
+        rank = self.rank
+        while part.held:
+            head: Held | None = None
+            for q in part.queues.values():
+                if q:
+                    h = q[0]
+                    if head is None or (h.occurred_at, rank[h.topic], h.offset) < (
+                        head.occurred_at, rank[head.topic], head.offset
+                    ):
+                        head = h
+            assert head is not None
+            t = head.occurred_at
+            if t < part.released_up_to:
+                head.late = True
+            elif not self._may_release(part, t, now):
+                return
+            part.queues[head.topic].popleft()
+            part.held -= 1
+            if t > part.released_up_to:
+                part.released_up_to = t
+            out.append(head)
+
+    def _may_release(self, part: _Partition, t: float, now: float) -> bool:
+        idle = self.idle_wait
+        for topic in self.topics:
+            q = part.queues.get(topic)
+            if q:
+                continue  # its head is at least as late as the candidate
+            if part.frontier.get(topic, float("-inf")) >= t:
+                continue
+            if now - part.last_arrival.get(topic, part.first_seen) >= idle:
+                continue
+            return False
+        return True

@@ -1,0 +1,203 @@
+"""Event-time alignment on the real broker (issue 5): the decisions must not depend on how the
+input topics' producers lag behind each other."""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from agents import topics
+from agents.topics import TOPIC_BY_TYPE
+from schemas.codec import EVENT_DECODER, OUTCOME_ENCODER, BadInput, decode_event
+from streams.engine import Engine
+from tests.integration.test_pipeline import (
+    CFG,
+    DEMO_CONFIG,
+    Outcomes,
+    _first_of_each,
+    _history,
+    _produce,
+)
+from tests.integration.workers import WorkerProcess, distinct_by_id
+
+IDLE = 4.0
+RANK = {t: i for i, t in enumerate(topics.INPUT_TOPICS)}
+
+
+def _valid(lines: list[bytes]) -> list[bytes]:
+    out = []
+    for line in lines:
+        try:
+            decode_event(line)
+        except BadInput:
+            continue
+        out.append(line)
+    return out
+
+
+def _time_order_reference(lines: list[bytes]) -> dict[str, list[dict[str, Any]]]:
+    """`simulate` over the history in per-person time order (ties: topic order, then file order)."""
+    events = [EVENT_DECODER.decode(line) for line in lines]
+    order = sorted(range(len(events)), key=lambda i: (
+        events[i].occurred_at.timestamp(), RANK[TOPIC_BY_TYPE[type(events[i]).__struct_config__.tag]],
+        i))
+    engine = Engine(CFG)
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for i in order:
+        for o in engine.process(events[i]):
+            out[o.person_id].append(msgspec.json.decode(OUTCOME_ENCODER.encode(o)))
+    return {p: _first_of_each(outs) for p, outs in out.items()}
+
+
+def _per_person(published: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    distinct, _ = distinct_by_id(published)
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for o in distinct:
+        out[o["person_id"]].append(o)
+    return dict(out)
+
+
+def _contended(per_person: dict[str, list[dict[str, Any]]]) -> set[str]:
+    people = set()
+    for outs in per_person.values():
+        for o in outs:
+            if o.get("code") == "account_shared":
+                people |= {o["person_id"], o["linked_person_id"]}
+    return people
+
+
+def _run(broker, tmp: Path, lines: list[bytes], lagged: bool, seed: int,
+         expected: dict[str, list[dict[str, Any]]]) -> dict[str, list]:
+    data, logs = tmp / "data", tmp / "logs"
+    logs.mkdir(parents=True)
+    worker = WorkerProcess(broker.bootstrap, data, logs, config=DEMO_CONFIG,
+                           extra_args=["--idle-wait", str(IDLE)]).start()
+    try:
+        if not lagged:
+            sent = _produce(broker.bootstrap, lines)
+        else:
+            by_topic: dict[str, list[bytes]] = defaultdict(list)
+            for line in lines:
+                by_topic[TOPIC_BY_TYPE[EVENT_DECODER.decode(line).__struct_config__.tag]].append(line)
+            rnd = random.Random(seed)
+            lags = {t: rnd.uniform(0, IDLE / 2) for t in by_topic}
+            counts: list[int] = []
+            start = threading.Event()
+
+            def produce(topic: str) -> None:
+                start.wait(30)
+                # Each system's producer starts late by its own lag: the condition under test.
+                threading.Event().wait(lags[topic])
+                counts.append(_produce(broker.bootstrap, by_topic[topic]))
+
+            threads = [threading.Thread(target=produce, args=(t,)) for t in by_topic]
+            for t in threads:
+                t.start()
+            start.set()
+            for t in threads:
+                t.join(timeout=300)
+            sent = sum(counts)
+        assert sent == len(lines)
+        Outcomes(broker.bootstrap).until_decisions(sent, 900, worker)
+        contended = _contended(expected)
+        wanted = {o["outcome_id"] for p, outs in expected.items() if p not in contended
+                  for o in outs}
+        return _per_person(Outcomes(broker.bootstrap).until_ids(wanted, 300, worker))
+    finally:
+        worker.stop()
+
+
+def test_lag_between_topic_producers_does_not_change_decisions(tmp_path):
+    from agents.broker import LocalBroker
+
+    lines = _valid(_history(people=5000, seed=21))
+    assert len(lines) >= 50_000
+    expected = _time_order_reference(lines)
+    runs = []
+    for i, lagged in enumerate((False, True)):
+        with LocalBroker() as broker:
+            runs.append(_run(broker, tmp_path / f"run{i}", lines, lagged, seed=i,
+                             expected=expected))
+    interleaved, lagged_run = runs
+    contended = _contended(interleaved) | _contended(lagged_run) | _contended(expected)
+    assert set(interleaved) == set(lagged_run) == set(expected)
+    for person in expected:
+        if person in contended:
+            continue
+        assert interleaved[person] == lagged_run[person] == expected[person], person
+    assert not any(o.get("late") for outs in interleaved.values() for o in outs)
+
+
+def _line(**fields: Any) -> bytes:
+    return msgspec.json.encode(fields)
+
+
+def test_an_event_delayed_past_the_idle_wait_is_decided_in_arrival_order_and_marked_late(
+    fresh_broker, tmp_path
+):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    worker = WorkerProcess(fresh_broker.bootstrap, tmp_path / "data", logs, config=DEMO_CONFIG,
+                           extra_args=["--idle-wait", "1.0"]).start()
+    p = "LATE0001"
+    try:
+        first = [
+            _line(event_id="c", type="card.issued", person_id=p,
+                  occurred_at="2020-08-01T09:00:00+09:00", card_applied_on="2020-07-01",
+                  birth_date="1980-01-01", certificate_serial="C",
+                  certificate_expires_at="2030-01-01T00:00:00+09:00"),
+            _line(event_id="pay", type="payment.recorded", person_id=p,
+                  occurred_at="2020-09-10T09:00:00+09:00", service_id="demo-pay",
+                  service_account="acct-late", transaction_id="t1", method="charge",
+                  amount_yen=4000),
+        ]
+        sent = _produce(fresh_broker.bootstrap, first)
+        Outcomes(fresh_broker.bootstrap).until_decisions(sent, 300, worker)
+        # The reservation happened before the payment but reaches us long after it was decided.
+        late = [_line(event_id="m", type="mykey.reserved", person_id=p,
+                      occurred_at="2020-08-02T09:00:00+09:00", mykey_id="LATE0001")]
+        sent += _produce(fresh_broker.bootstrap, late)
+        published = Outcomes(fresh_broker.bootstrap).until_decisions(sent, 300, worker)
+        decisions = [o for o in _per_person(published)[p] if o["kind"] == "decision"]
+        assert [(d["event_id"], d.get("late", False)) for d in decisions] == [
+            ("c", False), ("pay", False), ("m", True)
+        ]
+        assert decisions[1]["reason"] == "not_linked_service"
+        assert decisions[2]["accepted"] is True
+    finally:
+        worker.stop()
+
+
+def test_kill_9_during_alignment_loses_and_doubles_nothing(fresh_broker, tmp_path):
+    lines = _valid(_history(people=1500, seed=33))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    worker = WorkerProcess(fresh_broker.bootstrap, tmp_path / "data", logs, config=DEMO_CONFIG,
+                           extra_args=["--idle-wait", str(IDLE)]).start()
+    rnd = random.Random(5)
+    try:
+        sent = _produce(fresh_broker.bootstrap, lines)
+        for _ in range(2):
+            target = int(sent * rnd.uniform(0.1, 0.7))
+            Outcomes(fresh_broker.bootstrap).until_decisions(target, 600, worker)
+            worker.kill(signal.SIGKILL)
+            worker.start()
+        Outcomes(fresh_broker.bootstrap).until_decisions(sent, 900, worker)
+        expected = _time_order_reference(lines)
+        contended = _contended(expected)
+        wanted = {o["outcome_id"] for p, outs in expected.items() if p not in contended
+                  for o in outs}
+        published = Outcomes(fresh_broker.bootstrap).until_ids(wanted, 300, worker)
+        got = _per_person(published)  # asserts every repeated id is an exact repeat
+        contended |= _contended(got)
+        for person in expected:  # nothing lost, nothing decided twice, in time order
+            if person not in contended:
+                assert got[person] == expected[person], person
+    finally:
+        worker.stop()
