@@ -1,0 +1,340 @@
+"""The local broker, topic creation and `mynapoint produce`, against a real (Tansu) broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from agents.admin import ALL_TOPICS, ensure_topics
+from agents.broker import LocalBroker, find_tansu_binary, free_port, probe, run_blocking
+from agents.produce import produce_file
+from agents.topics import INPUT_TOPICS, TOPIC_BY_TYPE
+
+MYNAPOINT = str(Path(sys.executable).with_name("mynapoint"))
+CMD_TIMEOUT = 60
+
+
+def _ev(event_id: str, type_: str, person: str, **fields: object) -> str:
+    base = {
+        "event_id": event_id,
+        "type": type_,
+        "person_id": person,
+        "occurred_at": "2021-03-01T10:00:00+09:00",
+    }
+    return json.dumps({**base, **fields}, ensure_ascii=False, separators=(",", ":"))
+
+
+VALID = [
+    _ev(
+        "e1",
+        "card.issued",
+        "alice",
+        card_applied_on="2021-02-01",
+        birth_date="1980-01-01",
+        certificate_serial="c-1",
+        certificate_expires_at="2026-03-01T00:00:00+09:00",
+    ),
+    _ev("e2", "mykey.reserved", "alice", mykey_id="ABCD1234"),
+    _ev(
+        "e3",
+        "service.linked",
+        "alice",
+        campaign="phase1",
+        service_id="demo-pay",
+        service_account="acct-1",
+    ),
+    _ev(
+        "e4",
+        "payment.recorded",
+        "alice",
+        service_id="demo-pay",
+        service_account="acct-1",
+        transaction_id="tx-1",
+        method="charge",
+        amount_yen=1000,
+    ),
+    _ev(
+        "e5",
+        "card.issued",
+        "bob",
+        card_applied_on="2021-02-02",
+        birth_date="1990-05-05",
+        certificate_serial="c-2",
+        certificate_expires_at="2026-03-02T00:00:00+09:00",
+    ),
+    _ev("e6", "account.registered", "bob"),
+    _ev(
+        "e7",
+        "certificate.renewed",
+        "bob",
+        certificate_serial="c-3",
+        certificate_expires_at="2031-03-02T00:00:00+09:00",
+        reason="renewal",
+    ),
+    # Unknown extra fields are ignored, and the line goes as written (spacing and all).
+    '{"event_id": "e8", "type": "payment.refunded", "person_id": "carol", '
+    '"occurred_at": "2021-04-01T09:00:00Z", "service_id": "demo-pay", '
+    '"service_account": "acct-9", "transaction_id": "tx-9", "amount_yen": 5, "note": "extra"}',
+]
+# line number (1-based, in the file written below) -> reason code
+BAD = {
+    3: "not_json",
+    6: "unknown_type",
+    8: "my_number_in_person_id",
+    10: "missing_field",
+    11: "empty",
+}
+
+
+def _write_events(path: Path) -> dict[int, str]:
+    """Writes VALID and BAD lines interleaved; returns line number -> valid line."""
+    bad_lines = {
+        "not_json": "this is not json",
+        "unknown_type": _ev("b1", "card.exploded", "dave"),
+        "my_number_in_person_id": _ev("b2", "account.registered", "123456789012"),
+        "missing_field": '{"event_id":"b3","type":"mykey.reserved","person_id":"erin",'
+        '"occurred_at":"2021-03-01T10:00:00+09:00"}',
+        "empty": "",
+    }
+    lines: list[str] = []
+    valid_at: dict[int, str] = {}
+    valid = iter(VALID)
+    total = len(VALID) + len(BAD)
+    for lineno in range(1, total + 1):
+        if lineno in BAD:
+            lines.append(bad_lines[BAD[lineno]])
+        else:
+            line = next(valid)
+            lines.append(line)
+            valid_at[lineno] = line
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return valid_at
+
+
+def _expected_counts() -> Counter[str]:
+    return Counter(TOPIC_BY_TYPE[json.loads(line)["type"]] for line in VALID)
+
+
+def _assert_landed(consume, bootstrap: str) -> None:
+    records = consume(bootstrap, list(INPUT_TOPICS), timeout=20)
+    assert len(records) == len(VALID), [r.value for r in records]
+    by_value = {r.value: r for r in records}
+    for line in VALID:
+        event = json.loads(line)
+        record = by_value[line.encode("utf-8")]
+        assert record.topic == TOPIC_BY_TYPE[event["type"]]
+        assert record.key == event["person_id"].encode("utf-8")
+    # One person's events are on one partition per topic, in file order.
+    for topic in INPUT_TOPICS:
+        per_person: dict[bytes, list[int]] = {}
+        for r in records:
+            if r.topic == topic:
+                per_person.setdefault(r.key, []).append(r.offset)
+        for offsets in per_person.values():
+            assert offsets == sorted(offsets)
+
+
+# -- the broker ---------------------------------------------------------------------------------
+
+
+def test_local_broker_starts_answers_and_stops() -> None:
+    assert find_tansu_binary().is_file()
+    port = free_port()
+    broker = LocalBroker(port=port)
+    with broker:
+        assert broker.bootstrap == f"127.0.0.1:{port}"
+        assert broker.is_running()
+        assert run_blocking(probe(broker.bootstrap, timeout=5))
+        process = broker.process
+    assert process is not None and process.poll() is not None
+    assert not broker.is_running()
+    assert not run_blocking(probe(f"127.0.0.1:{port}", timeout=1))
+
+
+def test_broker_command_runs_in_foreground_until_sigterm() -> None:
+    proc = subprocess.Popen(
+        [MYNAPOINT, "broker", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        line = _read_line(proc, timeout=CMD_TIMEOUT)
+        assert line.startswith("127.0.0.1:"), line
+        assert run_blocking(probe(line, timeout=5))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=CMD_TIMEOUT) == 0
+        assert not run_blocking(probe(line, timeout=1))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=CMD_TIMEOUT)
+
+
+def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    buf = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or proc.poll() is not None and not sel.select(0):
+                err = proc.stderr.read() if proc.poll() is not None and proc.stderr else b""
+                raise AssertionError(f"no bootstrap line from `mynapoint broker`: {buf!r} {err!r}")
+            if sel.select(left):
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                if not chunk:
+                    continue
+                buf += chunk
+    return buf.split(b"\n", 1)[0].decode().strip()
+
+
+# -- topics -------------------------------------------------------------------------------------
+
+
+def test_ensure_topics_is_idempotent(broker: LocalBroker, unique_topic) -> None:
+    names = [unique_topic("a"), unique_topic("b")]
+    first = ensure_topics(broker.bootstrap, 3, names, timeout=20)
+    assert sorted(first.created) == sorted(names)
+    assert first.partitions == {name: 3 for name in names}
+    again = ensure_topics(broker.bootstrap, 5, names, timeout=20)
+    assert again.created == []
+    assert sorted(again.existing) == sorted(names)
+    assert again.mismatched == {name: 3 for name in names}  # reported, left unchanged
+
+
+def test_ensure_topics_creates_every_pipeline_topic(fresh_broker: LocalBroker) -> None:
+    report = ensure_topics(fresh_broker.bootstrap, 2, timeout=20)
+    assert sorted(report.created) == sorted(ALL_TOPICS)
+    assert set(report.partitions.values()) == {2}
+
+
+# -- produce ------------------------------------------------------------------------------------
+
+
+def test_produce_api_sends_valid_lines_and_reports_bad_ones(
+    fresh_broker: LocalBroker, tmp_path: Path, consume
+) -> None:
+    path = tmp_path / "events.jsonl"
+    _write_events(path)
+    seen_bad = []
+    report = produce_file(path, fresh_broker.bootstrap, partitions=3, on_bad=seen_bad.append)
+    assert report.lines == len(VALID) + len(BAD)
+    assert report.sent == _expected_counts()
+    assert {b.lineno: b.reason for b in report.bad} == BAD
+    assert seen_bad == report.bad
+    assert all(b.message for b in report.bad)
+    _assert_landed(consume, fresh_broker.bootstrap)
+
+
+def test_produce_dry_run_sends_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    _write_events(path)
+    # No broker at all: a dry run must not need one.
+    report = produce_file(path, f"127.0.0.1:{free_port()}", dry_run=True)
+    assert report.sent == _expected_counts()
+    assert {b.lineno: b.reason for b in report.bad} == BAD
+
+
+def test_produce_cli_sends_and_names_bad_lines(
+    fresh_broker: LocalBroker, tmp_path: Path, consume
+) -> None:
+    path = tmp_path / "events.jsonl"
+    _write_events(path)
+    result = subprocess.run(
+        [
+            MYNAPOINT,
+            "produce",
+            str(path),
+            "--bootstrap",
+            fresh_broker.bootstrap,
+            "--partitions",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=CMD_TIMEOUT,
+    )
+    assert result.returncode == 0, result.stderr
+    for lineno, reason in BAD.items():
+        assert f"line {lineno}: {reason}:" in result.stderr
+    for topic, n in _expected_counts().items():
+        assert f"{topic}: {n}" in result.stderr
+    _assert_landed(consume, fresh_broker.bootstrap)
+
+
+def test_produce_cli_reads_stdin_uses_env_bootstrap_and_strict(
+    fresh_broker: LocalBroker, tmp_path: Path, consume
+) -> None:
+    path = tmp_path / "events.jsonl"
+    _write_events(path)
+    env = {**os.environ, "MYNAPOINT_BOOTSTRAP": fresh_broker.bootstrap}
+    result = subprocess.run(
+        [MYNAPOINT, "produce", "-", "--strict"],
+        input=path.read_bytes(),
+        capture_output=True,
+        env=env,
+        timeout=CMD_TIMEOUT,
+    )
+    stderr = result.stderr.decode()
+    assert result.returncode == 1, stderr  # --strict: there were bad lines
+    assert "<stdin> line 3: not_json:" in stderr
+    _assert_landed(consume, fresh_broker.bootstrap)  # the valid lines were still sent
+
+
+def test_produce_cli_unreachable_broker_fails_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    _write_events(path)
+    bootstrap = f"127.0.0.1:{free_port()}"  # nothing listens there
+    result = subprocess.run(
+        [MYNAPOINT, "produce", str(path), "--bootstrap", bootstrap],
+        capture_output=True,
+        text=True,
+        timeout=CMD_TIMEOUT,
+    )
+    assert result.returncode == 2
+    assert f"cannot reach a Kafka broker at {bootstrap}" in result.stderr
+    assert "mynapoint broker" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_produce_cli_missing_file(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [MYNAPOINT, "produce", str(tmp_path / "nope.jsonl"), "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=CMD_TIMEOUT,
+    )
+    assert result.returncode == 2
+    assert "cannot read" in result.stderr
+
+
+@pytest.mark.parametrize("partitions", [1, 4])
+def test_produce_many_events_in_batches(
+    fresh_broker: LocalBroker, tmp_path: Path, consume, partitions: int
+) -> None:
+    path = tmp_path / "many.jsonl"
+    n = 3000
+    lines = [_ev(f"m{i}", "account.registered", f"p{i % 37}") for i in range(n)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = produce_file(path, fresh_broker.bootstrap, partitions=partitions)
+    assert report.sent == Counter({TOPIC_BY_TYPE["account.registered"]: n})
+    records = consume(fresh_broker.bootstrap, [TOPIC_BY_TYPE["account.registered"]], timeout=30)
+    assert sorted(r.value for r in records) == sorted(line.encode() for line in lines)
+
+
+def test_local_broker_refuses_a_port_in_use(broker: LocalBroker) -> None:
+    from agents.broker import BrokerError
+
+    with pytest.raises(BrokerError, match="in use"):
+        LocalBroker(port=broker.port).start()
+    assert run_blocking(probe(broker.bootstrap, timeout=5))  # the running one is unharmed
