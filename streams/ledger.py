@@ -95,9 +95,13 @@ def _recalled(rec: LedgerRecord, entry_id: str) -> list[Outcome]:
     return []
 
 
-def _mark_late(outcomes: list[Outcome]) -> list[Outcome]:
+def mark_late(outcomes: list[Outcome]) -> list[Outcome]:
+    # A late decision is a different statement from the same decision made in order (a retry of
+    # an old event can be both), so it gets its own id.
     return [
-        msgspec.structs.replace(o, late=True) if type(o) is Decision else o for o in outcomes
+        msgspec.structs.replace(o, late=True, outcome_id=o.outcome_id + "-late")  # type: ignore[union-attr]
+        if type(o) is Decision else o
+        for o in outcomes
     ]
 
 
@@ -109,7 +113,7 @@ def _decide(
     if step.claim is not None:
         c = step.claim
         return person, [], Waiting(c.kind, c.key, c.event_id, entry.source_id, encoded), c
-    outcomes = _mark_late(step.outcomes) if entry.late else step.outcomes
+    outcomes = mark_late(step.outcomes) if entry.late else step.outcomes
     return step.state, outcomes, None, None
 
 
@@ -177,7 +181,7 @@ def _fold_answer(rec: LedgerRecord, entry: AnswerEntry, cfg: RulesConfig) -> Fol
     ev = EVENT_DECODER.decode(waiting_entry.value)
     claim = Claim(w.claim_kind, w.claim_key, entry.person_id, w.event_id)
     step = complete(rec.person, ev, claim, entry.granted, entry.holder, cfg)
-    outcomes = _mark_late(step.outcomes) if waiting_entry.late else list(step.outcomes)
+    outcomes = mark_late(step.outcomes) if waiting_entry.late else list(step.outcomes)
     person, drained, waiting, queue, claims = _drain(step.state, rec.queue, cfg)
     outcomes.extend(drained)
     new = msgspec.structs.replace(

@@ -19,6 +19,7 @@ from schemas.codec import EVENT_DECODER, OUTCOME_ENCODER
 from schemas.journal import JOURNAL_DECODER, EventEntry
 from streams.config import RulesConfig
 from streams.engine import Engine
+from streams.ledger import mark_late
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,8 +107,8 @@ def distinct_by_id(outcomes: list[dict[str, Any]]) -> tuple[list[dict[str, Any]]
     return out, repeats
 
 
-def journal_events_in_order(records: list[Any]) -> list[bytes]:
-    """The event values of the journal, per partition in offset order (repeats removed)."""
+def journal_events_in_order(records: list[Any]) -> list[tuple[bytes, bool]]:
+    """The events of the journal (value, late), per partition in offset order, repeats removed."""
     seen: set[tuple[str, int, int]] = set()
     values = []
     for r in records:
@@ -116,16 +117,20 @@ def journal_events_in_order(records: list[Any]) -> list[bytes]:
             source = (entry.topic, entry.partition, entry.offset)
             if source not in seen:
                 seen.add(source)
-                values.append(entry.value)
+                values.append((entry.value, entry.late))
     return values
 
 
-def reference_by_person(values: list[bytes], cfg: RulesConfig) -> dict[str, list[dict[str, Any]]]:
-    """What `simulate` decides for the events in the pipeline's own (journal) order."""
+def reference_by_person(
+    values: list[tuple[bytes, bool]], cfg: RulesConfig
+) -> dict[str, list[dict[str, Any]]]:
+    """What `simulate` decides for the events in the pipeline's own (journal) order; decisions on
+    events that alignment released late carry the mark, as the ledger's do."""
     engine = Engine(cfg)
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for v in values:
-        for o in engine.process(EVENT_DECODER.decode(v)):
+    for value, late in values:
+        outcomes = engine.process(EVENT_DECODER.decode(value))
+        for o in mark_late(outcomes) if late else outcomes:
             out[o.person_id].append(msgspec.json.decode(OUTCOME_ENCODER.encode(o)))
     return dict(out)
 
