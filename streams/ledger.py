@@ -143,13 +143,7 @@ def fold(record: LedgerRecord | None, entry: JournalEntry, cfg: RulesConfig) -> 
 def _fold_event(rec: LedgerRecord, entry: EventEntry, cfg: RulesConfig) -> Folded:
     source = f"{entry.topic}/{entry.partition}"
     if rec.offsets.get(source, -1) >= entry.offset:
-        claims = []
-        w = rec.waiting
-        if w is not None and w.source_id == entry.source_id:
-            # The claim may have died with the worker that sent it; asking again is harmless.
-            claims = [ClaimRequest(kind=w.claim_kind, key=w.claim_key,
-                                   person_id=_person_of(entry), event_id=w.event_id)]
-        return Folded(rec, _recalled(rec, entry.source_id), claims, True)
+        return Folded(rec, _recalled(rec, entry.source_id), _ask_again(rec, entry), True)
     offsets = {**rec.offsets, source: entry.offset}
     encoded = JOURNAL_ENCODER.encode(entry)
     if rec.waiting is not None:
@@ -167,15 +161,29 @@ def _fold_event(rec: LedgerRecord, entry: EventEntry, cfg: RulesConfig) -> Folde
     return Folded(new, outcomes, [_claim_request(claim)] if claim is not None else [])
 
 
-def _person_of(entry: EventEntry) -> str:
-    return EVENT_DECODER.decode(entry.value).person_id
+def _ask_again(rec: LedgerRecord, entry: JournalEntry) -> list[ClaimRequest]:
+    """On any redelivery, the waiting request's claim is sent again.
+
+    A redelivery means a worker died before committing; the claim it sent (while deciding the
+    waiting request, or while draining the queue behind an answer) may have died with it. Claims
+    are idempotent, so asking again is harmless, and without it the person would wait forever.
+    """
+    w = rec.waiting
+    if w is None:
+        return []
+    person_id = (
+        EVENT_DECODER.decode(entry.value).person_id if type(entry) is EventEntry
+        else entry.person_id  # type: ignore[union-attr]
+    )
+    return [ClaimRequest(kind=w.claim_kind, key=w.claim_key, person_id=person_id,
+                         event_id=w.event_id)]
 
 
 def _fold_answer(rec: LedgerRecord, entry: AnswerEntry, cfg: RulesConfig) -> Folded:
     w = rec.waiting
     if w is None or w.event_id != entry.event_id or w.claim_kind != entry.claim_kind:
         # A repeated answer, for a request already decided.
-        return Folded(rec, _recalled(rec, entry.source_id), [], True)
+        return Folded(rec, _recalled(rec, entry.source_id), _ask_again(rec, entry), True)
     waiting_entry = JOURNAL_DECODER.decode(w.entry)
     assert type(waiting_entry) is EventEntry
     ev = EVENT_DECODER.decode(waiting_entry.value)

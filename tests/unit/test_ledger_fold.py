@@ -144,6 +144,24 @@ def test_a_redelivered_waiting_request_asks_its_claim_again():
     assert again.repeat and [c.event_id for c in again.claims] == ["l"]
 
 
+def test_a_redelivered_answer_asks_the_next_waiting_claim_again():
+    # The answer to the first link drains a second link, whose claim goes out; the worker dies
+    # before that claim is flushed and the answer comes again: the second claim must be re-sent.
+    second = _line("l2", "p1", "service.linked", "2022-07-01T09:00:00+09:00",
+                   campaign="phase2_insurance", service_id="demo-pay", service_account="a1")
+    register = _line("r", "p1", "insurance.registered", "2022-06-30T09:00:00+09:00")
+    rec = None
+    for i, line in enumerate(SETUP[:3] + [register, second]):
+        rec = fold(rec, EventEntry(topic="t", partition=0, offset=i, value=line),
+                   NO_BUDGET).record
+    answer = AnswerEntry(claim_kind="account", claim_key="demo-pay\x00a1", person_id="p1",
+                         event_id="l", granted=True, holder="p1")
+    drained = fold(rec, answer, NO_BUDGET)
+    assert [c.event_id for c in drained.claims] == ["l2"]
+    again = fold(drained.record, answer, NO_BUDGET)
+    assert again.repeat and [c.event_id for c in again.claims] == ["l2"]
+
+
 def test_recent_memory_is_bounded():
     rec = None
     for i in range(RECENT + 10):
