@@ -8,7 +8,7 @@ JSON Schema for integrators.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -16,11 +16,13 @@ import msgspec
 #: any change that msgspec's evolution rules do not absorb; never rewrite stored events.
 EVENT_SCHEMA_VERSION = 1
 
-PRINTABLE_ASCII_1_64 = r"^[\x20-\x7e]{1,64}$"
+# `$(?!\n)`: Python's `$` also matches before a final newline ("P1\n" would pass); the lookahead
+# keeps the patterns exact and still valid JSON Schema (ECMA-262) regexes.
+PRINTABLE_ASCII_1_64 = r"^[\x20-\x7e]{1,64}$(?!\n)"
 # A person id is opaque; a bare 12-digit number is refused because that is the shape of a My Number
 # (個人番号), which must never enter the system (seed 003).
-PERSON_ID_PATTERN = r"^(?!\d{12}$)[A-Za-z0-9_-]{1,64}$"
-MYKEY_PATTERN = r"^[A-Za-z0-9]{8}$"
+PERSON_ID_PATTERN = r"^(?!\d{12}$)[A-Za-z0-9_-]{1,64}$(?!\n)"
+MYKEY_PATTERN = r"^[A-Za-z0-9]{8}$(?!\n)"
 
 EventId = Annotated[
     str,
@@ -124,19 +126,19 @@ class PaymentRefunded(Event, frozen=True, tag="payment.refunded"):
     amount_yen: Yen
 
 
-AnyEvent = Union[
-    CardIssued,
-    CertificateRenewed,
-    CardSuspended,
-    CardResumed,
-    MyKeyReserved,
-    ServicePreregistered,
-    InsuranceRegistered,
-    AccountRegistered,
-    ServiceLinked,
-    PaymentRecorded,
-    PaymentRefunded,
-]
+AnyEvent = (
+    CardIssued
+    | CertificateRenewed
+    | CardSuspended
+    | CardResumed
+    | MyKeyReserved
+    | ServicePreregistered
+    | InsuranceRegistered
+    | AccountRegistered
+    | ServiceLinked
+    | PaymentRecorded
+    | PaymentRefunded
+)
 
 EVENT_TYPES: tuple[type[Event], ...] = AnyEvent.__args__  # type: ignore[attr-defined]
 TYPE_NAMES: dict[type[Event], str] = {

@@ -6,7 +6,7 @@ from schemas.events import Event
 from schemas.outcomes import Outcome
 from streams.claims import Claims
 from streams.config import RulesConfig
-from streams.rules import CLAIM_ACCOUNT, apply, complete
+from streams.rules import CLAIM_ACCOUNT, Step, apply, complete
 from streams.state import PersonState
 
 
@@ -19,16 +19,22 @@ class Engine:
         self.claims = Claims(cfg.reservation_budget)
 
     def process(self, ev: Event) -> list[Outcome]:
-        people = self.people
-        state = people.get(ev.person_id)
+        person_id = ev.person_id
+        state = self.people.get(person_id)
         step = apply(state, ev, self.cfg)
-        claim = step.claim
-        if claim is not None:
-            if claim.kind == CLAIM_ACCOUNT:
-                answer = self.claims.account(claim.key, claim.person_id)
-            else:
-                answer = self.claims.reservation(claim.person_id)
-            step = complete(step.state, ev, claim, answer.granted, answer.holder, self.cfg)
-        if step.state is not state:
-            people[ev.person_id] = step.state
+        if step.claim is not None:
+            step = self._answer(step, ev)
+        new_state = step.state
+        if new_state is not state:
+            self.people[person_id] = new_state
         return step.outcomes
+
+    def _answer(self, step: Step, ev: Event) -> Step:
+        """Answers the step's claim here and now, and finishes the decision."""
+        claim = step.claim
+        assert claim is not None
+        if claim.kind == CLAIM_ACCOUNT:
+            answer = self.claims.account(claim.key, claim.person_id)
+        else:
+            answer = self.claims.reservation(claim.person_id)
+        return complete(step.state, ev, claim, answer.granted, answer.holder, self.cfg)

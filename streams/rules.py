@@ -54,7 +54,9 @@ class Claim(NamedTuple):
     event_id: str
 
 
-class Step(NamedTuple):
+class Step(msgspec.Struct, gc=False):
+    """What `apply` and `complete` return (a plain record: built once per event, it is kept cheap)."""
+
     state: PersonState
     outcomes: list[Outcome]
     claim: Claim | None = None
@@ -68,21 +70,35 @@ def outcome_id(ev: Event, reason: str | None) -> str:
     same ids, a redelivered record yields an exact repeat that consumers can drop, and two
     different decisions never share an id.
     """
-    extra = ""
+    return _outcome_id(ev, _TYPE_NAMES[type(ev)], reason)
+
+
+# A copy of a fresh hasher is the same hash as a new one, made without parsing the arguments again.
+_new_blake2b_10 = hashlib.blake2b(digest_size=10).copy
+
+
+def _outcome_id(ev: Event, type_name: str, reason: str | None) -> str:
     if type(ev) is PaymentRecorded:
-        extra = f"\x1f{ev.service_id}\x1f{ev.transaction_id}"
-    data = f"{ev.person_id}\x1f{_TYPE_NAMES[type(ev)]}\x1f{ev.event_id}{extra}\x1f{reason or ''}"
-    return hashlib.blake2b(data.encode(), digest_size=10).hexdigest()
+        data = (
+            f"{ev.person_id}\x1f{type_name}\x1f{ev.event_id}"
+            f"\x1f{ev.service_id}\x1f{ev.transaction_id}\x1f{reason or ''}"
+        )
+    else:
+        data = f"{ev.person_id}\x1f{type_name}\x1f{ev.event_id}\x1f{reason or ''}"
+    h = _new_blake2b_10()
+    h.update(data.encode())
+    return h.hexdigest()
 
 
 def _decide(ev: Event, cfg: RulesConfig, reason: str | None) -> Decision:
+    type_name = _TYPE_NAMES[type(ev)]
     return Decision(
         event_id=ev.event_id,
         person_id=ev.person_id,
-        type=_TYPE_NAMES[type(ev)],
+        type=type_name,
         accepted=reason is None,
         reason=reason,
-        outcome_id=outcome_id(ev, reason),
+        outcome_id=_outcome_id(ev, type_name, reason),
         rules_version=cfg.version,
     )
 
@@ -96,8 +112,16 @@ def _reject(state: PersonState, ev: Event, cfg: RulesConfig, reason: str) -> Ste
     return Step(_seen(state, ev), [_decide(ev, cfg, reason)])
 
 
-def _accept(new_state: PersonState, ev: Event, cfg: RulesConfig) -> Step:
-    return Step(_seen(new_state, ev), [_decide(ev, cfg, None)])
+def _accept(
+    new_state: PersonState, ev: Event, cfg: RulesConfig, grant: tuple[str, str, int] | None = None
+) -> Step:
+    """An acceptance; `grant` (campaign, service_id, points) adds a grant unless points is 0."""
+    decision = _decide(ev, cfg, None)
+    if grant is not None and grant[2]:
+        return Step(_seen(new_state, ev), [decision, _grant(decision, *grant)])
+    return Step(_seen(new_state, ev), [decision])
+
+
 
 
 def _card_problem(card: Card | None, ts: float, day: int, cfg: RulesConfig) -> str | None:
@@ -274,28 +298,28 @@ def _complete_link(
         )
     ts = ev.occurred_at.timestamp()
     link = Link(ev.campaign, ev.service_id, ev.service_account, ts, jst_day(ts))
-    new_state = _replace(state, links=state.links + (link,))
-    step = _accept(new_state, ev, cfg)
+    links = state.links + (link,)
     campaign = cfg.campaigns[ev.campaign]
     if campaign.flat:
-        already = new_state.points.get(ev.campaign, 0)
-        points = campaign.cap - already
+        points = campaign.cap - state.points.get(ev.campaign, 0)
         if points:
-            st = _replace(step.state, points={**step.state.points, ev.campaign: campaign.cap})
-            step.outcomes.append(_grant(ev, ev.campaign, ev.service_id, points, cfg))
-            return Step(st, step.outcomes)
-    return step
+            new_state = _replace(
+                state, links=links, points={**state.points, ev.campaign: campaign.cap}
+            )
+            return _accept(new_state, ev, cfg, grant=(ev.campaign, ev.service_id, points))
+    return _accept(_replace(state, links=links), ev, cfg)
 
 
-def _grant(ev: Event, campaign: str, service_id: str, points: int, cfg: RulesConfig) -> Grant:
+def _grant(accepted: Decision, campaign: str, service_id: str, points: int) -> Grant:
+    """Points granted because of the event `accepted` decided (its id is outcome_id(ev, None))."""
     return Grant(
-        event_id=ev.event_id,
-        person_id=ev.person_id,
+        event_id=accepted.event_id,
+        person_id=accepted.person_id,
         campaign=campaign,
         service_id=service_id,
         points=points,
-        outcome_id=outcome_id(ev, None) + "-g",
-        rules_version=cfg.version,
+        outcome_id=accepted.outcome_id + "-g",
+        rules_version=accepted.rules_version,
     )
 
 
@@ -377,9 +401,10 @@ def _payment_recorded(
         spend={**state.spend, name: spend},
         points={**state.points, name: total},
     )
-    outcomes: list[Outcome] = [_decide(ev, cfg, None)]
+    decision = _decide(ev, cfg, None)
+    outcomes: list[Outcome] = [decision]
     if total != points_before:
-        outcomes.append(_grant(ev, name, ev.service_id, total - points_before, cfg))
+        outcomes.append(_grant(decision, name, ev.service_id, total - points_before))
     return Step(new_state, outcomes)
 
 
@@ -406,10 +431,7 @@ def _payment_refunded(
         spend={**state.spend, name: spend},
         points={**state.points, name: total},
     )
-    step = _accept(new_state, ev, cfg)
-    if total != points_before:
-        step.outcomes.append(_grant(ev, name, ev.service_id, total - points_before, cfg))
-    return step
+    return _accept(new_state, ev, cfg, grant=(name, ev.service_id, total - points_before))
 
 
 _HANDLERS = {

@@ -117,7 +117,7 @@ def _assert_equivalent(bootstrap: str, published: list[dict[str, Any]],
                   if p not in contended and _by_kind(got[p]) != _by_kind(expected[p])]
     assert not mismatched, (len(mismatched), mismatched[:5],
                             _first_difference(got[mismatched[0]], expected[mismatched[0]]))
-    return {"people": len(expected), "repeats": repeats, "contended": len(contended)}
+    return {"people": len(expected), "repeats": repeats, "contended": contended}
 
 
 def _by_kind(outcomes: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -267,6 +267,8 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(fresh_broker, worker
                 points[o["person_id"]] = points.get(o["person_id"], 0) + o["points"]
         reference = reference_by_person(_journal(fresh_broker.bootstrap), CFG)
         for person, outs in reference.items():
+            if person in stats["contended"]:
+                continue  # who won a shared account is a race: checked in its own test
             expected = sum(o["points"] for o in outs if o["kind"] == "grant")
             assert points.get(person, 0) == expected, person
         assert stats["people"] > 0
