@@ -9,9 +9,11 @@ offset) into the journal that the ledger folds. This is Kafka Streams' `max.task
   records of one source are never reordered among themselves (the ledger's redelivery check relies
   on offsets rising per source).
 - The candidate is the head with the smallest (occurred_at, topic rank, offset). It is released
-  when every source with nothing buffered has already shown a record at least as late, or has been
+  when every source with nothing buffered has already shown a record at least as late, or is
+  idle: the broker has nothing more for it (the caller's `has_more` says so) and it has been
   silent for `idle_wait` seconds (a source that never spoke counts as silent from the moment the
-  partition was first seen).
+  partition was first seen). A source with records still to fetch is never idle, however long
+  our own backlog keeps them from us: that is what keeps a backlog's order deterministic.
 - A record older than one already released from its partition is late: waiting cannot put it in
   order any more, so it is released at once, in arrival order, and marked late.
 
@@ -22,8 +24,13 @@ instances: the live intake keeps one `Aligner` per worker.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+#: has_more(topic, partition, next_offset): does the broker hold records of that source from
+#: next_offset on?
+HasMore = Callable[[str, int, int], bool]
 
 
 @dataclass(slots=True)
@@ -43,6 +50,7 @@ class _Partition:
     # Latest occurred_at shown by each source, and when it last delivered anything.
     frontier: dict[str, float] = field(default_factory=dict)
     last_arrival: dict[str, float] = field(default_factory=dict)
+    last_offset: dict[str, int] = field(default_factory=dict)
     released_up_to: float = float("-inf")
     held: int = 0
 
@@ -68,13 +76,19 @@ class Aligner:
         if occurred_at > part.frontier.get(topic, float("-inf")):
             part.frontier[topic] = occurred_at
         part.last_arrival[topic] = now
+        part.last_offset[topic] = offset
 
-    def release(self, now: float) -> list[Held]:
-        """Everything that may go to the journal now, in journal order per partition."""
+    def release(self, now: float, has_more: HasMore | None = None) -> list[Held]:
+        """Everything that may go to the journal now, in journal order per partition.
+
+        `has_more(topic, partition, next_offset)` tells whether the broker holds records of that
+        source from `next_offset` on (the live intake asks its consumer's high watermark); without
+        it, silence alone makes a source idle.
+        """
         out: list[Held] = []
-        for part in self.partitions.values():
+        for p, part in self.partitions.items():
             if part.held:
-                self._release_partition(part, now, out)
+                self._release_partition(p, part, now, has_more, out)
         return out
 
     def flush(self) -> list[Held]:
@@ -91,7 +105,8 @@ class Aligner:
                 dropped += part.held
         return dropped
 
-    def _release_partition(self, part: _Partition, now: float, out: list[Held]) -> None:
+    def _release_partition(self, p: int, part: _Partition, now: float,
+                           has_more: HasMore | None, out: list[Held]) -> None:
         rank = self.rank
         while part.held:
             head: Held | None = None
@@ -106,7 +121,7 @@ class Aligner:
             t = head.occurred_at
             if t < part.released_up_to:
                 head.late = True
-            elif not self._may_release(part, t, now):
+            elif not self._may_release(p, part, t, now, has_more):
                 return
             part.queues[head.topic].popleft()
             part.held -= 1
@@ -114,7 +129,8 @@ class Aligner:
                 part.released_up_to = t
             out.append(head)
 
-    def _may_release(self, part: _Partition, t: float, now: float) -> bool:
+    def _may_release(self, p: int, part: _Partition, t: float, now: float,
+                     has_more: HasMore | None) -> bool:
         idle = self.idle_wait
         for topic in self.topics:
             q = part.queues.get(topic)
@@ -122,6 +138,8 @@ class Aligner:
                 continue  # its head is at least as late as the candidate
             if part.frontier.get(topic, float("-inf")) >= t:
                 continue
+            if has_more is not None and has_more(topic, p, part.last_offset.get(topic, -1) + 1):
+                return False  # not silent: the broker has more of it that we have not read yet
             if now - part.last_arrival.get(topic, part.first_seen) >= idle:
                 continue
             return False

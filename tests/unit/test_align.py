@@ -107,3 +107,21 @@ def test_dropped_partitions_are_forgotten():
     aligner = Aligner(("a", "b"), IDLE)
     aligner.add("a", 3, 0, 10.0, "x", now=0.0)
     assert aligner.drop({3}) == 1 and aligner.held() == 0 and aligner.flush() == []
+
+
+def test_a_source_with_records_still_to_fetch_is_never_idle():
+    # Our own backlog may keep a source's records from us for longer than the idle wait; as long
+    # as the broker holds more of it, the candidate waits (Kafka Streams' lag-aware idleness).
+    backlog = {("a", 0): 5}  # the broker's high watermark for source a
+
+    def has_more(topic: str, partition: int, next_offset: int) -> bool:
+        return backlog.get((topic, partition), 0) > next_offset
+
+    aligner = Aligner(("a", "b"), IDLE)
+    aligner.add("b", 0, 0, 50.0, "b0", now=0.0)
+    assert aligner.release(now=10 * IDLE, has_more=has_more) == []
+    for off, ts in enumerate((10.0, 20.0, 30.0, 40.0, 60.0)):
+        aligner.add("a", 0, off, ts, f"a{off}", now=10 * IDLE)
+    out = [h.item for h in aligner.release(now=10 * IDLE, has_more=has_more)]
+    assert out == ["a0", "a1", "a2", "a3", "b0", "a4"]
+    assert not any(h.late for h in aligner.flush())
