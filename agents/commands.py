@@ -16,6 +16,9 @@ def register(sub: Any, lazy: Lazy) -> None:
     _register_produce(sub, lazy)
     _register_worker(sub, lazy)
     _register_dev(sub, lazy)
+    from agents.commands_audit import register as register_audit
+
+    register_audit(sub, lazy)
     return None
 
 
