@@ -208,6 +208,8 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
                 # Keyed by the (masked) person id, never by the raw key: it may be a My Number.
                 await publish(dl.person_id.encode() if dl.person_id else None, [dl])
                 event.ack()
+                aligner.passed(msg.topic, msg.partition, msg.offset, time.monotonic())
+                await release_aligned()
                 continue
             metrics.EVENTS_BY_TYPE.labels(msg.topic, type(ev).__struct_config__.tag).inc()
             aligner.add(msg.topic, msg.partition, msg.offset, ev.occurred_at.timestamp(),

@@ -78,6 +78,15 @@ class Aligner:
         part.last_arrival[topic] = now
         part.last_offset[topic] = offset
 
+    def passed(self, topic: str, partition: int, offset: int, now: float) -> None:
+        """Notes a record of a source that will not be journaled (a dead letter): the source has
+        still moved on, and must not look as if it had more to deliver."""
+        part = self.partitions.get(partition)
+        if part is None:
+            part = self.partitions[partition] = _Partition(first_seen=now)
+        part.last_arrival[topic] = now
+        part.last_offset[topic] = offset
+
     def release(self, now: float, has_more: HasMore | None = None) -> list[Held]:
         """Everything that may go to the journal now, in journal order per partition.
 

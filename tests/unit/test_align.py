@@ -125,3 +125,20 @@ def test_a_source_with_records_still_to_fetch_is_never_idle():
     out = [h.item for h in aligner.release(now=10 * IDLE, has_more=has_more)]
     assert out == ["a0", "a1", "a2", "a3", "b0", "a4"]
     assert not any(h.late for h in aligner.flush())
+
+
+def test_a_dead_lettered_record_moves_its_source_on():
+    # The broker's high watermark counts bad records too; once intake has passed them, the
+    # source has nothing more to deliver and may go idle.
+    def has_more(topic: str, partition: int, next_offset: int) -> bool:
+        return topic == "a" and next_offset < 3  # source a holds offsets 0..2
+
+    aligner = Aligner(("a", "b"), IDLE)
+    aligner.add("a", 0, 0, 10.0, "a0", now=0.0)
+    aligner.add("b", 0, 0, 50.0, "b0", now=0.0)
+    aligner.passed("a", 0, 1, now=0.0)  # offset 1 was bad
+    assert [h.item for h in aligner.release(now=0.0, has_more=has_more)] == ["a0"]
+    assert aligner.release(now=10 * IDLE, has_more=has_more) == []  # offset 2 still to come
+    aligner.passed("a", 0, 2, now=10 * IDLE)
+    assert aligner.release(now=10 * IDLE, has_more=has_more) == []  # a just spoke
+    assert [h.item for h in aligner.release(now=11 * IDLE, has_more=has_more)] == ["b0"]
