@@ -179,8 +179,15 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
     def has_more(topic: str, partition: int, next_offset: int) -> bool:
         # The high watermark of the consumer's last fetch (correct on Tansu too); None before any
         # fetch answered for this partition: then only silence counts.
-        hw = app.consumer.highwater(TP(topic, partition))
-        return hw is not None and hw > next_offset
+        tp = TP(topic, partition)
+        hw = app.consumer.highwater(tp)
+        if hw is None:
+            return False
+        # A source this worker has read nothing of since it took the partition starts at the
+        # group's committed offset (Faust keeps it per partition); everything before that was
+        # journaled by an earlier owner.
+        committed = app.consumer._committed_offset.get(tp) or 0  # noqa: SLF001
+        return hw > max(next_offset, committed)
 
     async def release_aligned() -> None:
         async with releasing:
