@@ -14,7 +14,7 @@ import msgspec
 
 from agents import topics
 from agents.topics import TOPIC_BY_TYPE
-from schemas.codec import EVENT_DECODER, OUTCOME_ENCODER, BadInput, decode_event
+from schemas.codec import EVENT_DECODER, OUTCOME_ENCODER
 from streams.engine import Engine
 from tests.integration.test_pipeline import (
     CFG,
@@ -23,6 +23,7 @@ from tests.integration.test_pipeline import (
     _by_kind,
     _first_of_each,
     _history,
+    _is_valid,
     _produce,
 )
 from tests.integration.workers import WorkerProcess, distinct_by_id
@@ -32,14 +33,7 @@ RANK = {t: i for i, t in enumerate(topics.INPUT_TOPICS)}
 
 
 def _valid(lines: list[bytes]) -> list[bytes]:
-    out = []
-    for line in lines:
-        try:
-            decode_event(line)
-        except BadInput:
-            continue
-        out.append(line)
-    return out
+    return [line for line in lines if _is_valid(line)]
 
 
 def _in_time_order(lines: list[bytes]) -> list[bytes]:
