@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-import msgspec
 from faust.types import TP
 
 from agents import metrics, topics, web
@@ -286,7 +285,3 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
     app.mynapoint_tables = {"persons": persons, "claims": holders, "timeline": timeline}  # type: ignore[attr-defined]
     web.register_views(app, app.mynapoint_tables, rules, settings.status_token)  # type: ignore[attr-defined]
     return app
-
-
-def encoded_outcome_kind(value: bytes) -> str:
-    return msgspec.json.decode(value).get("kind", "?")
