@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from schemas.codec import EVENT_DECODER, OUTCOME_DECODER, OUTCOME_ENCODER
+from schemas.codec import OUTCOME_DECODER, OUTCOME_ENCODER, decode_event_fast
 from schemas.journal import (
     JOURNAL_DECODER,
     JOURNAL_ENCODER,
@@ -108,7 +108,7 @@ def mark_late(outcomes: list[Outcome]) -> list[Outcome]:
 def _decide(
     person: PersonState | None, entry: EventEntry, encoded: bytes, cfg: RulesConfig
 ) -> tuple[PersonState | None, list[Outcome], Waiting | None, Claim | None]:
-    ev = EVENT_DECODER.decode(entry.value)
+    ev = decode_event_fast(entry.value)
     step = apply(person, ev, cfg)
     if step.claim is not None:
         c = step.claim
@@ -172,7 +172,7 @@ def _ask_again(rec: LedgerRecord, entry: JournalEntry) -> list[ClaimRequest]:
     if w is None:
         return []
     person_id = (
-        EVENT_DECODER.decode(entry.value).person_id if type(entry) is EventEntry
+        decode_event_fast(entry.value).person_id if type(entry) is EventEntry
         else entry.person_id  # type: ignore[union-attr]
     )
     return [ClaimRequest(kind=w.claim_kind, key=w.claim_key, person_id=person_id,
@@ -186,7 +186,7 @@ def _fold_answer(rec: LedgerRecord, entry: AnswerEntry, cfg: RulesConfig) -> Fol
         return Folded(rec, _recalled(rec, entry.source_id), _ask_again(rec, entry), True)
     waiting_entry = JOURNAL_DECODER.decode(w.entry)
     assert type(waiting_entry) is EventEntry
-    ev = EVENT_DECODER.decode(waiting_entry.value)
+    ev = decode_event_fast(waiting_entry.value)
     claim = Claim(w.claim_kind, w.claim_key, entry.person_id, w.event_id)
     step = complete(rec.person, ev, claim, entry.granted, entry.holder, cfg)
     outcomes = mark_late(step.outcomes) if waiting_entry.late else list(step.outcomes)
