@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
-import io
 import platform
 import sys
 import time
@@ -43,7 +42,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_simulate import NullSink, commit, history, machine, pin_one_core  # noqa: E402
+from bench_simulate import (  # noqa: E402
+    best_of,
+    commit,
+    history,
+    machine,
+    pin_one_core,
+    record_row,
+    run_simulate,
+)
 
 from streams.config import load_config  # noqa: E402
 from streams.demo import DEMO_CONFIG  # noqa: E402
@@ -56,7 +63,6 @@ from streams.export import (  # noqa: E402
     set_table_raw,
 )
 from streams.replay import compare, record_offline, replay  # noqa: E402
-from streams.simulate import simulate_to  # noqa: E402
 
 DOCS = ROOT / "docs" / "BENCHMARKS.md"
 SECTION_START = "<!-- bench:replay:start -->"
@@ -100,24 +106,6 @@ default collector. Comparing with the published outcomes costs about as much aga
 """
 
 
-def best_of(repeats: int, fn, *args):  # type: ignore[no-untyped-def]
-    best = float("inf")
-    result = None
-    for _ in range(repeats):
-        result = None
-        gc.collect()
-        t0 = time.process_time()
-        result = fn(*args)
-        best = min(best, time.process_time() - t0)
-    return best, result
-
-
-def run_simulate(data: bytes, cfg) -> int:  # type: ignore[no-untyped-def]
-    sink = NullSink()
-    simulate_to(io.BytesIO(data), sink, cfg)  # type: ignore[arg-type]
-    return sink.bytes
-
-
 def run_replay(journal, cfg):  # type: ignore[no-untyped-def]
     h = History()
     with no_cyclic_gc():  # as `agents.history.read_history` builds it
@@ -134,20 +122,7 @@ def run_replay_compare(journal, published, table, cfg):  # type: ignore[no-untyp
 
 
 def update_docs(row: str, label: str) -> None:
-    # Re-read right before writing: another benchmark may have added its own section meanwhile.
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    if SECTION_START not in text:
-        text = (text.rstrip("\n") + "\n\n" + SECTION_INTRO + f"\n{SECTION_START}\n{TABLE_HEAD}\n"
-                f"{SECTION_END}\n")
-    head, rest = text.split(SECTION_START, 1)
-    table, tail = rest.split(SECTION_END, 1)
-    rows = [ln for ln in table.strip().splitlines()[2:] if ln.strip()]
-    rows = [ln for ln in rows if [c.strip() for c in ln.strip().strip("|").split("|")][1:2]
-            != [label]]
-    rows.append(row)
-    DOCS.write_text(f"{head}{SECTION_START}\n" + "\n".join([TABLE_HEAD, *rows]) +
-                    f"\n{SECTION_END}{tail}", encoding="utf-8")
-    print(f"recorded in {DOCS.relative_to(ROOT)}")
+    record_row(row, label, SECTION_START, SECTION_END, TABLE_HEAD, SECTION_INTRO)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,13 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     t_sim = t_rep = t_cmp = float("inf")
     out_bytes, report = 0, None
     for _ in range(args.repeats):
-        t, out_bytes = best_of(1, run_simulate, data, cfg)
+        t, _, out_bytes = best_of(1, run_simulate, data, cfg)
         t_sim = min(t_sim, t)
-        t, replayed = best_of(1, run_replay, journal, cfg)
+        t, _, replayed = best_of(1, run_replay, journal, cfg)
         assert replayed.events == events, (replayed.events, events)
         del replayed
         t_rep = min(t_rep, t)
-        t, report = best_of(1, run_replay_compare, journal, published, recorded.table, cfg)
+        t, _, report = best_of(1, run_replay_compare, journal, published, recorded.table, cfg)
         assert report.ok, report.render()
         t_cmp = min(t_cmp, t)
     sim, rep, cmp_rate = events / t_sim, events / t_rep, events / t_cmp

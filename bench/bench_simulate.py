@@ -196,21 +196,27 @@ def commit() -> str:
         return "unknown"
 
 
-def update_docs(row: str, label: str) -> None:
+def record_row(row: str, label: str, start: str, end: str, head: str, section: str) -> None:
+    """Adds `row` to the results table between the markers `start` and `end` in BENCHMARKS.md,
+    replacing the row with the same label; creates the table (after `section`) if missing."""
     # Re-read right before writing: other benchmarks keep their own sections in the same file.
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else ""
-    if TABLE_START not in text:
-        text = (text.rstrip("\n") + "\n\n## `mynapoint simulate` against parsing JSON\n\n"
-                f"{TABLE_START}\n{TABLE_HEAD}\n{TABLE_END}\n")
-    head, rest = text.split(TABLE_START, 1)
-    table, tail = rest.split(TABLE_END, 1)
+    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
+    if start not in text:
+        text = text.rstrip("\n") + f"\n\n{section}\n{start}\n{head}\n{end}\n"
+    before, rest = text.split(start, 1)
+    table, tail = rest.split(end, 1)
     rows = [ln for ln in table.strip().splitlines()[2:] if ln.strip()]
     # One row per label: a new measurement under the same label replaces the old one.
     rows = [ln for ln in rows if _cells(ln)[1:2] != [label]]
     rows.append(row)
-    table = "\n".join([TABLE_HEAD, *rows])
-    DOCS.write_text(f"{head}{TABLE_START}\n{table}\n{TABLE_END}{tail}", encoding="utf-8")
+    table = "\n".join([head, *rows])
+    DOCS.write_text(f"{before}{start}\n{table}\n{end}{tail}", encoding="utf-8")
     print(f"recorded in {DOCS.relative_to(ROOT)}")
+
+
+def update_docs(row: str, label: str) -> None:
+    record_row(row, label, TABLE_START, TABLE_END, TABLE_HEAD,
+               "## `mynapoint simulate` against parsing JSON\n")
 
 
 def _cells(row: str) -> list[str]:
