@@ -242,19 +242,13 @@ def decode_outcome(raw: bytes | None) -> tuple[dict[str, Any] | None, str | None
 def add_journal_raw(history: History, partition: int, offset: int, key: bytes | None,
                     raw: bytes | None) -> None:
     """Adds one stored journal record (msgpack) to `history`, upgraded to the current version."""
-    try:
-        if raw is None:
-            raise VersionError("the record has no value")
-        entry = decode_journal_entry(raw)
-    except VersionError as exc:
-        history.unreadable.append((f"journal {partition}/{offset}", str(exc)))
-        return
-    history.journal.setdefault(partition, []).append((offset, _key_text(key), entry))
+    add_journal_records(history, ((partition, offset, key, raw),))
 
 
 def add_journal_records(history: History,
                         records: Iterable[tuple[int, int, bytes | None, bytes | None]]) -> None:
-    """`add_journal_raw` for many (partition, offset, key, raw) records (the hot loop of replay)."""
+    """Adds stored journal records (partition, offset, key, raw msgpack) to `history`, each
+    upgraded to the current version; unreadable ones are noted, not raised (replay's hot loop)."""
     journal = history.journal
     decode = decode_journal_entry
     current = None
@@ -270,8 +264,7 @@ def add_journal_records(history: History,
         except VersionError as exc:
             history.unreadable.append((f"journal {partition}/{offset}", str(exc)))
             continue
-        current.append((offset, None if key is None else key.decode("utf-8", "surrogateescape"),  # type: ignore[union-attr]
-                        entry))
+        current.append((offset, _key_text(key), entry))  # type: ignore[union-attr]
 
 
 def set_table_raw(history: History, where: str, key: bytes | str, raw: bytes | None) -> None:
