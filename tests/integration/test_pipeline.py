@@ -27,6 +27,7 @@ from tests.integration.workers import (
     by_person,
     distinct_by_id,
     journal_events_in_order,
+    partition_of,
     reference_by_person,
 )
 
@@ -276,12 +277,6 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(fresh_broker, worker
         worker.stop()
 
 
-def _partition(key: str, partitions: int = 4) -> int:
-    from aiokafka.partitioner import murmur2
-
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
-
-
 def _person_setup(person: str, i: int) -> list[bytes]:
     enc = msgspec.json.encode
     return [
@@ -307,7 +302,7 @@ def test_racing_links_to_one_account_accept_exactly_one(fresh_broker, worker_dir
     pairs = []
     by_partition: dict[int, list[str]] = {}
     for p in people:
-        by_partition.setdefault(_partition(p), []).append(p)
+        by_partition.setdefault(partition_of(p), []).append(p)
     parts = sorted(by_partition)
     assert len(parts) >= 2
     for n in range(30):

@@ -27,7 +27,7 @@ from streams.config import load_config
 from streams.demo import generate
 from streams.simulate import run
 from tests.integration.conftest import consume_sync
-from tests.integration.workers import OUTCOME_TOPICS, WorkerProcess
+from tests.integration.workers import OUTCOME_TOPICS, WorkerProcess, partition_of
 from tests.schema_shapes import assert_fits
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,12 +36,6 @@ TOKEN = "it-status-token-0123456789"
 PARTITIONS = 4
 STATUS = "/persons/{person_id}"
 HISTORY = "/persons/{person_id}/history"
-
-
-def _partition(key: str, partitions: int = PARTITIONS) -> int:
-    from aiokafka.partitioner import murmur2
-
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 def http(port: int, path: str, *, token: str | None = TOKEN, method: str = "GET",
@@ -161,14 +155,14 @@ def test_status_api_answers_for_every_partition_from_both_workers(fresh_broker, 
     # People on every partition: some with points, one without, and anyone with an alert.
     sample: list[str] = []
     for p in range(PARTITIONS):
-        here = sorted(person for person in by_person if _partition(person) == p)
+        here = sorted(person for person in by_person if partition_of(person, PARTITIONS) == p)
         earning = [x for x in here if sum(points[x].values()) > 0]
         idle = [x for x in here if x not in earning]
         alerted = [x for x in here if any(o["kind"] == "alert" for o in by_person[x])]
         picked = earning[:3] + idle[:1] + alerted[:1]
         assert earning, f"no person with points on partition {p}"
         sample.extend(dict.fromkeys(picked))
-    assert {_partition(x) for x in sample} == set(range(PARTITIONS))
+    assert {partition_of(x, PARTITIONS) for x in sample} == set(range(PARTITIONS))
 
     openapi = http(workers[0].web_port, "/openapi.json")[1]
     assert openapi["openapi"] == "3.1.0"
@@ -201,7 +195,7 @@ def test_status_api_answers_for_every_partition_from_both_workers(fresh_broker, 
         for doc in docs:
             assert_fits(doc, openapi, STATUS, 200)
             assert doc["person_id"] == person
-            assert doc["served_by"]["partition"] == _partition(person)
+            assert doc["served_by"]["partition"] == partition_of(person, PARTITIONS)
             for campaign, c in doc["campaigns"].items():
                 assert c["points"] == points[person].get(campaign, 0), (person, campaign)
                 assert c["remaining"] == max(c["cap"] - c["points"], 0)

@@ -87,6 +87,13 @@ class WorkerProcess:
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
 
 
+def partition_of(person_id: str, partitions: int = 4) -> int:
+    """The partition a person's records go to: Kafka's default partitioner (murmur2 of the key)."""
+    from aiokafka.partitioner import murmur2
+
+    return (murmur2(person_id.encode()) & 0x7FFFFFFF) % partitions
+
+
 def decode_records(records: list[Any]) -> list[dict[str, Any]]:
     return [msgspec.json.decode(r.value) for r in records]
 
