@@ -38,7 +38,7 @@ from schemas.journal import (
 )
 from schemas.outcomes import Alert, DeadLetter, Decision, Grant, Outcome
 from streams.align import Aligner
-from streams.claims import answer_claim
+from streams.claims import claim_account, claim_reservation
 from streams.config import RulesConfig, load_config
 from streams.ledger import RECORD_DECODER, RECORD_ENCODER, fold
 from streams.rules import BUDGET_KEY
@@ -263,16 +263,14 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
             if req.kind == "account":
                 current = holders.get(key)
                 holder = current.decode() if current is not None else None
-                ans, _ = answer_claim("account", req.person_id, holder, False, 0, None)
+                ans = claim_account(holder, req.person_id)
                 if ans.granted and current is None:
                     holders[key] = req.person_id.encode()
             else:
                 person_key = _RESERVED_PREFIX + req.person_id.encode()
                 already = holders.get(person_key) is not None
                 count = int(holders.get(_BUDGET_COUNT_KEY) or b"0")
-                ans, new_count = answer_claim(
-                    "reservation", req.person_id, None, already, count, rules.reservation_budget
-                )
+                ans, new_count = claim_reservation(already, count, rules.reservation_budget)
                 if ans.granted and not already:
                     holders[person_key] = b"1"
                     holders[_BUDGET_COUNT_KEY] = str(new_count).encode()

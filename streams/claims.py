@@ -56,16 +56,3 @@ class Claims:
         if answer.granted:
             self.reserved.add(person_id)
         return answer
-
-
-def answer_claim(
-    kind: str, person_id: str, holder: str | None, already_reserved: bool, reserved_count: int,
-    budget: int | None,
-) -> tuple[Answer, int]:
-    """One claim against the values a claims partition keeps (the live pipeline's form).
-
-    Returns the answer and the reservation count after it (unchanged for account claims).
-    """
-    if kind == "account":
-        return claim_account(holder, person_id), reserved_count
-    return claim_reservation(already_reserved, reserved_count, budget)
