@@ -56,3 +56,9 @@ class Claims:
         if answer.granted:
             self.reserved.add(person_id)
         return answer
+
+    def answer(self, kind: str, key: str, person_id: str) -> Answer:
+        """A claim of either kind ("account" with its account key, or "reservation")."""
+        if kind == "account":
+            return self.account(key, person_id)
+        return self.reservation(person_id)

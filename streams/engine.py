@@ -6,7 +6,7 @@ from schemas.events import Event
 from schemas.outcomes import Outcome
 from streams.claims import Claims
 from streams.config import RulesConfig
-from streams.rules import CLAIM_ACCOUNT, Step, apply, complete
+from streams.rules import Step, apply, complete
 from streams.state import PersonState
 
 
@@ -33,8 +33,5 @@ class Engine:
         """Answers the step's claim here and now, and finishes the decision."""
         claim = step.claim
         assert claim is not None
-        if claim.kind == CLAIM_ACCOUNT:
-            answer = self.claims.account(claim.key, claim.person_id)
-        else:
-            answer = self.claims.reservation(claim.person_id)
+        answer = self.claims.answer(claim.kind, claim.key, claim.person_id)
         return complete(step.state, ev, claim, answer.granted, answer.holder, self.cfg)

@@ -544,8 +544,7 @@ def record_offline(lines: Iterable[bytes], cfg: RulesConfig, partitions: int = 4
             kind = type(outcome).__struct_config__.tag  # type: ignore[attr-defined]
             emit(out_topic[kind], partition, key, OUTCOME_ENCODER.encode(outcome))
         for req in folded.claims:
-            answer = (claims.account(req.key, req.person_id) if req.kind == "account"
-                      else claims.reservation(req.person_id))
+            answer = claims.answer(req.kind, req.key, req.person_id)
             journal(req.person_id, partition, AnswerEntry(
                 claim_kind=req.kind, claim_key=req.key, person_id=req.person_id,
                 event_id=req.event_id, granted=answer.granted, holder=answer.holder))

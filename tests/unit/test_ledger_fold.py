@@ -58,8 +58,7 @@ def _pipeline(lines: list[bytes], rnd: random.Random, redeliver: float = 0.0):
             if attempt == 1:
                 assert folded.repeat
             for req in folded.claims if attempt == 0 else ():
-                answer = (claims.account(req.key, req.person_id) if req.kind == "account"
-                          else claims.reservation(req.person_id))
+                answer = claims.answer(req.kind, req.key, req.person_id)
                 reply = AnswerEntry(claim_kind=req.kind, claim_key=req.key,
                                     person_id=req.person_id, event_id=req.event_id,
                                     granted=answer.granted, holder=answer.holder)
