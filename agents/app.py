@@ -42,6 +42,7 @@ from streams.claims import claim_account, claim_reservation
 from streams.config import RulesConfig, load_config
 from streams.ledger import RECORD_DECODER, RECORD_ENCODER, fold
 from streams.rules import BUDGET_KEY
+from streams.timeline import writes_after_fold as timeline_writes
 
 log = logging.getLogger("mynapoint")
 
@@ -51,6 +52,19 @@ _RESERVED_PREFIX = b"reserved\x00"
 #: How often held records are re-examined when no new record arrives (seconds).
 ALIGN_TICK = 0.1
 _BUDGET_COUNT_KEY = b"count\x00" + BUDGET_KEY.encode()
+
+
+#: The Faust tuning measured in ../shared/notes/PERFORMANCE.md (larger batches and fetches);
+#: bench/bench_pipeline.py gives its bare Faust relay the same, so the two compare fairly.
+TUNING: dict[str, Any] = {
+    "producer_linger_ms": 10,
+    "producer_max_batch_size": 256 * 1024,
+    "stream_buffer_maxsize": 65536,
+    "broker_max_poll_records": 5000,
+    "consumer_max_fetch_size": 4 * 1024 * 1024,
+    "broker_commit_every": 10000,
+    "broker_commit_interval": 1.0,
+}
 
 
 @dataclass
@@ -140,15 +154,7 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
         broker_rebalance_timeout=10,
         broker_heartbeat_interval=1,
         consumer_auto_offset_reset="earliest",
-        # The tuning measured in ../shared/notes/PERFORMANCE.md (larger batches and fetches).
-        producer_linger_ms=10,
-        producer_max_batch_size=256 * 1024,
-        stream_buffer_maxsize=65536,
-        broker_max_poll_records=5000,
-        consumer_max_fetch_size=4 * 1024 * 1024,
-        broker_commit_every=10000,
-        broker_commit_interval=1.0,
-        **settings.extra,
+        **{**TUNING, **settings.extra},
     )
 
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
@@ -161,7 +167,8 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
 
     persons = _raw_table(app, "persons", settings.partitions)
     holders = _raw_table(app, "claims", settings.partitions)
-    # Each person's published outcomes, as JSON lines, for the status API and `explain`.
+    # Each person's published outcomes, as JSON lines in chunks (streams/timeline.py), for the
+    # status API.
     timeline = _raw_table(app, "timeline", settings.partitions)
     metrics.register_tables({"persons": persons, "claims": holders, "timeline": timeline})
 
@@ -243,10 +250,9 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
             folded = fold(record, entry, rules)
             if folded.record is not record:
                 persons[key] = RECORD_ENCODER.encode(folded.record)
-            if folded.outcomes and not folded.repeat:
-                timeline[key] = (timeline.get(key) or b"") + OUTCOME_ENCODER.encode_lines(
-                    folded.outcomes
-                )
+            if folded.outcomes:
+                for tkey, tvalue in timeline_writes(key, timeline.get(key), folded.record.recent):
+                    timeline[tkey] = tvalue
             for req in folded.claims:
                 await claims.send(key=req.key.encode(), value=JOURNAL_ENCODER.encode(req))
             await publish(key, folded.outcomes)

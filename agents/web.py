@@ -50,6 +50,7 @@ from schemas.outcomes import Alert, Decision, Grant
 from streams.config import CAMPAIGN_NAMES, RulesConfig
 from streams.ledger import RECORD_DECODER, LedgerRecord
 from streams.state import EMPTY_STATE, PersonState
+from streams.timeline import history as timeline_history
 from streams.timeutil import day_to_date, jst_day, to_jst
 
 log = logging.getLogger("mynapoint.web")
@@ -466,7 +467,7 @@ def register_views(app: Any, tables: dict[str, Any], rules: RulesConfig, token: 
             if busy is not None:
                 return busy
             key = person_id.encode()
-            lines = timeline.get(key)
+            lines = timeline_history(key, timeline.get(key), timeline.get)
             if lines is None and persons.get(key) is None:
                 return error(404, "no such person")
             doc = history_document(person_id, lines, served_by(key))

@@ -3,7 +3,7 @@
 Both workers are asked about people on every partition: each answer must be the owner's (Faust's
 table routing forwards requests for the other worker's partitions), the same from both, correct
 (points equal the person's grants on mynapoint.grants; the history is exactly the person's
-published outcomes) and shaped as the served OpenAPI description says.
+published outcomes, also for histories longer than one chunk of the `timeline` table) and shaped as the served OpenAPI description says.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from schemas.outcomes import Decision
 from streams.config import load_config
 from streams.demo import generate
 from streams.simulate import run
+from streams.timeline import CHUNK_LINES
 from tests.integration.conftest import consume_sync
 from tests.integration.workers import OUTCOME_TOPICS, WorkerProcess, partition_of
 from tests.schema_shapes import assert_fits
@@ -159,10 +160,13 @@ def test_status_api_answers_for_every_partition_from_both_workers(fresh_broker, 
         earning = [x for x in here if sum(points[x].values()) > 0]
         idle = [x for x in here if x not in earning]
         alerted = [x for x in here if any(o["kind"] == "alert" for o in by_person[x])]
-        picked = earning[:3] + idle[:1] + alerted[:1]
+        # The longest history too: more than CHUNK_LINES outcomes spans chunks of the table.
+        longest = max(here, key=lambda x: len(by_person[x]))
+        picked = earning[:3] + idle[:1] + alerted[:1] + [longest]
         assert earning, f"no person with points on partition {p}"
         sample.extend(dict.fromkeys(picked))
     assert {partition_of(x, PARTITIONS) for x in sample} == set(range(PARTITIONS))
+    assert max(len(by_person[x]) for x in sample) > CHUNK_LINES
 
     openapi = http(workers[0].web_port, "/openapi.json")[1]
     assert openapi["openapi"] == "3.1.0"

@@ -17,6 +17,7 @@ from schemas.outcomes import Alert, Decision, Grant
 from streams.claims import Claims
 from streams.config import build_config
 from streams.ledger import LedgerRecord, fold
+from streams.timeline import history, writes_after_fold
 from tests.schema_shapes import assert_fits, errors, resolve
 from tests.unit.builders import (
     card,
@@ -49,6 +50,7 @@ def ledger(events: list[dict[str, Any]]) -> tuple[dict[str, LedgerRecord], dict[
     claims = Claims(CFG.reservation_budget)
     records: dict[str, LedgerRecord] = {}
     timelines: dict[str, bytes] = {}
+    tables: dict[bytes, bytes] = {}  # the `timeline` table, in chunks of 4 lines
     journal: list[Any] = [
         EventEntry(topic="mynapoint.links", partition=0, offset=i,
                    value=msgspec.json.encode(e))
@@ -60,15 +62,20 @@ def ledger(events: list[dict[str, Any]]) -> tuple[dict[str, LedgerRecord], dict[
             entry.value)["person_id"]
         folded = fold(records.get(person), entry, CFG)
         records[person] = folded.record
-        if folded.outcomes and not folded.repeat:
-            timelines[person] = timelines.get(person, b"") + OUTCOME_ENCODER.encode_lines(
-                folded.outcomes)
+        if folded.outcomes:
+            for key, value in writes_after_fold(person.encode(), tables.get(person.encode()),
+                                                folded.record.recent, chunk_lines=4):
+                tables[key] = value
         for req in folded.claims:
             ans = (claims.account(req.key, req.person_id) if req.kind == "account"
                    else claims.reservation(req.person_id))
             journal.insert(0, AnswerEntry(claim_kind=req.kind, claim_key=req.key,
                                           person_id=req.person_id, event_id=req.event_id,
                                           granted=ans.granted, holder=ans.holder))
+    for person in records:
+        lines = history(person.encode(), tables.get(person.encode()), tables.get)
+        if lines is not None:
+            timelines[person] = lines
     return records, timelines
 
 

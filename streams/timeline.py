@@ -1,0 +1,110 @@
+"""A person's published outcomes in chunks: an append rewrites a bounded amount, not the history.
+
+The live pipeline keeps every person's outcomes, as JSON lines, in the `timeline` table for the
+status API (`GET /persons/{id}/history`). Kept as one value per person, every append rewrote the
+whole history, so a person's changelog bytes grew with the square of their outcomes. The layout:
+
+    person_id              -> head: msgpack [sealed, open]
+    person_id \\x00 <n>     -> sealed chunk n (0-based, JSON lines), written once, never changed
+
+`open` holds the newest lines. Once it has `CHUNK_LINES` lines or more, the next append first
+writes it out as sealed chunk `sealed` and starts a new `open`, so a non-empty `open` always ends
+with the last lines appended. Chunks are written before the head that counts them; both go to the
+same changelog partition (a table write takes the partition of the event being processed), so a
+crash loses a suffix of those writes, never a chunk the head points to. A head from before this
+layout (plain JSON lines, starting with `{`) reads as an open chunk with nothing sealed.
+
+What to append is taken from the ledger record's memory of its recent outcomes (`recent`, oldest
+first), not only from the event just decided: if a crash lost timeline writes that the ledger's own
+record kept, the next fold of that person (the redelivery itself, or their next event) writes the
+missing lines back, in order.
+
+Pure: no framework imports; `agents/app.py` reads and writes the table, `agents/web.py` reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import msgspec
+
+#: Lines in an open chunk before it is sealed: an append rewrites at most this many old lines.
+CHUNK_LINES = 32
+
+
+class Head(msgspec.Struct, frozen=True, array_like=True):
+    sealed: int = 0
+    open: bytes = b""
+
+
+_HEAD_ENCODER = msgspec.msgpack.Encoder()
+_HEAD_DECODER = msgspec.msgpack.Decoder(Head)
+EMPTY_HEAD = Head()
+
+
+class Writes(NamedTuple):
+    """Table writes for one append, in the order to make them: the sealed chunk first."""
+
+    head: bytes
+    chunk: tuple[bytes, bytes] | None  # (key, lines) of a chunk sealed by this append
+
+
+def load_head(value: bytes | None) -> Head:
+    if value is None:
+        return EMPTY_HEAD
+    if value[:1] == b"{":
+        return Head(0, value)  # the one-value layout from before chunks
+    return _HEAD_DECODER.decode(value)
+
+
+def chunk_key(person_key: bytes, n: int) -> bytes:
+    # Person ids are [A-Za-z0-9_-]: a NUL cannot occur in one, so chunk keys never meet a person's.
+    return person_key + b"\x00" + str(n).encode()
+
+
+def missing(head: Head, recent: Sequence[tuple[str, bytes]]) -> bytes:
+    """The lines of `recent` (oldest first) that the timeline does not hold yet."""
+    if not recent:
+        return b""
+    for i in range(len(recent) - 1, -1, -1):
+        if recent[i][1] in head.open:
+            return b"".join(lines for _, lines in recent[i + 1 :])
+    if head.sealed == 0 and not head.open:
+        return b"".join(lines for _, lines in recent)
+    # None of the remembered entries is in the open chunk: whatever lies between is out of
+    # memory, so only the newest entry is added (never lines the timeline may already hold).
+    return recent[-1][1]
+
+
+def append(person_key: bytes, head: Head, lines: bytes, chunk_lines: int = CHUNK_LINES) -> Writes:
+    if head.open.count(b"\n") >= chunk_lines:
+        sealed = (chunk_key(person_key, head.sealed), head.open)
+        return Writes(_HEAD_ENCODER.encode(Head(head.sealed + 1, lines)), sealed)
+    return Writes(_HEAD_ENCODER.encode(Head(head.sealed, head.open + lines)), None)
+
+
+def writes_after_fold(
+    person_key: bytes, head_value: bytes | None, recent: Sequence[tuple[str, bytes]],
+    chunk_lines: int = CHUNK_LINES,
+) -> list[tuple[bytes, bytes]]:
+    """The (key, value) table writes, in order, that bring a timeline up to the ledger record."""
+    head = load_head(head_value)
+    lines = missing(head, recent)
+    if not lines:
+        return []
+    writes = append(person_key, head, lines, chunk_lines)
+    if writes.chunk is None:
+        return [(person_key, writes.head)]
+    return [writes.chunk, (person_key, writes.head)]
+
+
+def history(person_key: bytes, head_value: bytes | None,
+            get: Callable[[bytes], bytes | None]) -> bytes | None:
+    """All of a person's lines, oldest first; None when the person has no timeline."""
+    if head_value is None:
+        return None
+    head = load_head(head_value)
+    parts = [get(chunk_key(person_key, n)) or b"" for n in range(head.sealed)]
+    parts.append(head.open)
+    return b"".join(parts)
