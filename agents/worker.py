@@ -131,8 +131,6 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:
-    import faust
-
     from agents import admin, metrics, topics
     from agents.app import create_app
 
@@ -149,9 +147,23 @@ def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:
     metrics.register_app(app)
     if settings.metrics_port:
         metrics.serve(settings.metrics_port, settings.metrics_host)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
-    worker.execute_from_commandline()
+    make_worker(app, loglevel).execute_from_commandline()
     return 0
+
+
+def make_worker(app: Any, loglevel: str) -> Any:
+    """A Faust worker without the terminal spinner.
+
+    At a log level of WARNING or above, Faust's worker hangs its spinner on the root logger and
+    sets that logger to DEBUG, so every `logger.debug` on the hot path builds a record for the
+    spinner (about 14% of the CPU, ../shared/notes/PERFORMANCE.md). A service has no terminal to
+    spin on.
+    """
+    import faust
+
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.spinner = None
+    return worker
 
 
 def main(argv: list[str] | None = None) -> int:
