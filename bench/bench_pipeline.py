@@ -7,8 +7,12 @@ person_id, on a fresh local Tansu broker) and make the same number of hops:
 
 - baseline: a bare aiokafka relay in two processes: inputs -> mid topic -> output topic, batched
   sends (the notes' "bare aiokafka relay, two processes");
+- Faust relay: the same two hops as two Faust workers of one agent each (raw bytes, no table, the
+  worker's own tuning `agents.app.TUNING`): what the framework alone costs for these hops, so the
+  ceiling of any pipeline made of Faust agents;
 - pipeline: `mynapoint worker` (intake -> journal -> ledger -> outcomes, with RocksDB tables and
-  changelogs, event-time alignment and claims).
+  changelogs, event-time alignment and claims), with one worker and with two (`--workers`; the
+  relay runs two processes on the machine's cores, so two workers is the like-for-like figure).
 
 The clock runs from the first output record to the last one, so start-up and group joins are
 excluded on both sides. Usage: .venv/bin/python bench/bench_pipeline.py [--people N] [--record]
@@ -37,6 +41,7 @@ from schemas.codec import BadInput, decode_event  # noqa: E402
 from streams.demo import generate  # noqa: E402
 
 MID, OUT = "bench.relay.mid", "bench.relay.out"
+TABLE_END = "<!-- bench:pipeline:end -->"
 
 RELAY = r'''
 import asyncio, sys
@@ -58,6 +63,26 @@ async def main(bootstrap, sources, target, group):
     finally:
         await p.stop(); await c.stop()
 asyncio.run(main(*sys.argv[1:]))
+'''
+
+
+FAUST_RELAY = r'''
+import sys
+import faust
+from agents.app import TUNING
+bootstrap, sources, target, app_id, web_port = sys.argv[1:]
+app = faust.App(app_id, broker=f"kafka://{bootstrap}", store="memory://", web_port=int(web_port),
+                web_host="127.0.0.1", web_bind="127.0.0.1", topic_partitions=4,
+                topic_replication_factor=1, consumer_auto_offset_reset="earliest", **TUNING)
+raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+source = app.topic(*sources.split(","), **raw)
+out = app.topic(target, **raw)
+@app.agent(source, name="relay")
+async def relay(stream):
+    async for event in stream.events():
+        await out.send(key=event.key, value=event.value)
+from agents.worker import make_worker
+make_worker(app, "info").execute_from_commandline()
 '''
 
 
@@ -98,67 +123,92 @@ def _history(people: int) -> list[bytes]:
     return out
 
 
-def run_relay(lines: list[bytes]) -> float:
+def run_relay(lines: list[bytes], faust_agents: bool = False) -> float:
+    """The bare relay (aiokafka, or Faust agents with `faust_agents`), in events/s."""
     with LocalBroker() as broker:
         bs = broker.bootstrap
         ensure_topics(bs, 4, topics.INPUT_TOPICS + (MID, OUT))
         run_blocking(produce_lines(lines, bs, partitions=4))
-        procs = [
-            subprocess.Popen([sys.executable, "-c", RELAY, bs, ",".join(topics.INPUT_TOPICS), MID,
-                              "relay-a"]),
-            subprocess.Popen([sys.executable, "-c", RELAY, bs, MID, OUT, "relay-b"]),
-        ]
+        hops = [(",".join(topics.INPUT_TOPICS), MID, "relay-a"), (MID, OUT, "relay-b")]
+        if faust_agents:
+            cmds = [[sys.executable, "-c", FAUST_RELAY, bs, src, dst, group, str(free_port())]
+                    for src, dst, group in hops]
+        else:
+            cmds = [[sys.executable, "-c", RELAY, bs, src, dst, group] for src, dst, group in hops]
+        procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL) for cmd in cmds]
         try:
             took = asyncio.run(_time_outputs(bs, [OUT], len(lines), OUT, 900))
         finally:
             for p in procs:
                 p.terminate()
-                p.wait(timeout=30)
+            for p in procs:
+                p.wait(timeout=60)
         return len(lines) / took
 
 
-def run_pipeline(lines: list[bytes], idle_wait: float = 3.0) -> float:
+def run_pipeline(lines: list[bytes], idle_wait: float = 3.0, workers: int = 1) -> float:
     with LocalBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         bs = broker.bootstrap
         ensure_topics(bs, 4, topics.INPUT_TOPICS + topics.OUTPUT_TOPICS
                       + (topics.JOURNAL, topics.CLAIMS))
         run_blocking(produce_lines(lines, bs, partitions=4))
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "agents.worker", "--bootstrap", bs, "--data-dir", tmp,
-             "--metrics-port", "0", "--web-port", str(free_port()), "--tansu-compat",
-             "--idle-wait", str(idle_wait), "--config",
-             str(ROOT / "streams" / "data" / "demo.toml"), "--loglevel", "warning"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "agents.worker", "--bootstrap", bs,
+                 "--data-dir", os.path.join(tmp, f"w{i}"), "--metrics-port", "0",
+                 "--web-port", str(free_port()), "--tansu-compat", "--idle-wait", str(idle_wait),
+                 "--config", str(ROOT / "streams" / "data" / "demo.toml"),
+                 "--loglevel", "warning"],
+                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            for i in range(workers)
+        ]
         try:
             took = asyncio.run(_time_outputs(bs, [topics.DECISIONS], len(lines),
                                              topics.DECISIONS, 1800))
         finally:
-            worker.terminate()
-            worker.wait(timeout=60)
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(timeout=60)
         return len(lines) / took
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--people", type=int, default=5000)
-    ap.add_argument("--record", action="store_true", help="append the result to docs/BENCHMARKS.md")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                    help="pipeline runs to make, by number of workers (default: 1 2)")
+    ap.add_argument("--record", action="store_true",
+                    help="add the result to the table in docs/BENCHMARKS.md")
     args = ap.parse_args()
     lines = _history(args.people)
     print(f"{len(lines):,} events for {args.people:,} people", flush=True)
     relay = run_relay(lines)
     print(f"bare aiokafka relay, 2 hops, 2 processes: {relay:,.0f} events/s", flush=True)
-    pipeline = run_pipeline(lines)
-    print(f"pipeline (one worker): {pipeline:,.0f} events/s", flush=True)
-    ratio = pipeline / relay
-    print(f"ratio pipeline/relay: {ratio:.3f}")
+    frelay = run_relay(lines, faust_agents=True)
+    print(f"Faust relay, 2 hops, 2 workers: {frelay:,.0f} events/s "
+          f"({frelay / relay:.3f} of the relay)", flush=True)
+    rows = []
+    for n in args.workers:
+        rate = run_pipeline(lines, workers=n)
+        rows.append(
+            f"| {time.strftime('%Y-%m-%d')} | {len(lines):,} | {relay:,.0f} | "
+            f"{frelay:,.0f} ({frelay / relay:.3f}) | {n} | {rate:,.0f} | {rate / relay:.3f} | "
+            f"{rate / frelay:.3f} | {os.cpu_count()} CPU, Python {platform.python_version()} |"
+        )
+        print(f"pipeline, {n} worker(s): {rate:,.0f} events/s: {rate / relay:.3f} of the relay, "
+              f"{rate / frelay:.3f} of the Faust relay", flush=True)
     if args.record:
-        with open(ROOT / "docs" / "BENCHMARKS.md", "a", encoding="utf-8") as f:
-            f.write(
-                f"\n| {time.strftime('%Y-%m-%d')} | {platform.python_version()} | "
-                f"{os.cpu_count()} cores | {len(lines):,} events | relay {relay:,.0f}/s | "
-                f"pipeline {pipeline:,.0f}/s | ratio {ratio:.3f} |\n"
-            )
+        record(rows)
+
+
+def record(rows: list[str]) -> None:
+    docs = ROOT / "docs" / "BENCHMARKS.md"
+    text = docs.read_text(encoding="utf-8")
+    end = text.index(TABLE_END)
+    docs.write_text(text[:end] + "".join(r + "\n" for r in rows) + text[end:], encoding="utf-8")
 
 
 if __name__ == "__main__":
