@@ -3,7 +3,7 @@
     created = ensure_topics("127.0.0.1:9092", partitions=4)             # blocking
     report = await ensure_topics_async(bootstrap, 4, topics.INPUT_TOPICS)  # from async code
 
-Every topic of `agents.topics` (inputs, outputs and the internal journal and claims) is created
+Every topic of `schemas.topics` (inputs, outputs and the internal journal and claims) is created
 unless it exists; existing topics are left as they are (a different partition count is reported,
 never changed). SASL/TLS settings go through as keyword arguments of `AIOKafkaAdminClient`
 (`security_protocol=`, `ssl_context=`, `sasl_mechanism=`, `sasl_plain_username=`, ...).
@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.topics import CLAIMS, DEFAULT_PARTITIONS, INPUT_TOPICS, JOURNAL, OUTPUT_TOPICS
+from schemas.topics import CLAIMS, DEFAULT_PARTITIONS, INPUT_TOPICS, JOURNAL, OUTPUT_TOPICS
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,8 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from agents import metrics, topics, web
+from agents import metrics, web
+from schemas import topics
 from schemas.codec import BAD_KEY, OUTCOME_ENCODER, BadInput, decode_event, raw_excerpt
 from schemas.journal import (
     CLAIM_DECODER,

@@ -64,7 +64,7 @@ def _register_broker(sub: Any, lazy: Lazy) -> None:
 
 
 def _register_produce(sub: Any, lazy: Lazy) -> None:
-    from agents.topics import DEFAULT_PARTITIONS  # names only; imports no faust
+    from schemas.topics import DEFAULT_PARTITIONS  # names only; imports no faust
 
     s = sub.add_parser(
         "produce",

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from agents import topics
+from schemas import topics
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / "streams" / "data" / "demo.toml"

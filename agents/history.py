@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from agents import topics
+from schemas import topics
 from streams.export import (
     History,
     Published,

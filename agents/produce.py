@@ -2,7 +2,7 @@
 
 Each line is validated with the contract's decoder (`schemas.codec.decode_event`); a valid event
 goes, as the original line bytes (without the newline), to the input topic of its `type`
-(`agents.topics.TOPIC_BY_TYPE`) with key = `person_id` (UTF-8), so the default partitioner keeps a
+(`schemas.topics.TOPIC_BY_TYPE`) with key = `person_id` (UTF-8), so the default partitioner keeps a
 person's events in order on one partition. Bad lines are not sent: each is reported with its line
 number and reason, and the rest of the file still goes.
 
@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from agents.topics import DEFAULT_PARTITIONS, INPUT_TOPICS, TOPIC_BY_TYPE
 from schemas.codec import BadInput, decode_event
 from schemas.events import TYPE_NAMES
+from schemas.topics import DEFAULT_PARTITIONS, INPUT_TOPICS, TOPIC_BY_TYPE
 
 ENV_BOOTSTRAP = "MYNAPOINT_BOOTSTRAP"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"

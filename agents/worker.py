@@ -131,8 +131,9 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:
-    from agents import admin, metrics, topics
+    from agents import admin, metrics
     from agents.app import create_app
+    from schemas import topics
 
     if settings.tansu_compat:
         from agents import tansu_compat

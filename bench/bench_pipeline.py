@@ -33,10 +33,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents import topics  # noqa: E402
 from agents.admin import ensure_topics  # noqa: E402
 from agents.broker import LocalBroker, free_port, run_blocking  # noqa: E402
 from agents.produce import produce_lines  # noqa: E402
+from schemas import topics  # noqa: E402
 from schemas.codec import BadInput, decode_event  # noqa: E402
 from streams.demo import generate  # noqa: E402
 

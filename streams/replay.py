@@ -34,6 +34,7 @@ from typing import Any
 
 import msgspec
 
+from schemas import topics
 from schemas.journal import EventEntry, JournalEntry
 from schemas.outcomes import Outcome
 from streams.config import RulesConfig
@@ -53,9 +54,8 @@ STATE_UNEXPECTED = "state_unexpected"
 KINDS = (MISSING, UNEXPECTED, CONTENT_DIFFERS, WRONG_TOPIC, UNREADABLE, STATE_DIFFERS,
          STATE_MISSING, STATE_UNEXPECTED)
 
-# The output topics of agents/topics.py, kept in step by tests/unit/test_replay.py.
-TOPIC_OF_KIND = {"decision": "mynapoint.decisions", "grant": "mynapoint.grants",
-                 "alert": "mynapoint.alerts", "dead_letter": "mynapoint.deadletter"}
+TOPIC_OF_KIND = {"decision": topics.DECISIONS, "grant": topics.GRANTS, "alert": topics.ALERTS,
+                 "dead_letter": topics.DEADLETTER}
 _COMPARED_KINDS = frozenset({"decision", "grant", "alert"})
 
 _to_builtins = msgspec.to_builtins
@@ -513,7 +513,6 @@ def record_offline(lines: Iterable[bytes], cfg: RulesConfig, partitions: int = 4
     """
     import zlib
 
-    from agents import topics
     from schemas.codec import EVENT_DECODER, OUTCOME_ENCODER, explain_error, raw_excerpt
     from schemas.events import TYPE_NAMES
     from schemas.journal import JOURNAL_ENCODER, AnswerEntry

@@ -12,9 +12,9 @@ from typing import Any
 
 import msgspec
 
-from agents import topics
-from agents.topics import TOPIC_BY_TYPE
+from schemas import topics
 from schemas.codec import EVENT_DECODER, OUTCOME_ENCODER
+from schemas.topics import TOPIC_BY_TYPE
 from streams.engine import Engine
 from tests.integration.test_pipeline import (
     CFG,

@@ -17,7 +17,7 @@ import pytest
 from agents.admin import ALL_TOPICS, ensure_topics
 from agents.broker import LocalBroker, find_tansu_binary, free_port, probe, run_blocking
 from agents.produce import produce_file
-from agents.topics import INPUT_TOPICS, TOPIC_BY_TYPE
+from schemas.topics import INPUT_TOPICS, TOPIC_BY_TYPE
 
 MYNAPOINT = str(Path(sys.executable).with_name("mynapoint"))
 CMD_TIMEOUT = 60

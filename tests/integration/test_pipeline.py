@@ -14,9 +14,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from agents import topics
 from agents.broker import run_blocking
 from agents.produce import produce_lines
+from schemas import topics
 from schemas.codec import BadInput, decode_event
 from streams.config import load_config
 from streams.demo import generate

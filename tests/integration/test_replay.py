@@ -17,9 +17,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from agents import topics
 from agents.broker import run_blocking
 from agents.produce import produce_lines
+from schemas import topics
 from streams.demo import generate
 from tests.integration.conftest import consume_sync
 from tests.integration.test_pipeline import Outcomes

@@ -19,9 +19,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from agents import topics
 from agents.broker import run_blocking
 from agents.produce import produce_lines
+from schemas import topics
 from schemas.outcomes import Decision
 from streams.config import load_config
 from streams.demo import generate

@@ -13,8 +13,8 @@ from typing import Any
 
 import msgspec
 
-from agents import topics
 from agents.broker import free_port
+from schemas import topics
 from schemas.codec import EVENT_DECODER, OUTCOME_ENCODER
 from schemas.journal import JOURNAL_DECODER, EventEntry
 from streams.config import RulesConfig

@@ -51,3 +51,21 @@ def test_cli_parser_imports_no_streaming_stack():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_core_does_not_reach_into_agents():
+    # Only the command-line front end may (lazily) load the pipeline's commands; the rules, the
+    # schemas, simulate and replay take everything they need (topic names too) from the core.
+    import ast
+
+    offenders = []
+    for package in ("schemas", "streams"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path.relative_to(ROOT).as_posix() == "streams/cli.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                if any(n == "agents" or n.startswith("agents.") for n in names):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []

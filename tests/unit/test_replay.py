@@ -215,14 +215,6 @@ def test_report_as_json(recorded):
     assert d["examples"] and {"kind", "person_id", "detail"} <= set(d["examples"][0])
 
 
-def test_output_topic_names_match_the_pipeline():
-    from agents import topics
-    from streams.replay import TOPIC_OF_KIND
-
-    assert TOPIC_OF_KIND == {"decision": topics.DECISIONS, "grant": topics.GRANTS,
-                             "alert": topics.ALERTS, "dead_letter": topics.DEADLETTER}
-
-
 # --- the export file ----------------------------------------------------------------------------
 
 
