@@ -163,8 +163,6 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
     inputs = app.topic(*topics.INPUT_TOPICS, **raw)
     journal = app.topic(topics.JOURNAL, partitions=settings.partitions, **raw)
     claims = app.topic(topics.CLAIMS, partitions=settings.partitions, **raw)
-    outputs = {name: app.topic(name, partitions=settings.partitions, **raw)
-               for name in topics.OUTPUT_TOPICS}
 
     persons = _raw_table(app, "persons", settings.partitions)
     holders = _raw_table(app, "claims", settings.partitions)
@@ -173,10 +171,16 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
     timeline = _raw_table(app, "timeline", settings.partitions)
     metrics.register_tables({"persons": persons, "claims": holders, "timeline": timeline})
 
+    async def send(topic: str, key: bytes | None, value: bytes) -> None:
+        # Straight to Faust's producer: `Topic.send` wraps every record in a FutureMessage and a
+        # channel hop, about a fifth of the worker's time. Partitioning is the same (the
+        # producer's default partitioner on the key), and Faust still flushes this producer
+        # before it commits any offset.
+        await app.producer.send(topic, key, value, None, None, None)
+
     async def publish(key: bytes | None, outcomes: list[Outcome]) -> None:
         for o in outcomes:
-            name = _OUTPUT_TOPIC[type(o)]
-            await outputs[name].send(key=key, value=OUTCOME_ENCODER.encode(o))
+            await send(_OUTPUT_TOPIC[type(o)], key, OUTCOME_ENCODER.encode(o))
             metrics.count_outcome(o)
 
     aligner = Aligner(topics.INPUT_TOPICS, settings.idle_wait)
@@ -202,7 +206,7 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
                 event, key = held.item
                 entry = EventEntry(topic=held.topic, partition=held.partition,
                                    offset=held.offset, value=event.value, late=held.late)
-                await journal.send(key=key, value=JOURNAL_ENCODER.encode(entry))
+                await send(topics.JOURNAL, key, JOURNAL_ENCODER.encode(entry))
                 if held.late:
                     metrics.LATE.labels(held.topic).inc()
                 # Acknowledged only now: no input offset is committed past a record that has
@@ -255,7 +259,7 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
                 for tkey, tvalue in timeline_writes(key, timeline.get(key), folded.record.recent):
                     timeline[tkey] = tvalue
             for req in folded.claims:
-                await claims.send(key=req.key.encode(), value=JOURNAL_ENCODER.encode(req))
+                await send(topics.CLAIMS, req.key.encode(), JOURNAL_ENCODER.encode(req))
             await publish(key, folded.outcomes)
             if folded.repeat:
                 metrics.REPEATS.inc()
@@ -284,7 +288,7 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
             reply = AnswerEntry(claim_kind=req.kind, claim_key=req.key, person_id=req.person_id,
                                 event_id=req.event_id, granted=ans.granted, holder=ans.holder)
             metrics.CLAIMS.labels(req.kind, "granted" if ans.granted else "refused").inc()
-            await journal.send(key=req.person_id.encode(), value=JOURNAL_ENCODER.encode(reply))
+            await send(topics.JOURNAL, req.person_id.encode(), JOURNAL_ENCODER.encode(reply))
 
     app.mynapoint_rules = rules  # type: ignore[attr-defined]
     app.mynapoint_tables = {"persons": persons, "claims": holders, "timeline": timeline}  # type: ignore[attr-defined]
