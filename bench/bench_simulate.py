@@ -106,6 +106,42 @@ def run_baseline(data: bytes) -> int:
     return n
 
 
+def run_floor(data: bytes, step: str) -> int:
+    """Strictly less work than simulate, to show what the target leaves for the rules.
+
+    - "typed": decode each line into its event with the plain validating decoder;
+    - "fast": the same with `decode_event_fast`, simulate's decoder for clean lines;
+    - "state": "fast", then the person's state looked up and stored back (no rules);
+    - "outcome": "state", then one decision per valid line encoded (no rules, a fixed decision).
+    """
+    from schemas.codec import EVENT_DECODER, OUTCOME_ENCODER, decode_event_fast
+    from schemas.outcomes import Decision
+
+    decode = EVENT_DECODER.decode if step == "typed" else decode_event_fast
+    errors = (msgspec.DecodeError, msgspec.ValidationError)
+    states: dict[str, object] = {}
+    stateful = step in ("state", "outcome")
+    encode = OUTCOME_ENCODER.encode if step == "outcome" else None
+    fixed = Decision(event_id="P0000001-001", person_id="P0000001", type="payment.recorded",
+                     accepted=True, reason=None, outcome_id="0" * 20, rules_version="0" * 12)
+    n = 0
+    for line in io.BytesIO(data):
+        n += 1
+        try:
+            ev = decode(line)
+        except errors:
+            continue
+        if stateful:
+            person = ev.person_id
+            states[person] = states.get(person, n)
+            if encode is not None:
+                encode(fixed)
+    return n
+
+
+FLOORS = ("typed", "fast", "state", "outcome")
+
+
 def run_simulate(data: bytes, cfg) -> int:  # type: ignore[no-untyped-def]
     sink = NullSink()
     simulate_to(io.BytesIO(data), sink, cfg)  # type: ignore[arg-type]
@@ -235,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--update-docs", action="store_true",
                    help="add (or replace, for the same --label) a row in docs/BENCHMARKS.md")
     p.add_argument("--label", default=None, help="the row's label (default: the git commit)")
+    p.add_argument("--floors", action="store_true",
+                   help="also measure what strictly less work than simulate costs (run_floor)")
     p.add_argument("--verify", action="store_true",
                    help="first check the fast paths against the plain ones on this history")
     args = p.parse_args(argv)
@@ -262,6 +300,12 @@ def main(argv: list[str] | None = None) -> int:
           f"   (wall {w_sim:.3f} s; {out_bytes / 1e6:.0f} MB of outcomes)")
     ratio = sim / base
     print(f"  ratio simulate/baseline: {ratio:.3f} (CPU time); {w_base / w_sim:.3f} (wall clock)")
+    if args.floors:
+        for step in FLOORS:
+            t_f, _, n = best_of(args.repeats, run_floor, data, step)
+            assert n == lines, (n, lines)
+            print(f"  floor {step:8}: {t_f / lines * 1e6:5.2f} us/line, "
+                  f"ratio {lines / t_f / base:.3f} of the baseline")
 
     if args.update_docs:
         label = args.label or commit()
