@@ -123,56 +123,51 @@ def _history(people: int) -> list[bytes]:
     return out
 
 
-def run_relay(lines: list[bytes], faust_agents: bool = False) -> float:
-    """The bare relay (aiokafka, or Faust agents with `faust_agents`), in events/s."""
-    with LocalBroker() as broker:
+def _measure(lines: list[bytes], made_topics: tuple[str, ...], commands, count_topic: str,
+             timeout: float) -> float:
+    """Events/s of the processes `commands(bootstrap, tmpdir)` starts on a fresh broker holding
+    `lines`, from their first record on `count_topic` to the `len(lines)`-th."""
+    with LocalBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         bs = broker.bootstrap
-        ensure_topics(bs, 4, topics.INPUT_TOPICS + (MID, OUT))
+        ensure_topics(bs, 4, topics.INPUT_TOPICS + made_topics)
         run_blocking(produce_lines(lines, bs, partitions=4))
-        hops = [(",".join(topics.INPUT_TOPICS), MID, "relay-a"), (MID, OUT, "relay-b")]
-        if faust_agents:
-            cmds = [[sys.executable, "-c", FAUST_RELAY, bs, src, dst, group, str(free_port())]
-                    for src, dst, group in hops]
-        else:
-            cmds = [[sys.executable, "-c", RELAY, bs, src, dst, group] for src, dst, group in hops]
         procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL) for cmd in cmds]
+                                  stderr=subprocess.DEVNULL) for cmd in commands(bs, tmp)]
         try:
-            took = asyncio.run(_time_outputs(bs, [OUT], len(lines), OUT, 900))
+            took = asyncio.run(_time_outputs(bs, [count_topic], len(lines), count_topic, timeout))
         finally:
             for p in procs:
                 p.terminate()
             for p in procs:
                 p.wait(timeout=60)
         return len(lines) / took
+
+
+def run_relay(lines: list[bytes], faust_agents: bool = False) -> float:
+    """The bare relay (aiokafka, or Faust agents with `faust_agents`), in events/s."""
+    hops = [(",".join(topics.INPUT_TOPICS), MID, "relay-a"), (MID, OUT, "relay-b")]
+
+    def commands(bs: str, tmp: str) -> list[list[str]]:
+        if faust_agents:
+            return [[sys.executable, "-c", FAUST_RELAY, bs, src, dst, group, str(free_port())]
+                    for src, dst, group in hops]
+        return [[sys.executable, "-c", RELAY, bs, src, dst, group] for src, dst, group in hops]
+
+    return _measure(lines, (MID, OUT), commands, OUT, 900)
 
 
 def run_pipeline(lines: list[bytes], idle_wait: float = 3.0, workers: int = 1) -> float:
-    with LocalBroker() as broker, tempfile.TemporaryDirectory() as tmp:
-        bs = broker.bootstrap
-        ensure_topics(bs, 4, topics.INPUT_TOPICS + topics.OUTPUT_TOPICS
-                      + (topics.JOURNAL, topics.CLAIMS))
-        run_blocking(produce_lines(lines, bs, partitions=4))
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "agents.worker", "--bootstrap", bs,
-                 "--data-dir", os.path.join(tmp, f"w{i}"), "--metrics-port", "0",
-                 "--web-port", str(free_port()), "--tansu-compat", "--idle-wait", str(idle_wait),
-                 "--config", str(ROOT / "streams" / "data" / "demo.toml"),
-                 "--loglevel", "warning"],
-                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
+    def commands(bs: str, tmp: str) -> list[list[str]]:
+        return [
+            [sys.executable, "-m", "agents.worker", "--bootstrap", bs,
+             "--data-dir", os.path.join(tmp, f"w{i}"), "--metrics-port", "0",
+             "--web-port", str(free_port()), "--tansu-compat", "--idle-wait", str(idle_wait),
+             "--config", str(ROOT / "streams" / "data" / "demo.toml"), "--loglevel", "warning"]
             for i in range(workers)
         ]
-        try:
-            took = asyncio.run(_time_outputs(bs, [topics.DECISIONS], len(lines),
-                                             topics.DECISIONS, 1800))
-        finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                p.wait(timeout=60)
-        return len(lines) / took
+
+    made = topics.OUTPUT_TOPICS + (topics.JOURNAL, topics.CLAIMS)
+    return _measure(lines, made, commands, topics.DECISIONS, 1800)
 
 
 def main() -> None:

@@ -29,14 +29,10 @@ that simulate answers inline).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gc
-import platform
 import sys
 import time
 from pathlib import Path
-
-import msgspec
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -46,14 +42,14 @@ from bench_simulate import (  # noqa: E402
     best_of,
     commit,
     history,
-    machine,
+    history_arguments,
     pin_one_core,
     record_row,
+    row_start,
     run_simulate,
 )
 
 from streams.config import load_config  # noqa: E402
-from streams.demo import DEMO_CONFIG  # noqa: E402
 from streams.export import (  # noqa: E402
     History,
     Published,
@@ -127,16 +123,7 @@ def update_docs(row: str, label: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--people", type=int, default=100_000)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--bad-ratio", type=float, default=0.002)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--config", default=str(DEMO_CONFIG), help="rules configuration (TOML)")
-    p.add_argument("--regenerate", action="store_true", help="regenerate the cached history")
-    p.add_argument("--no-pin", action="store_true", help="do not pin the process to one core")
-    p.add_argument("--update-docs", action="store_true",
-                   help="add (or replace, for the same --label) a row in docs/BENCHMARKS.md")
-    p.add_argument("--label", default=None, help="the row's label (default: the git commit)")
+    history_arguments(p)
     args = p.parse_args(argv)
 
     path = history(args.people, args.seed, args.bad_ratio, args.regenerate)
@@ -186,9 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.update_docs:
         label = args.label or commit()
         row = (
-            f"| {dt.date.today().isoformat()} | {label} | {machine()} | "
-            f"{platform.python_version()} | {msgspec.__version__} | {events:,} | {len(journal):,} "
-            f"| {sim:,.0f} | {rep:,.0f} | {rep / sim:.3f} | {cmp_rate:,.0f} | {cmp_rate / sim:.3f} |"
+            f"{row_start(label)} {events:,} | {len(journal):,} | {sim:,.0f} | {rep:,.0f} | "
+            f"{rep / sim:.3f} | {cmp_rate:,.0f} | {cmp_rate / sim:.3f} |"
         )
         update_docs(row, label)
     return 0

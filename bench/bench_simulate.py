@@ -217,6 +217,12 @@ def machine() -> str:
     return f"{os.cpu_count()} CPU {model}"
 
 
+def row_start(label: str) -> str:
+    """The cells every results row starts with: date, label, machine, Python, msgspec."""
+    return (f"| {dt.date.today().isoformat()} | {label} | {machine()} | "
+            f"{platform.python_version()} | {msgspec.__version__} |")
+
+
 def commit() -> str:
     try:
         rev = subprocess.run(
@@ -259,8 +265,8 @@ def _cells(row: str) -> list[str]:
     return [c.strip() for c in row.strip().strip("|").split("|")]
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def history_arguments(p: argparse.ArgumentParser) -> None:
+    """The options this script shares with bench_replay.py: which history, how to measure it."""
     p.add_argument("--people", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--bad-ratio", type=float, default=0.002)
@@ -271,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--update-docs", action="store_true",
                    help="add (or replace, for the same --label) a row in docs/BENCHMARKS.md")
     p.add_argument("--label", default=None, help="the row's label (default: the git commit)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    history_arguments(p)
     p.add_argument("--floors", action="store_true",
                    help="also measure what strictly less work than simulate costs (run_floor)")
     p.add_argument("--verify", action="store_true",
@@ -309,12 +320,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.update_docs:
         label = args.label or commit()
-        row = (
-            f"| {dt.date.today().isoformat()} | {label} | {machine()} | "
-            f"{platform.python_version()} | {msgspec.__version__} | {lines:,} | {base:,.0f} | "
-            f"{sim:,.0f} | {ratio:.3f} |"
-        )
-        update_docs(row, label)
+        update_docs(row_start(label) + f" {lines:,} | {base:,.0f} | {sim:,.0f} | {ratio:.3f} |",
+                    label)
     return 0
 
 
