@@ -28,6 +28,7 @@ from tests.integration.workers import (
     distinct_by_id,
     journal_events_in_order,
     partition_of,
+    produce_raw,
     reference_by_person,
 )
 
@@ -166,28 +167,6 @@ def _is_valid(line: bytes) -> bool:
     return True
 
 
-def _produce_raw(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    """Sends values as they are, unvalidated, keyed by whatever person_id they seem to carry."""
-    from aiokafka import AIOKafkaProducer
-
-    async def send() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-        await producer.start()
-        try:
-            for v in values:
-                try:
-                    key = msgspec.json.decode(v).get("person_id")
-                except Exception:  # noqa: BLE001 - not even JSON: no key
-                    key = None
-                await producer.send(topic, key=key.encode() if isinstance(key, str) else None,
-                                    value=v)
-            await producer.flush()
-        finally:
-            await producer.stop()
-
-    run_blocking(send())
-
-
 def _history(people: int, seed: int) -> list[bytes]:
     return list(generate(people=people, seed=seed, bad_ratio=0.002))
 
@@ -210,7 +189,7 @@ def test_pipeline_equals_simulate_for_a_large_history(fresh_broker, worker_dirs)
         # What `produce` refuses, a careless producer would send anyway: intake dead-letters it.
         bad = [line for line in lines if not _is_valid(line)]
         assert bad
-        _produce_raw(fresh_broker.bootstrap, topics.PAYMENTS, bad)
+        produce_raw(fresh_broker.bootstrap, topics.PAYMENTS, bad)
         published = Outcomes(fresh_broker.bootstrap).until_decisions(sent, 900, worker)
         stats = _assert_equivalent(fresh_broker.bootstrap, published, worker)
         assert stats["people"] >= 2000

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from agents.broker import free_port
+from agents.broker import free_port, run_blocking
 from schemas import topics
 from schemas.codec import EVENT_DECODER, OUTCOME_ENCODER
 from schemas.journal import JOURNAL_DECODER, EventEntry
@@ -85,6 +85,28 @@ class WorkerProcess:
     def log_tail(self, n: int = 40) -> str:
         path = self.log_dir / f"worker-{self.starts}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+
+
+def produce_raw(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    """Sends values as they are, unvalidated, keyed by whatever person_id they seem to carry."""
+    from aiokafka import AIOKafkaProducer
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            for v in values:
+                try:
+                    key = msgspec.json.decode(v).get("person_id")
+                except Exception:  # noqa: BLE001 - not even JSON: no key
+                    key = None
+                await producer.send(topic, key=key.encode() if isinstance(key, str) else None,
+                                    value=v)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    run_blocking(send())
 
 
 def partition_of(person_id: str, partitions: int = 4) -> int:
