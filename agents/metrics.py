@@ -72,6 +72,13 @@ def observe_latency(started: float, record_timestamp: float | None) -> None:
         END_TO_END.observe(max(0.0, time.time() - record_timestamp))
 
 
+#: Label names of the gauges computed at scrape time (they have no samples before a worker runs).
+COLLECTED_LABELS = {
+    "mynapoint_table_keys": ("table",),
+    "mynapoint_consumer_lag": ("topic", "partition"),
+}
+
+
 def table_keys(table: Any) -> int:
     """How many keys a table holds, without reading them.
 
@@ -101,7 +108,7 @@ class _Collector:
         sizes = GaugeMetricFamily(
             "mynapoint_table_keys",
             "Keys in each table's active partitions on this worker (RocksDB's estimate)",
-            labels=["table"],
+            labels=list(COLLECTED_LABELS["mynapoint_table_keys"]),
         )
         for name, table in self.tables.items():
             try:
@@ -111,7 +118,7 @@ class _Collector:
         yield sizes
         lag = GaugeMetricFamily(
             "mynapoint_consumer_lag", "Records behind the high watermark, by topic and partition",
-            labels=["topic", "partition"],
+            labels=list(COLLECTED_LABELS["mynapoint_consumer_lag"]),
         )
         app = self.app
         if app is not None:
