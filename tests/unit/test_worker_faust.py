@@ -1,5 +1,7 @@
-"""The worker never lets Faust's terminal spinner turn the root logger to DEBUG (agents/worker.py):
-at WARNING, that trap made every `logger.debug` on the hot path build a record."""
+"""What the worker relies on in Faust: no terminal spinner turning the root logger to DEBUG
+(agents/worker.py), and the consumer internals that intake and the lag gauge read.
+
+The spinner: at WARNING, Faust's trap made every `logger.debug` on the hot path build a record."""
 
 from __future__ import annotations
 
@@ -35,3 +37,12 @@ def test_our_worker_leaves_the_root_logger_at_its_level(app, level):
     make_worker(app, logging.getLevelName(level).lower()).on_setup_root_logger(logger, level)
     assert logger.level == logging.WARNING
     assert len(logger.handlers) == 1
+
+
+def test_faust_consumer_still_keeps_committed_offsets_where_intake_reads_them(app):
+    # Intake's lag-aware idleness and the lag gauge read the consumer's private
+    # `_committed_offset` (agents/app.py has_more, agents/metrics.py): a Faust upgrade that
+    # renames it must fail here, not silently make every source look idle or lag unknown.
+    consumer = app.consumer
+    assert isinstance(consumer._committed_offset, dict)
+    assert callable(consumer.highwater)
