@@ -20,18 +20,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+import msgspec
 from faust.types import TP
 
 from agents import metrics, web
 from schemas import topics
-from schemas.codec import BAD_KEY, OUTCOME_ENCODER, BadInput, decode_event, raw_excerpt
+from schemas.codec import (
+    BAD_KEY,
+    INTERNAL_ERROR,
+    OUTCOME_ENCODER,
+    UNREADABLE_CLAIM,
+    UNREADABLE_JOURNAL_ENTRY,
+    UNREADABLE_STATE,
+    BadInput,
+    decode_event,
+    mask_my_numbers,
+    raw_excerpt,
+)
 from schemas.journal import (
     CLAIM_DECODER,
-    JOURNAL_DECODER,
     JOURNAL_ENCODER,
     AnswerEntry,
     ClaimRequest,
@@ -41,9 +53,10 @@ from schemas.outcomes import Alert, DeadLetter, Decision, Grant, Outcome
 from streams.align import Aligner
 from streams.claims import claim_account, claim_reservation
 from streams.config import RulesConfig, load_config
-from streams.ledger import RECORD_DECODER, RECORD_ENCODER, fold
+from streams.ledger import RECORD_ENCODER, Folded, LedgerRecord, fold
 from streams.rules import BUDGET_KEY
 from streams.timeline import writes_after_fold as timeline_writes
+from streams.versions import VersionError, decode_journal_entry, decode_ledger_record
 
 log = logging.getLogger("mynapoint")
 
@@ -124,6 +137,70 @@ def validate_record(key: bytes | None, value: bytes | None):
             {"event_id": ev.event_id, "person_id": ev.person_id},
         )
     return ev
+
+
+def checked_record(key: bytes | None, value: bytes | None):
+    """`validate_record`, with any other failure (a bug) turned into an `internal_error`.
+
+    An agent that raises is restarted by Faust and the record it was on is lost; every input
+    record must end as an event or a dead letter instead.
+    """
+    try:
+        return validate_record(key, value)
+    except BadInput:
+        raise
+    except Exception as bug:
+        raise BadInput(INTERNAL_ERROR, f"validating this record failed ({type(bug).__name__}: "
+                       f"{bug}); this is a bug: report it with this dead letter") from bug
+
+
+_UNREADABLE = (VersionError, msgspec.DecodeError, msgspec.ValidationError)
+
+
+def fold_stored(key: bytes | None, entry_value: bytes | None,
+                read: Callable[[bytes], bytes | None],
+                rules: RulesConfig) -> tuple[LedgerRecord | None, Folded]:
+    """The person's stored record (`read(key)`) and the fold of one journal record into it.
+
+    Both are read through `streams.versions`, so values stored by an earlier version are upgraded
+    on read. What cannot be read or decided raises `BadInput` with the reason to dead-letter it
+    under: no journal record stops the ledger.
+    """
+    try:
+        if entry_value is None:
+            raise VersionError("the record has no value")
+        entry = decode_journal_entry(entry_value)
+        if not key:
+            raise VersionError("the record has no key (the person_id)")
+    except _UNREADABLE as exc:
+        raise BadInput(
+            UNREADABLE_JOURNAL_ENTRY,
+            f"not a journal entry this worker can read ({exc}); only mynapoint workers may write "
+            f"to {topics.JOURNAL}: find the other producer, or upgrade this worker if a newer "
+            "one wrote it",
+        ) from None
+    fields = {"person_id": mask_my_numbers(key.decode("utf-8", "replace"))}
+    record_value = read(key)
+    try:
+        record = decode_ledger_record(record_value) if record_value is not None else None
+    except _UNREADABLE as exc:
+        raise BadInput(
+            UNREADABLE_STATE,
+            f"the person's stored record cannot be read ({exc}); if a newer worker wrote it, run "
+            "that version; the person's journal entries are dead-lettered until then",
+            fields,
+        ) from None
+    try:
+        return record, fold(record, entry, rules)
+    except Exception as exc:
+        # A bug in the rules or the fold: reported with the record it failed on, which can be
+        # replayed from its offset once fixed, instead of stopping every other person.
+        raise BadInput(
+            INTERNAL_ERROR,
+            f"deciding this journal entry failed ({type(exc).__name__}: {exc}); this is a bug: "
+            "report it with this dead letter; the entry was not applied",
+            fields,
+        ) from exc
 
 
 def _raw_table(app: faust.App, name: str, partitions: int) -> Any:
@@ -220,8 +297,10 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
             msg = event.message
             metrics.EVENTS_IN.labels(msg.topic, "intake").inc()
             try:
-                ev = validate_record(event.key, event.value)
+                ev = checked_record(event.key, event.value)
             except BadInput as exc:
+                if exc.reason == INTERNAL_ERROR:
+                    log.exception("intake: %s/%s/%s", msg.topic, msg.partition, msg.offset)
                 dl = dead_letter(exc, msg.topic, msg.partition, msg.offset, event.value)
                 # Keyed by the (masked) person id, never by the raw key: it may be a My Number.
                 await publish(dl.person_id.encode() if dl.person_id else None, [dl])
@@ -249,10 +328,18 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
         async for event in stream.events():
             started = time.perf_counter()
             key: bytes = event.key
-            entry = JOURNAL_DECODER.decode(event.value)
-            current = persons.get(key)
-            record = RECORD_DECODER.decode(current) if current is not None else None
-            folded = fold(record, entry, rules)
+            msg = event.message
+            try:
+                record, folded = fold_stored(key, event.value, persons.get, rules)
+            except BadInput as exc:
+                if exc.reason == INTERNAL_ERROR:
+                    log.exception("ledger: %s/%s/%s: %s", msg.topic, msg.partition, msg.offset,
+                                  exc.message)
+                unreadable = exc.reason == UNREADABLE_JOURNAL_ENTRY
+                dl = dead_letter(exc, msg.topic, msg.partition, msg.offset,
+                                 event.value if unreadable else None)
+                await publish(None if unreadable else key, [dl])
+                continue
             if folded.record is not record:
                 persons[key] = RECORD_ENCODER.encode(folded.record)
             if folded.outcomes:
@@ -269,7 +356,16 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
     @app.agent(claims, name="claims")
     async def claims_agent(stream: Any) -> None:
         async for event in stream.events():
-            req: ClaimRequest = CLAIM_DECODER.decode(event.value)
+            try:
+                req: ClaimRequest = CLAIM_DECODER.decode(event.value)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                msg = event.message
+                bad = BadInput(UNREADABLE_CLAIM,
+                               f"not a claim request this worker can read ({exc}); only mynapoint "
+                               f"workers may write to {topics.CLAIMS}")
+                await publish(None, [dead_letter(bad, msg.topic, msg.partition, msg.offset,
+                                                 event.value)])
+                continue
             key = req.key.encode()
             if req.kind == "account":
                 current = holders.get(key)

@@ -29,6 +29,13 @@ NAIVE_TIMESTAMP = "naive_timestamp"
 MY_NUMBER = "my_number_in_person_id"
 EMPTY = "empty"
 BAD_KEY = "bad_key"
+# ... and for records of the pipeline's own topics (journal, claims) that cannot be used: these
+# point at another producer writing to an internal topic, a stored value from a newer version, or
+# a bug; the dead letter's topic/partition/offset says which record to look at.
+UNREADABLE_JOURNAL_ENTRY = "unreadable_journal_entry"
+UNREADABLE_STATE = "unreadable_state"
+UNREADABLE_CLAIM = "unreadable_claim"
+INTERNAL_ERROR = "internal_error"
 
 _MY_NUMBER_RE = re.compile(r"(?<!\d)\d{12}(?!\d)")
 _AT_PATH_RE = re.compile(r"^(?P<msg>.*) - at `(?P<path>[^`]*)`$", re.S)
