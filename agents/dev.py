@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from schemas import topics
@@ -43,8 +44,35 @@ def _bar(done: int, total: int, started: float, width: int = 40) -> str:
     return f"\r  [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} decisions  {rate:,.0f}/s"
 
 
-async def _follow(bootstrap: str, expected: int, timeout: float):
-    """Reads every outcome until `expected` distinct decisions are out; shows a progress bar."""
+class DevFailure(Exception):
+    """The demo cannot finish; the message says why (the worker's log tail is shown with it)."""
+
+
+class _Progress:
+    """A bar redrawn in place on a terminal; on a log (not a terminal), a line per tenth."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.started = time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self.tenths = -1
+
+    def show(self, done: int) -> None:
+        if self.tty:
+            sys.stderr.write(_bar(done, self.total, self.started))
+        else:
+            tenths = 10 * done // self.total if self.total else 10
+            if tenths == self.tenths:
+                return
+            self.tenths = tenths
+            sys.stderr.write(_bar(done, self.total, self.started).lstrip("\r") + "\n")
+        sys.stderr.flush()
+
+
+async def _follow(bootstrap: str, expected: int, timeout: float,
+                  stopped: Callable[[], int | None] = lambda: None):
+    """Reads every outcome until `expected` decisions are out, showing progress; `stopped()` is
+    the worker's exit code once it has exited (then the demo cannot finish)."""
     from aiokafka import AIOKafkaConsumer
 
     from schemas.codec import OUTCOME_DECODER
@@ -57,14 +85,16 @@ async def _follow(bootstrap: str, expected: int, timeout: float):
     )
     await consumer.start()
     started = time.monotonic()
+    progress = _Progress(expected)
     decisions = 0
     try:
         while decisions < expected:
+            if (code := stopped()) is not None:
+                raise DevFailure(f"the worker stopped (exit code {code}) after {decisions:,} of "
+                                 f"{expected:,} decisions")
             if time.monotonic() - started > timeout:
-                raise SystemExit(
-                    f"\nmynapoint dev: only {decisions:,} of {expected:,} decisions after "
-                    f"{timeout:g} s; see the worker log"
-                )
+                raise DevFailure(f"only {decisions:,} of {expected:,} decisions after "
+                                 f"{timeout:g} s (--timeout)")
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
                 # Records, not distinct ids: a third copy of an event gets the very same decision
@@ -72,8 +102,7 @@ async def _follow(bootstrap: str, expected: int, timeout: float):
                 outcomes = [OUTCOME_DECODER.decode(r.value) for r in records]
                 decisions += sum(1 for r in records if r.topic == topics.DECISIONS)
                 summary.observe(outcomes)
-            sys.stderr.write(_bar(decisions, expected, started))
-            sys.stderr.flush()
+            progress.show(decisions)
         # Grants and alerts that follow the last decisions.
         batch = await consumer.getmany(timeout_ms=1500)
         for records in batch.values():
@@ -105,8 +134,10 @@ def run_dev(args: argparse.Namespace) -> int:
         ensure_topics(bootstrap, args.partitions,
                       topics.INPUT_TOPICS + topics.OUTPUT_TOPICS + (topics.JOURNAL, topics.CLAIMS))
         log_path = work / "worker.log"
-        print(f"  broker   {bootstrap}\n  worker   log {log_path}\n"
-              f"  metrics  http://127.0.0.1:{args.metrics_port}/metrics", file=sys.stderr)
+        metrics_at = (f"http://127.0.0.1:{args.metrics_port}/metrics" if args.metrics_port
+                      else "off (--metrics-port 0)")
+        print(f"  broker   {bootstrap}\n  worker   log {log_path}\n  metrics  {metrics_at}",
+              file=sys.stderr)
         worker = subprocess.Popen(
             [sys.executable, "-m", "agents.worker", "--bootstrap", bootstrap,
              "--data-dir", str(work / "data"), "--partitions", str(args.partitions),
@@ -123,7 +154,13 @@ def run_dev(args: argparse.Namespace) -> int:
         print(f"  sent {sent:,} valid events; `produce` refused {len(report.bad):,} bad lines "
               "(a producer that skips validation would see them in mynapoint.deadletter)",
               file=sys.stderr)
-        summary, took = asyncio.run(_follow(bootstrap, sent, args.timeout))
+        try:
+            summary, took = asyncio.run(_follow(bootstrap, sent, args.timeout, worker.poll))
+        except DevFailure as exc:
+            tail = log_path.read_text(errors="replace").splitlines()[-25:]
+            print(f"\nmynapoint dev: {exc}. The worker's last log lines:\n  "
+                  + "\n  ".join(tail), file=sys.stderr)
+            return 1
         print(summary.render(cfg))
         print(f"\n{sent:,} events decided in {took:,.1f} s "
               f"({sent / max(took, 1e-6):,.0f} events/s end to end, including worker start-up)")

@@ -96,21 +96,35 @@ def credentials(args: argparse.Namespace) -> Any:
     return None
 
 
+def _number(args: argparse.Namespace, name: str, kind: type, low: float, high: float,
+            meaning: str) -> Any:
+    """A numeric setting from its flag or environment variable, or a message saying what to set."""
+    raw = resolve(args, name)
+    flag, var = "--" + name.replace("_", "-"), ENV[name][0]
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not low <= value <= high:
+        raise SystemExit(f"mynapoint worker: {flag} ({var}) must be {meaning}; got {raw!r}")
+    return value
+
+
 def settings_from_args(args: argparse.Namespace):
     from agents.app import WorkerSettings
 
-    metrics_port = int(resolve(args, "metrics_port"))
+    metrics_port = _number(args, "metrics_port", int, 0, 65535, "a port, 1-65535, or 0 for none")
     return WorkerSettings(
         bootstrap=resolve(args, "bootstrap"),
         app_id=resolve(args, "app_id"),
         data_dir=resolve(args, "data_dir"),
-        partitions=int(resolve(args, "partitions")),
+        partitions=_number(args, "partitions", int, 1, 100_000, "a whole number of partitions"),
         config_path=resolve(args, "config"),
-        web_port=int(resolve(args, "web_port")),
+        web_port=_number(args, "web_port", int, 1, 65535, "a port, 1-65535"),
         web_host=resolve(args, "web_host"),
         metrics_port=metrics_port or None,
         metrics_host=resolve(args, "metrics_host"),
-        idle_wait=float(resolve(args, "idle_wait")),
+        idle_wait=_number(args, "idle_wait", float, 0.0, 86400.0, "seconds, 0 or more"),
         broker_credentials=credentials(args),
         tansu_compat=str(resolve(args, "tansu_compat")).lower() in ("1", "true", "yes", True),
         status_token=resolve(args, "status_token") or None,
