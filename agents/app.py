@@ -210,8 +210,9 @@ def _raw_table(app: faust.App, name: str, partitions: int) -> Any:
     types, so they are set to raw here, before the store (which captures them) is first opened.
     """
     table = app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes)
-    table.key_serializer = "raw"
-    table.value_serializer = "raw"
+    # Faust's TableT stub lacks the serializer attributes its Collection implementation has.
+    table.key_serializer = "raw"  # type: ignore[attr-defined]
+    table.value_serializer = "raw"  # type: ignore[attr-defined]
     return table
 
 
@@ -235,8 +236,8 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
         **{**TUNING, **settings.extra},
     )
 
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
-           "value_serializer": "raw"}
+    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
+                           "value_serializer": "raw"}
     inputs = app.topic(*topics.INPUT_TOPICS, **raw)
     journal = app.topic(topics.JOURNAL, partitions=settings.partitions, **raw)
     claims = app.topic(topics.CLAIMS, partitions=settings.partitions, **raw)
@@ -274,7 +275,8 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
         # A source this worker has read nothing of since it took the partition starts at the
         # group's committed offset (Faust keeps it per partition); everything before that was
         # journaled by an earlier owner.
-        committed = app.consumer._committed_offset.get(tp) or 0  # noqa: SLF001
+        # Not on Faust's ConsumerT interface; its Consumer implementation has it.
+        committed = app.consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined]  # noqa: SLF001
         return hw > max(next_offset, committed)
 
     async def release_aligned() -> None:
@@ -318,7 +320,9 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
         # Releases what waited for silent sources even when no new record arrives.
         await release_aligned()
 
-    @app.on_partitions_revoked.connect
+    # Faust's stub wants a receiver taking any positional arguments; the signal sends one
+    # (`revoked`) plus `signal=` as a keyword.
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         # Held records of revoked partitions were never acknowledged: their new owner reads them.
         aligner.drop({tp.partition for tp in revoked if tp.topic in topics.INPUT_TOPICS})

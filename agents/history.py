@@ -142,7 +142,7 @@ async def read_topics(
         names = list(wanted) + [t for t in optional if t in present]
         from aiokafka import TopicPartition
 
-        tps = []
+        tps: list[TopicPartition] = []
         for t in names:
             dump.records[t] = []
             parts = consumer.partitions_for_topic(t) or set()

@@ -52,18 +52,17 @@ END_TO_END = Histogram(
 
 
 def count_outcome(o: Outcome) -> None:
-    cls = type(o)
-    if cls is Decision:
-        DECISIONS.labels(o.type, o.reason or "accepted").inc()  # type: ignore[union-attr]
-    elif cls is Grant:
-        if o.points >= 0:  # type: ignore[union-attr]
-            POINTS.labels(o.campaign).inc(o.points)  # type: ignore[union-attr]
+    if type(o) is Decision:
+        DECISIONS.labels(o.type, o.reason or "accepted").inc()
+    elif type(o) is Grant:
+        if o.points >= 0:
+            POINTS.labels(o.campaign).inc(o.points)
         else:
-            POINTS_CLAWED_BACK.labels(o.campaign).inc(-o.points)  # type: ignore[union-attr]
-    elif cls is Alert:
-        ALERTS.labels(o.code).inc()  # type: ignore[union-attr]
-    elif cls is DeadLetter:
-        DEAD_LETTERS.labels(o.reason).inc()  # type: ignore[union-attr]
+            POINTS_CLAWED_BACK.labels(o.campaign).inc(-o.points)
+    elif type(o) is Alert:
+        ALERTS.labels(o.code).inc()
+    elif type(o) is DeadLetter:
+        DEAD_LETTERS.labels(o.reason).inc()
 
 
 def observe_latency(started: float, record_timestamp: float | None) -> None:

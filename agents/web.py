@@ -49,7 +49,7 @@ from schemas.events import PERSON_ID_PATTERN
 from schemas.outcomes import Alert, Decision, Grant
 from streams.config import CAMPAIGN_NAMES, RulesConfig
 from streams.ledger import RECORD_DECODER, LedgerRecord
-from streams.state import EMPTY_STATE, PersonState
+from streams.state import EMPTY_STATE, Link, PersonState
 from streams.timeline import history as timeline_history
 from streams.timeutil import day_to_date, jst_day, to_jst
 
@@ -222,7 +222,8 @@ def status_document(
             certificate_renewed_at=to_jst(card.renewed_at) if card.renewed_at is not None else None,
             suspended=card.suspended,
         )
-    links = {}
+    links: dict[str, Link] = {}
+    link: Link | None
     for link in person.links:
         links.setdefault(link.campaign, link)
     campaigns = {}

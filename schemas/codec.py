@@ -99,7 +99,7 @@ def explain_error(raw: bytes, exc: Exception) -> BadInput:
     text = str(exc)
     fields = _identifying_fields(raw)
     if text.startswith("Expected `object`"):
-        got = text.split("got ", 1)[-1].strip("`")
+        got: str | None = text.split("got ", 1)[-1].strip("`")
         return BadInput(NOT_AN_OBJECT, f"expected a JSON object (one event), got {got}", fields)
     missing = _MISSING_RE.match(text)
     if missing:

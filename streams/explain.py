@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
 from schemas.codec import EVENT_DECODER
 from schemas.events import TYPE_NAMES, Event
 from schemas.journal import EventEntry
-from schemas.outcomes import Alert, Decision, Grant, Outcome
+from schemas.outcomes import Alert, AnyOutcome, Decision, Grant, Outcome
 from streams import reasons as R
 from streams.config import CAMPAIGN_NAMES, RulesConfig
 from streams.engine import Engine
@@ -348,22 +348,21 @@ class _Attach:
 
     def outcomes(self, outcomes: Iterable[Outcome]) -> None:
         for o in outcomes:
-            cls = type(o)
-            if cls is Decision:
+            if type(o) is Decision:
                 if not self.undecided:
-                    self.expl.notes.append(f"a decision on {o.event_id} matches no event")  # type: ignore[union-attr]
+                    self.expl.notes.append(f"a decision on {o.event_id} matches no event")
                     continue
                 item = self.undecided.popleft()
-                if item.event.event_id != o.event_id:  # type: ignore[union-attr]
+                if item.event.event_id != o.event_id:
                     self.expl.notes.append(
-                        f"decision for {o.event_id} met event {item.event.event_id}"  # type: ignore[union-attr]
+                        f"decision for {o.event_id} met event {item.event.event_id}"
                     )
-                item.decision = o  # type: ignore[assignment]
+                item.decision = o
                 self.current = item
-            elif self.current is not None and cls is Grant:
-                self.current.grants.append(o)  # type: ignore[arg-type]
-            elif self.current is not None and cls is Alert:
-                self.current.alerts.append(o)  # type: ignore[arg-type]
+            elif self.current is not None and type(o) is Grant:
+                self.current.grants.append(o)
+            elif self.current is not None and type(o) is Alert:
+                self.current.alerts.append(o)
 
 
 def explain_history(person_id: str, history: History, cfg: RulesConfig) -> Explanation:
@@ -395,7 +394,8 @@ def explain_history(person_id: str, history: History, cfg: RulesConfig) -> Expla
 
 
 def _check_published(expl: Explanation, mine: list[Outcome], history: History) -> None:
-    derived = {o.outcome_id: msgspec.to_builtins(o) for o in mine}
+    # Every concrete outcome (Decision, Grant, Alert, DeadLetter) has an outcome_id.
+    derived = {o.outcome_id: msgspec.to_builtins(o) for o in cast("list[AnyOutcome]", mine)}
     published: dict[str, list[dict[str, Any]]] = {}
     for rec in history.outcomes:
         o = rec.outcome

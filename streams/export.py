@@ -283,7 +283,7 @@ def set_table_raw(history: History, where: str, key: bytes | str, raw: bytes | N
         history.unreadable.append((f"table persons {where} key {k}", str(exc)))
 
 
-def iter_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
+def iter_lines(stream: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
     for n, line in enumerate(stream, start=1):
         line = line.rstrip(b"\r\n")
         if line:

@@ -30,13 +30,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
 from schemas import topics
 from schemas.journal import EventEntry, JournalEntry
-from schemas.outcomes import Outcome
+from schemas.outcomes import AnyOutcome, Outcome
 from streams.config import RulesConfig
 from streams.export import History, Published, no_cyclic_gc, person_of
 from streams.ledger import LedgerRecord, fold
@@ -292,11 +292,16 @@ def _compare(
     for where, why in unreadable:
         report.add(Difference(UNREADABLE, None, f"{where}: {why}", where=where))
 
-    expected: dict[str, Outcome] = {}
+    # `o` is a derived outcome, or a published one (decoded JSON; None when unreadable); `oid` is
+    # its outcome_id (a published one may lack it).
+    o: AnyOutcome | dict[str, Any] | None
+    oid: str | None
+    expected: dict[str, AnyOutcome] = {}
     # Two different input records can get identical outcomes (a third copy of an event_id is a
     # duplicate_event with the same id and content as the second), so replay counts copies too.
     derived: dict[str, int] = {}
-    for o in replayed.outcomes:
+    # Every concrete outcome (Decision, Grant, Alert, DeadLetter) has an outcome_id.
+    for o in cast("list[AnyOutcome]", replayed.outcomes):
         oid = o.outcome_id
         n = derived.get(oid)
         if n is None:
@@ -383,7 +388,7 @@ def _compare(
         else:
             detail = (f"{_label(mine_json)} ({oid}) is derived {n} times (identical decisions on "
                       f"repeated inputs) but was published {got} time(s)")
-        report.add(Difference(MISSING, o.person_id, detail, outcome_id=oid,  # type: ignore[attr-defined]
+        report.add(Difference(MISSING, o.person_id, detail, outcome_id=oid,
                               replayed=mine_json))
     report.exact_repeats = repeats
 
@@ -486,6 +491,9 @@ class Recorded:
         from streams.export import end_line, header_line, journal_line, outcome_line, table_line
 
         ends: dict[str, dict[int, int]] = {}
+        # Journal keys are bytes; output keys may be None.
+        _k: bytes | None
+        k: bytes | None
         for p, o, _k, _r in self.journal:
             ends.setdefault("mynapoint.journal", {})[p] = o + 1
         for t, p, o, _k, _r in self.outputs:
@@ -540,7 +548,7 @@ def record_offline(lines: Iterable[bytes], cfg: RulesConfig, partitions: int = 4
         folded = fold(records.get(person), entry, cfg)
         records[person] = folded.record
         for outcome in folded.outcomes:
-            kind = type(outcome).__struct_config__.tag  # type: ignore[attr-defined]
+            kind = cast(str, type(outcome).__struct_config__.tag)  # outcome tags are strings
             emit(out_topic[kind], partition, key, OUTCOME_ENCODER.encode(outcome))
         for req in folded.claims:
             answer = claims.answer(req.kind, req.key, req.person_id)

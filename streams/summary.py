@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 
 from schemas.outcomes import Alert, DeadLetter, Decision, Grant, Outcome
 from streams.config import RulesConfig
@@ -19,26 +20,25 @@ class Summary:
         self.dead_letters: Counter[str] = Counter()
         self.people: set[str] = set()
 
-    def observe(self, outcomes: list[Outcome]) -> None:
+    def observe(self, outcomes: Iterable[Outcome]) -> None:
         for o in outcomes:
-            cls = type(o)
-            if cls is Decision:
-                self.people.add(o.person_id)  # type: ignore[union-attr]
-                if o.accepted:  # type: ignore[union-attr]
+            if type(o) is Decision:
+                self.people.add(o.person_id)
+                if o.accepted:
                     self.accepted += 1
-                    self.decisions[(o.type, "accepted")] += 1  # type: ignore[union-attr]
+                    self.decisions[(o.type, "accepted")] += 1
                 else:
                     self.rejected += 1
-                    self.decisions[(o.type, o.reason or "")] += 1  # type: ignore[union-attr]
-            elif cls is Grant:
-                if o.points >= 0:  # type: ignore[union-attr]
-                    self.points[o.campaign] += o.points  # type: ignore[union-attr]
+                    self.decisions[(o.type, o.reason or "")] += 1
+            elif type(o) is Grant:
+                if o.points >= 0:
+                    self.points[o.campaign] += o.points
                 else:
-                    self.clawed_back[o.campaign] -= o.points  # type: ignore[union-attr]
-            elif cls is Alert:
-                self.alerts[o.code] += 1  # type: ignore[union-attr]
-            elif cls is DeadLetter:
-                self.dead_letters[o.reason] += 1  # type: ignore[union-attr]
+                    self.clawed_back[o.campaign] -= o.points
+            elif type(o) is Alert:
+                self.alerts[o.code] += 1
+            elif type(o) is DeadLetter:
+                self.dead_letters[o.reason] += 1
 
     def as_dict(self) -> dict[str, object]:
         return {
