@@ -298,9 +298,8 @@ def read_export(stream: BinaryIO | Iterable[bytes], name: str = "<export>") -> H
 
 def _read_export(stream: BinaryIO | Iterable[bytes], name: str) -> History:
     history = History(source=name)
-    lines = iter_lines(stream) if hasattr(stream, "read") else (
-        (n, ln.rstrip(b"\r\n")) for n, ln in enumerate(stream, start=1) if ln.strip()
-    )
+    # A file and a list of its lines read alike: lines with nothing but whitespace are skipped.
+    lines = ((n, ln.rstrip(b"\r\n")) for n, ln in enumerate(stream, start=1) if ln.strip())
     counts = {"journal": 0, "outcome": 0, "table": 0}
     ended = None
     for n, line in lines:

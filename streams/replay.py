@@ -329,12 +329,21 @@ def _compare(
             n_dead += 1
             continue
         oid = o.get("outcome_id")
-        rv = o.get("rules_version")
-        if rv is not None:
-            versions[rv] += 1
-        if TOPIC_OF_KIND.get(kind) != rec.topic:  # type: ignore[arg-type]
+        if not isinstance(kind, str) or not isinstance(oid, str):
+            # Any JSON object decodes; a list or an object where a string belongs must be
+            # reported like any other forgery, not break the comparison.
             where = f"{rec.topic}/{rec.partition}/{rec.offset}"
-            if kind not in _COMPARED_KINDS or not isinstance(oid, str):
+            person = o.get("person_id")
+            report.add(Difference(UNEXPECTED, person if isinstance(person, str) else None,
+                                  f"{where}: not an outcome replay knows (kind {kind!r}, "
+                                  f"outcome_id {oid!r})", where=where, published=o))
+            continue
+        rv = o.get("rules_version")
+        if isinstance(rv, str):
+            versions[rv] += 1
+        if TOPIC_OF_KIND.get(kind) != rec.topic:
+            where = f"{rec.topic}/{rec.partition}/{rec.offset}"
+            if kind not in _COMPARED_KINDS:
                 report.add(Difference(UNEXPECTED, o.get("person_id"), f"{where}: not an outcome "
                                       f"replay knows (kind {kind!r}, outcome_id {oid!r})",
                                       where=where, published=o))
@@ -342,23 +351,23 @@ def _compare(
             report.add(Difference(WRONG_TOPIC, o.get("person_id"),
                                   f"{where}: a {kind} on {rec.topic}", outcome_id=oid,
                                   where=where))
-        mine_json = expected_json.get(oid)  # type: ignore[arg-type]
+        mine_json = expected_json.get(oid)
         if mine_json is None:
-            mine = expected.get(oid)  # type: ignore[arg-type]
+            mine = expected.get(oid)
             if mine is None:
-                if unknown.get(oid) == o:  # type: ignore[arg-type]
+                if unknown.get(oid) == o:
                     continue  # an exact repeat of an unexpected outcome, reported once
-                unknown[oid] = o  # type: ignore[index]
+                unknown[oid] = o
                 where = f"{rec.topic}/{rec.partition}/{rec.offset}"
                 report.add(Difference(UNEXPECTED, o.get("person_id"), f"{where}: {_label(o)} "
                                       f"({oid}) is not derived by replay", outcome_id=oid,
                                       where=where, published=o))
                 continue
-            mine_json = expected_json[oid] = _to_builtins(mine)  # type: ignore[index]
+            mine_json = expected_json[oid] = _to_builtins(mine)
         if mine_json == o:
-            matched[oid] = matched.get(oid, 0) + 1  # type: ignore[index,arg-type]
+            matched[oid] = matched.get(oid, 0) + 1
             continue
-        differing[oid] = differing.get(oid, 0) + 1  # type: ignore[index,arg-type]
+        differing[oid] = differing.get(oid, 0) + 1
         where = f"{rec.topic}/{rec.partition}/{rec.offset}"
         changes = _field_changes(o, mine_json)
         shown = ", ".join(

@@ -345,3 +345,32 @@ def test_offline_replay_never_imports_kafka(recorded, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True)
     assert "RESULT 0 []" in out.stderr
+
+
+@pytest.mark.parametrize("forged", [
+    {"kind": ["decision"], "outcome_id": "x", "person_id": "P0000001"},
+    {"kind": "decision", "outcome_id": {"id": 1}, "person_id": ["P0000001"]},
+    {"kind": "decision", "person_id": "P0000001"},
+    {"kind": {"a": 1}},
+])
+def test_a_published_object_of_the_wrong_shape_is_reported_not_a_crash(recorded, forged):
+    # Any JSON object decodes as a published outcome: a list or an object where replay expects a
+    # string is a forgery like any other.
+    rec = _copy(recorded)
+    rec.outputs.append(("mynapoint.decisions", 0, 30_000, b"P0000001", msgspec.json.encode(forged)))
+    _, report = replay_history(_history(rec), CFG)
+    assert dict(report.differences) == {"unexpected": 1}
+    (diff,) = report.examples
+    assert "not an outcome replay knows" in diff.detail and diff.published == forged
+    assert diff.person_id in (None, "P0000001")
+    report.render()
+
+
+def test_an_export_reads_alike_from_a_file_and_from_its_lines(recorded):
+    # Whitespace-only lines (an editor's doing) carry nothing, whichever way the export is passed.
+    lines = _export(recorded).split(b"\n")
+    spaced = b"\n".join(lines[:3] + [b"   ", b"\t\r"] + lines[3:])
+    from_file = read_export(io.BytesIO(spaced))
+    from_lines = read_export(spaced.splitlines(keepends=True))
+    assert from_file.journal_size == from_lines.journal_size == len(recorded.journal)
+    assert from_file.outcomes == from_lines.outcomes
