@@ -125,6 +125,9 @@ def run_dev(args: argparse.Namespace) -> int:
     from streams.demo import generate
 
     cfg = load_config(args.config)
+    # SIGTERM (a `timeout`, a service manager) must clean up like Ctrl-C: otherwise the broker
+    # and the worker outlive this command.
+    signal.signal(signal.SIGTERM, _interrupt)
     work = Path(tempfile.mkdtemp(prefix="mynapoint-dev-"))
     print("mynapoint dev: starting the local broker (Tansu, memory storage)...", file=sys.stderr)
     broker = LocalBroker(port=args.port).start()
@@ -168,7 +171,6 @@ def run_dev(args: argparse.Namespace) -> int:
             return 0
         print(f"\nServing. Produce more with: mynapoint produce --bootstrap {bootstrap} FILE.jsonl"
               "\nCtrl-C to stop.", file=sys.stderr)
-        signal.signal(signal.SIGTERM, _interrupt)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
