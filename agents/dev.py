@@ -113,8 +113,14 @@ async def _follow(bootstrap: str, expected: int, timeout: float,
     return summary, time.monotonic() - started
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+def _stop_worker(worker: subprocess.Popen[bytes] | None) -> None:
+    if worker is not None and worker.poll() is None:
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
 
 
 def run_dev(args: argparse.Namespace) -> int:
@@ -125,13 +131,24 @@ def run_dev(args: argparse.Namespace) -> int:
     from streams.demo import generate
 
     cfg = load_config(args.config)
-    # SIGTERM (a `timeout`, a service manager) must clean up like Ctrl-C: otherwise the broker
-    # and the worker outlive this command.
-    signal.signal(signal.SIGTERM, _interrupt)
     work = Path(tempfile.mkdtemp(prefix="mynapoint-dev-"))
     print("mynapoint dev: starting the local broker (Tansu, memory storage)...", file=sys.stderr)
-    broker = LocalBroker(port=args.port).start()
-    worker = None
+    broker = LocalBroker(port=args.port)
+    worker: subprocess.Popen[bytes] | None = None
+
+    def stop_now(signum: int, frame: object) -> None:
+        # SIGTERM (a `timeout`, a service manager): stop the worker and the broker here and now.
+        # Raising into whatever runs (an asyncio loop's shutdown, say) could hang there, and then
+        # both would outlive this command.
+        print("\nmynapoint dev: stopping (SIGTERM)", file=sys.stderr, flush=True)
+        _stop_worker(worker)
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        sys.stdout.flush()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop_now)
+    broker.start()
     try:
         bootstrap = broker.bootstrap
         ensure_topics(bootstrap, args.partitions,
@@ -176,11 +193,7 @@ def run_dev(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        if worker is not None:
-            worker.terminate()
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _stop_worker(worker)
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,94 @@
+"""`mynapoint dev`, the README's main command (agents/dev.py), end to end: broker, worker, demo
+feed and summary; a worker that cannot start ends the command at once with its reason; SIGTERM
+leaves no broker or worker behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from agents.broker import free_port
+from streams.config import load_config
+from streams.demo import generate
+from streams.simulate import run
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_CONFIG = str(ROOT / "streams" / "data" / "demo.toml")
+
+
+def dev(*args: str) -> list[str]:
+    return [sys.executable, "-m", "streams.cli", "dev", "--people", "200", "--seed", "7",
+            "--metrics-port", "0", *args]
+
+
+def child_pids(pid: int) -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == pid]
+
+
+def test_dev_runs_the_demo_and_prints_the_summary():
+    done = subprocess.run(dev("--exit", "--web-port", str(free_port())), cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # The demo feed's valid events, all decided; the summary agrees with simulate on them.
+    cfg = load_config(DEMO_CONFIG)
+    outcomes = [o for batch in run(list(generate(people=200, seed=7, bad_ratio=0.002)), cfg)
+                for o in batch]
+    decisions = sum(1 for o in outcomes if type(o).__name__ == "Decision")
+    assert f"decisions: {decisions:,}" in done.stdout
+    assert "decisions by type and reason:" in done.stdout
+    assert "points by campaign" in done.stdout
+    assert re.search(rf"\n{decisions:,} events decided in [0-9.,]+ s", done.stdout)
+
+
+def test_a_worker_that_cannot_start_ends_dev_at_once_saying_why():
+    started = time.monotonic()
+    done = subprocess.run(dev("--exit", "--web-port", "0", "--timeout", "600"), cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "the worker stopped (exit code" in done.stderr
+    assert "--web-port (MYNAPOINT_WEB_PORT) must be a port, 1-65535; got 0" in done.stderr
+    assert time.monotonic() - started < 240  # not the 600 s timeout
+
+
+def test_sigterm_leaves_no_broker_or_worker_behind():
+    proc = subprocess.Popen(dev("--web-port", str(free_port())), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(children := child_pids(proc.pid)) < 2:  # the broker and the worker
+            assert proc.poll() is None, proc.stderr.read()[-2000:] if proc.stderr else ""
+            assert time.monotonic() < deadline, children
+            time.sleep(0.2)  # polling a condition
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=90)
+        for pid in children:
+            deadline = time.monotonic() + 30
+            while _alive(pid):
+                assert time.monotonic() < deadline, f"process {pid} outlived mynapoint dev"
+                time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
