@@ -23,17 +23,16 @@ from tests.integration.test_pipeline import (
     _by_kind,
     _first_of_each,
     _history,
-    _is_valid,
     _produce,
 )
-from tests.integration.workers import WorkerProcess, distinct_by_id
+from tests.integration.workers import WorkerProcess, distinct_by_id, is_valid_line
 
 IDLE = 4.0
 RANK = {t: i for i, t in enumerate(topics.INPUT_TOPICS)}
 
 
 def _valid(lines: list[bytes]) -> list[bytes]:
-    return [line for line in lines if _is_valid(line)]
+    return [line for line in lines if is_valid_line(line)]
 
 
 def _in_time_order(lines: list[bytes]) -> list[bytes]:

@@ -17,7 +17,6 @@ import pytest
 from agents.broker import run_blocking
 from agents.produce import produce_lines
 from schemas import topics
-from schemas.codec import BadInput, decode_event
 from streams.config import load_config
 from streams.demo import generate
 from tests.integration.conftest import consume_sync
@@ -26,6 +25,7 @@ from tests.integration.workers import (
     WorkerProcess,
     by_person,
     distinct_by_id,
+    is_valid_line,
     journal_events_in_order,
     partition_of,
     produce_raw,
@@ -159,14 +159,6 @@ def _first_of_each(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _is_valid(line: bytes) -> bool:
-    try:
-        decode_event(line)
-    except BadInput:
-        return False
-    return True
-
-
 def _history(people: int, seed: int) -> list[bytes]:
     return list(generate(people=people, seed=seed, bad_ratio=0.002))
 
@@ -187,7 +179,7 @@ def test_pipeline_equals_simulate_for_a_large_history(fresh_broker, worker_dirs)
     try:
         sent = _produce(fresh_broker.bootstrap, lines)
         # What `produce` refuses, a careless producer would send anyway: intake dead-letters it.
-        bad = [line for line in lines if not _is_valid(line)]
+        bad = [line for line in lines if not is_valid_line(line)]
         assert bad
         produce_raw(fresh_broker.bootstrap, topics.PAYMENTS, bad)
         published = Outcomes(fresh_broker.bootstrap).until_decisions(sent, 900, worker)

@@ -10,22 +10,13 @@ import msgspec
 from agents.broker import run_blocking
 from agents.produce import produce_lines
 from schemas import topics
-from schemas.codec import BadInput, decode_event
 from streams.demo import generate
 from tests.integration.conftest import consume_sync
-from tests.integration.workers import WorkerProcess, produce_raw
+from tests.integration.workers import WorkerProcess, is_valid_line, produce_raw
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = str(ROOT / "streams" / "data" / "demo.toml")
 GARBAGE = [b"", b"\xc1\xc1", b'{"k": "event"}', msgspec.msgpack.encode({"k": "event", "v": 99})]
-
-
-def _valid(line: bytes) -> bool:
-    try:
-        decode_event(line)
-    except BadInput:
-        return False
-    return True
 
 
 def test_garbage_on_internal_topics_is_dead_lettered_and_decisions_go_on(fresh_broker, tmp_path):
@@ -38,7 +29,8 @@ def test_garbage_on_internal_topics_is_dead_lettered_and_decisions_go_on(fresh_b
         # they go unkeyed): the first records the ledger and the claims agent read are garbage.
         produce_raw(bootstrap, topics.JOURNAL, GARBAGE)
         produce_raw(bootstrap, topics.CLAIMS, GARBAGE)
-        lines = [line for line in generate(people=100, seed=41, bad_ratio=0.0) if _valid(line)]
+        lines = [line for line in generate(people=100, seed=41, bad_ratio=0.0)
+                 if is_valid_line(line)]
         report = run_blocking(produce_lines(lines, bootstrap, partitions=4, timeout=120))
         assert sum(report.sent.values()) == len(lines)
 

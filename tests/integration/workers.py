@@ -15,7 +15,7 @@ import msgspec
 
 from agents.broker import free_port, run_blocking
 from schemas import topics
-from schemas.codec import EVENT_DECODER, OUTCOME_ENCODER
+from schemas.codec import EVENT_DECODER, OUTCOME_ENCODER, BadInput, decode_event
 from schemas.journal import JOURNAL_DECODER, EventEntry
 from streams.config import RulesConfig
 from streams.engine import Engine
@@ -107,6 +107,15 @@ def produce_raw(bootstrap: str, topic: str, values: list[bytes]) -> None:
             await producer.stop()
 
     run_blocking(send())
+
+
+def is_valid_line(line: bytes) -> bool:
+    """Whether `mynapoint produce` would send the line (a valid event)."""
+    try:
+        decode_event(line)
+    except BadInput:
+        return False
+    return True
 
 
 def partition_of(person_id: str, partitions: int = 4) -> int:

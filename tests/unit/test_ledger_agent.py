@@ -19,14 +19,11 @@ from schemas.journal import JOURNAL_ENCODER, EventEntry
 from streams.config import build_config
 from streams.ledger import RECORD_ENCODER, fold
 from streams.versions import event_entry_v0, ledger_record_v0
+from tests.unit.builders import card, reserve
 
 CFG = build_config({"services": [{"id": "demo-pay", "name": "Demo Pay"}]})
-CARD = {"event_id": "c1", "type": "card.issued", "person_id": "P1",
-        "occurred_at": "2020-09-01T10:00:00+09:00", "card_applied_on": "2020-08-01",
-        "birth_date": "1980-01-01", "certificate_serial": "S1",
-        "certificate_expires_at": "2025-09-01T10:00:00+09:00"}
-KEY = {"event_id": "k1", "type": "mykey.reserved", "person_id": "P1",
-       "occurred_at": "2020-09-02T10:00:00+09:00", "mykey_id": "ABCD1234"}
+CARD = card(event_id="c1")
+KEY = reserve(event_id="k1")
 
 
 def entry(event: dict, offset: int) -> EventEntry:
