@@ -25,7 +25,6 @@ Pure: no framework imports; `agents/app.py` reads and writes the table, `agents/
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
 import msgspec
 
@@ -41,13 +40,6 @@ class Head(msgspec.Struct, frozen=True, array_like=True):
 _HEAD_ENCODER = msgspec.msgpack.Encoder()
 _HEAD_DECODER = msgspec.msgpack.Decoder(Head)
 EMPTY_HEAD = Head()
-
-
-class Writes(NamedTuple):
-    """Table writes for one append, in the order to make them: the sealed chunk first."""
-
-    head: bytes
-    chunk: tuple[bytes, bytes] | None  # (key, lines) of a chunk sealed by this append
 
 
 def load_head(value: bytes | None) -> Head:
@@ -77,26 +69,20 @@ def missing(head: Head, recent: Sequence[tuple[str, bytes]]) -> bytes:
     return recent[-1][1]
 
 
-def append(person_key: bytes, head: Head, lines: bytes, chunk_lines: int = CHUNK_LINES) -> Writes:
-    if head.open.count(b"\n") >= chunk_lines:
-        sealed = (chunk_key(person_key, head.sealed), head.open)
-        return Writes(_HEAD_ENCODER.encode(Head(head.sealed + 1, lines)), sealed)
-    return Writes(_HEAD_ENCODER.encode(Head(head.sealed, head.open + lines)), None)
-
-
 def writes_after_fold(
     person_key: bytes, head_value: bytes | None, recent: Sequence[tuple[str, bytes]],
     chunk_lines: int = CHUNK_LINES,
 ) -> list[tuple[bytes, bytes]]:
-    """The (key, value) table writes, in order, that bring a timeline up to the ledger record."""
+    """The (key, value) table writes, in order, that bring a timeline up to the ledger record:
+    a chunk sealed by this append first, then the head that counts it."""
     head = load_head(head_value)
     lines = missing(head, recent)
     if not lines:
         return []
-    writes = append(person_key, head, lines, chunk_lines)
-    if writes.chunk is None:
-        return [(person_key, writes.head)]
-    return [writes.chunk, (person_key, writes.head)]
+    if head.open.count(b"\n") >= chunk_lines:
+        return [(chunk_key(person_key, head.sealed), head.open),
+                (person_key, _HEAD_ENCODER.encode(Head(head.sealed + 1, lines)))]
+    return [(person_key, _HEAD_ENCODER.encode(Head(head.sealed, head.open + lines)))]
 
 
 def history(person_key: bytes, head_value: bytes | None,
