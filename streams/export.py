@@ -39,6 +39,7 @@ from streams.versions import (
     decode_journal_entry,
     decode_ledger_record,
     journal_entry_from_builtins,
+    stored_builtins,
 )
 
 FORMAT = "mynapoint-export"
@@ -159,10 +160,7 @@ def stored_entry_json(raw: bytes) -> dict[str, Any]:
 
     Raises VersionError when `raw` is not a msgpack map or its value is not UTF-8 text.
     """
-    try:
-        obj = msgspec.msgpack.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise VersionError(f"journal entry is not msgpack: {exc}") from None
+    obj = stored_builtins(raw, "journal entry")
     if not isinstance(obj, dict):
         raise VersionError("journal entry: expected a map")
     value = obj.get("value")

@@ -156,6 +156,14 @@ def is_current_journal_entry(raw: bytes) -> bool:
     return raw[1:_EVENT_END] == _V1_EVENT_PREFIX or raw[1:_ANSWER_END] == _V1_ANSWER_PREFIX
 
 
+def stored_builtins(raw: bytes, what: str) -> Any:
+    """A stored msgpack value as builtins, for the upcasters; VersionError when it is not msgpack."""
+    try:
+        return msgspec.msgpack.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise VersionError(f"{what} is not msgpack: {exc}") from None
+
+
 def decode_journal_entry(raw: bytes, _decode=JOURNAL_DECODER.decode) -> JournalEntry:
     """A stored journal entry (msgpack) of any known version, as the current Struct."""
     if raw[1:_EVENT_END] == _V1_EVENT_PREFIX or raw[1:_ANSWER_END] == _V1_ANSWER_PREFIX:
@@ -163,11 +171,7 @@ def decode_journal_entry(raw: bytes, _decode=JOURNAL_DECODER.decode) -> JournalE
             return _decode(raw)
         except _DECODE_ERRORS:
             pass  # the general path says what is wrong
-    try:
-        obj = msgspec.msgpack.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise VersionError(f"journal entry is not msgpack: {exc}") from None
-    return journal_entry_from_builtins(obj)
+    return journal_entry_from_builtins(stored_builtins(raw, "journal entry"))
 
 
 def journal_entry_from_builtins(obj: Any) -> JournalEntry:
@@ -254,11 +258,7 @@ def person_state_from_builtins(obj: Any) -> PersonState:
 
 
 def decode_person_state(raw: bytes) -> PersonState:
-    try:
-        obj = msgspec.msgpack.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise VersionError(f"person state is not msgpack: {exc}") from None
-    return person_state_from_builtins(obj)
+    return person_state_from_builtins(stored_builtins(raw, "person state"))
 
 
 # --- ledger records ----------------------------------------------------------------------------
@@ -338,11 +338,7 @@ def decode_ledger_record(raw: bytes) -> LedgerRecord:
     fast = _current_record(raw)
     if fast is not None:
         return fast
-    try:
-        obj = msgspec.msgpack.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise VersionError(f"ledger record is not msgpack: {exc}") from None
-    return ledger_record_from_builtins(obj)
+    return ledger_record_from_builtins(stored_builtins(raw, "ledger record"))
 
 
 # --- what older writers wrote (for tests and the docs' examples) --------------------------------
