@@ -261,6 +261,15 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
             await send(_OUTPUT_TOPIC[type(o)], key, OUTCOME_ENCODER.encode(o))
             metrics.count_outcome(o)
 
+    async def refuse(exc: BadInput, msg: Any, value: bytes | None) -> None:
+        """A record no agent can use, published as a dead letter naming it; processing goes on."""
+        if exc.reason == INTERNAL_ERROR:
+            log.error("%s/%s/%s: %s", msg.topic, msg.partition, msg.offset, exc.message,
+                      exc_info=exc)
+        dl = dead_letter(exc, msg.topic, msg.partition, msg.offset, value)
+        # Keyed by the (masked) person id, never by the raw key: it may be a My Number.
+        await publish(dl.person_id.encode() if dl.person_id else None, [dl])
+
     aligner = Aligner(topics.INPUT_TOPICS, settings.idle_wait)
     # One releaser at a time: the journal must receive released records in release order.
     releasing = asyncio.Lock()
@@ -301,11 +310,7 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
             try:
                 ev = checked_record(event.key, event.value)
             except BadInput as exc:
-                if exc.reason == INTERNAL_ERROR:
-                    log.exception("intake: %s/%s/%s", msg.topic, msg.partition, msg.offset)
-                dl = dead_letter(exc, msg.topic, msg.partition, msg.offset, event.value)
-                # Keyed by the (masked) person id, never by the raw key: it may be a My Number.
-                await publish(dl.person_id.encode() if dl.person_id else None, [dl])
+                await refuse(exc, msg, event.value)
                 event.ack()
                 aligner.passed(msg.topic, msg.partition, msg.offset, time.monotonic())
                 await release_aligned()
@@ -336,13 +341,9 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
             try:
                 record, folded = fold_stored(key, event.value, persons.get, rules)
             except BadInput as exc:
-                if exc.reason == INTERNAL_ERROR:
-                    log.exception("ledger: %s/%s/%s: %s", msg.topic, msg.partition, msg.offset,
-                                  exc.message)
-                unreadable = exc.reason == UNREADABLE_JOURNAL_ENTRY
-                dl = dead_letter(exc, msg.topic, msg.partition, msg.offset,
-                                 event.value if unreadable else None)
-                await publish(None if unreadable else key, [dl])
+                # The raw value only when it is the record that cannot be read.
+                await refuse(exc, msg, event.value if exc.reason == UNREADABLE_JOURNAL_ENTRY
+                             else None)
                 continue
             if folded.record is not record:
                 persons[key] = RECORD_ENCODER.encode(folded.record)
@@ -363,12 +364,10 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
             try:
                 req: ClaimRequest = CLAIM_DECODER.decode(event.value)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                msg = event.message
-                bad = BadInput(UNREADABLE_CLAIM,
-                               f"not a claim request this worker can read ({exc}); only mynapoint "
-                               f"workers may write to {topics.CLAIMS}")
-                await publish(None, [dead_letter(bad, msg.topic, msg.partition, msg.offset,
-                                                 event.value)])
+                await refuse(BadInput(UNREADABLE_CLAIM,
+                                      f"not a claim request this worker can read ({exc}); only "
+                                      f"mynapoint workers may write to {topics.CLAIMS}"),
+                             event.message, event.value)
                 continue
             key = req.key.encode()
             if req.kind == "account":
