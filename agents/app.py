@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-import msgspec
 from faust.types import TP
 
 from agents import metrics, web
 from schemas import topics
 from schemas.codec import (
     BAD_KEY,
+    DECODE_ERRORS,
     INTERNAL_ERROR,
     OUTCOME_ENCODER,
     UNREADABLE_CLAIM,
@@ -154,7 +154,7 @@ def checked_record(key: bytes | None, value: bytes | None):
                        f"{bug}); this is a bug: report it with this dead letter") from bug
 
 
-_UNREADABLE = (VersionError, msgspec.DecodeError, msgspec.ValidationError)
+_UNREADABLE = (VersionError, *DECODE_ERRORS)
 
 
 def fold_stored(key: bytes | None, entry_value: bytes | None,
@@ -363,7 +363,7 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
         async for event in stream.events():
             try:
                 req: ClaimRequest = CLAIM_DECODER.decode(event.value)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            except DECODE_ERRORS as exc:
                 await refuse(BadInput(UNREADABLE_CLAIM,
                                       f"not a claim request this worker can read ({exc}); only "
                                       f"mynapoint workers may write to {topics.CLAIMS}"),

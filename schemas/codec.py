@@ -37,6 +37,10 @@ UNREADABLE_STATE = "unreadable_state"
 UNREADABLE_CLAIM = "unreadable_claim"
 INTERNAL_ERROR = "internal_error"
 
+#: What decoding a record can raise. msgspec reports invalid UTF-8 inside a string as the
+#: builtin UnicodeDecodeError, not as a DecodeError: every decoder of outside bytes catches this.
+DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
+
 _MY_NUMBER_RE = re.compile(r"(?<!\d)\d{12}(?!\d)")
 _AT_PATH_RE = re.compile(r"^(?P<msg>.*) - at `(?P<path>[^`]*)`$", re.S)
 _MISSING_RE = re.compile(r"^Object missing required field `(?P<field>[^`]*)`(?: - at `(?P<path>[^`]*)`)?$")
@@ -79,7 +83,7 @@ def raw_excerpt(raw: bytes) -> str:
 def _identifying_fields(raw: bytes) -> dict[str, str]:
     try:
         loose = _LOOSE_DECODER.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except DECODE_ERRORS:
         return {}
     out: dict[str, str] = {}
     for name in ("event_id", "person_id", "type"):
@@ -95,6 +99,8 @@ def explain_error(raw: bytes, exc: Exception) -> BadInput:
     if not isinstance(exc, msgspec.ValidationError):
         if not raw.strip():
             return BadInput(EMPTY, "empty line: expected one JSON object per line")
+        if isinstance(exc, UnicodeDecodeError):
+            return BadInput(NOT_JSON, f"not valid JSON: JSON text must be UTF-8 ({exc})")
         return BadInput(NOT_JSON, f"not valid JSON: {exc}")
     text = str(exc)
     fields = _identifying_fields(raw)
@@ -150,7 +156,7 @@ def decode_event(raw: bytes) -> Event:
     """Decodes and validates one input record, or raises `BadInput`."""
     try:
         return EVENT_DECODER.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:
         raise explain_error(raw, exc) from None
 
 
@@ -193,7 +199,6 @@ def is_clean(raw: bytes) -> bool:
     return FAST_PATH and raw.isascii() and 92 not in raw and 127 not in raw
 
 
-_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
 _PRINTABLE_1_64 = PRINTABLE_ASCII_1_64
 _ASCII_1_64 = msgspec.Meta(min_length=1, max_length=64)
 
@@ -261,7 +266,7 @@ def decode_clean(raw: bytes) -> Event | None:
     """The event on a line known to be clean (see above), or None when EVENT_DECODER must decide."""
     try:
         relaxed = decode_relaxed(raw)
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         return None
     return RELAXED_TO_EVENT[type(relaxed)](relaxed)  # type: ignore[no-any-return]
 

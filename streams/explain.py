@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import msgspec
 
-from schemas.codec import EVENT_DECODER
+from schemas.codec import DECODE_ERRORS, EVENT_DECODER
 from schemas.events import TYPE_NAMES, Event
 from schemas.journal import EventEntry
 from schemas.outcomes import Alert, AnyOutcome, Decision, Grant, Outcome
@@ -432,7 +432,7 @@ def explain_events(person_id: str, lines: Iterable[bytes], cfg: RulesConfig,
     expl = Explanation(person_id, cfg, source=source)
     engine = Engine(cfg)
     decode = EVENT_DECODER.decode
-    errors = (msgspec.DecodeError, msgspec.ValidationError)
+    errors = DECODE_ERRORS
     for lineno, raw in enumerate(lines, start=1):
         try:
             ev = decode(raw)

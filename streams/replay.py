@@ -530,7 +530,13 @@ def record_offline(lines: Iterable[bytes], cfg: RulesConfig, partitions: int = 4
     """
     import zlib
 
-    from schemas.codec import EVENT_DECODER, OUTCOME_ENCODER, explain_error, raw_excerpt
+    from schemas.codec import (
+        DECODE_ERRORS,
+        EVENT_DECODER,
+        OUTCOME_ENCODER,
+        explain_error,
+        raw_excerpt,
+    )
     from schemas.events import TYPE_NAMES
     from schemas.journal import JOURNAL_ENCODER, AnswerEntry
     from schemas.outcomes import DeadLetter
@@ -542,7 +548,7 @@ def record_offline(lines: Iterable[bytes], cfg: RulesConfig, partitions: int = 4
     records: dict[str, LedgerRecord] = {}
     next_offset: Counter[tuple[str, int]] = Counter()
     out_topic = {"decision": topics.DECISIONS, "grant": topics.GRANTS, "alert": topics.ALERTS}
-    errors = (msgspec.DecodeError, msgspec.ValidationError)
+    errors = DECODE_ERRORS
 
     def emit(topic: str, partition: int, key: bytes | None, value: bytes) -> None:
         o = next_offset[(topic, partition)]

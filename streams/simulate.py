@@ -7,9 +7,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import BinaryIO
 
-import msgspec
-
 from schemas.codec import (
+    DECODE_ERRORS,
     EVENT_DECODER,
     OUTCOME_ENCODER,
     RELAXED_TO_EVENT,
@@ -23,7 +22,6 @@ from schemas.outcomes import DeadLetter, Outcome
 from streams.config import RulesConfig
 from streams.engine import Engine
 
-_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
 _BATCH = 4096
 _READ_SIZE = 1 << 20
 
@@ -70,14 +68,14 @@ def _run(
             if clean or clean_line(raw):
                 try:
                     fast = relaxed(raw)
-                except _DECODE_ERRORS:
+                except DECODE_ERRORS:
                     pass
                 else:
                     ev = to_event[type(fast)](fast)
             if ev is None:
                 try:
                     ev = decode(raw)
-                except _DECODE_ERRORS as exc:
+                except DECODE_ERRORS as exc:
                     out.append(dead_letter_for_line(raw, lineno, exc))
                     continue
             extend(process(ev))

@@ -50,6 +50,7 @@ from typing import Any
 
 import msgspec
 
+from schemas.codec import DECODE_ERRORS
 from schemas.journal import (
     JOURNAL_DECODER,
     JOURNAL_ENCODER,
@@ -75,7 +76,7 @@ CURRENT: dict[str, int] = {
 Upcaster = Callable[[Any], Any]
 _UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 
-_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
+_DECODE_ERRORS = DECODE_ERRORS
 
 
 class VersionError(ValueError):
@@ -160,7 +161,7 @@ def stored_builtins(raw: bytes, what: str) -> Any:
     """A stored msgpack value as builtins, for the upcasters; VersionError when it is not msgpack."""
     try:
         return msgspec.msgpack.decode(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise VersionError(f"{what} is not msgpack: {exc}") from None
 
 

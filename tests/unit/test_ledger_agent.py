@@ -55,6 +55,7 @@ GOOD = JOURNAL_ENCODER.encode(entry(CARD, 0))
     (b"P1", b""), (b"P1", None), (b"P1", b"not msgpack \xff"), (b"P1", msgspec.msgpack.encode([1, 2])),
     (b"P1", msgspec.msgpack.encode({"k": "event"})),
     (b"P1", msgspec.msgpack.encode({"k": "event", "v": 99, "x": 1})),
+    (b"P1", b"\x81\xa1k\xa2\xff\xfe"),  # a msgpack string that is not UTF-8
     (None, GOOD), (b"", GOOD),
 ])
 def test_an_unreadable_journal_record_is_refused_with_its_reason(key, raw):

@@ -198,7 +198,12 @@ def test_resending_an_event_changes_no_state(lines, data):
 
 @SETTINGS
 @given(st.lists(st.one_of(st.binary(max_size=80), st.text(max_size=80).map(str.encode),
-                          EVENT_DICTS.map(msgspec.json.encode)), max_size=20))
+                          EVENT_DICTS.map(msgspec.json.encode),
+                          # A well-formed event whose string holds bytes that are not UTF-8.
+                          st.tuples(EVENT_DICTS.map(msgspec.json.encode),
+                                    st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80"])).map(
+                              lambda t: t[0].replace(b'"event_id":"', b'"event_id":"' + t[1], 1))),
+                max_size=20))
 def test_any_line_gives_a_decision_or_a_dead_letter(lines):
     lines = [line.replace(b"\n", b" ") for line in lines]
     outcomes = _outcomes(lines)
