@@ -137,6 +137,9 @@ def load_config(path: str | Path | None = None) -> RulesConfig:
             raw = tomllib.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file {p} does not exist; pass an existing TOML file") from None
+        except OSError as exc:  # a directory, no permission, ...
+            raise ConfigError(f"config file {p} cannot be read ({exc.strerror}); pass a readable "
+                              "TOML file") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
     return build_config(raw)

@@ -338,6 +338,19 @@ def test_rules_version_names_the_configuration():
     assert a and b and a != b
 
 
+@pytest.mark.parametrize(("make", "said"), [
+    (lambda d: d / "missing.toml", "does not exist"),
+    (lambda d: d, "cannot be read (Is a directory)"),
+    (lambda d: (d / "bad.toml").write_text("x = [") and d / "bad.toml", "is not valid TOML"),
+])
+def test_an_unusable_config_file_is_a_message_not_a_traceback(tmp_path, make, said):
+    from streams.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(make(tmp_path))
+    assert said in str(caught.value)
+
+
 # --- coverage of the reason codes --------------------------------------------------------------
 
 # Every reason code RULES.md names (copied from RULES.md; the alert code is separate).
