@@ -4,7 +4,6 @@ input topics' producers lag behind each other."""
 from __future__ import annotations
 
 import random
-import signal
 import threading
 from collections import defaultdict
 from pathlib import Path
@@ -23,6 +22,7 @@ from tests.integration.test_pipeline import (
     _by_kind,
     _first_of_each,
     _history,
+    _kill_at_random_moments,
     _produce,
 )
 from tests.integration.workers import WorkerProcess, distinct_by_id, is_valid_line
@@ -189,11 +189,7 @@ def test_kill_9_during_alignment_loses_and_doubles_nothing(fresh_broker, tmp_pat
     rnd = random.Random(5)
     try:
         sent = _produce(fresh_broker.bootstrap, lines)
-        for _ in range(2):
-            target = int(sent * rnd.uniform(0.1, 0.7))
-            Outcomes(fresh_broker.bootstrap).until_decisions(target, 600, worker)
-            worker.kill(signal.SIGKILL)
-            worker.start()
+        _kill_at_random_moments(worker, fresh_broker.bootstrap, sent, rnd, 2, 0.7)
         Outcomes(fresh_broker.bootstrap).until_decisions(sent, 900, worker)
         expected = _time_order_reference(lines)
         contended = _contended(expected)

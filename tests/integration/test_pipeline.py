@@ -24,6 +24,7 @@ from tests.integration.workers import (
     OUTCOME_TOPICS,
     WorkerProcess,
     by_person,
+    card_on_2020_08_01,
     distinct_by_id,
     is_valid_line,
     journal_events_in_order,
@@ -222,12 +223,7 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(fresh_broker, worker
     rnd = random.Random(20261122)
     try:
         sent = _produce(fresh_broker.bootstrap, lines)
-        for _ in range(3):
-            # Kill when a random share of the decisions is out, then start again.
-            target = int(sent * rnd.uniform(0.1, 0.8))
-            Outcomes(fresh_broker.bootstrap).until_decisions(target, 600, worker)
-            worker.kill(signal.SIGKILL)
-            worker.start()
+        _kill_at_random_moments(worker, fresh_broker.bootstrap, sent, rnd, 3, 0.8)
         published = Outcomes(fresh_broker.bootstrap).until_decisions(sent, 900, worker)
         stats = _assert_equivalent(fresh_broker.bootstrap, published, worker)
         published = consume_sync(fresh_broker.bootstrap, OUTCOME_TOPICS, timeout=120)
@@ -248,13 +244,21 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(fresh_broker, worker
         worker.stop()
 
 
+def _kill_at_random_moments(worker: WorkerProcess, bootstrap: str, sent: int,
+                            rnd: random.Random, times: int, latest: float) -> None:
+    """kill -9 the worker `times` times, each when a random share (0.1 to `latest`) of the `sent`
+    events is decided, and start it again."""
+    for _ in range(times):
+        target = int(sent * rnd.uniform(0.1, latest))
+        Outcomes(bootstrap).until_decisions(target, 600, worker)
+        worker.kill(signal.SIGKILL)
+        worker.start()
+
+
 def _person_setup(person: str, i: int) -> list[bytes]:
     enc = msgspec.json.encode
     return [
-        enc({"event_id": f"{person}-c", "type": "card.issued", "person_id": person,
-             "occurred_at": "2020-08-01T09:00:00+09:00", "card_applied_on": "2020-07-01",
-             "birth_date": "1980-01-01", "certificate_serial": "C",
-             "certificate_expires_at": "2030-01-01T00:00:00+09:00"}),
+        card_on_2020_08_01(person),
         enc({"event_id": f"{person}-m", "type": "mykey.reserved", "person_id": person,
              "occurred_at": "2020-08-02T09:00:00+09:00", "mykey_id": f"KEY{i:05d}"}),
     ]

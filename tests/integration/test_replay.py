@@ -23,7 +23,7 @@ from schemas import topics
 from streams.demo import generate
 from tests.integration.conftest import consume_sync
 from tests.integration.test_pipeline import Outcomes
-from tests.integration.workers import WorkerProcess, wait_for
+from tests.integration.workers import WorkerProcess, card_on_2020_08_01, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = str(ROOT / "streams" / "data" / "demo.toml")
@@ -87,10 +87,7 @@ def _until_clean(bootstrap: str, worker: WorkerProcess) -> dict[str, Any]:
 def _new_person(person: str) -> list[bytes]:
     enc = msgspec.json.encode
     return [
-        enc({"event_id": f"{person}-c", "type": "card.issued", "person_id": person,
-             "occurred_at": "2020-08-01T09:00:00+09:00", "card_applied_on": "2020-07-01",
-             "birth_date": "1980-01-01", "certificate_serial": "C",
-             "certificate_expires_at": "2030-01-01T00:00:00+09:00"}),
+        card_on_2020_08_01(person),
         enc({"event_id": f"{person}-s", "type": "card.suspended", "person_id": person,
              "occurred_at": "2020-08-02T09:00:00+09:00"}),
     ]

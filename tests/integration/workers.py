@@ -20,6 +20,7 @@ from schemas.journal import JOURNAL_DECODER, EventEntry
 from streams.config import RulesConfig
 from streams.engine import Engine
 from streams.ledger import mark_late
+from tests.unit.builders import card
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -107,6 +108,13 @@ def produce_raw(bootstrap: str, topic: str, values: list[bytes]) -> None:
             await producer.stop()
 
     run_blocking(send())
+
+
+def card_on_2020_08_01(person: str) -> bytes:
+    """A card issued to `person` on 2020-08-01 (applied 2020-07-01), as a JSON line."""
+    return msgspec.json.encode(card(person, "2020-08-01T09:00:00+09:00", applied="2020-07-01",
+                                    serial="C", expires="2030-01-01T00:00:00+09:00",
+                                    event_id=f"{person}-c"))
 
 
 def is_valid_line(line: bytes) -> bool:
