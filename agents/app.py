@@ -4,7 +4,7 @@
         |  intake: decode + validate; bad records -> mynapoint.deadletter
         v
     mynapoint.journal (key person_id) <-------------------------------+
-        |  ledger: streams.ledger.fold over the `persons` table        |
+        |  ledger: streams.core.ledger.fold over the `persons` table        |
         |          -> decisions / grants / alerts                      |
         |          -> claims (key: payment account, or budget key)     |
         v                                                              |
@@ -50,13 +50,13 @@ from schemas.journal import (
     EventEntry,
 )
 from schemas.outcomes import Alert, DeadLetter, Decision, Grant, Outcome
-from streams.align import Aligner
-from streams.claims import claim_account, claim_reservation
-from streams.config import RulesConfig, load_config
-from streams.ledger import RECORD_ENCODER, Folded, LedgerRecord, fold
-from streams.rules import BUDGET_KEY
-from streams.timeline import writes_after_fold as timeline_writes
-from streams.versions import VersionError, decode_journal_entry, decode_ledger_record
+from streams.core.align import Aligner
+from streams.core.claims import claim_account, claim_reservation
+from streams.core.config import RulesConfig, load_config
+from streams.core.ledger import RECORD_ENCODER, Folded, LedgerRecord, fold
+from streams.core.rules import BUDGET_KEY
+from streams.core.timeline import writes_after_fold as timeline_writes
+from streams.core.versions import VersionError, decode_journal_entry, decode_ledger_record
 
 log = logging.getLogger("mynapoint")
 
@@ -162,7 +162,7 @@ def fold_stored(key: bytes | None, entry_value: bytes | None,
                 rules: RulesConfig) -> tuple[LedgerRecord | None, Folded]:
     """The person's stored record (`read(key)`) and the fold of one journal record into it.
 
-    Both are read through `streams.versions`, so values stored by an earlier version are upgraded
+    Both are read through `streams.core.versions`, so values stored by an earlier version are upgraded
     on read. What cannot be read or decided raises `BadInput` with the reason to dead-letter it
     under: no journal record stops the ledger.
     """
@@ -244,7 +244,7 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
 
     persons = _raw_table(app, "persons", settings.partitions)
     holders = _raw_table(app, "claims", settings.partitions)
-    # Each person's published outcomes, as JSON lines in chunks (streams/timeline.py), for the
+    # Each person's published outcomes, as JSON lines in chunks (streams/core/timeline.py), for the
     # status API.
     timeline = _raw_table(app, "timeline", settings.partitions)
     metrics.register_tables({"persons": persons, "claims": holders, "timeline": timeline})

@@ -47,11 +47,11 @@ from aiohttp import web as aioweb
 from schemas.codec import OUTCOME_DECODER
 from schemas.events import PERSON_ID_PATTERN
 from schemas.outcomes import Alert, Decision, Grant
-from streams.config import CAMPAIGN_NAMES, RulesConfig
-from streams.ledger import RECORD_DECODER, LedgerRecord
-from streams.state import EMPTY_STATE, Link, PersonState
-from streams.timeline import history as timeline_history
-from streams.timeutil import day_to_date, jst_day, to_jst
+from streams.core.config import CAMPAIGN_NAMES, RulesConfig
+from streams.core.ledger import RECORD_DECODER, LedgerRecord
+from streams.core.state import EMPTY_STATE, Link, PersonState
+from streams.core.timeline import history as timeline_history
+from streams.core.timeutil import day_to_date, jst_day, to_jst
 
 log = logging.getLogger("mynapoint.web")
 

@@ -133,7 +133,7 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from streams.config import ConfigError, load_config
+    from streams.core.config import ConfigError, load_config
 
     settings = settings_from_args(args)
     try:
@@ -145,12 +145,13 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:
-    from agents import admin, metrics
+    from agents import metrics
     from agents.app import create_app
+    from clients import admin
     from schemas import topics
 
     if settings.tansu_compat:
-        from agents import tansu_compat
+        from agents import faust_private as tansu_compat
 
         tansu_compat.patch_for_tansu()
     admin.ensure_topics(

@@ -23,10 +23,11 @@ sys.path.insert(0, str(ROOT))
 
 import msgspec  # noqa: E402
 
-from agents.admin import ensure_topics  # noqa: E402
-from agents.broker import LocalBroker, free_port, run_blocking  # noqa: E402
-from agents.produce import plan, produce_lines  # noqa: E402
 from bench.bench_pipeline import _history, _time_outputs  # noqa: E402
+from clients.admin import ensure_topics  # noqa: E402
+from clients.connect import free_port, run_blocking  # noqa: E402
+from clients.produce import plan, produce_lines  # noqa: E402
+from devtools.broker import LocalBroker  # noqa: E402
 from schemas import topics  # noqa: E402
 
 

@@ -3,7 +3,7 @@
 Issue 3 asks for 0.5 of a bare relay; a bare Faust relay of the same hops measures under 0.09
 (bench_pipeline.py), so no pipeline of Faust agents can get there. This script measures the other
 design, the one ../shared/notes/PERFORMANCE.md sketched, built around the very same core
-(`streams.align.Aligner`, `streams.ledger.fold`, `streams.claims.Claims`, the schemas), so that the
+(`streams.core.align.Aligner`, `streams.core.ledger.fold`, `streams.core.claims.Claims`, the schemas), so that the
 owners can weigh the change with a number rather than a guess:
 
 - intake process: aiokafka `getmany` over the six input topics, decode and validate, event-time
@@ -105,7 +105,7 @@ async def intake(bootstrap: str, at_once: bool = False) -> None:
 
     from schemas.codec import BadInput, decode_event
     from schemas.journal import JOURNAL_ENCODER, EventEntry
-    from streams.align import Aligner
+    from streams.core.align import Aligner
 
     consumer = AIOKafkaConsumer(*topics.INPUT_TOPICS, bootstrap_servers=bootstrap,
                                 group_id="lean-intake", **POLL)
@@ -153,9 +153,9 @@ async def ledger(bootstrap: str, data_dir: str) -> None:
     from schemas.codec import OUTCOME_ENCODER
     from schemas.journal import JOURNAL_DECODER, AnswerEntry
     from schemas.outcomes import Alert, DeadLetter, Decision, Grant
-    from streams.claims import Claims
-    from streams.config import load_config
-    from streams.ledger import RECORD_DECODER, RECORD_ENCODER, LedgerRecord, fold
+    from streams.core.claims import Claims
+    from streams.core.config import load_config
+    from streams.core.ledger import RECORD_DECODER, RECORD_ENCODER, LedgerRecord, fold
 
     out_topic = {Decision: topics.DECISIONS, Grant: topics.GRANTS, Alert: topics.ALERTS,
                  DeadLetter: topics.DEADLETTER}

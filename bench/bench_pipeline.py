@@ -33,12 +33,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents.admin import ensure_topics  # noqa: E402
-from agents.broker import LocalBroker, free_port, run_blocking  # noqa: E402
-from agents.produce import produce_lines  # noqa: E402
+from clients.admin import ensure_topics  # noqa: E402
+from clients.connect import free_port, run_blocking  # noqa: E402
+from clients.produce import produce_lines  # noqa: E402
+from devtools.broker import LocalBroker  # noqa: E402
+from devtools.demo import generate  # noqa: E402
 from schemas import topics  # noqa: E402
 from schemas.codec import BadInput, decode_event  # noqa: E402
-from streams.demo import generate  # noqa: E402
 
 MID, OUT = "bench.relay.mid", "bench.relay.out"
 TABLE_END = "<!-- bench:pipeline:end -->"

@@ -7,19 +7,19 @@ history, in the same run.
 
 A script, not a test: timings depend on the machine. Target (issue 4): replay >= 0.5 x simulate.
 
-The history is `streams.demo.generate(people, seed, bad_ratio)` (cached under bench/out/, shared
-with bench_simulate.py). Its journal is made offline with `streams.replay.record_offline`, which
+The history is `devtools.demo.generate(people, seed, bad_ratio)` (cached under bench/out/, shared
+with bench_simulate.py). Its journal is made offline with `streams.audit.replay.record_offline`, which
 does what the live pipeline does, in memory: each valid line wrapped in an EventEntry (source
 topic, partition, increasing offsets), folded by the ledger, cross-person claims answered through
 the journal. That run is set-up, not measured. Then, in one process pinned to one core, best of
 `--repeats`:
 
-- simulate: `streams.simulate.simulate_to` over the JSONL bytes held in memory (typed decoding and
+- simulate: `streams.audit.simulate.simulate_to` over the JSONL bytes held in memory (typed decoding and
   validation, the rules, the in-memory claims, every outcome encoded to JSON lines, discarded);
 - replay: what `mynapoint replay` does after reading the topics: every stored journal entry
-  (msgpack) decoded through `streams.versions`, folded into fresh in-memory ledger records with
-  `streams.ledger.fold`, every outcome derived again;
-- replay + compare: the same plus `streams.replay.compare` against the published outcomes and the
+  (msgpack) decoded through `streams.core.versions`, folded into fresh in-memory ledger records with
+  `streams.core.ledger.fold`, every outcome derived again;
+- replay + compare: the same plus `streams.audit.replay.compare` against the published outcomes and the
   persons table (what the command reports on).
 
 Rates are input events per second: the valid lines for both (replay also folds the claim answers
@@ -49,8 +49,7 @@ from bench_simulate import (  # noqa: E402
     run_simulate,
 )
 
-from streams.config import load_config  # noqa: E402
-from streams.export import (  # noqa: E402
+from streams.audit.export import (  # noqa: E402
     History,
     Published,
     add_journal_records,
@@ -58,7 +57,8 @@ from streams.export import (  # noqa: E402
     no_cyclic_gc,
     set_table_raw,
 )
-from streams.replay import compare, record_offline, replay  # noqa: E402
+from streams.audit.replay import compare, record_offline, replay  # noqa: E402
+from streams.core.config import load_config  # noqa: E402
 
 DOCS = ROOT / "docs" / "BENCHMARKS.md"
 SECTION_START = "<!-- bench:replay:start -->"
@@ -73,14 +73,14 @@ SECTION_INTRO = """## Replay against simulate (issue 4)
 `bench/bench_replay.py` measures `mynapoint replay`'s core against `mynapoint simulate` over the
 same generated history, in one process pinned to one core, best of 3 interleaved rounds:
 
-- simulate: `streams.simulate.simulate_to` over the JSONL bytes in memory, outcomes encoded and
+- simulate: `streams.audit.simulate.simulate_to` over the JSONL bytes in memory, outcomes encoded and
   discarded;
-- replay: every stored journal entry (msgpack) decoded through `streams.versions` and folded with
-  `streams.ledger.fold` into fresh state, every outcome derived again;
-- replay + compare: the same plus `streams.replay.compare` with the published outcomes and the
+- replay: every stored journal entry (msgpack) decoded through `streams.core.versions` and folded with
+  `streams.core.ledger.fold` into fresh state, every outcome derived again;
+- replay + compare: the same plus `streams.audit.replay.compare` with the published outcomes and the
   persons table (what the command reports on).
 
-The journal is made offline, not measured, by `streams.replay.record_offline` (what the live
+The journal is made offline, not measured, by `streams.audit.replay.record_offline` (what the live
 pipeline writes: events with their sources, the claims' answers); it and the published outcomes
 are then frozen out of the garbage collector's way (`gc.freeze()`), so each run pays only for
 what it allocates. Reading the topics is not included (aiokafka reads about 650k records/s from
@@ -92,7 +92,7 @@ Where the time goes: the fold costs more per event than `simulate`'s loop becaus
 decodes each event with the full validating decoder (`simulate` takes `schemas.codec`'s fast path
 for clean lines), re-encodes the journal entry and encodes every outcome into the record's
 redelivery memory. Replay suspends the cyclic garbage collector while it builds and folds a
-history (`streams.export.no_cyclic_gc`: the fold makes no reference cycles; without that, the
+history (`streams.audit.export.no_cyclic_gc`: the fold makes no reference cycles; without that, the
 collector walking the growing history made replay about a third slower); `simulate` runs with the
 default collector. Comparing with the published outcomes costs about as much again as the replay
 (one dict per outcome, 1.4 outcomes per event, and every person's record decoded from the table).
@@ -104,7 +104,7 @@ default collector. Comparing with the published outcomes costs about as much aga
 
 def run_replay(journal, cfg):  # type: ignore[no-untyped-def]
     h = History()
-    with no_cyclic_gc():  # as `agents.history.read_history` builds it
+    with no_cyclic_gc():  # as `clients.history.read_history` builds it
         add_journal_records(h, journal)
     return replay(h, cfg)
 

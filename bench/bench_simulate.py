@@ -7,14 +7,14 @@
 A script, not a test: timings depend on the machine, so nothing here asserts a threshold.
 
 The history (>= 1,000,000 events for 100,000 people by default) is generated once with
-`streams.demo` and cached under bench/out/ (gitignored). Then, in the same process, pinned to one
+`devtools.demo` and cached under bench/out/ (gitignored). Then, in the same process, pinned to one
 core, each measurement runs `--repeats` times over the same bytes held in memory, and the best
 run counts (CPU time of this process, which other load on the machine inflates less than the
 wall clock; both are printed):
 
 - baseline: read the lines and decode each one with `msgspec.json.decode(line)`, untyped (dicts,
   no validation): the floor any JSON-lines consumer in Python pays;
-- simulate: `streams.simulate.simulate_to` with the demo configuration, the exact code path of
+- simulate: `streams.audit.simulate.simulate_to` with the demo configuration, the exact code path of
   `mynapoint simulate`: typed decoding and validation, dead letters, the rules, the cross-person
   claims, and every outcome encoded to JSON lines, written to a sink that discards them.
 
@@ -42,9 +42,9 @@ import msgspec
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from streams.config import load_config  # noqa: E402
-from streams.demo import DEMO_CONFIG, write_history  # noqa: E402
-from streams.simulate import simulate_to  # noqa: E402
+from devtools.demo import DEMO_CONFIG, write_history  # noqa: E402
+from streams.audit.simulate import simulate_to  # noqa: E402
+from streams.core.config import load_config  # noqa: E402
 
 OUT_DIR = ROOT / "bench" / "out"
 DOCS = ROOT / "docs" / "BENCHMARKS.md"
@@ -163,8 +163,8 @@ def verify(data: bytes, cfg) -> bool:  # type: ignore[no-untyped-def]
     of the straightforward loop (plain decoder, `Engine.process`, collector on).
     """
     from schemas.codec import EVENT_DECODER, OUTCOME_ENCODER, decode_event_fast
-    from streams.engine import Engine
-    from streams.simulate import dead_letter_for_line
+    from streams.audit.simulate import dead_letter_for_line
+    from streams.core.engine import Engine
 
     lines = data.split(b"\n")
     if data.endswith(b"\n"):

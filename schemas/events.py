@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-#: Version of the stored event envelope. Bump it (and add an upcaster in `streams.versions`) for
+#: Version of the stored event envelope. Bump it (and add an upcaster in `streams.core.versions`) for
 #: any change that msgspec's evolution rules do not absorb; never rewrite stored events.
 EVENT_SCHEMA_VERSION = 1
 

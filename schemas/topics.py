@@ -1,7 +1,7 @@
 """Topic names (part of the public contract), and which input topic carries which event type.
 
 Pure data, in `schemas/` with the event and outcome formats: the agents, `mynapoint produce`, the
-replay core (`streams/replay.py`), the tests and the benchmarks all take the names from here.
+replay core (`streams/audit/replay.py`), the tests and the benchmarks all take the names from here.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import sys
 
 bootstrap, app_id, patch, out, datadir = sys.argv[1:6]
 if patch == "1":
-    from agents.tansu_compat import patch_for_tansu
+    from agents.faust_private import patch_for_tansu
 
     patch_for_tansu()
 

@@ -27,7 +27,8 @@ from typing import Any
 
 import pytest
 
-from agents.broker import BrokerError, LocalBroker, run_blocking
+from clients.connect import run_blocking
+from devtools.broker import BrokerError, LocalBroker
 
 _HERE = Path(__file__).resolve().parent
 STARTUP_TIMEOUT = float(os.environ.get("MYNAPOINT_TEST_BROKER_TIMEOUT", "30"))

@@ -14,7 +14,7 @@ import msgspec
 from schemas import topics
 from schemas.codec import EVENT_DECODER, OUTCOME_ENCODER
 from schemas.topics import TOPIC_BY_TYPE
-from streams.engine import Engine
+from streams.core.engine import Engine
 from tests.integration.test_pipeline import (
     CFG,
     DEMO_CONFIG,
@@ -119,7 +119,7 @@ def _run(broker, tmp: Path, lines: list[bytes], lagged: bool, seed: int,
 
 
 def test_lag_between_topic_producers_does_not_change_decisions(tmp_path):
-    from agents.broker import LocalBroker
+    from devtools.broker import LocalBroker
 
     lines = _in_time_order(_valid(_history(people=5000, seed=21)))
     assert len(lines) >= 50_000

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.admin import ALL_TOPICS, ensure_topics
-from agents.broker import LocalBroker, find_tansu_binary, free_port, probe, run_blocking
-from agents.produce import produce_file
+from clients.admin import ALL_TOPICS, ensure_topics
+from clients.connect import free_port, probe, run_blocking
+from clients.produce import produce_file
+from devtools.broker import LocalBroker, find_tansu_binary
 from schemas.topics import INPUT_TOPICS, TOPIC_BY_TYPE
 
 MYNAPOINT = str(Path(sys.executable).with_name("mynapoint"))
@@ -333,7 +334,7 @@ def test_produce_many_events_in_batches(
 
 
 def test_local_broker_refuses_a_port_in_use(broker: LocalBroker) -> None:
-    from agents.broker import BrokerError
+    from devtools.broker import BrokerError
 
     with pytest.raises(BrokerError, match="in use"):
         LocalBroker(port=broker.port).start()

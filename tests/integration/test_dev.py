@@ -1,4 +1,4 @@
-"""`mynapoint dev`, the README's main command (agents/dev.py), end to end: broker, worker, demo
+"""`mynapoint dev`, the README's main command (devtools/dev.py), end to end: broker, worker, demo
 feed and summary; a worker that cannot start ends the command at once with its reason; SIGTERM
 leaves no broker or worker behind."""
 
@@ -12,17 +12,17 @@ import sys
 import time
 from pathlib import Path
 
-from agents.broker import free_port
-from streams.config import load_config
-from streams.demo import generate
-from streams.simulate import run
+from clients.connect import free_port
+from devtools.demo import generate
+from streams.audit.simulate import run
+from streams.core.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = str(ROOT / "streams" / "data" / "demo.toml")
 
 
 def dev(*args: str) -> list[str]:
-    return [sys.executable, "-m", "streams.cli", "dev", "--people", "200", "--seed", "7",
+    return [sys.executable, "-m", "cli.main", "dev", "--people", "200", "--seed", "7",
             "--metrics-port", "0", *args]
 
 

@@ -16,11 +16,11 @@ from typing import Any
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.broker import free_port, run_blocking
-from agents.produce import produce_lines
+from clients.connect import free_port, run_blocking
+from clients.produce import produce_lines
+from devtools.demo import generate
 from schemas import topics
 from schemas.codec import BadInput, decode_event
-from streams.demo import generate
 from tests.integration.conftest import consume_sync
 from tests.integration.workers import WorkerProcess, produce_raw, wait_for
 

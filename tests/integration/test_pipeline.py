@@ -14,11 +14,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from agents.broker import run_blocking
-from agents.produce import produce_lines
+from clients.connect import run_blocking
+from clients.produce import produce_lines
+from devtools.demo import generate
 from schemas import topics
-from streams.config import load_config
-from streams.demo import generate
+from streams.core.config import load_config
 from tests.integration.conftest import consume_sync
 from tests.integration.workers import (
     OUTCOME_TOPICS,

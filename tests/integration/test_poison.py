@@ -7,10 +7,10 @@ from pathlib import Path
 
 import msgspec
 
-from agents.broker import run_blocking
-from agents.produce import produce_lines
+from clients.connect import run_blocking
+from clients.produce import produce_lines
+from devtools.demo import generate
 from schemas import topics
-from streams.demo import generate
 from tests.integration.conftest import consume_sync
 from tests.integration.workers import WorkerProcess, is_valid_line, produce_raw
 

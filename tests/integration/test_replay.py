@@ -17,10 +17,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from agents.broker import run_blocking
-from agents.produce import produce_lines
+from clients.connect import run_blocking
+from clients.produce import produce_lines
+from devtools.demo import generate
 from schemas import topics
-from streams.demo import generate
 from tests.integration.conftest import consume_sync
 from tests.integration.test_pipeline import Outcomes
 from tests.integration.workers import WorkerProcess, card_on_2020_08_01, wait_for
@@ -31,7 +31,7 @@ APP_ID = "mynapoint-replay-it"
 
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -184,7 +184,7 @@ def test_a_tampered_grant_is_reported(live, tmp_path):
 
 
 def test_replay_says_when_the_broker_cannot_be_reached():
-    from agents.broker import free_port
+    from clients.connect import free_port
 
     done = _cli("replay", "--bootstrap", f"127.0.0.1:{free_port()}", "--timeout", "5",
                 timeout=60)

@@ -19,14 +19,14 @@ from typing import Any
 import msgspec
 import pytest
 
-from agents.broker import run_blocking
-from agents.produce import produce_lines
+from clients.connect import run_blocking
+from clients.produce import produce_lines
+from devtools.demo import generate
 from schemas import topics
 from schemas.outcomes import Decision
-from streams.config import load_config
-from streams.demo import generate
-from streams.simulate import run
-from streams.timeline import CHUNK_LINES
+from streams.audit.simulate import run
+from streams.core.config import load_config
+from streams.core.timeline import CHUNK_LINES
 from tests.integration.conftest import consume_sync
 from tests.integration.workers import OUTCOME_TOPICS, WorkerProcess, partition_of
 from tests.schema_shapes import assert_fits

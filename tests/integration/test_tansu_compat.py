@@ -1,4 +1,4 @@
-"""Tansu's ListOffsets(latest) bug and the `agents.tansu_compat` workaround, on the real broker.
+"""Tansu's ListOffsets(latest) bug and the `agents.faust_private` workaround, on the real broker.
 
 If `test_tansu_end_offsets_bug_is_present` starts failing because end_offsets() is right, the
 broker was fixed: the workaround is then a no-op (it still returns the right answer) and can go.
@@ -11,15 +11,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from agents.admin import ensure_topics
-from agents.broker import LocalBroker, run_blocking
-from agents.tansu_compat import (
-    corrected_end_offsets,
+from agents.faust_private import (
     is_patched,
     patch_for_tansu,
     patch_from_env,
     unpatch_for_tansu,
 )
+from clients.admin import ensure_topics
+from clients.connect import run_blocking
+from clients.end_offsets import corrected_end_offsets
+from devtools.broker import LocalBroker
 
 TIMEOUT = 20
 

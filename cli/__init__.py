@@ -1,0 +1,1 @@
+"""The `mynapoint` command line: argument parsing and wiring, above every other layer."""

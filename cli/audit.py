@@ -1,0 +1,256 @@
+"""The auditor's commands: `mynapoint replay`, `export`, `explain` and `audit`.
+
+Argparse wiring is in `cli.audit_args`. Offline sources (an export file, an events or
+outcomes file) never import aiokafka; `--bootstrap` loads `clients.history` when it runs.
+
+Exit codes: 0 done (replay: no differences), 1 replay found differences / explain found no such
+person, 2 the command could not run (unreadable file, broker unreachable, invalid config).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from streams.audit.export import ExportError, History, read_export
+from streams.core.config import ConfigError, RulesConfig, build_config, load_config
+
+ENV_BOOTSTRAP = "MYNAPOINT_BOOTSTRAP"
+ENV_CONFIG = "MYNAPOINT_CONFIG"
+
+
+class CommandError(Exception):
+    """Something that stops a command; the message says what to do."""
+
+
+def _err(cmd: str, msg: str) -> int:
+    print(f"mynapoint {cmd}: {msg}", file=sys.stderr)
+    return 2
+
+
+def _config_path(args: argparse.Namespace) -> str | None:
+    return getattr(args, "config", None) or os.environ.get(ENV_CONFIG) or None
+
+
+def _resolve_config(args: argparse.Namespace, history: History | None) -> tuple[RulesConfig, str]:
+    """--config (or $MYNAPOINT_CONFIG), else the configuration stored in the export's header,
+    else the defaults of RULES.md. Returns the config and where it came from."""
+    path = _config_path(args)
+    try:
+        if path:
+            return load_config(path), path
+        header = history.header if history is not None else {}
+        text = header.get("config_toml") if isinstance(header, dict) else None
+        if isinstance(text, str):
+            cfg = build_config(tomllib.loads(text))
+            return cfg, "the export's header"
+        return load_config(None), "defaults (RULES.md)"
+    except (ConfigError, tomllib.TOMLDecodeError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _bootstrap(args: argparse.Namespace) -> str | None:
+    return getattr(args, "bootstrap", None) or None
+
+
+def _read_file_history(path: str) -> History:
+    try:
+        if path == "-":
+            return read_export(sys.stdin.buffer, "<stdin>")
+        with open(path, "rb") as f:
+            return read_export(f, path)
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ExportError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _read_kafka_history(args: argparse.Namespace, *, journal: bool = True,
+                        outcomes: bool = True, tables: bool = True) -> History:
+    from clients.connect import run_blocking
+    from clients.history import HistoryError, client_kwargs_from_env, read_history
+
+    bootstrap = _bootstrap(args) or os.environ.get(ENV_BOOTSTRAP)
+    assert bootstrap
+    try:
+        return run_blocking(read_history(
+            bootstrap, app_id=getattr(args, "app_id", None), journal=journal, outcomes=outcomes,
+            tables=tables,
+            timeout=args.timeout, **client_kwargs_from_env()))
+    except HistoryError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _source_given(args: argparse.Namespace, *names: str) -> str:
+    given = [n for n in names if getattr(args, n, None)]
+    if len(given) > 1:
+        flags = " and ".join("--" + n.replace("_", "-") for n in given)
+        raise CommandError(f"give one source, not {flags}")
+    if given:
+        return given[0]
+    if "bootstrap" in names and os.environ.get(ENV_BOOTSTRAP):
+        return "bootstrap"
+    flags = ", ".join("--" + n.replace("_", "-") for n in names)
+    raise CommandError(f"say where the history is: one of {flags}")
+
+
+def _history(args: argparse.Namespace, *, outcomes: bool = True, tables: bool = True) -> History:
+    source = _source_given(args, "file", "bootstrap")
+    if source == "file":
+        return _read_file_history(args.file)
+    return _read_kafka_history(args, outcomes=outcomes, tables=tables)
+
+
+def _emit(text: str) -> None:
+    """Prints to stdout; a reader that went away (`| head`) is not an error of ours."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def _print_json(obj: Any) -> None:
+    _emit(json.dumps(obj, ensure_ascii=False, indent=2, default=str))
+
+
+# --- replay --------------------------------------------------------------------------------------
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from streams.audit.replay import replay_history
+
+    try:
+        history = _history(args, tables=not args.no_tables)
+        cfg, cfg_from = _resolve_config(args, history)
+    except CommandError as exc:
+        return _err("replay", str(exc))
+    if not args.no_tables and history.records is None:
+        app = history.header.get("app_id") or getattr(args, "app_id", None)
+        print(f"mynapoint replay: no persons table to compare (its changelog "
+              f"{app}-persons-changelog was not found or not exported): is --app-id right?",
+              file=sys.stderr)
+    _, report = replay_history(history, cfg, tables=not args.no_tables,
+                               max_examples_per_kind=args.examples)
+    if args.json:
+        out = report.as_dict()
+        out["config"] = cfg_from
+        _print_json(out)
+    else:
+        _emit(report.render() + f"\n\n(configuration: {cfg_from})")
+    return 0 if report.ok else 1
+
+
+# --- export --------------------------------------------------------------------------------------
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from clients.connect import run_blocking
+    from clients.history import HistoryError, client_kwargs_from_env, export_history
+
+    bootstrap = args.bootstrap or os.environ.get(ENV_BOOTSTRAP)
+    if not bootstrap:
+        return _err("export", "say which broker: --bootstrap HOST:PORT (or MYNAPOINT_BOOTSTRAP)")
+    path = _config_path(args)
+    try:
+        cfg, _ = _resolve_config(args, None)
+        config_toml = Path(path).read_text(encoding="utf-8") if path else None
+    except CommandError as exc:
+        return _err("export", str(exc))
+    target = Path(args.output)
+    tmp = target.with_name(target.name + ".part")
+    try:
+        with open(tmp, "wb") as out:
+            counts = run_blocking(export_history(
+                bootstrap, out, rules_version=cfg.version, config_toml=config_toml,
+                app_id=args.app_id, tables=not args.no_tables, timeout=args.timeout,
+                **client_kwargs_from_env()))
+        tmp.replace(target)
+    except OSError as exc:
+        return _err("export", f"cannot write {args.output}: {exc.strerror or exc}")
+    except HistoryError as exc:
+        tmp.unlink(missing_ok=True)
+        return _err("export", str(exc))
+    tables = f", {counts.table:,} persons table records" if counts.tables else \
+        " (no persons table: its changelog was not found)" if not args.no_tables else ""
+    print(f"mynapoint export: wrote {target}: {counts.journal:,} journal entries, "
+          f"{counts.outcomes:,} outcome records{tables}; rules {cfg.version}", file=sys.stderr)
+    if counts.unreadable:
+        print(f"mynapoint export: warning: {counts.unreadable:,} stored value(s) cannot be read by "
+              "this version (kept as stored; `replay` reports them as unreadable)", file=sys.stderr)
+    return 0
+
+
+# --- explain -------------------------------------------------------------------------------------
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from streams.audit.explain import as_dict, explain_events, explain_history, render
+
+    try:
+        source = _source_given(args, "file", "bootstrap", "events")
+        if source == "events":
+            cfg, _ = _resolve_config(args, None)
+            expl = explain_events(args.person, _read_lines(args.events), cfg, source=args.events)
+        else:
+            history = (_read_file_history(args.file) if source == "file"
+                       else _read_kafka_history(args, tables=False))
+            cfg, _ = _resolve_config(args, history)
+            expl = explain_history(args.person, history, cfg)
+    except CommandError as exc:
+        return _err("explain", str(exc))
+    if args.json:
+        _print_json(as_dict(expl))
+    else:
+        _emit(render(expl, args.lang))
+    return 0 if expl.found else 1
+
+
+def _read_lines(path: str) -> list[bytes]:
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from None
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the final newline of a file does not start a line
+    return lines
+
+
+# --- audit ---------------------------------------------------------------------------------------
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from streams.audit.totals import Audit
+
+    audit = Audit()
+    try:
+        source = _source_given(args, "file", "bootstrap", "outcomes")
+        if source == "outcomes":
+            for line in _read_lines(args.outcomes):
+                if not line.strip():
+                    continue
+                try:
+                    obj = msgspec.json.decode(line)
+                except msgspec.DecodeError:
+                    obj = None
+                audit.observe(obj if isinstance(obj, dict) else None)
+        else:
+            history = (_read_file_history(args.file) if source == "file"
+                       else _read_kafka_history(args, journal=False, tables=False))
+            audit.observe_all(p.outcome for p in history.outcomes)
+    except CommandError as exc:
+        return _err("audit", str(exc))
+    if args.json:
+        _print_json(audit.as_dict())
+    else:
+        _emit(audit.render())
+    return 0

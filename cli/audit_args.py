@@ -1,0 +1,129 @@
+"""Argparse wiring for the auditor's subcommands: replay, export, explain, audit (issue 4).
+
+Importing this module imports no faust, aiokafka or rocksdict: each command loads its
+implementation (`cli.audit`) only when it runs, and that loads Kafka only for --bootstrap.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+Lazy = Callable[[str, str], Callable[[argparse.Namespace], int]]
+
+_BOOTSTRAP_HELP = ("read the topics of this Kafka (group-less: running workers are not disturbed; "
+                   "default $MYNAPOINT_BOOTSTRAP when no other source is given)")
+_FILE_HELP = "read an export file written by `mynapoint export` (offline)"
+_CONFIG_HELP = ("rules configuration TOML the pipeline runs with (default: $MYNAPOINT_CONFIG, "
+                "else the one stored in the export file, else RULES.md's defaults)")
+_APP_ID_HELP = ("the workers' --app-id: names the persons table changelog "
+                "(default: $MYNAPOINT_APP_ID, else mynapoint)")
+
+
+def register(sub: Any, lazy: Lazy) -> None:
+    """Adds replay, export, explain and audit."""
+    _register_replay(sub, lazy)
+    _register_export(sub, lazy)
+    _register_explain(sub, lazy)
+    _register_audit(sub, lazy)
+
+
+def _timeout(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="give up reading the topics after this long (default 300)")
+
+
+def _register_replay(sub: Any, lazy: Lazy) -> None:
+    s = sub.add_parser(
+        "replay",
+        help="rebuild every person from the journal and compare with what was published and stored",
+        description=(
+            "Folds the journal from its first offset into fresh in-memory state with the same "
+            "rules, re-derives every outcome and compares them (by outcome_id) with the output "
+            "topics, and each person's state with the live persons table (its changelog). Prints "
+            "a report; exit 0 when nothing differs, 1 when something does, 2 when it could not "
+            "run. Replay a pipeline that has caught up: entries still in flight show as "
+            "differences."
+        ),
+    )
+    src = s.add_mutually_exclusive_group()
+    src.add_argument("--bootstrap", metavar="HOST:PORT", help=_BOOTSTRAP_HELP)
+    src.add_argument("--file", metavar="EXPORT", help=_FILE_HELP)
+    s.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
+    s.add_argument("--app-id", help=_APP_ID_HELP)
+    s.add_argument("--no-tables", action="store_true",
+                   help="do not compare with the persons table")
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s.add_argument("--examples", type=int, default=3, metavar="N",
+                   help="examples shown per kind of difference (default 3)")
+    _timeout(s)
+    s.set_defaults(func=lazy("cli.audit", "cmd_replay"))
+
+
+def _register_export(sub: Any, lazy: Lazy) -> None:
+    s = sub.add_parser(
+        "export",
+        help="write the recorded history (journal, outcomes, persons table) to one JSONL file",
+        description=(
+            "Reads the journal, the output topics and the persons table's changelog from their "
+            "first offsets (group-less) and writes one JSONL file that `replay --file`, "
+            "`explain --file` and `audit --file` read offline. Format: docs/AUDIT.md."
+        ),
+    )
+    s.add_argument("--bootstrap", metavar="HOST:PORT",
+                   help="Kafka bootstrap servers (default: $MYNAPOINT_BOOTSTRAP)")
+    s.add_argument("-o", "--output", required=True, metavar="FILE", help="the export file to write")
+    s.add_argument("--config", metavar="FILE",
+                   help="rules configuration the pipeline runs with: stored in the file "
+                   "(default: $MYNAPOINT_CONFIG, else RULES.md's defaults)")
+    s.add_argument("--app-id", help=_APP_ID_HELP)
+    s.add_argument("--no-tables", action="store_true", help="leave out the persons table")
+    _timeout(s)
+    s.set_defaults(func=lazy("cli.audit", "cmd_export"))
+
+
+def _register_explain(sub: Any, lazy: Lazy) -> None:
+    s = sub.add_parser(
+        "explain",
+        help="one person's timeline in plain Japanese and English: decisions, points, status",
+        description=(
+            "Each event of the person (time in JST, what it was), its decision and reason in plain "
+            "words, the points it granted; then points per campaign and what remains to each cap, "
+            "the linked service per campaign, the certificate's expiry and whether a renewal wait "
+            "is running at the person's last event. Exit 1 when the person has no events."
+        ),
+    )
+    s.add_argument("person", metavar="PERSON", help="the person_id")
+    src = s.add_mutually_exclusive_group()
+    src.add_argument("--file", metavar="EXPORT", help=_FILE_HELP)
+    src.add_argument("--bootstrap", metavar="HOST:PORT", help=_BOOTSTRAP_HELP)
+    src.add_argument("--events", metavar="FILE.jsonl",
+                     help="a plain events file: decide it offline (as simulate does); - for stdin")
+    s.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
+    s.add_argument("--lang", choices=("ja", "en", "both"), default="both",
+                   help="language of the explanation (default both)")
+    s.add_argument("--json", action="store_true", help="print JSON (both languages)")
+    _timeout(s)
+    s.set_defaults(func=lazy("cli.audit", "cmd_explain"))
+
+
+def _register_audit(sub: Any, lazy: Lazy) -> None:
+    s = sub.add_parser(
+        "audit",
+        help="totals by campaign and service, decisions by reason, shared-account alerts, "
+        "dead letters",
+        description=(
+            "Adds up the outcomes: points granted, clawed back and net by campaign and by "
+            "service; decisions by type and reason; every account_shared alert with both people; "
+            "dead letters by reason. Exact repeats count once."
+        ),
+    )
+    src = s.add_mutually_exclusive_group()
+    src.add_argument("--file", metavar="EXPORT", help=_FILE_HELP)
+    src.add_argument("--bootstrap", metavar="HOST:PORT", help=_BOOTSTRAP_HELP)
+    src.add_argument("--outcomes", metavar="OUTCOMES.jsonl",
+                     help="outcomes as `mynapoint simulate` prints them; - for stdin")
+    s.add_argument("--json", action="store_true", help="print JSON instead of the summary")
+    _timeout(s)
+    s.set_defaults(func=lazy("cli.audit", "cmd_audit"))

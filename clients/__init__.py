@@ -1,0 +1,1 @@
+"""Kafka clients outside any consumer group: topics admin, producing files, reading history."""

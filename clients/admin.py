@@ -1,0 +1,158 @@
+"""Topic creation for the pipeline: idempotent, with aiokafka's admin client.
+
+    created = ensure_topics("127.0.0.1:9092", partitions=4)             # blocking
+    report = await ensure_topics_async(bootstrap, 4, topics.INPUT_TOPICS)  # from async code
+
+Every topic of `schemas.topics` (inputs, outputs and the internal journal and claims) is created
+unless it exists; existing topics are left as they are (a different partition count is reported,
+never changed). SASL/TLS settings go through as keyword arguments of `AIOKafkaAdminClient`
+(`security_protocol=`, `ssl_context=`, `sasl_mechanism=`, `sasl_plain_username=`, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.topics import CLAIMS, DEFAULT_PARTITIONS, INPUT_TOPICS, JOURNAL, OUTPUT_TOPICS
+
+log = logging.getLogger(__name__)
+
+ALL_TOPICS: tuple[str, ...] = (*INPUT_TOPICS, *OUTPUT_TOPICS, JOURNAL, CLAIMS)
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
+class TopicError(RuntimeError):
+    """A topic could not be created, or did not become usable in time."""
+
+
+@dataclass
+class TopicsReport:
+    """What `ensure_topics` did: topics it created, and the partition count of every topic."""
+
+    created: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    partitions: dict[str, int] = field(default_factory=dict)
+    mismatched: dict[str, int] = field(default_factory=dict)
+    """Existing topics whose partition count differs from the one asked for."""
+
+
+async def ensure_topics_async(
+    bootstrap: str,
+    partitions: int = DEFAULT_PARTITIONS,
+    topics: Iterable[str] = ALL_TOPICS,
+    *,
+    replication_factor: int = 1,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
+    timeout: float = 30.0,
+    **client_kwargs: Any,
+) -> TopicsReport:
+    """Creates the missing `topics` with `partitions` partitions and waits until every one of them
+    has a leader for each partition. `configs` maps a topic name to its topic configs."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    if partitions < 1:
+        raise ValueError("partitions must be at least 1")
+    wanted = list(dict.fromkeys(topics))
+    report = TopicsReport()
+    if not wanted:
+        return report
+    deadline = time.monotonic() + timeout
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=max(int(timeout * 1000), 1000),
+        **client_kwargs,
+    )
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        present = set(await asyncio.wait_for(admin.list_topics(), _left(deadline)))
+        missing = [t for t in wanted if t not in present]
+        if missing:
+            new = [
+                NewTopic(
+                    name,
+                    partitions,
+                    replication_factor,
+                    topic_configs=dict((configs or {}).get(name, {})),
+                )
+                for name in missing
+            ]
+            response = await asyncio.wait_for(
+                admin.create_topics(new, timeout_ms=int(_left(deadline) * 1000)),
+                _left(deadline),
+            )
+            for name, code, message in _topic_errors(response):
+                if code == 0:
+                    report.created.append(name)
+                elif code != _TOPIC_ALREADY_EXISTS:  # created meanwhile by someone else: fine
+                    raise TopicError(f"cannot create topic {name}: error {code}: {message}")
+        report.existing = [t for t in wanted if t not in report.created]
+        report.partitions = await _wait_usable(admin, wanted, deadline)
+    except TimeoutError:
+        raise TopicError(f"the topics were not ready on {bootstrap} within {timeout:g} s") from None
+    finally:
+        await admin.close()
+    for name in report.existing:
+        if report.partitions.get(name) != partitions:
+            report.mismatched[name] = report.partitions.get(name, 0)
+    if report.mismatched:
+        log.warning(
+            "existing topics have a partition count other than %d (left unchanged): %s",
+            partitions,
+            ", ".join(f"{t}={n}" for t, n in sorted(report.mismatched.items())),
+        )
+    return report
+
+
+def ensure_topics(
+    bootstrap: str,
+    partitions: int = DEFAULT_PARTITIONS,
+    topics: Iterable[str] = ALL_TOPICS,
+    **kwargs: Any,
+) -> TopicsReport:
+    """Blocking form of `ensure_topics_async` (same arguments); also safe to call from a thread
+    that runs an event loop (it then runs in a helper thread)."""
+    from clients.connect import run_blocking
+
+    return run_blocking(ensure_topics_async(bootstrap, partitions, tuple(topics), **kwargs))
+
+
+def _left(deadline: float) -> float:
+    return max(deadline - time.monotonic(), 0.001)
+
+
+def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
+    out = []
+    for entry in response.topic_errors:
+        name, code = entry[0], entry[1]
+        message = entry[2] if len(entry) > 2 else None
+        out.append((name, int(code), message))
+    return out
+
+
+async def _wait_usable(admin: Any, wanted: list[str], deadline: float) -> dict[str, int]:
+    """Polls metadata until each topic exists and every partition has a leader."""
+    while True:
+        described = await asyncio.wait_for(admin.describe_topics(wanted), _left(deadline))
+        counts: dict[str, int] = {}
+        ready = True
+        for topic in described:
+            name = topic["topic"]
+            parts = topic.get("partitions") or []
+            if topic.get("error_code", 0) != 0 or not parts:
+                ready = False
+                continue
+            if any(p.get("leader", -1) < 0 for p in parts):
+                ready = False
+            counts[name] = len(parts)
+        if ready and all(name in counts for name in wanted):
+            return counts
+        if time.monotonic() >= deadline:
+            raise TimeoutError
+        # Topic creation propagates asynchronously on Apache Kafka: ask again shortly.
+        await asyncio.sleep(min(0.1, _left(deadline)))

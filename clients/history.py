@@ -1,0 +1,311 @@
+"""Reading the pipeline's recorded history from Kafka without joining any consumer group.
+
+`replay`, `export`, `explain` and `audit` read the journal, the output topics and the `persons`
+table's changelog from their first offsets with a group-less consumer (no group, no commits), so
+running workers are never disturbed: no rebalance, no moved offsets.
+
+Where to stop: at start, each partition's end is taken once, from the high watermark of a Fetch
+response (`clients.end_offsets.corrected_end_offsets`), never from `end_offsets()` alone, which
+Tansu under-reports when the last batch holds several records; an empty partition gets no Fetch
+high watermark on Tansu, and there ListOffsets' 0 is exact. Every partition is then read up to
+that end, so all topics are cut at (nearly) the same moment. On a pipeline that is still working,
+the entries in flight at that moment show up as differences: replay a pipeline that has caught up.
+
+SASL/TLS come from the same environment variables as the worker's: MYNAPOINT_SASL_MECHANISM,
+MYNAPOINT_SASL_USERNAME, MYNAPOINT_SASL_PASSWORD, MYNAPOINT_SSL_CAFILE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from schemas import topics
+from streams.audit.export import (
+    History,
+    Published,
+    add_journal_records,
+    decode_outcome,
+    end_line,
+    header_line,
+    journal_line,
+    no_cyclic_gc,
+    outcome_line,
+    set_table_raw,
+    table_line,
+)
+from streams.core.versions import (
+    VersionError,
+    decode_journal_entry,
+    decode_ledger_record,
+    is_current_journal_entry,
+)
+
+ENV_APP_ID = "MYNAPOINT_APP_ID"
+DEFAULT_APP_ID = "mynapoint"
+OUTCOME_TOPICS: tuple[str, ...] = topics.OUTPUT_TOPICS
+
+
+class HistoryError(RuntimeError):
+    """The history could not be read (broker unreachable, topic missing, timeout)."""
+
+
+def changelog_topic(app_id: str, table: str = "persons") -> str:
+    """Faust names a table's changelog topic f"{app_id}-{table}-changelog"."""
+    return f"{app_id}-{table}-changelog"
+
+
+def default_app_id() -> str:
+    return os.environ.get(ENV_APP_ID) or DEFAULT_APP_ID
+
+
+def client_kwargs_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """aiokafka security settings from the worker's environment variables."""
+    env = os.environ if environ is None else environ
+    kwargs: dict[str, Any] = {}
+    cafile = env.get("MYNAPOINT_SSL_CAFILE")
+    mechanism = env.get("MYNAPOINT_SASL_MECHANISM")
+    if cafile:
+        import ssl
+
+        kwargs["ssl_context"] = ssl.create_default_context(cafile=cafile)
+    if mechanism:
+        kwargs["sasl_mechanism"] = mechanism
+        kwargs["sasl_plain_username"] = env.get("MYNAPOINT_SASL_USERNAME")
+        kwargs["sasl_plain_password"] = env.get("MYNAPOINT_SASL_PASSWORD")
+        kwargs["security_protocol"] = "SASL_SSL" if cafile else "SASL_PLAINTEXT"
+    elif cafile:
+        kwargs["security_protocol"] = "SSL"
+    return kwargs
+
+
+@dataclass
+class TopicDump:
+    """Raw records per topic, each partition in offset order, up to `ends` (exclusive)."""
+
+    records: dict[str, list[Any]] = field(default_factory=dict)
+    ends: dict[str, dict[int, int]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+
+async def read_topics(
+    bootstrap: str,
+    wanted: Sequence[str],
+    *,
+    optional: Sequence[str] = (),
+    timeout: float = 120.0,
+    **client_kwargs: Any,
+) -> TopicDump:
+    """Every record of `wanted` (and of `optional`, when they exist) from the first offset to
+    the end each partition had when reading began. A missing `wanted` topic is a HistoryError."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.errors import KafkaError
+
+    from clients.connect import quiet_connect_errors
+    from clients.end_offsets import corrected_end_offsets
+
+    deadline = time.monotonic() + timeout
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+        max_partition_fetch_bytes=4 << 20,
+        fetch_max_bytes=64 << 20,
+        request_timeout_ms=max(int(min(timeout, 60) * 1000), 1000),
+        **client_kwargs,
+    )
+    try:
+        with quiet_connect_errors():
+            await asyncio.wait_for(consumer.start(), timeout)
+    except (TimeoutError, KafkaError, OSError) as exc:
+        await _quiet_stop(consumer)
+        raise HistoryError(
+            f"cannot reach a Kafka broker at {bootstrap} ({exc or type(exc).__name__}); "
+            "pass --bootstrap HOST:PORT or set MYNAPOINT_BOOTSTRAP"
+        ) from None
+    dump = TopicDump()
+    try:
+        present = await asyncio.wait_for(consumer.topics(), _left(deadline))
+        missing = [t for t in wanted if t not in present]
+        if missing:
+            raise HistoryError(
+                f"topic(s) {missing} do not exist on {bootstrap}: has a worker of the pipeline run "
+                "against this broker?"
+            )
+        dump.missing = [t for t in optional if t not in present]
+        names = list(wanted) + [t for t in optional if t in present]
+        from aiokafka import TopicPartition
+
+        tps: list[TopicPartition] = []
+        for t in names:
+            dump.records[t] = []
+            parts = consumer.partitions_for_topic(t) or set()
+            tps.extend(TopicPartition(t, p) for p in sorted(parts))
+        if not tps:
+            return dump
+        ends = await asyncio.wait_for(corrected_end_offsets(consumer, tps), _left(deadline))
+        begins = await asyncio.wait_for(consumer.beginning_offsets(tps), _left(deadline))
+        for tp in tps:
+            dump.ends.setdefault(tp.topic, {})[tp.partition] = int(ends[tp])
+        consumer.assign(tps)
+        remaining = set()
+        for tp in tps:
+            if ends[tp] > begins[tp]:
+                consumer.seek(tp, begins[tp])
+                remaining.add(tp)
+            else:
+                consumer.pause(tp)
+        per_tp: dict[Any, list[Any]] = {tp: [] for tp in tps}
+        while remaining:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                read = sum(len(v) for v in per_tp.values())
+                raise HistoryError(
+                    f"timed out after {timeout:g} s reading {sorted(names)} from {bootstrap}: "
+                    f"{read:,} records read, {len(remaining)} partition(s) not at their end"
+                )
+            batch = await consumer.getmany(*remaining, timeout_ms=int(min(left, 0.5) * 1000) + 1)
+            for tp, recs in batch.items():
+                end = ends[tp]
+                keep = per_tp[tp]
+                for r in recs:
+                    if r.offset < end:
+                        keep.append(r)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp] or (
+                    per_tp[tp] and per_tp[tp][-1].offset >= ends[tp] - 1
+                ):
+                    remaining.discard(tp)
+                    consumer.pause(tp)
+        for tp in tps:
+            dump.records[tp.topic].extend(per_tp[tp])
+        return dump
+    except (TimeoutError, KafkaError) as exc:
+        raise HistoryError(f"reading from {bootstrap} failed: {exc!r}") from None
+    finally:
+        await _quiet_stop(consumer)
+
+
+async def _quiet_stop(consumer: Any) -> None:
+    try:
+        await asyncio.wait_for(consumer.stop(), 10)
+    except Exception:  # noqa: BLE001 - nothing more to do on the way out
+        pass
+
+
+def _left(deadline: float) -> float:
+    return max(deadline - time.monotonic(), 0.001)
+
+
+async def read_history(
+    bootstrap: str,
+    *,
+    app_id: str | None = None,
+    journal: bool = True,
+    outcomes: bool = True,
+    tables: bool = True,
+    timeout: float = 120.0,
+    **client_kwargs: Any,
+) -> History:
+    """The recorded history on `bootstrap`, entries and records upgraded to current versions.
+
+    `History.records` is None when tables were not asked for or the changelog does not exist.
+    """
+    app = app_id or default_app_id()
+    changelog = changelog_topic(app)
+    wanted = ([topics.JOURNAL] if journal else []) + (list(OUTCOME_TOPICS) if outcomes else [])
+    dump = await read_topics(bootstrap, wanted, optional=[changelog] if tables else [],
+                             timeout=timeout, **client_kwargs)
+    with no_cyclic_gc():
+        return _history_of(dump, bootstrap, app, changelog, tables)
+
+
+def _history_of(dump: TopicDump, bootstrap: str, app: str, changelog: str,
+                tables: bool) -> History:
+    history = History(source=f"{bootstrap} (app id {app})")
+    history.header = {"source": bootstrap, "app_id": app, "ends": dump.ends}
+    add_journal_records(history, ((r.partition, r.offset, r.key, r.value)
+                                  for r in dump.records.get(topics.JOURNAL, ())))
+    for t in OUTCOME_TOPICS:
+        for r in dump.records.get(t, ()):
+            obj, err = decode_outcome(r.value)
+            history.outcomes.append(Published(t, r.partition, r.offset, obj, err))
+    if tables and changelog not in dump.missing:
+        history.records = {}
+        for r in dump.records.get(changelog, ()):
+            if r.key is not None:
+                set_table_raw(history, f"{changelog}/{r.partition}/{r.offset}", r.key, r.value)
+    return history
+
+
+@dataclass
+class ExportCounts:
+    journal: int = 0
+    outcomes: int = 0
+    table: int = 0
+    tables: bool = False
+    unreadable: int = 0  # stored values no upcaster can read (written anyway, as stored)
+
+
+async def export_history(
+    bootstrap: str,
+    out: BinaryIO,
+    *,
+    rules_version: str,
+    config_toml: str | None,
+    app_id: str | None = None,
+    tables: bool = True,
+    timeout: float = 120.0,
+    **client_kwargs: Any,
+) -> ExportCounts:
+    """Writes the export file (format: streams.audit.export, docs/AUDIT.md) of what is on `bootstrap`.
+
+    Stored values are written as stored, in their own versions; the table is written as its
+    latest value per key.
+    """
+    app = app_id or default_app_id()
+    changelog = changelog_topic(app)
+    dump = await read_topics(bootstrap, [topics.JOURNAL, *OUTCOME_TOPICS],
+                             optional=[changelog] if tables else [], timeout=timeout,
+                             **client_kwargs)
+    with_tables = tables and changelog not in dump.missing
+    counts = ExportCounts(tables=with_tables)
+    out.write(header_line(rules_version=rules_version, config_toml=config_toml, app_id=app,
+                          source=bootstrap, ends=dump.ends, tables=with_tables))
+    for r in dump.records[topics.JOURNAL]:
+        out.write(journal_line(r.partition, r.offset, r.key, r.value))
+        counts.journal += 1
+        if r.value is None or not is_current_journal_entry(r.value):
+            # Written as stored; checked here so the exporter hears of it, not only the reader.
+            try:
+                decode_journal_entry(r.value or b"")
+            except VersionError:
+                counts.unreadable += 1
+    for t in OUTCOME_TOPICS:
+        for r in dump.records[t]:
+            out.write(outcome_line(t, r.partition, r.offset, r.key, r.value))
+            counts.outcomes += 1
+    if with_tables:
+        latest: dict[bytes, Any] = {}
+        for r in dump.records.get(changelog, ()):
+            if r.key is not None:
+                latest[r.key] = r
+        for key in sorted(latest, key=lambda k: (latest[k].partition, latest[k].offset)):
+            r = latest[key]
+            if r.value is None:
+                continue  # deleted: a compacted changelog would not keep it either
+            out.write(table_line("persons", r.partition, r.offset, key, r.value))
+            counts.table += 1
+            try:
+                decode_ledger_record(r.value)
+            except VersionError:
+                counts.unreadable += 1
+    out.write(end_line(counts.journal, counts.outcomes, counts.table))
+    out.flush()
+    return counts

@@ -1,0 +1,252 @@
+"""`mynapoint produce`: send a JSONL file of input events to their Kafka topics.
+
+Each line is validated with the contract's decoder (`schemas.codec.decode_event`); a valid event
+goes, as the original line bytes (without the newline), to the input topic of its `type`
+(`schemas.topics.TOPIC_BY_TYPE`) with key = `person_id` (UTF-8), so the default partitioner keeps a
+person's events in order on one partition. Bad lines are not sent: each is reported with its line
+number and reason, and the rest of the file still goes.
+
+    report = produce_file("events.jsonl", "127.0.0.1:9092")          # blocking
+    report = await produce_lines(lines, bootstrap, dry_run=True)      # from async code
+
+The producer uses acks=all and lingers to batch; it does not use the idempotent producer (Tansu
+does not support it; the pipeline deduplicates on `event_id` anyway).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from schemas.codec import BadInput, decode_event
+from schemas.events import TYPE_NAMES
+from schemas.topics import DEFAULT_PARTITIONS, INPUT_TOPICS, TOPIC_BY_TYPE
+
+ENV_BOOTSTRAP = "MYNAPOINT_BOOTSTRAP"
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+_FLUSH_EVERY = 10_000  # sends awaited per chunk: bounds memory on large files
+
+
+def default_bootstrap() -> str:
+    """`$MYNAPOINT_BOOTSTRAP`, else 127.0.0.1:9092."""
+    return os.environ.get(ENV_BOOTSTRAP) or DEFAULT_BOOTSTRAP
+
+
+class ProduceError(RuntimeError):
+    """The events could not be sent (broker unreachable, delivery failed)."""
+
+
+@dataclass(frozen=True)
+class BadLine:
+    lineno: int
+    reason: str
+    message: str
+
+
+@dataclass
+class ProduceReport:
+    lines: int = 0
+    sent: Counter[str] = field(default_factory=Counter)
+    """Events acknowledged by the broker per topic (in a dry run: the events that would be sent)."""
+    bad: list[BadLine] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def total_sent(self) -> int:
+        return sum(self.sent.values())
+
+
+@dataclass(frozen=True)
+class Planned:
+    topic: str
+    key: bytes
+    value: bytes
+
+
+def plan(raw: bytes) -> Planned:
+    """Where one line goes; raises `BadInput` if the line is not a valid event."""
+    value = raw.rstrip(b"\r\n")
+    event = decode_event(value)
+    topic = TOPIC_BY_TYPE[TYPE_NAMES[type(event)]]
+    return Planned(topic, event.person_id.encode("utf-8"), value)
+
+
+def iter_lines(stream: BinaryIO) -> Iterator[bytes]:
+    """Lines as `mynapoint simulate` reads them: split on b"\\n" only, the final newline of a file
+    does not start another line."""
+    for line in stream:
+        yield line[:-1] if line.endswith(b"\n") else line
+
+
+async def produce_lines(
+    lines: Iterable[bytes],
+    bootstrap: str | None = None,
+    *,
+    partitions: int = DEFAULT_PARTITIONS,
+    dry_run: bool = False,
+    create_topics: bool = True,
+    on_bad: Callable[[BadLine], None] | None = None,
+    linger_ms: int = 20,
+    timeout: float = 30.0,
+    **client_kwargs: Any,
+) -> ProduceReport:
+    """Validates and sends `lines` (bytes, without or with their newline).
+
+    Connects before reading any line, so an unreachable broker fails fast (`ProduceError`).
+    `create_topics` creates the missing input topics with `partitions` partitions first.
+    `client_kwargs` (SASL/TLS settings, ...) go to `AIOKafkaProducer` and the admin client.
+    """
+    report = ProduceReport(dry_run=dry_run)
+
+    def bad(lineno: int, exc: BadInput) -> None:
+        entry = BadLine(lineno, exc.reason, exc.message)
+        report.bad.append(entry)
+        if on_bad is not None:
+            on_bad(entry)
+
+    if dry_run:
+        for lineno, raw in enumerate(lines, start=1):
+            report.lines = lineno
+            try:
+                report.sent[plan(raw).topic] += 1
+            except BadInput as exc:
+                bad(lineno, exc)
+        return report
+
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    bootstrap = bootstrap or default_bootstrap()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=linger_ms,
+        enable_idempotence=False,
+        request_timeout_ms=int(timeout * 1000),
+        **client_kwargs,
+    )
+    from clients.connect import quiet_connect_errors
+
+    try:
+        with quiet_connect_errors():  # an unreachable broker is reported below, once
+            await asyncio.wait_for(producer.start(), timeout)
+    except (TimeoutError, KafkaError, OSError) as exc:
+        await _quiet_stop(producer)
+        raise ProduceError(_unreachable(bootstrap, exc)) from None
+    try:
+        if create_topics:
+            from clients.admin import TopicError, ensure_topics_async
+
+            try:
+                await ensure_topics_async(
+                    bootstrap, partitions, INPUT_TOPICS, timeout=timeout, **client_kwargs
+                )
+            except (TopicError, KafkaError, OSError) as exc:
+                raise ProduceError(
+                    f"cannot create the input topics on {bootstrap}: {exc}"
+                ) from None
+        pending: list[tuple[str, asyncio.Future[Any]]] = []
+        for lineno, raw in enumerate(lines, start=1):
+            report.lines = lineno
+            try:
+                p = plan(raw)
+            except BadInput as exc:
+                bad(lineno, exc)
+                continue
+            try:
+                fut = await producer.send(p.topic, p.value, key=p.key)
+            except KafkaError as exc:
+                raise ProduceError(f"cannot send line {lineno} to {p.topic}: {exc}") from None
+            pending.append((p.topic, fut))
+            if len(pending) >= _FLUSH_EVERY:
+                await _settle(pending, report, timeout)
+        await _settle(pending, report, timeout)
+    finally:
+        await _quiet_stop(producer)
+    return report
+
+
+async def _settle(
+    pending: list[tuple[str, asyncio.Future[Any]]], report: ProduceReport, timeout: float
+) -> None:
+    if not pending:
+        return
+    results = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
+    failed: list[BaseException] = []
+    for (topic, _), result in zip(pending, results, strict=True):
+        if isinstance(result, BaseException):
+            failed.append(result)
+        else:
+            report.sent[topic] += 1
+    pending.clear()
+    if failed:
+        raise ProduceError(
+            f"{len(failed)} events were not acknowledged by the broker (first error: {failed[0]!r})"
+        )
+
+
+async def _quiet_stop(producer: Any) -> None:
+    try:
+        await asyncio.wait_for(producer.stop(), 10)
+    except Exception:  # noqa: BLE001 - nothing more to do on the way out
+        pass
+
+
+def _unreachable(bootstrap: str, exc: BaseException) -> str:
+    detail = str(exc) or type(exc).__name__
+    return (
+        f"cannot reach a Kafka broker at {bootstrap} ({detail}). Start a local one with "
+        f"`mynapoint broker`, or pass --bootstrap HOST:PORT / set {ENV_BOOTSTRAP}"
+    )
+
+
+def produce_file(path: str | Path, bootstrap: str | None = None, **kwargs: Any) -> ProduceReport:
+    """Blocking: `produce_lines` over the lines of a file (`"-"`: standard input)."""
+    from clients.connect import run_blocking
+
+    if str(path) == "-":
+        return run_blocking(produce_lines(iter_lines(sys.stdin.buffer), bootstrap, **kwargs))
+    with open(path, "rb") as stream:
+        return run_blocking(produce_lines(iter_lines(stream), bootstrap, **kwargs))
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    """`mynapoint produce FILE.jsonl [--bootstrap] [--partitions] [--dry-run] [--strict]`."""
+    name = "<stdin>" if args.file == "-" else args.file
+    bootstrap = args.bootstrap or default_bootstrap()
+
+    def on_bad(entry: BadLine) -> None:
+        print(f"{name} line {entry.lineno}: {entry.reason}: {entry.message}", file=sys.stderr)
+
+    try:
+        report = produce_file(
+            args.file,
+            bootstrap,
+            partitions=args.partitions,
+            dry_run=args.dry_run,
+            on_bad=on_bad,
+        )
+    except OSError as exc:
+        print(f"mynapoint produce: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except ProduceError as exc:
+        print(f"mynapoint produce: {exc}", file=sys.stderr)
+        return 2
+    verb = "would send" if report.dry_run else f"sent to {bootstrap}"
+    for topic in sorted(report.sent):
+        print(f"  {topic}: {report.sent[topic]}", file=sys.stderr)
+    print(
+        f"mynapoint produce: {report.lines} lines, {verb}: {report.total_sent} events, "
+        f"bad lines: {len(report.bad)}",
+        file=sys.stderr,
+    )
+    if report.bad and args.strict:
+        return 1
+    return 0

@@ -1,0 +1,1 @@
+"""Developer tooling: local brokers, `mynapoint dev`, the demo history generator."""

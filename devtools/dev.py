@@ -1,0 +1,200 @@
+"""`mynapoint dev`: the newcomer's one command.
+
+Starts the local broker, creates the topics, starts a worker, feeds it a generated demo history of
+thousands of people, shows progress until every event is decided, prints a readable summary
+(decisions by reason, points by campaign), then keeps serving until interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from schemas import topics
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = ROOT / "streams" / "data" / "demo.toml"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--people", type=int, default=3000, help="people in the demo feed (default 3000)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--config", default=str(DEMO_CONFIG), help="rules configuration (demo catalog)")
+    p.add_argument("--port", type=int, default=None, help="broker port (default: a free one)")
+    p.add_argument("--metrics-port", type=int, default=9108)
+    p.add_argument("--web-port", type=int, default=6066)
+    p.add_argument("--exit", action="store_true", help="stop after the summary instead of serving")
+    p.add_argument("--timeout", type=float, default=900, help="seconds to wait for all decisions")
+
+
+def _bar(done: int, total: int, started: float, width: int = 40) -> str:
+    share = min(1.0, done / total) if total else 1.0
+    filled = int(share * width)
+    rate = done / max(time.monotonic() - started, 1e-6)
+    return f"\r  [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} decisions  {rate:,.0f}/s"
+
+
+class DevFailure(Exception):
+    """The demo cannot finish; the message says why (the worker's log tail is shown with it)."""
+
+
+class _Progress:
+    """A bar redrawn in place on a terminal; on a log (not a terminal), a line per tenth."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.started = time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self.tenths = -1
+
+    def show(self, done: int) -> None:
+        if self.tty:
+            sys.stderr.write(_bar(done, self.total, self.started))
+        else:
+            tenths = 10 * done // self.total if self.total else 10
+            if tenths == self.tenths:
+                return
+            self.tenths = tenths
+            sys.stderr.write(_bar(done, self.total, self.started).lstrip("\r") + "\n")
+        sys.stderr.flush()
+
+
+async def _follow(bootstrap: str, expected: int, timeout: float,
+                  stopped: Callable[[], int | None] = lambda: None):
+    """Reads every outcome until `expected` decisions are out, showing progress; `stopped()` is
+    the worker's exit code once it has exited (then the demo cannot finish)."""
+    from aiokafka import AIOKafkaConsumer
+
+    from schemas.codec import OUTCOME_DECODER
+    from streams.audit.summary import Summary
+
+    summary = Summary()
+    consumer = AIOKafkaConsumer(
+        *topics.OUTPUT_TOPICS, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+        enable_auto_commit=False, group_id=None,
+    )
+    await consumer.start()
+    started = time.monotonic()
+    progress = _Progress(expected)
+    decisions = 0
+    try:
+        while decisions < expected:
+            if (code := stopped()) is not None:
+                raise DevFailure(f"the worker stopped (exit code {code}) after {decisions:,} of "
+                                 f"{expected:,} decisions")
+            if time.monotonic() - started > timeout:
+                raise DevFailure(f"only {decisions:,} of {expected:,} decisions after "
+                                 f"{timeout:g} s (--timeout)")
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                # Records, not distinct ids: a third copy of an event gets the very same decision
+                # (same id) as the second, and it is an input decided all the same.
+                outcomes = [OUTCOME_DECODER.decode(r.value) for r in records]
+                decisions += sum(1 for r in records if r.topic == topics.DECISIONS)
+                summary.observe(outcomes)
+            progress.show(decisions)
+        # Grants and alerts that follow the last decisions.
+        batch = await consumer.getmany(timeout_ms=1500)
+        for records in batch.values():
+            summary.observe([OUTCOME_DECODER.decode(r.value) for r in records])
+    finally:
+        await consumer.stop()
+    sys.stderr.write("\n")
+    return summary, time.monotonic() - started
+
+
+def _stop_worker(worker: subprocess.Popen[bytes] | None) -> None:
+    if worker is not None and worker.poll() is None:
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def run_dev(args: argparse.Namespace) -> int:
+    from clients.admin import ensure_topics
+    from clients.connect import run_blocking
+    from clients.produce import produce_lines
+    from devtools.broker import LocalBroker
+    from devtools.demo import generate
+    from streams.core.config import load_config
+
+    cfg = load_config(args.config)
+    work = Path(tempfile.mkdtemp(prefix="mynapoint-dev-"))
+    print("mynapoint dev: starting the local broker (Tansu, memory storage)...", file=sys.stderr)
+    broker = LocalBroker(port=args.port)
+    worker: subprocess.Popen[bytes] | None = None
+
+    def stop_now(signum: int, frame: object) -> None:
+        # SIGTERM (a `timeout`, a service manager): stop the worker and the broker here and now.
+        # Raising into whatever runs (an asyncio loop's shutdown, say) could hang there, and then
+        # both would outlive this command.
+        print("\nmynapoint dev: stopping (SIGTERM)", file=sys.stderr, flush=True)
+        _stop_worker(worker)
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        sys.stdout.flush()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop_now)
+    broker.start()
+    try:
+        bootstrap = broker.bootstrap
+        ensure_topics(bootstrap, args.partitions,
+                      topics.INPUT_TOPICS + topics.OUTPUT_TOPICS + (topics.JOURNAL, topics.CLAIMS))
+        log_path = work / "worker.log"
+        metrics_at = (f"http://127.0.0.1:{args.metrics_port}/metrics" if args.metrics_port
+                      else "off (--metrics-port 0)")
+        print(f"  broker   {bootstrap}\n  worker   log {log_path}\n  metrics  {metrics_at}",
+              file=sys.stderr)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "agents.worker", "--bootstrap", bootstrap,
+             "--data-dir", str(work / "data"), "--partitions", str(args.partitions),
+             "--config", args.config, "--metrics-port", str(args.metrics_port),
+             "--web-port", str(args.web_port), "--tansu-compat"],
+            cwd=ROOT, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        lines = list(generate(people=args.people, seed=args.seed, bad_ratio=0.002))
+        print(f"mynapoint dev: feeding {len(lines):,} events for {args.people:,} people...",
+              file=sys.stderr)
+        report = run_blocking(produce_lines(lines, bootstrap, partitions=args.partitions))
+        sent = sum(report.sent.values())
+        print(f"  sent {sent:,} valid events; `produce` refused {len(report.bad):,} bad lines "
+              "(a producer that skips validation would see them in mynapoint.deadletter)",
+              file=sys.stderr)
+        try:
+            summary, took = asyncio.run(_follow(bootstrap, sent, args.timeout, worker.poll))
+        except DevFailure as exc:
+            tail = log_path.read_text(errors="replace").splitlines()[-25:]
+            print(f"\nmynapoint dev: {exc}. The worker's last log lines:\n  "
+                  + "\n  ".join(tail), file=sys.stderr)
+            return 1
+        print(summary.render(cfg))
+        print(f"\n{sent:,} events decided in {took:,.1f} s "
+              f"({sent / max(took, 1e-6):,.0f} events/s end to end, including worker start-up)")
+        if args.exit:
+            return 0
+        print(f"\nServing. Produce more with: mynapoint produce --bootstrap {bootstrap} FILE.jsonl"
+              "\nCtrl-C to stop.", file=sys.stderr)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _stop_worker(worker)
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)

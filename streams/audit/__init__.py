@@ -1,0 +1,1 @@
+"""What audits: offline engines over a history (simulate, replay, explain, totals, export)."""

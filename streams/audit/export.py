@@ -1,0 +1,382 @@
+"""The export file: a pipeline's recorded history in one JSONL file an auditor can take away.
+
+Pure (no Kafka): `clients.history` reads the topics and writes lines with the functions here;
+`read_export` reads a file back into a `History`, which `streams.audit.replay`, `streams.audit.explain` and
+`streams.audit.totals` take whatever its source. The format is documented in docs/AUDIT.md:
+
+    {"record": "header", "format": "mynapoint-export", "format_version": 1, "exported_at": ...,
+     "rules_version": ..., "config_toml": ..., "app_id": ..., "source": ..., "ends": {...}}
+    {"record": "journal", "partition": 0, "offset": 7, "key": "P0000042", "entry": {...}}
+    {"record": "outcome", "topic": "mynapoint.grants", "partition": 1, "offset": 3,
+     "key": "P0000042", "outcome": {...}}
+    {"record": "table", "table": "persons", "partition": 2, "offset": 9, "key": "P0000042",
+     "value_b64": "..."}
+    {"record": "end", "journal": N, "outcomes": M, "table": K}
+
+Stored values are written as they were stored, in their own version: a journal entry is its
+msgpack map as JSON with the event's `value` as the original JSON text; a table value is its
+msgpack bytes in base64. Readers upgrade them with `streams.core.versions`.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import gc
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import msgspec
+
+from schemas.codec import EVENT_DECODER
+from schemas.journal import EventEntry, JournalEntry
+from streams.core.ledger import LedgerRecord
+from streams.core.timeutil import JST
+from streams.core.versions import (
+    VersionError,
+    decode_journal_entry,
+    decode_ledger_record,
+    journal_entry_from_builtins,
+    stored_builtins,
+)
+
+FORMAT = "mynapoint-export"
+FORMAT_VERSION = 1
+PERSONS_TABLE = "persons"
+
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.decode
+
+
+class ExportError(ValueError):
+    """The file is not a readable export (the message names the line)."""
+
+
+@dataclass(slots=True)
+class Published:
+    """One record of an output topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    outcome: dict[str, Any] | None  # None when the value is not a JSON object
+    error: str | None = None
+
+
+@dataclass
+class History:
+    """What replay, explain and audit read: from the topics or from an export file.
+
+    `journal` holds, per journal partition in offset order, (offset, key, entry) with the entry
+    already upgraded to the current version; `records` is the live `persons` table (latest value
+    per key, upgraded), or None when it was not read.
+    """
+
+    journal: dict[int, list[tuple[int, str | None, JournalEntry]]] = field(default_factory=dict)
+    outcomes: list[Published] = field(default_factory=list)
+    records: dict[str, LedgerRecord] | None = None
+    header: dict[str, Any] = field(default_factory=dict)
+    # Stored values that could not be read: (where, why). Replay reports them as differences.
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    source: str = ""
+
+    def entries(self) -> Iterator[tuple[str | None, JournalEntry]]:
+        """Every journal entry with its key, partition after partition, each in offset order."""
+        for p in sorted(self.journal):
+            for _offset, key, entry in self.journal[p]:
+                yield key, entry
+
+    @property
+    def journal_size(self) -> int:
+        return sum(len(v) for v in self.journal.values())
+
+
+def person_of(key: str | None, entry: JournalEntry) -> str:
+    """The person an entry belongs to: the record key (as the ledger uses it), else the entry's."""
+    if key is not None:
+        return key
+    if type(entry) is EventEntry:
+        return EVENT_DECODER.decode(entry.value).person_id
+    return entry.person_id  # type: ignore[union-attr]
+
+
+@contextmanager
+def no_cyclic_gc() -> Iterator[None]:
+    """Suspends the cyclic garbage collector while building or folding a history.
+
+    The fold allocates only acyclic values (frozen Structs, tuples, dicts of them), which
+    reference counting frees at once; but with millions of live records every full collection
+    walks them all (replay ran a third slower for nothing). The collector is restored after.
+    Nesting is fine: an inner block leaves the collector disabled for the outer one.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        # Hand what was allocated meanwhile to the oldest generation without scanning it (else
+        # the first young collection after `enable` walks every one of those objects once).
+        gc.freeze()
+        gc.unfreeze()
+        if was_enabled:
+            gc.enable()
+
+
+def now_jst() -> str:
+    return dt.datetime.now(JST).isoformat(timespec="seconds")
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+
+def header_line(
+    *,
+    rules_version: str,
+    config_toml: str | None,
+    app_id: str,
+    source: str,
+    ends: dict[str, dict[int, int]],
+    tables: bool,
+    exported_at: str | None = None,
+) -> bytes:
+    return _json_encode({
+        "record": "header",
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "exported_at": exported_at or now_jst(),
+        "rules_version": rules_version,
+        "config_toml": config_toml,
+        "app_id": app_id,
+        "source": source,
+        "tables": [PERSONS_TABLE] if tables else [],
+        "ends": {t: {str(p): e for p, e in sorted(parts.items())} for t, parts in ends.items()},
+    }) + b"\n"
+
+
+def stored_entry_json(raw: bytes) -> dict[str, Any]:
+    """A stored journal entry as the export writes it: its own version's map, `value` as text.
+
+    Raises VersionError when `raw` is not a msgpack map or its value is not UTF-8 text.
+    """
+    obj = stored_builtins(raw, "journal entry")
+    if not isinstance(obj, dict):
+        raise VersionError("journal entry: expected a map")
+    value = obj.get("value")
+    if isinstance(value, bytes):
+        try:
+            obj["value"] = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise VersionError("journal entry: the event value is not UTF-8 text") from None
+    for k, v in obj.items():
+        if isinstance(v, bytes):
+            raise VersionError(f"journal entry: unexpected binary field {k!r}")
+    return obj
+
+
+def journal_line(partition: int, offset: int, key: bytes | None, raw: bytes) -> bytes:
+    head = {"record": "journal", "partition": partition, "offset": offset,
+            "key": _key_text(key)}
+    try:
+        head["entry"] = stored_entry_json(raw)
+    except VersionError as exc:
+        # Kept, not dropped: a reader reports it as unreadable.
+        head["raw_b64"] = base64.b64encode(raw).decode()
+        head["error"] = str(exc)
+    return _json_encode(head) + b"\n"
+
+
+def outcome_line(topic: str, partition: int, offset: int, key: bytes | None, raw: bytes | None) -> bytes:
+    head = {"record": "outcome", "topic": topic, "partition": partition, "offset": offset,
+            "key": _key_text(key)}
+    try:
+        if raw is None:
+            raise msgspec.DecodeError("no value")
+        obj = _json_decode(raw)
+        if not isinstance(obj, dict):
+            raise msgspec.DecodeError("not a JSON object")
+        head["outcome"] = obj
+    except msgspec.DecodeError as exc:
+        head["raw_b64"] = base64.b64encode(raw or b"").decode()
+        head["error"] = f"not a JSON outcome: {exc}"
+    return _json_encode(head) + b"\n"
+
+
+def table_line(table: str, partition: int, offset: int, key: bytes, raw: bytes | None) -> bytes:
+    return _json_encode({
+        "record": "table", "table": table, "partition": partition, "offset": offset,
+        "key": _key_text(key),
+        "value_b64": None if raw is None else base64.b64encode(raw).decode(),
+    }) + b"\n"
+
+
+def end_line(journal: int, outcomes: int, table: int) -> bytes:
+    return _json_encode({"record": "end", "journal": journal, "outcomes": outcomes,
+                         "table": table}) + b"\n"
+
+
+def _key_text(key: bytes | None) -> str | None:
+    if key is None:
+        return None
+    return key.decode("utf-8", "surrogateescape")
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def decode_outcome(raw: bytes | None) -> tuple[dict[str, Any] | None, str | None]:
+    if raw is None:
+        return None, "the record has no value"
+    try:
+        obj = _json_decode(raw)
+    except msgspec.DecodeError as exc:
+        return None, f"not JSON: {exc}"
+    if not isinstance(obj, dict):
+        return None, "not a JSON object"
+    return obj, None
+
+
+def add_journal_raw(history: History, partition: int, offset: int, key: bytes | None,
+                    raw: bytes | None) -> None:
+    """Adds one stored journal record (msgpack) to `history`, upgraded to the current version."""
+    add_journal_records(history, ((partition, offset, key, raw),))
+
+
+def add_journal_records(history: History,
+                        records: Iterable[tuple[int, int, bytes | None, bytes | None]]) -> None:
+    """Adds stored journal records (partition, offset, key, raw msgpack) to `history`, each
+    upgraded to the current version; unreadable ones are noted, not raised (replay's hot loop)."""
+    journal = history.journal
+    decode = decode_journal_entry
+    current = None
+    current_partition = None
+    for partition, offset, key, raw in records:
+        if partition != current_partition:
+            current = journal.setdefault(partition, [])
+            current_partition = partition
+        try:
+            if raw is None:
+                raise VersionError("the record has no value")
+            entry = decode(raw)
+        except VersionError as exc:
+            history.unreadable.append((f"journal {partition}/{offset}", str(exc)))
+            continue
+        current.append((offset, _key_text(key), entry))  # type: ignore[union-attr]
+
+
+def set_table_raw(history: History, where: str, key: bytes | str, raw: bytes | None) -> None:
+    """The latest value of one `persons` key (None: deleted), upgraded to the current version."""
+    records = history.records if history.records is not None else {}
+    history.records = records
+    k = key if isinstance(key, str) else _key_text(key)
+    assert k is not None
+    if raw is None:
+        records.pop(k, None)
+        return
+    try:
+        records[k] = decode_ledger_record(raw)
+    except VersionError as exc:
+        records.pop(k, None)
+        history.unreadable.append((f"table persons {where} key {k}", str(exc)))
+
+
+def iter_lines(stream: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
+    for n, line in enumerate(stream, start=1):
+        line = line.rstrip(b"\r\n")
+        if line:
+            yield n, line
+
+
+def read_export(stream: BinaryIO | Iterable[bytes], name: str = "<export>") -> History:
+    """Reads an export file into a History (raises ExportError when it is not one)."""
+    with no_cyclic_gc():
+        return _read_export(stream, name)
+
+
+def _read_export(stream: BinaryIO | Iterable[bytes], name: str) -> History:
+    history = History(source=name)
+    # A file and a list of its lines read alike: lines with nothing but whitespace are skipped.
+    lines = ((n, ln.rstrip(b"\r\n")) for n, ln in enumerate(stream, start=1) if ln.strip())
+    counts = {"journal": 0, "outcome": 0, "table": 0}
+    ended = None
+    for n, line in lines:
+        try:
+            obj = _json_decode(line)
+        except msgspec.DecodeError as exc:
+            raise ExportError(f"{name} line {n}: not JSON ({exc})") from None
+        kind = obj.get("record") if isinstance(obj, dict) else None
+        if n == 1 or not history.header:
+            if kind != "header" or obj.get("format") != FORMAT:
+                raise ExportError(f"{name} line {n}: not a {FORMAT} file (no header line)")
+            if obj.get("format_version") != FORMAT_VERSION:
+                raise ExportError(
+                    f"{name}: export format version {obj.get('format_version')} is not "
+                    f"{FORMAT_VERSION}; use the mynapoint version that wrote it"
+                )
+            history.header = obj
+            if PERSONS_TABLE in (obj.get("tables") or ()):
+                history.records = {}
+            continue
+        if ended is not None:
+            raise ExportError(f"{name} line {n}: text after the end line")
+        where = f"{name} line {n}"
+        if kind == "journal":
+            counts["journal"] += 1
+            _read_journal_line(history, obj, where)
+        elif kind == "outcome":
+            counts["outcome"] += 1
+            _read_outcome_line(history, obj, where)
+        elif kind == "table":
+            counts["table"] += 1
+            if obj.get("table") == PERSONS_TABLE:
+                raw = obj.get("value_b64")
+                set_table_raw(history, where, str(obj.get("key")),
+                              None if raw is None else base64.b64decode(raw))
+        elif kind == "end":
+            ended = obj
+        else:
+            raise ExportError(f"{where}: unknown record {kind!r}")
+    if not history.header:
+        raise ExportError(f"{name}: empty file, not a {FORMAT} file")
+    if ended is None:
+        raise ExportError(f"{name}: no end line: the file is truncated")
+    expected = {"journal": ended.get("journal"), "outcome": ended.get("outcomes"),
+                "table": ended.get("table")}
+    if expected != counts:
+        raise ExportError(f"{name}: the end line counts {expected}, the file holds {counts}")
+    return history
+
+
+def _read_journal_line(history: History, obj: dict[str, Any], where: str) -> None:
+    partition, offset = int(obj["partition"]), int(obj["offset"])
+    entry = obj.get("entry")
+    if entry is None:
+        history.unreadable.append((where, str(obj.get("error") or "no entry")))
+        return
+    try:
+        if not isinstance(entry, dict):
+            raise VersionError("journal entry: expected a map")
+        value = entry.get("value")
+        if isinstance(value, str):
+            entry["value"] = value.encode("utf-8")
+        parsed = journal_entry_from_builtins(entry)
+    except VersionError as exc:
+        history.unreadable.append((where, str(exc)))
+        return
+    history.journal.setdefault(partition, []).append((offset, obj.get("key"), parsed))
+
+
+def _read_outcome_line(history: History, obj: dict[str, Any], where: str) -> None:
+    outcome = obj.get("outcome")
+    history.outcomes.append(Published(
+        topic=str(obj.get("topic")), partition=int(obj.get("partition", -1)),
+        offset=int(obj.get("offset", -1)),
+        outcome=outcome if isinstance(outcome, dict) else None,
+        error=None if isinstance(outcome, dict) else str(obj.get("error") or "no outcome"),
+    ))
+
+
+def sort_journal(history: History) -> None:
+    for entries in history.journal.values():
+        entries.sort(key=lambda e: e[0])

@@ -1,0 +1,1 @@
+"""What decides: the pure rules core (no Kafka, no Faust, no RocksDB)."""

@@ -1,0 +1,80 @@
+"""Per-person state: immutable values, replaced whole on every change.
+
+A Faust table changelogs only on assignment, so the live pipeline must write `table[key] =
+new_state`; frozen Structs (and copy-on-write collections inside them) make any in-place change
+impossible to write by accident. Instants are float seconds since the epoch, days are JST day
+numbers (see `streams.core.timeutil`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import msgspec
+
+#: Version of the stored state layout; `streams.core.versions` upcasts older ones on read.
+STATE_VERSION = 1
+
+
+class Card(msgspec.Struct, frozen=True, array_like=True):
+    applied_day: int
+    birth_date: dt.date
+    certificate_serial: str
+    certificate_expires: float
+    # Instant of the last renewal or new issue onto this card; None after a (re)issue of the card.
+    renewed_at: float | None = None
+    suspended: bool = False
+
+
+class Link(msgspec.Struct, frozen=True, array_like=True):
+    campaign: str
+    service_id: str
+    service_account: str
+    linked_at: float
+    day: int
+
+
+class Txn(msgspec.Struct, frozen=True, array_like=True):
+    campaign: str
+    service_account: str
+    amount: int
+    refunded: int = 0
+    # True when the payment was accepted and its amount is in the campaign's eligible spend.
+    counted: bool = False
+
+
+class Pending(msgspec.Struct, frozen=True, array_like=True):
+    """A request waiting for a cross-person claim (the live pipeline routes these via Kafka)."""
+
+    claim_kind: str
+    claim_key: str
+    event: bytes  # the encoded event, decided once the claim's answer arrives
+
+
+class PersonState(msgspec.Struct, frozen=True, array_like=True):
+    v: int = STATE_VERSION
+    card: Card | None = None
+    mykey_id: str | None = None
+    # Every event_id already decided for this person (payments are tracked by transaction instead).
+    event_ids: frozenset[str] = frozenset()
+    # "service_id\x00service_account" keys from service.preregistered.
+    preregistered: frozenset[str] = frozenset()
+    insurance_registered: bool = False
+    account_registered: bool = False
+    links: tuple[Link, ...] = ()
+    # Per purchase campaign: eligible spend S in yen. Per campaign: points granted so far.
+    spend: dict[str, int] = {}
+    points: dict[str, int] = {}
+    # "service_id\x00transaction_id" -> the recorded payment.
+    txns: dict[str, Txn] = {}
+    pending: Pending | None = None
+
+
+EMPTY_STATE = PersonState()
+
+STATE_ENCODER = msgspec.msgpack.Encoder()
+STATE_DECODER = msgspec.msgpack.Decoder(PersonState)
+
+
+def account_key(service_id: str, service_account: str) -> str:
+    return f"{service_id}\x00{service_account}"

@@ -1,0 +1,144 @@
+"""Event-time alignment (streams/core/align.py), on a simulated clock."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.core.align import Aligner
+
+TOPICS = ("cards", "certificates", "reservations", "registrations", "links", "payments")
+IDLE = 2.0
+
+
+def _drive(arrivals: list[tuple[float, str, int, int, float]], tick: float = 0.05):
+    """arrivals: (wall time, topic, partition, offset, occurred_at). Returns the released order."""
+    aligner = Aligner(TOPICS, IDLE)
+    arrivals = sorted(arrivals, key=lambda a: a[0])
+    released = []
+    now = 0.0
+    i = 0
+    end = (arrivals[-1][0] if arrivals else 0.0) + 3 * IDLE
+    while now <= end:
+        while i < len(arrivals) and arrivals[i][0] <= now:
+            _, topic, p, off, ts = arrivals[i]
+            aligner.add(topic, p, off, ts, (topic, p, off), now)
+            i += 1
+        released += aligner.release(now)
+        now += tick
+    assert aligner.held() == 0
+    return released
+
+
+histories = st.lists(
+    st.tuples(st.sampled_from(TOPICS), st.integers(0, 1), st.integers(0, 10_000)),
+    min_size=1, max_size=60,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(histories, st.lists(st.floats(0, IDLE / 2 - 0.01), min_size=6, max_size=6))
+def test_order_does_not_depend_on_per_topic_lag(history, lags):
+    # Per source, offsets follow time (each system sends its own facts in time order).
+    events = []
+    per_source: dict[tuple[str, int], int] = {}
+    for topic, p, ts in sorted(history, key=lambda h: h[2]):
+        off = per_source.get((topic, p), 0)
+        per_source[(topic, p)] = off + 1
+        events.append((topic, p, off, float(ts)))
+    interleaved = [(i * 0.001, t, p, o, ts) for i, (t, p, o, ts) in enumerate(events)]
+    lag = dict(zip(TOPICS, lags, strict=True))
+    lagged = [(lag[t] + o * 0.001, t, p, o, ts) for (t, p, o, ts) in events]
+    a = [(h.item, h.late) for h in _drive(interleaved)]
+    b = [(h.item, h.late) for h in _drive(lagged)]
+    for part in (0, 1):  # partitions are independent: compare each one's journal order
+        assert [x for x in a if x[0][1] == part] == [x for x in b if x[0][1] == part]
+    rank = {t: i for i, t in enumerate(TOPICS)}
+    for part in (0, 1):
+        expected = sorted((e for e in events if e[1] == part),
+                          key=lambda e: (e[3], rank[e[0]], e[2]))
+        assert [x for x, _ in a if x[1] == part] == [(t, p, o) for t, p, o, _ in expected]
+    assert not any(late for _, late in a)
+
+
+def test_a_record_delayed_past_the_idle_wait_is_released_late_in_arrival_order():
+    arrivals = [
+        (0.0, "cards", 0, 0, 100.0),
+        (0.0, "payments", 0, 0, 300.0),
+        # The link (time 200) comes long after the idle wait released the payment (time 300).
+        (10.0, "links", 0, 0, 200.0),
+    ]
+    out = _drive(arrivals)
+    assert [(h.topic, h.late) for h in out] == [
+        ("cards", False), ("payments", False), ("links", True)
+    ]
+
+
+def test_a_candidate_waits_for_a_silent_source_until_the_idle_wait():
+    aligner = Aligner(TOPICS, IDLE)
+    aligner.add("payments", 0, 0, 500.0, "pay", now=0.0)
+    assert aligner.release(now=IDLE - 0.1) == []
+    aligner.add("links", 0, 0, 400.0, "link", now=IDLE - 0.05)
+    # The link is earlier, so it goes first once the other sources are idle; the payment then
+    # waits until the links source, which just spoke, has been silent for the idle wait too.
+    assert [h.item for h in aligner.release(now=IDLE + 0.01)] == ["link"]
+    assert aligner.release(now=2 * IDLE - 0.1) == []
+    assert [h.item for h in aligner.release(now=2 * IDLE)] == ["pay"]
+
+
+def test_sources_that_spoke_later_release_without_waiting():
+    aligner = Aligner(("a", "b"), IDLE)
+    aligner.add("a", 0, 0, 10.0, "a0", now=0.0)
+    aligner.add("b", 0, 0, 20.0, "b0", now=0.0)
+    assert [h.item for h in aligner.release(now=0.0)] == ["a0"]  # b0 waits for a to pass 20
+    aligner.add("a", 0, 1, 30.0, "a1", now=0.1)
+    assert [h.item for h in aligner.release(now=0.1)] == ["b0"]
+
+
+def test_ties_follow_the_topic_order_then_the_offset():
+    aligner = Aligner(("a", "b"), IDLE)
+    aligner.add("b", 0, 0, 10.0, "b0", now=0.0)
+    aligner.add("a", 0, 5, 10.0, "a5", now=0.0)
+    aligner.add("a", 0, 6, 10.0, "a6", now=0.0)
+    assert [h.item for h in aligner.flush()] == ["a5", "a6", "b0"]
+
+
+def test_dropped_partitions_are_forgotten():
+    aligner = Aligner(("a", "b"), IDLE)
+    aligner.add("a", 3, 0, 10.0, "x", now=0.0)
+    assert aligner.drop({3}) == 1 and aligner.held() == 0 and aligner.flush() == []
+
+
+def test_a_source_with_records_still_to_fetch_is_never_idle():
+    # Our own backlog may keep a source's records from us for longer than the idle wait; as long
+    # as the broker holds more of it, the candidate waits (Kafka Streams' lag-aware idleness).
+    backlog = {("a", 0): 5}  # the broker's high watermark for source a
+
+    def has_more(topic: str, partition: int, next_offset: int) -> bool:
+        return backlog.get((topic, partition), 0) > next_offset
+
+    aligner = Aligner(("a", "b"), IDLE)
+    aligner.add("b", 0, 0, 50.0, "b0", now=0.0)
+    assert aligner.release(now=10 * IDLE, has_more=has_more) == []
+    for off, ts in enumerate((10.0, 20.0, 30.0, 40.0, 60.0)):
+        aligner.add("a", 0, off, ts, f"a{off}", now=10 * IDLE)
+    out = [h.item for h in aligner.release(now=10 * IDLE, has_more=has_more)]
+    assert out == ["a0", "a1", "a2", "a3", "b0", "a4"]
+    assert not any(h.late for h in aligner.flush())
+
+
+def test_a_dead_lettered_record_moves_its_source_on():
+    # The broker's high watermark counts bad records too; once intake has passed them, the
+    # source has nothing more to deliver and may go idle.
+    def has_more(topic: str, partition: int, next_offset: int) -> bool:
+        return topic == "a" and next_offset < 3  # source a holds offsets 0..2
+
+    aligner = Aligner(("a", "b"), IDLE)
+    aligner.add("a", 0, 0, 10.0, "a0", now=0.0)
+    aligner.add("b", 0, 0, 50.0, "b0", now=0.0)
+    aligner.passed("a", 0, 1, now=0.0)  # offset 1 was bad
+    assert [h.item for h in aligner.release(now=0.0, has_more=has_more)] == ["a0"]
+    assert aligner.release(now=10 * IDLE, has_more=has_more) == []  # offset 2 still to come
+    aligner.passed("a", 0, 2, now=10 * IDLE)
+    assert aligner.release(now=10 * IDLE, has_more=has_more) == []  # a just spoke
+    assert [h.item for h in aligner.release(now=11 * IDLE, has_more=has_more)] == ["b0"]

@@ -1,0 +1,51 @@
+"""The event decoder: precise rejections, and the fast path equal to the plain decoder."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.codec import EVENT_DECODER, BadInput, decode_event, decode_event_fast
+from tests.core.test_properties import EVENT_DICTS
+
+BASE = {"type": "card.suspended", "event_id": "e1", "person_id": "P1",
+        "occurred_at": "2021-01-01T00:00:00+09:00"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("person_id", "P1\n", "invalid_field"),  # Python's `$` would accept a final newline
+        ("event_id", "e1\n", "invalid_field"),
+        ("person_id", "123456789012", "my_number_in_person_id"),
+        ("person_id", "", "invalid_field"),
+        ("occurred_at", "2021-01-01T00:00:00", "naive_timestamp"),
+        ("type", "card.lost", "unknown_type"),
+    ],
+)
+def test_bad_fields_are_named_with_a_reason(field, value, reason):
+    with pytest.raises(BadInput) as info:
+        decode_event(msgspec.json.encode({**BASE, field: value}))
+    assert info.value.reason == reason
+    assert field in info.value.message or reason in ("unknown_type", "my_number_in_person_id")
+
+
+def _outcome(fn, raw: bytes):
+    try:
+        return ("ok", msgspec.json.encode(fn(raw)))
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return ("error", type(exc).__name__, str(exc))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    EVENT_DICTS.map(msgspec.json.encode),
+    st.binary(max_size=120),
+    st.dictionaries(st.sampled_from(list(BASE) + ["mykey_id", "amount_yen", "x"]),
+                    st.one_of(st.text(max_size=70), st.integers(), st.none()),
+                    max_size=8).map(msgspec.json.encode),
+))
+def test_fast_decoder_is_exactly_the_plain_decoder(raw):
+    assert _outcome(decode_event_fast, raw) == _outcome(EVENT_DECODER.decode, raw)
