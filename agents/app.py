@@ -49,7 +49,7 @@ from schemas.journal import (
     ClaimRequest,
     EventEntry,
 )
-from schemas.outcomes import Alert, DeadLetter, Decision, Grant, Outcome
+from schemas.outcomes import TOPIC_OF_TYPE, DeadLetter, Outcome
 from streams.core.align import Aligner
 from streams.core.claims import claim_account, claim_reservation
 from streams.core.config import RulesConfig, load_config
@@ -60,8 +60,6 @@ from streams.core.versions import VersionError, decode_journal_entry, decode_led
 
 log = logging.getLogger("mynapoint")
 
-_OUTPUT_TOPIC = {Decision: topics.DECISIONS, Grant: topics.GRANTS, Alert: topics.ALERTS,
-                 DeadLetter: topics.DEADLETTER}
 _RESERVED_PREFIX = b"reserved\x00"
 #: How often held records are re-examined when no new record arrives (seconds).
 ALIGN_TICK = 0.1
@@ -258,7 +256,7 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
 
     async def publish(key: bytes | None, outcomes: list[Outcome]) -> None:
         for o in outcomes:
-            await send(_OUTPUT_TOPIC[type(o)], key, OUTCOME_ENCODER.encode(o))
+            await send(TOPIC_OF_TYPE[type(o)], key, OUTCOME_ENCODER.encode(o))
             metrics.count_outcome(o)
 
     async def refuse(exc: BadInput, msg: Any, value: bytes | None) -> None:

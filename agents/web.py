@@ -45,11 +45,11 @@ from aiohttp import ClientError
 from aiohttp import web as aioweb
 
 from schemas.codec import OUTCOME_DECODER
-from schemas.events import PERSON_ID_PATTERN
+from schemas.events import CAMPAIGNS, PERSON_ID_PATTERN
 from schemas.outcomes import Alert, Decision, Grant
-from streams.core.config import CAMPAIGN_NAMES, RulesConfig
+from streams.core.config import RulesConfig
 from streams.core.ledger import RECORD_DECODER, LedgerRecord
-from streams.core.state import EMPTY_STATE, Link, PersonState
+from streams.core.state import EMPTY_STATE, Link, PersonState, service_of_key
 from streams.core.timeline import history as timeline_history
 from streams.core.timeutil import day_to_date, jst_day, to_jst
 
@@ -227,7 +227,7 @@ def status_document(
     for link in person.links:
         links.setdefault(link.campaign, link)
     campaigns = {}
-    for name in CAMPAIGN_NAMES:
+    for name in CAMPAIGNS:
         c = rules.campaigns.get(name)
         if c is None:
             continue
@@ -258,7 +258,7 @@ def status_document(
         registrations=Registrations(
             insurance=person.insurance_registered,
             account=person.account_registered,
-            preregistered_services=sorted({k.split("\x00", 1)[0] for k in person.preregistered}),
+            preregistered_services=sorted({service_of_key(k) for k in person.preregistered}),
         ),
         campaigns=campaigns,
         renewal_wait_now=renewal_wait_now(person, rules, now),

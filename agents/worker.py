@@ -11,33 +11,10 @@ import os
 import sys
 from typing import Any
 
-ENV = {
-    "bootstrap": ("MYNAPOINT_BOOTSTRAP", "127.0.0.1:9092"),
-    "data_dir": ("MYNAPOINT_DATA_DIR", "var/worker"),
-    "partitions": ("MYNAPOINT_PARTITIONS", "4"),
-    "config": ("MYNAPOINT_CONFIG", None),
-    "web_port": ("MYNAPOINT_WEB_PORT", "6066"),
-    "web_host": ("MYNAPOINT_WEB_HOST", "127.0.0.1"),
-    "web_canonical_url": ("MYNAPOINT_WEB_CANONICAL_URL", None),
-    "status_token": ("MYNAPOINT_STATUS_TOKEN", None),
-    "metrics_port": ("MYNAPOINT_METRICS_PORT", "9108"),
-    "metrics_host": ("MYNAPOINT_METRICS_HOST", "127.0.0.1"),
-    "app_id": ("MYNAPOINT_APP_ID", "mynapoint"),
-    "sasl_mechanism": ("MYNAPOINT_SASL_MECHANISM", None),
-    "sasl_username": ("MYNAPOINT_SASL_USERNAME", None),
-    "sasl_password": ("MYNAPOINT_SASL_PASSWORD", None),
-    "ssl_cafile": ("MYNAPOINT_SSL_CAFILE", None),
-    "tansu_compat": ("MYNAPOINT_TANSU_COMPAT", "0"),
-    "loglevel": ("MYNAPOINT_LOGLEVEL", "info"),
-    "idle_wait": ("MYNAPOINT_IDLE_WAIT", "3.0"),
-}
+from schemas.settings import ENV, env_help, is_true
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    def env_help(name: str) -> str:
-        var, default = ENV[name]
-        return f"(env {var}; default {default})"
-
     p.add_argument("--bootstrap", help="Kafka bootstrap servers host:port[,..] " + env_help("bootstrap"))
     p.add_argument("--data-dir", help="where RocksDB tables live " + env_help("data_dir"))
     p.add_argument("--partitions", type=int, help="partitions per topic " + env_help("partitions"))
@@ -126,7 +103,7 @@ def settings_from_args(args: argparse.Namespace):
         metrics_host=resolve(args, "metrics_host"),
         idle_wait=_number(args, "idle_wait", float, 0.0, 86400.0, "seconds, 0 or more"),
         broker_credentials=credentials(args),
-        tansu_compat=str(resolve(args, "tansu_compat")).lower() in ("1", "true", "yes", True),
+        tansu_compat=is_true(resolve(args, "tansu_compat")),
         status_token=resolve(args, "status_token") or None,
         extra={"canonical_url": url} if (url := resolve(args, "web_canonical_url")) else {},
     )

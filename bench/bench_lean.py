@@ -152,13 +152,10 @@ async def ledger(bootstrap: str, data_dir: str) -> None:
 
     from schemas.codec import OUTCOME_ENCODER
     from schemas.journal import JOURNAL_DECODER, AnswerEntry
-    from schemas.outcomes import Alert, DeadLetter, Decision, Grant
+    from schemas.outcomes import TOPIC_OF_TYPE as out_topic
     from streams.core.claims import Claims
     from streams.core.config import load_config
     from streams.core.ledger import RECORD_DECODER, RECORD_ENCODER, LedgerRecord, fold
-
-    out_topic = {Decision: topics.DECISIONS, Grant: topics.GRANTS, Alert: topics.ALERTS,
-                 DeadLetter: topics.DEADLETTER}
     cfg = load_config(str(ROOT / "streams" / "data" / "demo.toml"))
     consumer = AIOKafkaConsumer(topics.JOURNAL, bootstrap_servers=bootstrap,
                                 group_id="lean-ledger", **POLL)

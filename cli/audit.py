@@ -17,11 +17,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from schemas.settings import ENV
 from streams.audit.export import ExportError, History, read_export
 from streams.core.config import ConfigError, RulesConfig, build_config, load_config
-
-ENV_BOOTSTRAP = "MYNAPOINT_BOOTSTRAP"
-ENV_CONFIG = "MYNAPOINT_CONFIG"
 
 
 class CommandError(Exception):
@@ -34,7 +32,7 @@ def _err(cmd: str, msg: str) -> int:
 
 
 def _config_path(args: argparse.Namespace) -> str | None:
-    return getattr(args, "config", None) or os.environ.get(ENV_CONFIG) or None
+    return getattr(args, "config", None) or os.environ.get(ENV["config"].var) or None
 
 
 def _resolve_config(args: argparse.Namespace, history: History | None) -> tuple[RulesConfig, str]:
@@ -75,7 +73,7 @@ def _read_kafka_history(args: argparse.Namespace, *, journal: bool = True,
     from clients.connect import run_blocking
     from clients.history import HistoryError, client_kwargs_from_env, read_history
 
-    bootstrap = _bootstrap(args) or os.environ.get(ENV_BOOTSTRAP)
+    bootstrap = _bootstrap(args) or os.environ.get(ENV["bootstrap"].var)
     assert bootstrap
     try:
         return run_blocking(read_history(
@@ -93,7 +91,7 @@ def _source_given(args: argparse.Namespace, *names: str) -> str:
         raise CommandError(f"give one source, not {flags}")
     if given:
         return given[0]
-    if "bootstrap" in names and os.environ.get(ENV_BOOTSTRAP):
+    if "bootstrap" in names and os.environ.get(ENV["bootstrap"].var):
         return "bootstrap"
     flags = ", ".join("--" + n.replace("_", "-") for n in names)
     raise CommandError(f"say where the history is: one of {flags}")
@@ -154,7 +152,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from clients.connect import run_blocking
     from clients.history import HistoryError, client_kwargs_from_env, export_history
 
-    bootstrap = args.bootstrap or os.environ.get(ENV_BOOTSTRAP)
+    bootstrap = args.bootstrap or os.environ.get(ENV["bootstrap"].var)
     if not bootstrap:
         return _err("export", "say which broker: --bootstrap HOST:PORT (or MYNAPOINT_BOOTSTRAP)")
     path = _config_path(args)

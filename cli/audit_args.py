@@ -10,15 +10,17 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from schemas.settings import ENV
+
 Lazy = Callable[[str, str], Callable[[argparse.Namespace], int]]
 
 _BOOTSTRAP_HELP = ("read the topics of this Kafka (group-less: running workers are not disturbed; "
-                   "default $MYNAPOINT_BOOTSTRAP when no other source is given)")
+                   f"default ${ENV['bootstrap'].var} when no other source is given)")
 _FILE_HELP = "read an export file written by `mynapoint export` (offline)"
-_CONFIG_HELP = ("rules configuration TOML the pipeline runs with (default: $MYNAPOINT_CONFIG, "
+_CONFIG_HELP = (f"rules configuration TOML the pipeline runs with (default: ${ENV['config'].var}, "
                 "else the one stored in the export file, else RULES.md's defaults)")
 _APP_ID_HELP = ("the workers' --app-id: names the persons table changelog "
-                "(default: $MYNAPOINT_APP_ID, else mynapoint)")
+                f"(default: ${ENV['app_id'].var}, else {ENV['app_id'].default})")
 
 
 def register(sub: Any, lazy: Lazy) -> None:
@@ -72,11 +74,11 @@ def _register_export(sub: Any, lazy: Lazy) -> None:
         ),
     )
     s.add_argument("--bootstrap", metavar="HOST:PORT",
-                   help="Kafka bootstrap servers (default: $MYNAPOINT_BOOTSTRAP)")
+                   help=f"Kafka bootstrap servers (default: ${ENV['bootstrap'].var})")
     s.add_argument("-o", "--output", required=True, metavar="FILE", help="the export file to write")
     s.add_argument("--config", metavar="FILE",
                    help="rules configuration the pipeline runs with: stored in the file "
-                   "(default: $MYNAPOINT_CONFIG, else RULES.md's defaults)")
+                   f"(default: ${ENV['config'].var}, else RULES.md's defaults)")
     s.add_argument("--app-id", help=_APP_ID_HELP)
     s.add_argument("--no-tables", action="store_true", help="leave out the persons table")
     _timeout(s)

@@ -7,6 +7,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from schemas.settings import ENV
+
 Lazy = Callable[[str, str], Callable[[argparse.Namespace], int]]
 
 
@@ -81,7 +83,7 @@ def _register_produce(sub: Any, lazy: Lazy) -> None:
         "--bootstrap",
         metavar="HOST:PORT",
         default=None,
-        help="Kafka bootstrap servers (default: $MYNAPOINT_BOOTSTRAP, else 127.0.0.1:9092)",
+        help=f"Kafka bootstrap servers (default: ${ENV['bootstrap'].var}, else {ENV['bootstrap'].default})",
     )
     s.add_argument(
         "--partitions",

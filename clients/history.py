@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from schemas import topics
+from schemas.settings import ENV, from_env
+from schemas.topics import changelog_topic
 from streams.audit.export import (
     History,
     Published,
@@ -45,8 +47,6 @@ from streams.core.versions import (
     is_current_journal_entry,
 )
 
-ENV_APP_ID = "MYNAPOINT_APP_ID"
-DEFAULT_APP_ID = "mynapoint"
 OUTCOME_TOPICS: tuple[str, ...] = topics.OUTPUT_TOPICS
 
 
@@ -54,29 +54,24 @@ class HistoryError(RuntimeError):
     """The history could not be read (broker unreachable, topic missing, timeout)."""
 
 
-def changelog_topic(app_id: str, table: str = "persons") -> str:
-    """Faust names a table's changelog topic f"{app_id}-{table}-changelog"."""
-    return f"{app_id}-{table}-changelog"
-
-
 def default_app_id() -> str:
-    return os.environ.get(ENV_APP_ID) or DEFAULT_APP_ID
+    return from_env("app_id") or ENV["app_id"].default or ""
 
 
 def client_kwargs_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """aiokafka security settings from the worker's environment variables."""
     env = os.environ if environ is None else environ
     kwargs: dict[str, Any] = {}
-    cafile = env.get("MYNAPOINT_SSL_CAFILE")
-    mechanism = env.get("MYNAPOINT_SASL_MECHANISM")
+    cafile = from_env("ssl_cafile", env)
+    mechanism = from_env("sasl_mechanism", env)
     if cafile:
         import ssl
 
         kwargs["ssl_context"] = ssl.create_default_context(cafile=cafile)
     if mechanism:
         kwargs["sasl_mechanism"] = mechanism
-        kwargs["sasl_plain_username"] = env.get("MYNAPOINT_SASL_USERNAME")
-        kwargs["sasl_plain_password"] = env.get("MYNAPOINT_SASL_PASSWORD")
+        kwargs["sasl_plain_username"] = from_env("sasl_username", env)
+        kwargs["sasl_plain_password"] = from_env("sasl_password", env)
         kwargs["security_protocol"] = "SASL_SSL" if cafile else "SASL_PLAINTEXT"
     elif cafile:
         kwargs["security_protocol"] = "SSL"

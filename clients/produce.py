@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -27,16 +26,15 @@ from typing import Any, BinaryIO
 
 from schemas.codec import BadInput, decode_event
 from schemas.events import TYPE_NAMES
+from schemas.settings import ENV, from_env
 from schemas.topics import DEFAULT_PARTITIONS, INPUT_TOPICS, TOPIC_BY_TYPE
 
-ENV_BOOTSTRAP = "MYNAPOINT_BOOTSTRAP"
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 _FLUSH_EVERY = 10_000  # sends awaited per chunk: bounds memory on large files
 
 
 def default_bootstrap() -> str:
     """`$MYNAPOINT_BOOTSTRAP`, else 127.0.0.1:9092."""
-    return os.environ.get(ENV_BOOTSTRAP) or DEFAULT_BOOTSTRAP
+    return from_env("bootstrap") or ""
 
 
 class ProduceError(RuntimeError):
@@ -203,7 +201,7 @@ def _unreachable(bootstrap: str, exc: BaseException) -> str:
     detail = str(exc) or type(exc).__name__
     return (
         f"cannot reach a Kafka broker at {bootstrap} ({detail}). Start a local one with "
-        f"`mynapoint broker`, or pass --bootstrap HOST:PORT / set {ENV_BOOTSTRAP}"
+        f"`mynapoint broker`, or pass --bootstrap HOST:PORT / set {ENV['bootstrap'].var}"
     )
 
 

@@ -17,7 +17,6 @@ from schemas.outcomes import AnyOutcome
 EVENT_DECODER: msgspec.json.Decoder[Event] = msgspec.json.Decoder(AnyEvent)  # type: ignore[arg-type]
 OUTCOME_ENCODER = msgspec.json.Encoder()
 OUTCOME_DECODER: msgspec.json.Decoder[AnyOutcome] = msgspec.json.Decoder(AnyOutcome)  # type: ignore[arg-type]
-EVENT_ENCODER = msgspec.json.Encoder()
 
 # Dead-letter reason codes (CONTRACT.md: "dead-lettered with a reason").
 NOT_JSON = "not_json"
@@ -158,10 +157,6 @@ def decode_event(raw: bytes) -> Event:
         return EVENT_DECODER.decode(raw)
     except DECODE_ERRORS as exc:
         raise explain_error(raw, exc) from None
-
-
-def encode_event(event: Event) -> bytes:
-    return EVENT_ENCODER.encode(event)
 
 
 # --- The fast path ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ JSON Schema for integrators.
 from __future__ import annotations
 
 import datetime as dt
+import typing
 from typing import Annotated, Literal
 
 import msgspec
@@ -54,8 +55,7 @@ MyKeyId = Annotated[
 ]
 Campaign = Literal["phase1", "phase2_purchase", "phase2_insurance", "phase2_account"]
 
-CAMPAIGNS: tuple[str, ...] = ("phase1", "phase2_purchase", "phase2_insurance", "phase2_account")
-PURCHASE_CAMPAIGNS: tuple[str, ...] = ("phase1", "phase2_purchase")
+CAMPAIGNS: tuple[str, ...] = typing.get_args(Campaign)
 
 
 class Event(msgspec.Struct, frozen=True, tag_field="type", kw_only=True):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import msgspec
 
+from schemas.topics import TOPIC_OF_KIND
+
 
 class Outcome(msgspec.Struct, frozen=True, tag_field="kind", omit_defaults=True):
     pass
@@ -63,3 +65,8 @@ class DeadLetter(Outcome, frozen=True, tag="dead_letter"):
 
 
 AnyOutcome = Decision | Grant | Alert | DeadLetter
+
+# The output topic of each outcome class, from the one kind -> topic map in schemas/topics.py.
+TOPIC_OF_TYPE: dict[type[Outcome], str] = {
+    cls: TOPIC_OF_KIND[str(cls.__struct_config__.tag)] for cls in (Decision, Grant, Alert, DeadLetter)
+}

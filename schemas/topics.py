@@ -25,6 +25,10 @@ DEADLETTER = "mynapoint.deadletter"
 
 OUTPUT_TOPICS: tuple[str, ...] = (DECISIONS, GRANTS, ALERTS, DEADLETTER)
 
+# Which output topic carries an outcome of each `kind` (the tag of schemas/outcomes.py).
+TOPIC_OF_KIND: dict[str, str] = {"decision": DECISIONS, "grant": GRANTS, "alert": ALERTS,
+                                 "dead_letter": DEADLETTER}
+
 # Internal. The journal is the ordered per-person record the ledger folds (events and the answers
 # to cross-person claims); it is what replay reads. Claims are keyed by payment account (or by the
 # single budget key), so one partition owns each account.
@@ -46,3 +50,8 @@ TOPIC_BY_TYPE: dict[str, str] = {
 }
 
 DEFAULT_PARTITIONS = 4
+
+
+def changelog_topic(app_id: str, table: str = "persons") -> str:
+    """Faust names a table's changelog topic f"{app_id}-{table}-changelog"."""
+    return f"{app_id}-{table}-changelog"

@@ -18,12 +18,12 @@ from typing import Any, cast
 import msgspec
 
 from schemas.codec import DECODE_ERRORS, EVENT_DECODER
-from schemas.events import TYPE_NAMES, Event
+from schemas.events import CAMPAIGNS, TYPE_NAMES, Event
 from schemas.journal import EventEntry
 from schemas.outcomes import Alert, AnyOutcome, Decision, Grant, Outcome
 from streams.audit.export import History, person_of
 from streams.core import reasons as R
-from streams.core.config import CAMPAIGN_NAMES, RulesConfig
+from streams.core.config import RulesConfig
 from streams.core.engine import Engine
 from streams.core.ledger import LedgerRecord, fold
 from streams.core.state import PersonState
@@ -285,7 +285,7 @@ def person_status(state: PersonState | None, cfg: RulesConfig, at: float | None)
     """Points, links, certificate and wait-window status of a person at instant `at`."""
     st = state if state is not None else PersonState()
     campaigns = []
-    for name in CAMPAIGN_NAMES:
+    for name in CAMPAIGNS:
         c = cfg.campaigns[name]
         points = st.points.get(name, 0)
         link = next((lk for lk in st.links if lk.campaign == name), None)

@@ -54,8 +54,7 @@ STATE_UNEXPECTED = "state_unexpected"
 KINDS = (MISSING, UNEXPECTED, CONTENT_DIFFERS, WRONG_TOPIC, UNREADABLE, STATE_DIFFERS,
          STATE_MISSING, STATE_UNEXPECTED)
 
-TOPIC_OF_KIND = {"decision": topics.DECISIONS, "grant": topics.GRANTS, "alert": topics.ALERTS,
-                 "dead_letter": topics.DEADLETTER}
+TOPIC_OF_KIND = topics.TOPIC_OF_KIND
 _COMPARED_KINDS = frozenset({"decision", "grant", "alert"})
 
 _to_builtins = msgspec.to_builtins
@@ -553,7 +552,7 @@ def record_offline(lines: Iterable[bytes], cfg: RulesConfig, partitions: int = 4
     claims = Claims(cfg.reservation_budget)
     records: dict[str, LedgerRecord] = {}
     next_offset: Counter[tuple[str, int]] = Counter()
-    out_topic = {"decision": topics.DECISIONS, "grant": topics.GRANTS, "alert": topics.ALERTS}
+    out_topic = topics.TOPIC_OF_KIND
     errors = DECODE_ERRORS
 
     def emit(topic: str, partition: int, key: bytes | None, value: bytes) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 
 import msgspec
 
+from schemas.events import CAMPAIGNS
 from streams.core.timeutil import day_number
 
-CAMPAIGN_NAMES = ("phase1", "phase2_purchase", "phase2_insurance", "phase2_account")
 FLAT_CAMPAIGNS = frozenset({"phase2_insurance", "phase2_account"})
 
 
@@ -44,7 +44,7 @@ class CampaignConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class ServiceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     id: str
     name: str = ""
-    campaigns: tuple[str, ...] = CAMPAIGN_NAMES
+    campaigns: tuple[str, ...] = CAMPAIGNS
     selectable_from: dt.date = dt.date(2020, 7, 1)
     preregistration_required: bool = False
     same_day_excluded: bool = False
@@ -100,7 +100,7 @@ DEFAULT_SERVICES = (
     ServiceConfig(
         id="demo-pay",
         name="Demo Pay",
-        campaigns=CAMPAIGN_NAMES,
+        campaigns=CAMPAIGNS,
         selectable_from=dt.date(2020, 7, 1),
         preregistration_required=False,
         same_day_excluded=False,
@@ -110,13 +110,13 @@ DEFAULT_SERVICES = (
 
 def _merge_campaigns(given: dict[str, Any]) -> dict[str, CampaignConfig]:
     merged: dict[str, CampaignConfig] = {}
-    unknown = set(given) - set(CAMPAIGN_NAMES)
+    unknown = set(given) - set(CAMPAIGNS)
     if unknown:
         raise ConfigError(
             f"unknown campaign(s) {sorted(unknown)} under [campaigns]; "
-            f"use one of {list(CAMPAIGN_NAMES)}"
+            f"use one of {list(CAMPAIGNS)}"
         )
-    for name in CAMPAIGN_NAMES:
+    for name in CAMPAIGNS:
         base = msgspec.structs.asdict(DEFAULT_CAMPAIGNS[name])
         override = given.get(name) or {}
         if not isinstance(override, dict):
@@ -236,11 +236,11 @@ class RulesConfig:
             if s.id in seen:
                 raise ConfigError(f"[[services]]: id {s.id!r} appears twice; each id once")
             seen.add(s.id)
-            bad = set(s.campaigns) - set(CAMPAIGN_NAMES)
+            bad = set(s.campaigns) - set(CAMPAIGNS)
             if bad:
                 raise ConfigError(
                     f"[[services]] {s.id!r}: unknown campaign(s) {sorted(bad)}; "
-                    f"use {list(CAMPAIGN_NAMES)}"
+                    f"use {list(CAMPAIGNS)}"
                 )
 
     def renewal_wait_seconds(self, day: int) -> float:

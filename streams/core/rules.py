@@ -35,7 +35,7 @@ from schemas.events import (
 from schemas.outcomes import Alert, Decision, Grant, Outcome
 from streams.core import reasons as R
 from streams.core.config import RulesConfig
-from streams.core.state import EMPTY_STATE, Card, Link, PersonState, Txn, account_key
+from streams.core.state import EMPTY_STATE, Card, Link, PersonState, Txn, account_key, txn_key
 from streams.core.timeutil import age_on, day_number, day_to_date, jst_day
 
 _replace = msgspec.structs.replace
@@ -368,7 +368,7 @@ def _payment_recorded(
     if link is None:
         # Not remembered: state stays bounded by what was linked.
         return Step(state, [_decide(ev, cfg, R.NOT_LINKED_SERVICE)])
-    key = f"{ev.service_id}\x00{ev.transaction_id}"
+    key = txn_key(ev.service_id, ev.transaction_id)
     if key in state.txns:
         return Step(state, [_decide(ev, cfg, R.DUPLICATE_TRANSACTION)])
     name = link.campaign
@@ -411,7 +411,7 @@ def _payment_recorded(
 def _payment_refunded(
     state: PersonState, ev: PaymentRefunded, ts: float, cfg: RulesConfig
 ) -> Step:
-    key = f"{ev.service_id}\x00{ev.transaction_id}"
+    key = txn_key(ev.service_id, ev.transaction_id)
     txn = state.txns.get(key)
     if txn is None or txn.service_account != ev.service_account:
         return _reject(state, ev, cfg, R.UNKNOWN_TRANSACTION)

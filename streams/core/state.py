@@ -77,4 +77,15 @@ STATE_DECODER = msgspec.msgpack.Decoder(PersonState)
 
 
 def account_key(service_id: str, service_account: str) -> str:
+    """The key of a (service, account) pair: in `preregistered` and in the claims table."""
     return f"{service_id}\x00{service_account}"
+
+
+def txn_key(service_id: str, transaction_id: str) -> str:
+    """The key of a payment in `txns`: payments are deduplicated by service and transaction."""
+    return f"{service_id}\x00{transaction_id}"
+
+
+def service_of_key(key: str) -> str:
+    """The service_id of an `account_key` or `txn_key`."""
+    return key.split("\x00", 1)[0]

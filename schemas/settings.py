@@ -1,0 +1,56 @@
+"""The deployment settings every `mynapoint` command shares: environment variable names and
+defaults, in one table (README "For SREs" lists them; `mynapoint worker --help` prints them).
+
+A flag given on the command line wins; otherwise the environment variable; otherwise the default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import NamedTuple
+
+
+class Setting(NamedTuple):
+    var: str
+    default: str | None
+
+
+ENV: dict[str, Setting] = {
+    "bootstrap": Setting("MYNAPOINT_BOOTSTRAP", "127.0.0.1:9092"),
+    "data_dir": Setting("MYNAPOINT_DATA_DIR", "var/worker"),
+    "partitions": Setting("MYNAPOINT_PARTITIONS", "4"),
+    "config": Setting("MYNAPOINT_CONFIG", None),
+    "web_port": Setting("MYNAPOINT_WEB_PORT", "6066"),
+    "web_host": Setting("MYNAPOINT_WEB_HOST", "127.0.0.1"),
+    "web_canonical_url": Setting("MYNAPOINT_WEB_CANONICAL_URL", None),
+    "status_token": Setting("MYNAPOINT_STATUS_TOKEN", None),
+    "metrics_port": Setting("MYNAPOINT_METRICS_PORT", "9108"),
+    "metrics_host": Setting("MYNAPOINT_METRICS_HOST", "127.0.0.1"),
+    "app_id": Setting("MYNAPOINT_APP_ID", "mynapoint"),
+    "sasl_mechanism": Setting("MYNAPOINT_SASL_MECHANISM", None),
+    "sasl_username": Setting("MYNAPOINT_SASL_USERNAME", None),
+    "sasl_password": Setting("MYNAPOINT_SASL_PASSWORD", None),
+    "ssl_cafile": Setting("MYNAPOINT_SSL_CAFILE", None),
+    "tansu_compat": Setting("MYNAPOINT_TANSU_COMPAT", "0"),
+    "loglevel": Setting("MYNAPOINT_LOGLEVEL", "info"),
+    "idle_wait": Setting("MYNAPOINT_IDLE_WAIT", "3.0"),
+}
+
+
+def from_env(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The setting's environment variable if set and not empty, else its default."""
+    var, default = ENV[name]
+    env = os.environ if environ is None else environ
+    return env.get(var) or default
+
+
+def env_help(name: str) -> str:
+    """"(env VAR; default X)" for a flag's help text."""
+    var, default = ENV[name]
+    return f"(env {var}; default {default})"
+
+
+def is_true(value: object) -> bool:
+    """How every boolean setting reads: 1, true, yes or on (any case)."""
+    return value is True or str(value).strip().lower() in {"1", "true", "yes", "on"}
