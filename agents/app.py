@@ -38,9 +38,9 @@ from schemas.codec import (
     UNREADABLE_JOURNAL_ENTRY,
     UNREADABLE_STATE,
     BadInput,
+    dead_letter,
     decode_event,
     mask_my_numbers,
-    raw_excerpt,
 )
 from schemas.journal import (
     CLAIM_DECODER,
@@ -49,7 +49,7 @@ from schemas.journal import (
     ClaimRequest,
     EventEntry,
 )
-from schemas.outcomes import TOPIC_OF_TYPE, DeadLetter, Outcome
+from schemas.outcomes import TOPIC_OF_TYPE, Outcome
 from streams.core.align import Aligner
 from streams.core.claims import claim_account, claim_reservation
 from streams.core.config import RulesConfig, load_config
@@ -97,23 +97,6 @@ class WorkerSettings:
     # Bearer token of the status API (agents/web.py); None: no token asked.
     status_token: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def dead_letter(
-    exc: BadInput, topic: str, partition: int, offset: int, value: bytes | None
-) -> DeadLetter:
-    return DeadLetter(
-        error=exc.message,
-        reason=exc.reason,
-        outcome_id=f"{topic}/{partition}/{offset}",
-        topic=topic,
-        partition=partition,
-        offset=offset,
-        event_id=exc.fields.get("event_id"),
-        person_id=exc.fields.get("person_id"),
-        type=exc.fields.get("type"),
-        raw=raw_excerpt(value) if value is not None else None,
-    )
 
 
 def validate_record(key: bytes | None, value: bytes | None):
@@ -264,7 +247,8 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
         if exc.reason == INTERNAL_ERROR:
             log.error("%s/%s/%s: %s", msg.topic, msg.partition, msg.offset, exc.message,
                       exc_info=exc)
-        dl = dead_letter(exc, msg.topic, msg.partition, msg.offset, value)
+        dl = dead_letter(exc, f"{msg.topic}/{msg.partition}/{msg.offset}", value,
+                         topic=msg.topic, partition=msg.partition, offset=msg.offset)
         # Keyed by the (masked) person id, never by the raw key: it may be a My Number.
         await publish(dl.person_id.encode() if dl.person_id else None, [dl])
 

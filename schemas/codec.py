@@ -12,7 +12,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import msgspec
 
 from schemas.events import EVENT_TYPES, PRINTABLE_ASCII_1_64, TYPES_BY_NAME, AnyEvent, Event
-from schemas.outcomes import AnyOutcome
+from schemas.outcomes import AnyOutcome, DeadLetter
 
 EVENT_DECODER: msgspec.json.Decoder[Event] = msgspec.json.Decoder(AnyEvent)  # type: ignore[arg-type]
 OUTCOME_ENCODER = msgspec.json.Encoder()
@@ -77,6 +77,26 @@ def raw_excerpt(raw: bytes) -> str:
     if len(raw) > _RAW_LIMIT:
         text += "..."
     return mask_my_numbers(text)
+
+
+def dead_letter(bad: BadInput, outcome_id: str, raw: bytes | None, *, line: int | None = None,
+                topic: str | None = None, partition: int | None = None,
+                offset: int | None = None) -> DeadLetter:
+    """The dead letter of a bad input: the reason, where the input was (a file line, or a topic
+    partition and offset), the identifying fields it still had, and its masked excerpt."""
+    return DeadLetter(
+        error=bad.message,
+        reason=bad.reason,
+        outcome_id=outcome_id,
+        line=line,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        event_id=bad.fields.get("event_id"),
+        person_id=bad.fields.get("person_id"),
+        type=bad.fields.get("type"),
+        raw=raw_excerpt(raw) if raw is not None else None,
+    )
 
 
 def _identifying_fields(raw: bytes) -> dict[str, str]:

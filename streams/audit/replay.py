@@ -539,12 +539,11 @@ def record_offline(lines: Iterable[bytes], cfg: RulesConfig, partitions: int = 4
         DECODE_ERRORS,
         EVENT_DECODER,
         OUTCOME_ENCODER,
+        dead_letter,
         explain_error,
-        raw_excerpt,
     )
     from schemas.events import TYPE_NAMES
     from schemas.journal import JOURNAL_ENCODER, AnswerEntry
-    from schemas.outcomes import DeadLetter
     from streams.core.claims import Claims
     from streams.core.ledger import RECORD_ENCODER
 
@@ -584,11 +583,7 @@ def record_offline(lines: Iterable[bytes], cfg: RulesConfig, partitions: int = 4
             topic = topics.CARDS
             o = next_offset[(topic, 0)]
             next_offset[(topic, 0)] = o + 1
-            dl = DeadLetter(error=bad.message, reason=bad.reason, outcome_id=f"{topic}/0/{o}",
-                            topic=topic, partition=0, offset=o,
-                            event_id=bad.fields.get("event_id"),
-                            person_id=bad.fields.get("person_id"), type=bad.fields.get("type"),
-                            raw=raw_excerpt(raw))
+            dl = dead_letter(bad, f"{topic}/0/{o}", raw, topic=topic, partition=0, offset=o)
             emit(topics.DEADLETTER, 0, None, OUTCOME_ENCODER.encode(dl))
             continue
         person = ev.person_id

@@ -12,10 +12,10 @@ from schemas.codec import (
     EVENT_DECODER,
     OUTCOME_ENCODER,
     RELAXED_TO_EVENT,
+    dead_letter,
     decode_relaxed,
     explain_error,
     is_clean,
-    raw_excerpt,
 )
 from schemas.events import Event
 from schemas.outcomes import DeadLetter, Outcome
@@ -27,17 +27,8 @@ _READ_SIZE = 1 << 20
 
 
 def dead_letter_for_line(raw: bytes, lineno: int, exc: Exception) -> DeadLetter:
-    bad = explain_error(raw, exc)
-    return DeadLetter(
-        error=bad.message,
-        reason=bad.reason,
-        outcome_id=f"line-{lineno}",
-        line=lineno,
-        event_id=bad.fields.get("event_id"),
-        person_id=bad.fields.get("person_id"),
-        type=bad.fields.get("type"),
-        raw=raw_excerpt(raw.rstrip(b"\r\n")),
-    )
+    return dead_letter(explain_error(raw, exc), f"line-{lineno}", raw.rstrip(b"\r\n"),
+                       line=lineno)
 
 
 def run(lines: Iterable[bytes], cfg: RulesConfig, engine: Engine | None = None) -> Iterator[list[Outcome]]:
