@@ -35,11 +35,11 @@ from streams.audit.export import (
     end_line,
     header_line,
     journal_line,
-    no_cyclic_gc,
     outcome_line,
     set_table_raw,
     table_line,
 )
+from streams.audit.gcpause import no_cyclic_gc
 from streams.core.versions import (
     VersionError,
     decode_journal_entry,

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import gc
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -32,6 +30,7 @@ import msgspec
 
 from schemas.codec import EVENT_DECODER
 from schemas.journal import EventEntry, JournalEntry
+from streams.audit.gcpause import no_cyclic_gc
 from streams.core.ledger import LedgerRecord
 from streams.core.timeutil import JST
 from streams.core.versions import (
@@ -100,28 +99,6 @@ def person_of(key: str | None, entry: JournalEntry) -> str:
     if type(entry) is EventEntry:
         return EVENT_DECODER.decode(entry.value).person_id
     return entry.person_id  # type: ignore[union-attr]
-
-
-@contextmanager
-def no_cyclic_gc() -> Iterator[None]:
-    """Suspends the cyclic garbage collector while building or folding a history.
-
-    The fold allocates only acyclic values (frozen Structs, tuples, dicts of them), which
-    reference counting frees at once; but with millions of live records every full collection
-    walks them all (replay ran a third slower for nothing). The collector is restored after.
-    Nesting is fine: an inner block leaves the collector disabled for the outer one.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        # Hand what was allocated meanwhile to the oldest generation without scanning it (else
-        # the first young collection after `enable` walks every one of those objects once).
-        gc.freeze()
-        gc.unfreeze()
-        if was_enabled:
-            gc.enable()
 
 
 def now_jst() -> str:

@@ -37,7 +37,8 @@ import msgspec
 from schemas import topics
 from schemas.journal import EventEntry, JournalEntry
 from schemas.outcomes import AnyOutcome, Outcome
-from streams.audit.export import History, Published, no_cyclic_gc, person_of
+from streams.audit.export import History, Published, person_of
+from streams.audit.gcpause import no_cyclic_gc
 from streams.core.config import RulesConfig
 from streams.core.ledger import LedgerRecord, fold
 from streams.core.state import PersonState

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import BinaryIO
 
 from schemas.codec import (
@@ -19,6 +17,7 @@ from schemas.codec import (
 )
 from schemas.events import Event
 from schemas.outcomes import DeadLetter, Outcome
+from streams.audit.gcpause import no_cyclic_gc
 from streams.core.config import RulesConfig
 from streams.core.engine import Engine
 
@@ -112,28 +111,10 @@ def simulate_to(stream: BinaryIO, out: BinaryIO, cfg: RulesConfig, observer=None
     engine = Engine(cfg)
     encode_lines = OUTCOME_ENCODER.encode_lines
     write = out.write
-    with _collector_paused():
+    with no_cyclic_gc():
         for batch in _run(_blocks(stream), cfg, engine):
             if observer is not None:
                 observer(batch)
             write(encode_lines(batch))
     out.flush()
     return engine
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pauses Python's cyclic garbage collector for a run.
-
-    The engine's states only grow during a run and hold no reference cycles (frozen values, replaced
-    whole, freed by reference counting), so each full collection would walk millions of live
-    objects to find nothing: about 45% of the run time on a million events. Anything cyclic made
-    meanwhile is collected once the collector is back on.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
