@@ -1,4 +1,4 @@
-"""The auditor's commands: `mynapoint replay`, `export`, `explain` and `audit`.
+"""The auditor's commands: `mynapoint replay`, `export`, `explain`, `audit` and `whatif`.
 
 Argparse wiring is in `cli.audit_args`. Offline sources (an export file, an events or
 outcomes file) never import aiokafka; `--bootstrap` loads `clients.history` when it runs.
@@ -38,7 +38,11 @@ def _config_path(args: argparse.Namespace) -> str | None:
 def _resolve_config(args: argparse.Namespace, history: History | None) -> tuple[RulesConfig, str]:
     """--config (or $MYNAPOINT_CONFIG), else the configuration stored in the export's header,
     else the defaults of RULES.md. Returns the config and where it came from."""
-    path = _config_path(args)
+    return _config_from(_config_path(args), history)
+
+
+def _config_from(path: str | None, history: History | None) -> tuple[RulesConfig, str]:
+    """The file at `path`, else the export header's configuration, else the defaults."""
     try:
         if path:
             return load_config(path), path
@@ -252,3 +256,76 @@ def cmd_audit(args: argparse.Namespace) -> int:
     else:
         _emit(audit.render())
     return 0
+
+
+# --- whatif --------------------------------------------------------------------------------------
+
+
+def cmd_whatif(args: argparse.Namespace) -> int:
+    from devtools.progress import Progress
+    from streams.audit.whatif import whatif_history
+
+    try:
+        new = load_config(args.config)
+    except ConfigError as exc:
+        return _err("whatif", str(exc))
+    baseline_path = args.baseline or os.environ.get(ENV_CONFIG) or None
+    try:
+        source = _source_given(args, "file", "bootstrap", "events")
+        if source == "events":
+            baseline, baseline_from = _config_from(baseline_path, None)
+            result = _whatif_events_file(args.events, baseline, new, Progress, args.top)
+        else:
+            history = (_read_file_history(args.file) if source == "file"
+                       else _read_kafka_history(args, outcomes=False, tables=False))
+            # The recorded rules: --baseline, else the export's header, else $MYNAPOINT_CONFIG.
+            baseline, baseline_from = _config_from(args.baseline, history)
+            if not args.baseline and baseline_from.startswith("defaults") and baseline_path:
+                baseline, baseline_from = _config_from(baseline_path, None)
+            progress = Progress(history.journal_size, "journal entries", quiet_off_tty=True)
+            result = whatif_history(history, baseline, new, progress=progress.show, top=args.top)
+            progress.close()
+    except CommandError as exc:
+        return _err("whatif", str(exc))
+    result.baseline_from = baseline_from
+    result.new_from = args.config
+    if args.json:
+        _print_json(result.as_dict())
+    else:
+        _emit(result.render())
+    return 0
+
+
+def _whatif_events_file(path: str, baseline: RulesConfig, new: RulesConfig, progress_cls: Any,
+                        top: int) -> Any:
+    """An events file, streamed line by line (the bar counts bytes read)."""
+    from streams.audit.whatif import whatif_events
+
+    try:
+        f = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        size = os.fstat(f.fileno()).st_size if path != "-" else 0
+        progress = progress_cls(size, "bytes", quiet_off_tty=True) if size else None
+        read = [0]
+
+        def lines() -> Any:
+            for line in f:
+                read[0] += len(line)
+                # Split on b"\n" only, as simulate does; the final newline starts no line.
+                yield line[:-1] if line.endswith(b"\n") else line
+
+        def show(_n: int) -> None:
+            if progress is not None:
+                progress.show(read[0])
+
+        result = whatif_events(lines(), baseline, new, source=path, progress=show, top=top)
+        if progress is not None:
+            progress.close()
+        return result
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from None
+    finally:
+        if f is not sys.stdin.buffer:
+            f.close()

@@ -1,4 +1,5 @@
-"""Argparse wiring for the auditor's subcommands: replay, export, explain, audit (issue 4).
+"""Argparse wiring for the auditor's subcommands: replay, export, explain, audit (issue 4) and
+whatif (issue 12).
 
 Importing this module imports no faust, aiokafka or rocksdict: each command loads its
 implementation (`cli.audit`) only when it runs, and that loads Kafka only for --bootstrap.
@@ -24,11 +25,12 @@ _APP_ID_HELP = ("the workers' --app-id: names the persons table changelog "
 
 
 def register(sub: Any, lazy: Lazy) -> None:
-    """Adds replay, export, explain and audit."""
+    """Adds replay, export, explain, audit and whatif."""
     _register_replay(sub, lazy)
     _register_export(sub, lazy)
     _register_explain(sub, lazy)
     _register_audit(sub, lazy)
+    _register_whatif(sub, lazy)
 
 
 def _timeout(s: argparse.ArgumentParser) -> None:
@@ -129,3 +131,37 @@ def _register_audit(sub: Any, lazy: Lazy) -> None:
     s.add_argument("--json", action="store_true", help="print JSON instead of the summary")
     _timeout(s)
     s.set_defaults(func=lazy("cli.audit", "cmd_audit"))
+
+
+def _register_whatif(sub: Any, lazy: Lazy) -> None:
+    s = sub.add_parser(
+        "whatif",
+        help="decide the same history under other rules: who gains or loses points, what it costs",
+        description=(
+            "Decides a recorded history (an export file or the topics: the recorded order, and the "
+            "recorded claim answers where they still apply) or an events file (in file order) "
+            "under the rules of --config, next to the baseline rules, and reports per campaign "
+            "the people whose points change, points before and after, decisions whose reason "
+            "changes, cross-person claims answered otherwise, and the people most affected. "
+            "docs/AUDIT.md, \"What-if\"."
+        ),
+    )
+    s.add_argument("--config", required=True, metavar="NEW.toml",
+                   help="the rules to try (a configuration TOML)")
+    src = s.add_mutually_exclusive_group()
+    src.add_argument("--file", metavar="EXPORT", help=_FILE_HELP)
+    src.add_argument("--bootstrap", metavar="HOST:PORT", help=_BOOTSTRAP_HELP)
+    src.add_argument("--events", metavar="FILE.jsonl",
+                     help="a plain events file, decided in file order (as simulate does); "
+                     "- for stdin")
+    s.add_argument("--baseline", metavar="OLD.toml",
+                   help="the rules the history was decided with (default: the export file's, "
+                   "else $MYNAPOINT_CONFIG, else RULES.md's defaults)")
+    s.add_argument("--app-id", help=_APP_ID_HELP)
+    s.add_argument("--top", type=int, default=10, metavar="N",
+                   help="how many of the most affected people to list (default 10)")
+    s.add_argument("--json", action="store_true",
+                   help="print one JSON object: totals, campaigns, reason changes, claims and "
+                   "`persons`, every (person, campaign) whose net points differ")
+    _timeout(s)
+    s.set_defaults(func=lazy("cli.audit", "cmd_whatif"))

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from devtools.progress import Progress
 from schemas import topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,36 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=900, help="seconds to wait for all decisions")
 
 
-def _bar(done: int, total: int, started: float, width: int = 40) -> str:
-    share = min(1.0, done / total) if total else 1.0
-    filled = int(share * width)
-    rate = done / max(time.monotonic() - started, 1e-6)
-    return f"\r  [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} decisions  {rate:,.0f}/s"
-
-
 class DevFailure(Exception):
     """The demo cannot finish; the message says why (the worker's log tail is shown with it)."""
-
-
-class _Progress:
-    """A bar redrawn in place on a terminal; on a log (not a terminal), a line per tenth."""
-
-    def __init__(self, total: int):
-        self.total = total
-        self.started = time.monotonic()
-        self.tty = sys.stderr.isatty()
-        self.tenths = -1
-
-    def show(self, done: int) -> None:
-        if self.tty:
-            sys.stderr.write(_bar(done, self.total, self.started))
-        else:
-            tenths = 10 * done // self.total if self.total else 10
-            if tenths == self.tenths:
-                return
-            self.tenths = tenths
-            sys.stderr.write(_bar(done, self.total, self.started).lstrip("\r") + "\n")
-        sys.stderr.flush()
 
 
 async def _follow(bootstrap: str, expected: int, timeout: float,
@@ -85,7 +58,7 @@ async def _follow(bootstrap: str, expected: int, timeout: float,
     )
     await consumer.start()
     started = time.monotonic()
-    progress = _Progress(expected)
+    progress = Progress(expected)
     decisions = 0
     try:
         while decisions < expected:

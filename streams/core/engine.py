@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from schemas.events import Event
 from schemas.outcomes import Outcome
-from streams.core.claims import Claims
+from streams.core.claims import Answer, Claims
 from streams.core.config import RulesConfig
-from streams.core.rules import Step, apply, complete
+from streams.core.rules import Claim, Step, apply, complete
 from streams.core.state import PersonState
 
 
@@ -33,5 +33,10 @@ class Engine:
         """Answers the step's claim here and now, and finishes the decision."""
         claim = step.claim
         assert claim is not None
-        answer = self.claims.answer(claim.kind, claim.key, claim.person_id)
+        answer = self.answer_claim(claim)
         return complete(step.state, ev, claim, answer.granted, answer.holder, self.cfg)
+
+    def answer_claim(self, claim: Claim) -> Answer:
+        """The answer to a cross-person claim: first come first served in processing order.
+        What-if runs (`streams.audit.whatif`) override it to order claims and count answers."""
+        return self.claims.answer(claim.kind, claim.key, claim.person_id)
