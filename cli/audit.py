@@ -269,7 +269,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
         new = load_config(args.config)
     except ConfigError as exc:
         return _err("whatif", str(exc))
-    baseline_path = args.baseline or os.environ.get(ENV_CONFIG) or None
+    baseline_path = args.baseline or os.environ.get(ENV['config'].var) or None
     try:
         source = _source_given(args, "file", "bootstrap", "events")
         if source == "events":
