@@ -27,7 +27,7 @@ from bench.bench_pipeline import _history, _time_outputs  # noqa: E402
 from clients.admin import ensure_topics  # noqa: E402
 from clients.connect import free_port, run_blocking  # noqa: E402
 from clients.produce import plan, produce_lines  # noqa: E402
-from devtools.broker import LocalBroker  # noqa: E402
+from devtools.brokers.tansu import TansuBroker  # noqa: E402
 from schemas import topics  # noqa: E402
 
 
@@ -85,7 +85,7 @@ async def _latency(bs: str, lines: list[bytes], rate: float) -> list[float]:
 
 def measure(idle: float, lines: list[bytes], backlog: list[bytes], rate: float) -> dict:
     out: dict = {"idle_wait": idle}
-    with LocalBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+    with TansuBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         bs = broker.bootstrap
         ensure_topics(bs, 4, topics.INPUT_TOPICS + topics.OUTPUT_TOPICS
                       + (topics.JOURNAL, topics.CLAIMS))
@@ -101,7 +101,7 @@ def measure(idle: float, lines: list[bytes], backlog: list[bytes], rate: float) 
         finally:
             worker.terminate()
             worker.wait(timeout=60)
-    with LocalBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+    with TansuBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         bs = broker.bootstrap
         ensure_topics(bs, 4, topics.INPUT_TOPICS + topics.OUTPUT_TOPICS
                       + (topics.JOURNAL, topics.CLAIMS))

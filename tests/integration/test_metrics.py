@@ -62,7 +62,7 @@ def test_metrics_match_the_records(fresh_broker, tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
     port = free_port()
-    worker = WorkerProcess(bootstrap, tmp_path / "data", logs, config=DEMO_CONFIG,
+    worker = WorkerProcess(fresh_broker, tmp_path / "data", logs, config=DEMO_CONFIG,
                            extra_args=["--metrics-port", str(port)]).start()
     try:
         report = run_blocking(produce_lines(lines, bootstrap, partitions=4, timeout=120))

@@ -176,7 +176,7 @@ def test_pipeline_equals_simulate_for_a_large_history(fresh_broker, worker_dirs)
     lines = _history(people=5000, seed=11)
     assert len(lines) >= 50_000
     data, logs = worker_dirs
-    worker = WorkerProcess(fresh_broker.bootstrap, data, logs, config=DEMO_CONFIG).start()
+    worker = WorkerProcess(fresh_broker, data, logs, config=DEMO_CONFIG).start()
     try:
         sent = _produce(fresh_broker.bootstrap, lines)
         # What `produce` refuses, a careless producer would send anyway: intake dead-letters it.
@@ -202,7 +202,7 @@ def test_recovery_from_changelogs_after_local_state_is_deleted(fresh_broker, wor
     lines = _history(people=400, seed=5)
     half = len(lines) // 2
     data, logs = worker_dirs
-    worker = WorkerProcess(fresh_broker.bootstrap, data, logs, config=DEMO_CONFIG).start()
+    worker = WorkerProcess(fresh_broker, data, logs, config=DEMO_CONFIG).start()
     try:
         sent = _produce(fresh_broker.bootstrap, lines[:half])
         Outcomes(fresh_broker.bootstrap).until_decisions(sent, 600, worker)
@@ -219,7 +219,7 @@ def test_recovery_from_changelogs_after_local_state_is_deleted(fresh_broker, wor
 def test_kill_9_at_random_moments_loses_and_doubles_nothing(fresh_broker, worker_dirs):
     lines = _history(people=1500, seed=9)
     data, logs = worker_dirs
-    worker = WorkerProcess(fresh_broker.bootstrap, data, logs, config=DEMO_CONFIG).start()
+    worker = WorkerProcess(fresh_broker, data, logs, config=DEMO_CONFIG).start()
     rnd = random.Random(20261122)
     try:
         sent = _produce(fresh_broker.bootstrap, lines)
@@ -287,7 +287,7 @@ def test_racing_links_to_one_account_accept_exactly_one(fresh_broker, worker_dir
     setup = [line for i, (a, b, _) in enumerate(pairs)
              for line in _person_setup(a, 2 * i) + _person_setup(b, 2 * i + 1)]
     data, logs = worker_dirs
-    worker = WorkerProcess(fresh_broker.bootstrap, data, logs, config=DEMO_CONFIG).start()
+    worker = WorkerProcess(fresh_broker, data, logs, config=DEMO_CONFIG).start()
     try:
         # Cards, then reservations: the order across input topics is issue 5's alignment, not
         # what this test is about, so each step waits for the previous step's decisions.

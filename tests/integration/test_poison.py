@@ -23,7 +23,7 @@ def test_garbage_on_internal_topics_is_dead_lettered_and_decisions_go_on(fresh_b
     bootstrap = fresh_broker.bootstrap
     logs = tmp_path / "logs"
     logs.mkdir()
-    worker = WorkerProcess(bootstrap, tmp_path / "data", logs, config=DEMO_CONFIG).start()
+    worker = WorkerProcess(fresh_broker, tmp_path / "data", logs, config=DEMO_CONFIG).start()
     try:
         # Keyed like real records (produce_raw keys by a person_id it finds; these have none, so
         # they go unkeyed): the first records the ledger and the claims agent read are garbage.

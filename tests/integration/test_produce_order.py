@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from devtools.broker import LocalBroker
+from devtools.brokers import BrokerProcess
 from devtools.demo import generate
 from schemas.codec import EVENT_DECODER
 from tests.integration.test_alignment import _contended, _per_person, _time_order_reference
@@ -42,7 +42,7 @@ def _produce_cli(bootstrap: str, path: Path, *extra: str) -> str:
     return done.stderr
 
 
-def _decide(broker: LocalBroker, tmp: Path, path: Path, sent: int, *extra: str,
+def _decide(broker: BrokerProcess, tmp: Path, path: Path, sent: int, *extra: str,
             wanted: set[str] | None = None) -> tuple[str, dict[str, list[dict[str, Any]]]]:
     data, logs = tmp / "data", tmp / "logs"
     logs.mkdir(parents=True)
@@ -50,7 +50,7 @@ def _decide(broker: LocalBroker, tmp: Path, path: Path, sent: int, *extra: str,
     assert "would send" not in report and f"{sent} events, bad lines: 0" in report, report
     # The worker starts on the whole backlog: the aligner then orders by what the broker holds,
     # not by how fast anything runs, so the order under test is the one `produce` sent.
-    worker = WorkerProcess(broker.bootstrap, data, logs, config=DEMO_CONFIG).start()
+    worker = WorkerProcess(broker, data, logs, config=DEMO_CONFIG).start()
     try:
         published = Outcomes(broker.bootstrap).until_decisions(sent, 900, worker)
         if wanted is not None:
@@ -60,7 +60,8 @@ def _decide(broker: LocalBroker, tmp: Path, path: Path, sent: int, *extra: str,
         worker.stop()
 
 
-def test_a_file_in_person_order_is_decided_as_in_event_time_order(tmp_path: Path) -> None:
+def test_a_file_in_person_order_is_decided_as_in_event_time_order(tmp_path: Path,
+                                                                 make_test_broker) -> None:
     lines = _per_person_file(list(generate(people=PEOPLE, seed=12, bad_ratio=0.0)))
     path = tmp_path / "per-person.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
@@ -69,7 +70,7 @@ def test_a_file_in_person_order_is_decided_as_in_event_time_order(tmp_path: Path
     contended = _contended(expected)
     wanted = {o["outcome_id"] for p, outs in expected.items() if p not in contended for o in outs}
 
-    with LocalBroker() as broker:
+    with make_test_broker() as broker:
         report, got = _decide(broker, tmp_path / "sorted", path, len(lines), wanted=wanted)
     moved = re.search(r"order: event time \(occurred_at, then topic order\): (\d+) of (\d+) "
                       r"events moved", report)
@@ -84,7 +85,7 @@ def test_a_file_in_person_order_is_decided_as_in_event_time_order(tmp_path: Path
     assert len(contended) < PEOPLE // 20  # the comparison covers nearly everyone
 
     # The same file in its own order: what integrators following the old advice got.
-    with LocalBroker() as broker:
+    with make_test_broker() as broker:
         report, kept = _decide(broker, tmp_path / "kept", path, len(lines), "--keep-order")
     assert "order: the file's (--keep-order)" in report
     assert sum(1 for outs in kept.values() for o in outs if o.get("late")) > len(lines) // 2

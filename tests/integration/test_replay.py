@@ -52,7 +52,7 @@ def live(fresh_broker, tmp_path):
     """A worker on a fresh broker; yields (bootstrap, worker)."""
     logs = tmp_path / "logs"
     logs.mkdir()
-    worker = WorkerProcess(fresh_broker.bootstrap, tmp_path / "data", logs, config=DEMO_CONFIG,
+    worker = WorkerProcess(fresh_broker, tmp_path / "data", logs, config=DEMO_CONFIG,
                            app_id=APP_ID).start()
     try:
         yield fresh_broker.bootstrap, worker

