@@ -3,6 +3,8 @@
     GET /persons/{person_id}           the person's current status, from the `persons` table
     GET /persons/{person_id}/history   the person's published outcomes, from the `timeline` table
     GET /openapi.json                  the OpenAPI 3.1 description of the above
+    GET /status                        the support desks' page (agents/status_page.py), which
+                                       calls the two person endpoints with the token staff type in
 
 Each person lives in one partition (tables and topics are keyed by the person_id's UTF-8 bytes,
 partitioned by Kafka's murmur2), and only the worker that owns that partition has the person's
@@ -14,18 +16,21 @@ exactly the bytes the producers key records with: the same partition as the topi
 
 Guarantees:
 - with a token configured, every request (any path and method, this API's description included)
-  without `Authorization: Bearer <token>` is answered 401; the comparison is constant-time;
+  without `Authorization: Bearer <token>` is answered 401; the comparison is constant-time; the
+  one exception is `GET /status`, a fixed page that holds no data (its calls carry the token);
 - read-only: every method but GET is answered 405, whatever the path;
 - one person per request, never a listing: no endpoint takes anything but one `person_id`; the
   `claims` table (which holds other people's ids) is never read; Faust's built-in `/table` and
   `/router` endpoints (which would serve raw table values and the cluster layout, without auth)
   are switched off; in a history, an `account_shared` alert's `linked_person_id` (the other
   person) is left out;
+- plain words: a history carries, per outcome, the texts `mynapoint explain` prints (Japanese and
+  English, from streams/audit/explain.py);
 - minimal exposure: the MyKey ID is reported as set or not, never itself; payment accounts (the
   linked ones, and the one an alert names, which may be another person's) are shown as a hint,
   `****` and their last 4 characters (only when they have 8 or more); no birth date.
 
-Everything but `register_views` is tested without a broker (tests/unit/test_web.py); the views
+Everything but `register_views` is tested without a broker (tests/agents/test_web.py); the views
 themselves on two live workers (tests/integration/test_status_api.py).
 """
 
@@ -44,10 +49,12 @@ import msgspec
 from aiohttp import ClientError
 from aiohttp import web as aioweb
 
+from agents import status_page
 from agents.faust_private import add_middleware
 from schemas.codec import OUTCOME_DECODER
 from schemas.events import CAMPAIGNS, PERSON_ID_PATTERN
 from schemas.outcomes import Alert, Decision, Grant
+from streams.audit.explain import alert_text, decision_text, grant_text
 from streams.core.config import RulesConfig
 from streams.core.ledger import LedgerRecord
 from streams.core.state import EMPTY_STATE, Link, PersonState, service_of_key
@@ -166,11 +173,20 @@ class PersonStatus(msgspec.Struct, frozen=True):
 HistoryOutcome = Decision | Grant | Alert
 
 
+class OutcomeText(msgspec.Struct, frozen=True):
+    """An outcome in plain words, as `mynapoint explain` says it."""
+
+    ja: str
+    en: str
+
+
 class PersonHistory(msgspec.Struct, frozen=True):
     """GET /persons/{person_id}/history: the person's published outcomes, in order."""
 
     person_id: str
     outcomes: list[HistoryOutcome]
+    # Each outcome in plain words, by its outcome_id.
+    texts: dict[str, OutcomeText]
     served_by: ServedBy
 
 
@@ -271,7 +287,19 @@ def status_document(
     )
 
 
-def history_document(person_id: str, lines: bytes | None, served_by: ServedBy) -> PersonHistory:
+def outcome_text(o: HistoryOutcome, rules: RulesConfig) -> OutcomeText:
+    """The outcome in plain words, with explain's very functions (one source for the texts)."""
+    if type(o) is Decision:
+        ja, en = decision_text(o)
+    elif type(o) is Grant:
+        ja, en = grant_text(o, rules)
+    else:
+        ja, en = alert_text(o)  # type: ignore[arg-type]
+    return OutcomeText(ja=ja, en=en)
+
+
+def history_document(person_id: str, lines: bytes | None, served_by: ServedBy,
+                     rules: RulesConfig) -> PersonHistory:
     """The person's outcomes in publication order; another person's id is never included."""
     outcomes: list[HistoryOutcome] = []
     for o in OUTCOME_DECODER.decode_lines(lines) if lines else ():
@@ -285,7 +313,9 @@ def history_document(person_id: str, lines: bytes | None, served_by: ServedBy) -
                 service_account=account_hint(o.service_account) if o.service_account else None,
             )
         outcomes.append(o)
-    return PersonHistory(person_id=person_id, outcomes=outcomes, served_by=served_by)
+    # After the redaction above: an alert's text then says "another person", never who.
+    texts = {o.outcome_id: outcome_text(o, rules) for o in outcomes}
+    return PersonHistory(person_id=person_id, outcomes=outcomes, texts=texts, served_by=served_by)
 
 
 # --- OpenAPI ----------------------------------------------------------------------------------
@@ -345,7 +375,16 @@ def openapi_document(token_required: bool) -> dict[str, Any]:
                 "clock for display only; every rule uses the events' own times.")},
             "/persons/{person_id}/history": {"get": person_op(
                 "A person's published outcomes", "PersonHistory",
-                "Decisions, grants and alerts, in the order they were published.")},
+                "Decisions, grants and alerts, in the order they were published, and each in "
+                "plain words (`texts`, by outcome_id: what `mynapoint explain` says).")},
+            status_page.PAGE_PATH: {"get": {
+                "summary": "The support desks' status page",
+                "description": "A fixed HTML page without data, served without the token; it "
+                               "calls the two endpoints above with the token staff type in.",
+                "security": [],
+                "responses": {"200": {"description": "HTML page",
+                                      "content": {"text/html": {"schema": {"type": "string"}}}}},
+            }},
             "/openapi.json": {"get": {
                 "summary": "This description",
                 "responses": {"200": {"description": "OpenAPI 3.1 document",
@@ -376,6 +415,8 @@ def make_guard(token: str | None) -> Any:
 
     @aioweb.middleware
     async def guard(request: Any, handler: Any) -> Any:
+        if request.method == "GET" and request.path == status_page.PAGE_PATH:
+            return await handler(request)  # a fixed page without data; its calls are guarded
         if not bearer_ok(request.headers.get("Authorization"), token):
             return error(401, "missing or wrong bearer token",
                          {"WWW-Authenticate": 'Bearer realm="mynapoint"'})
@@ -482,10 +523,12 @@ def register_views(app: Any, tables: dict[str, Any], rules: RulesConfig, token: 
             lines = timeline_history(key, timeline.get(key), timeline.get)
             if lines is None and persons.get(key) is None:
                 return error(404, "no such person")
-            doc = history_document(person_id, lines, served_by(key))
+            doc = history_document(person_id, lines, served_by(key), rules)
             return json_response(200, DOC_ENCODER.encode(doc))
 
     @app.page("/openapi.json", name="openapi")
     class OpenApiView(View):
         async def get(self, request: Any) -> Any:
             return json_response(200, openapi_body)
+
+    status_page.register(app)

@@ -172,7 +172,7 @@ CAMPAIGN_LABELS: dict[str, tuple[str, str]] = {
 
 ALERTS: dict[str, tuple[str, str]] = {
     R.ALERT_ACCOUNT_SHARED: (
-        "警告: この決済アカウントは既に {linked} の方に紐付けられています（誤紐付けの疑い。窓口で確認が必要です）",
+        "警告: この決済アカウントは既に{linked}に紐付けられています（誤紐付けの疑い。窓口で確認が必要です）",
         "alert: this payment account is already linked to {linked} (a possible mis-linking "
         "that someone must check)",
     ),
@@ -489,10 +489,17 @@ def grant_text(g: Grant, cfg: RulesConfig) -> tuple[str, str]:
             f"{-g.points:,} points clawed back after a refund ({en_c})")
 
 
+#: Who holds the account, when the alert names them and when it does not (the status API leaves
+#: the other person's id out).
+LINKED_PERSON = (" {} の方", "{}")
+ANOTHER_PERSON = ("別の方", "another person")
+
+
 def alert_text(a: Alert) -> tuple[str, str]:
     ja, en = ALERTS.get(a.code, (f"警告: {a.code}", f"alert: {a.code}"))
-    linked = a.linked_person_id or "?"
-    return ja.format(linked=linked), en.format(linked=linked)
+    pid = a.linked_person_id
+    who = tuple(t.format(pid) for t in LINKED_PERSON) if pid else ANOTHER_PERSON
+    return ja.format(linked=who[0]), en.format(linked=who[1])
 
 
 def render(expl: Explanation, lang: str = "both") -> str:

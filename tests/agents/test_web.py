@@ -298,7 +298,7 @@ def test_history_in_order_without_the_other_person_of_a_shared_account():
         pay("A", txn="T1", amount=400, account="shared-acct-4321"),
     ]
     _, timelines = ledger(events)
-    history = as_json(web.history_document("B", timelines["B"], SERVED))
+    history = as_json(web.history_document("B", timelines["B"], SERVED, CFG))
     assert_fits(history, DOC, HISTORY_PATH, 200)
     kinds = [(o["kind"], o.get("type"), o.get("reason"), o.get("code"))
              for o in history["outcomes"]]
@@ -311,11 +311,25 @@ def test_history_in_order_without_the_other_person_of_a_shared_account():
     alert = history["outcomes"][-1]
     assert "linked_person_id" not in alert
     assert alert["service_account"] == "****4321"
-    assert b'"A"' not in web.DOC_ENCODER.encode(web.history_document("B", timelines["B"], SERVED))
+    encoded = web.DOC_ENCODER.encode(web.history_document("B", timelines["B"], SERVED, CFG))
+    assert b'"A"' not in encoded and "A の方".encode() not in encoded and b"to A " not in encoded
+    # Every outcome in plain words, with explain's texts; the alert names no one.
+    texts = history["texts"]
+    assert set(texts) == {o["outcome_id"] for o in history["outcomes"]}
+    refused = texts[history["outcomes"][2]["outcome_id"]]
+    assert refused["ja"].startswith("不受理（account_linked_elsewhere）: この決済アカウントは既に別の方")
+    assert refused["en"].startswith("refused (account_linked_elsewhere): this payment account is")
+    assert texts[history["outcomes"][0]["outcome_id"]] == {"ja": "受付", "en": "accepted"}
+    shared = texts[alert["outcome_id"]]
+    assert "既に別の方に紐付けられています" in shared["ja"]
+    assert "already linked to another person" in shared["en"]
 
-    a = as_json(web.history_document("A", timelines["A"], SERVED))
+    a = as_json(web.history_document("A", timelines["A"], SERVED, CFG))
     grants = [o for o in a["outcomes"] if o["kind"] == "grant"]
     assert [g["points"] for g in grants] == [100]
+    assert a["texts"][grants[0]["outcome_id"]] == {
+        "ja": "+100 ポイント付与（第1弾（買い物ポイント））",
+        "en": "+100 points granted (phase 1 (purchases))"}
     assert all(o["person_id"] == "A" for o in a["outcomes"])
     assert_fits(a, DOC, HISTORY_PATH, 200)
 
@@ -328,12 +342,12 @@ def test_history_drops_outcomes_of_anyone_else_and_copes_with_nothing():
     alert = Alert(code="account_shared", event_id="e3", person_id="P1", outcome_id="o3",
                   service_id="s", service_account="ab", linked_person_id="P2")
     lines = OUTCOME_ENCODER.encode_lines([mine, theirs, alert])
-    got = as_json(web.history_document("P1", lines, SERVED))
+    got = as_json(web.history_document("P1", lines, SERVED, CFG))
     assert [o["outcome_id"] for o in got["outcomes"]] == ["o1", "o3"]
     assert got["outcomes"][1] == {"kind": "alert", "code": "account_shared", "event_id": "e3",
                                   "person_id": "P1", "outcome_id": "o3", "service_id": "s",
                                   "service_account": "****"}
-    assert as_json(web.history_document("P1", None, SERVED))["outcomes"] == []
+    assert as_json(web.history_document("P1", None, SERVED, CFG))["outcomes"] == []
 
 
 # --- the OpenAPI description ----------------------------------------------------------------
@@ -351,7 +365,8 @@ def _refs(node: Any) -> list[str]:
 def test_openapi_document_is_3_1_and_self_contained():
     for doc in (web.openapi_document(True), web.openapi_document(False)):
         assert doc["openapi"] == "3.1.0"
-        assert set(doc["paths"]) == {STATUS_PATH, HISTORY_PATH, "/openapi.json"}
+        assert set(doc["paths"]) == {STATUS_PATH, HISTORY_PATH, "/openapi.json", "/status"}
+        assert doc["paths"]["/status"]["get"]["security"] == []  # the page holds no data
         for path, item in doc["paths"].items():
             assert set(item) == {"get"}, path  # read-only
         for ref in _refs(doc):
@@ -392,6 +407,7 @@ def _serve(token: str | None, requests: list[tuple[str, str, dict[str, str]]]):
     async def run():
         app = aioweb.Application(middlewares=[web.make_guard(token)])
         app.router.add_get("/persons/{person_id}", ok)
+        app.router.add_get("/status", ok)
         async with TestClient(TestServer(app)) as client:
             out = []
             for method, path, headers in requests:
@@ -427,6 +443,19 @@ def test_guard_asks_for_the_token_on_every_path_and_method():
             assert headers["Allow"] == "GET"
 
 
+def test_guard_lets_only_a_get_of_the_page_through_without_the_token():
+    out = _serve("tok", [
+        ("GET", "/status", {}),
+        ("GET", "/status", {"Authorization": "Bearer nope"}),
+        ("POST", "/status", {}),
+        ("GET", "/status/", {}),
+        ("GET", "/status?x=1", {}),
+        ("GET", "/persons/P1?page=/status", {}),
+        ("GET", "/STATUS", {}),
+    ])
+    assert [o[0] for o in out] == [200, 200, 401, 401, 200, 401, 401]
+
+
 def test_guard_without_a_token_is_read_only_only():
     out = _serve(None, [("GET", "/persons/P1", {}), ("PUT", "/persons/P1", {})])
     assert [o[0] for o in out] == [200, 405]
@@ -445,6 +474,7 @@ def test_create_app_registers_the_views_and_switches_off_faust_table_endpoints(t
     assert ("GET", "/persons/{person_id}") in routes
     assert ("GET", "/persons/{person_id}/history") in routes
     assert ("GET", "/openapi.json") in routes
+    assert ("GET", "/status") in routes
     paths = {path for _, path in routes}
     assert not [p for p in paths if p.startswith(("/table", "/router"))], paths
     assert len(app.web.web_app.middlewares) == 1

@@ -123,6 +123,20 @@ def test_render_in_each_language():
     assert "already linked to P1" in shared
 
 
+def test_an_alert_without_the_other_person_names_no_one():
+    import msgspec
+
+    from schemas.outcomes import Alert
+    from streams.audit.explain import alert_text
+
+    named = Alert(code="account_shared", event_id="e", person_id="P2", outcome_id="o",
+                  service_id="s", service_account="acct", linked_person_id="P1")
+    ja, en = alert_text(named)
+    assert "既に P1 の方に紐付けられています" in ja and "already linked to P1 (" in en
+    ja, en = alert_text(msgspec.structs.replace(named, linked_person_id=None))
+    assert "既に別の方に紐付けられています" in ja and "already linked to another person (" in en
+
+
 def test_late_decisions_say_so():
     from schemas.outcomes import Decision
     from streams.audit.explain import decision_text
