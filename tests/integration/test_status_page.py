@@ -73,7 +73,7 @@ def two_workers(fresh_broker, tmp_path):
         logs = tmp_path / f"logs-{i}"
         logs.mkdir()
         workers.append(WorkerProcess(
-            fresh_broker.bootstrap, tmp_path / f"data-{i}", logs, partitions=PARTITIONS,
+            fresh_broker, tmp_path / f"data-{i}", logs, partitions=PARTITIONS,
             config=DEMO_CONFIG, app_id="mynapoint-status-page-it",
             extra_args=["--status-token", TOKEN],
         ))
