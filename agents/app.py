@@ -63,6 +63,8 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
         broker_rebalance_timeout=10,
         broker_heartbeat_interval=1,
         consumer_auto_offset_reset="earliest",
+        table_standby_replicas=settings.standby_replicas,
+        processing_guarantee=settings.processing_guarantee,
         **{**TUNING, **settings.extra},
     )
 

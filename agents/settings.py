@@ -41,6 +41,9 @@ class WorkerSettings:
     tansu_compat: bool = False
     # Event-time alignment: how long a silent input may hold back later events (seconds).
     idle_wait: float = float(_default("idle_wait"))
+    # Faust's table_standby_replicas and processing_guarantee (README "For SREs").
+    standby_replicas: int = int(_default("standby_replicas"))
+    processing_guarantee: str = _default("processing_guarantee")
     # Bearer token of the status API (agents/web.py); None: no token asked.
     status_token: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)

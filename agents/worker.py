@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any
 
-from schemas.settings import ENV, env_help, is_true
+from schemas.settings import ENV, PROCESSING_GUARANTEES, env_help, is_true
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,6 +37,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tansu-compat", action="store_true", default=None,
                    help="work around the local Tansu broker's end-offset bug " + env_help("tansu_compat"))
     p.add_argument("--loglevel", help=env_help("loglevel"))
+    p.add_argument("--standby-replicas", type=int,
+                   help="standby copies of each table partition kept warm on other workers, "
+                   "so a failover recovers little from the changelog; 0 = none "
+                   + env_help("standby_replicas"))
+    p.add_argument("--processing-guarantee", choices=PROCESSING_GUARANTEES,
+                   help="at_least_once (our effectively-once design alone) or exactly_once "
+                   "(Kafka transactions on top; Apache Kafka only: Tansu has none) "
+                   + env_help("processing_guarantee"))
     p.add_argument("--idle-wait", type=float,
                    help="seconds a silent input topic may hold back later events (event-time "
                    "alignment; the latency cost for sparse topics) " + env_help("idle_wait"))
@@ -87,6 +95,15 @@ def _number(args: argparse.Namespace, name: str, kind: type, low: float, high: f
     return value
 
 
+def _guarantee(args: argparse.Namespace) -> str:
+    value = str(resolve(args, "processing_guarantee")).strip().lower()
+    if value not in PROCESSING_GUARANTEES:
+        raise SystemExit(f"mynapoint worker: --processing-guarantee "
+                         f"({ENV['processing_guarantee'].var}) must be one of "
+                         f"{', '.join(PROCESSING_GUARANTEES)}; got {value!r}")
+    return value
+
+
 def settings_from_args(args: argparse.Namespace):
     from agents.settings import WorkerSettings
 
@@ -102,6 +119,8 @@ def settings_from_args(args: argparse.Namespace):
         metrics_port=metrics_port or None,
         metrics_host=resolve(args, "metrics_host"),
         idle_wait=_number(args, "idle_wait", float, 0.0, 86400.0, "seconds, 0 or more"),
+        standby_replicas=_number(args, "standby_replicas", int, 0, 100, "a count, 0 or more"),
+        processing_guarantee=_guarantee(args),
         broker_credentials=credentials(args),
         tansu_compat=is_true(resolve(args, "tansu_compat")),
         status_token=resolve(args, "status_token") or None,

@@ -37,7 +37,12 @@ ENV: dict[str, Setting] = {
     "tansu_compat": Setting("MYNAPOINT_TANSU_COMPAT", "0"),
     "loglevel": Setting("MYNAPOINT_LOGLEVEL", "info"),
     "idle_wait": Setting("MYNAPOINT_IDLE_WAIT", "3.0"),
+    "standby_replicas": Setting("MYNAPOINT_STANDBY_REPLICAS", "1"),
+    "processing_guarantee": Setting("MYNAPOINT_PROCESSING_GUARANTEE", "at_least_once"),
 }
+
+#: What `--processing-guarantee` takes (Faust's `processing_guarantee`).
+PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
 
 
 def from_env(name: str, environ: Mapping[str, str] | None = None) -> str | None:

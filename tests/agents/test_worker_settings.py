@@ -46,3 +46,34 @@ def test_a_bad_environment_value_is_named(monkeypatch):
     with pytest.raises(SystemExit) as caught:
         settings_from_args(parse())
     assert "MYNAPOINT_IDLE_WAIT" in str(caught.value) and "'soon'" in str(caught.value)
+
+
+def test_standbys_and_guarantee_reach_the_faust_app(monkeypatch, tmp_path):
+    from agents.app import create_app
+
+    monkeypatch.setenv("MYNAPOINT_PROCESSING_GUARANTEE", "exactly_once")
+    s = settings_from_args(parse("--standby-replicas", "2", "--data-dir", str(tmp_path)))
+    assert (s.standby_replicas, s.processing_guarantee) == (2, "exactly_once")
+    app = create_app(s)
+    assert app.conf.table_standby_replicas == 2
+    assert str(app.conf.processing_guarantee.value) == "exactly_once"
+
+
+def test_defaults_keep_one_standby_and_at_least_once():
+    s = settings_from_args(parse())
+    assert (s.standby_replicas, s.processing_guarantee) == (1, "at_least_once")
+
+
+@pytest.mark.parametrize(("env", "said"), [
+    ({"MYNAPOINT_PROCESSING_GUARANTEE": "twice"},
+     "--processing-guarantee (MYNAPOINT_PROCESSING_GUARANTEE) must be one of at_least_once, "
+     "exactly_once; got 'twice'"),
+    ({"MYNAPOINT_STANDBY_REPLICAS": "-1"},
+     "--standby-replicas (MYNAPOINT_STANDBY_REPLICAS) must be a count, 0 or more"),
+])
+def test_bad_standbys_or_guarantee_are_refused(monkeypatch, env, said):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(SystemExit) as caught:
+        settings_from_args(parse())
+    assert said in str(caught.value)
