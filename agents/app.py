@@ -33,6 +33,7 @@ from schemas.codec import (
     BAD_KEY,
     DECODE_ERRORS,
     INTERNAL_ERROR,
+    MISSING_VALUE,
     OUTCOME_ENCODER,
     UNREADABLE_CLAIM,
     UNREADABLE_JOURNAL_ENTRY,
@@ -121,7 +122,7 @@ def dead_letter(
 def validate_record(key: bytes | None, value: bytes | None):
     """The event of one input record, or `BadInput` saying what is wrong with it."""
     if value is None:
-        raise BadInput("missing_value", "the record has no value: send the JSON event as the value")
+        raise BadInput(MISSING_VALUE, "the record has no value: send the JSON event as the value")
     ev = decode_event(value)
     if key is None:
         raise BadInput(
