@@ -57,11 +57,12 @@ END_TO_END = Histogram(
 # Series that alerts take a rate or an increase of exist from the start, at 0: a labelled counter
 # otherwise appears only with its first increment, and `rate()`/`increase()` see no increase in a
 # series' first sample (the first shared account, the first burst of a new dead-letter reason or
-# of late events would never alert).
+# of late events would never alert; the input the dead letters are a share of would be undercounted).
 for _reason in DEAD_LETTER_REASONS:
     DEAD_LETTERS.labels(_reason)
 for _topic in topics.INPUT_TOPICS:
     LATE.labels(_topic)
+    EVENTS_IN.labels(_topic, "intake")  # the dead-letter alert's denominator
 ALERTS.labels(ALERT_ACCOUNT_SHARED)
 
 

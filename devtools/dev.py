@@ -2,7 +2,9 @@
 
 Starts the local broker, creates the topics, starts a worker, feeds it a generated demo history of
 thousands of people, shows progress until every event is decided, prints a readable summary
-(decisions by reason, points by campaign), then keeps serving until interrupted.
+(decisions by reason, points by campaign), then keeps serving until interrupted. Where
+`prometheus` is installed (`./run setup` installs it) it also starts a local Prometheus scraping
+the worker with the rules of ops/alerts.yml, and prints where to look.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from schemas import topics
 
@@ -33,6 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=None, help="broker port (default: a free one)")
     p.add_argument("--metrics-port", type=int, default=9108)
     p.add_argument("--web-port", type=int, default=6066)
+    p.add_argument("--prometheus-port", type=int, default=None,
+                   help="port of the local Prometheus (default: a free one, never 9090)")
+    p.add_argument("--no-prometheus", action="store_true",
+                   help="do not start a local Prometheus even if one is installed")
     p.add_argument("--exit", action="store_true", help="stop after the summary instead of serving")
     p.add_argument("--timeout", type=float, default=900, help="seconds to wait for all decisions")
 
@@ -123,6 +130,31 @@ def _stop_worker(worker: subprocess.Popen[bytes] | None) -> None:
             worker.wait()
 
 
+def _start_prometheus(args: argparse.Namespace, work: Path) -> Any:
+    """A local Prometheus scraping the worker, or None (saying why on stderr)."""
+    from devtools.prometheus import LocalPrometheus, PrometheusError
+
+    if not args.metrics_port:
+        print("  prometheus  not started (--metrics-port 0)", file=sys.stderr)
+        return None
+    if args.no_prometheus:
+        return None
+    if shutil.which("prometheus") is None:
+        print("  prometheus  not installed, not started (./run setup installs Debian's "
+              "prometheus package)", file=sys.stderr)
+        return None
+    prom = LocalPrometheus(work / "prometheus", [f"127.0.0.1:{args.metrics_port}"],
+                           interval="5s", port=args.prometheus_port)
+    try:
+        prom.start()
+    except PrometheusError as exc:
+        print(f"  prometheus  not started: {exc}", file=sys.stderr)
+        return None
+    print(f"  prometheus  {prom.url} (alerts of ops/alerts.yml: {prom.url}/alerts)",
+          file=sys.stderr)
+    return prom
+
+
 def run_dev(args: argparse.Namespace) -> int:
     from clients.admin import ensure_topics
     from clients.connect import run_blocking
@@ -136,12 +168,15 @@ def run_dev(args: argparse.Namespace) -> int:
     print("mynapoint dev: starting the local broker (Tansu, memory storage)...", file=sys.stderr)
     broker = LocalBroker(port=args.port)
     worker: subprocess.Popen[bytes] | None = None
+    prom: Any = None
 
     def stop_now(signum: int, frame: object) -> None:
         # SIGTERM (a `timeout`, a service manager): stop the worker and the broker here and now.
         # Raising into whatever runs (an asyncio loop's shutdown, say) could hang there, and then
         # both would outlive this command.
         print("\nmynapoint dev: stopping (SIGTERM)", file=sys.stderr, flush=True)
+        if prom is not None:
+            prom.stop()
         _stop_worker(worker)
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -157,8 +192,8 @@ def run_dev(args: argparse.Namespace) -> int:
         log_path = work / "worker.log"
         metrics_at = (f"http://127.0.0.1:{args.metrics_port}/metrics" if args.metrics_port
                       else "off (--metrics-port 0)")
-        print(f"  broker   {bootstrap}\n  worker   log {log_path}\n  metrics  {metrics_at}",
-              file=sys.stderr)
+        print(f"  broker      {bootstrap}\n  worker      log {log_path}\n"
+              f"  metrics     {metrics_at}", file=sys.stderr)
         worker = subprocess.Popen(
             [sys.executable, "-m", "agents.worker", "--bootstrap", bootstrap,
              "--data-dir", str(work / "data"), "--partitions", str(args.partitions),
@@ -167,6 +202,9 @@ def run_dev(args: argparse.Namespace) -> int:
             cwd=ROOT, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+        prom = _start_prometheus(args, work)
+        print(f"  dashboard   {ROOT / 'ops' / 'grafana' / 'dashboards' / 'mynapoint.json'} "
+              "(Grafana; `docker compose up` provisions it)", file=sys.stderr)
         lines = list(generate(people=args.people, seed=args.seed, bad_ratio=0.002))
         print(f"mynapoint dev: feeding {len(lines):,} events for {args.people:,} people...",
               file=sys.stderr)
@@ -187,14 +225,17 @@ def run_dev(args: argparse.Namespace) -> int:
               f"({sent / max(took, 1e-6):,.0f} events/s end to end, including worker start-up)")
         if args.exit:
             return 0
-        print(f"\nServing. Produce more with: mynapoint produce --bootstrap {bootstrap} FILE.jsonl"
-              "\nCtrl-C to stop.", file=sys.stderr)
+        where = f"metrics {metrics_at}" + (f", Prometheus {prom.url}" if prom is not None else "")
+        print(f"\nServing ({where}). Produce more with: mynapoint produce --bootstrap "
+              f"{bootstrap} FILE.jsonl\nCtrl-C to stop.", file=sys.stderr)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         return 0
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if prom is not None:
+            prom.stop()
         _stop_worker(worker)
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)
