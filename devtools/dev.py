@@ -130,9 +130,9 @@ def _stop_worker(worker: subprocess.Popen[bytes] | None) -> None:
             worker.wait()
 
 
-def _start_prometheus(args: argparse.Namespace, work: Path) -> Any:
-    """A local Prometheus scraping the worker, or None (saying why on stderr)."""
-    from devtools.prometheus import LocalPrometheus, PrometheusError
+def _local_prometheus(args: argparse.Namespace, work: Path) -> Any:
+    """The local Prometheus to start for the worker, or None (saying why on stderr)."""
+    from devtools.prometheus import LocalPrometheus
 
     if not args.metrics_port:
         print("  prometheus  not started (--metrics-port 0)", file=sys.stderr)
@@ -143,16 +143,8 @@ def _start_prometheus(args: argparse.Namespace, work: Path) -> Any:
         print("  prometheus  not installed, not started (./run setup installs Debian's "
               "prometheus package)", file=sys.stderr)
         return None
-    prom = LocalPrometheus(work / "prometheus", [f"127.0.0.1:{args.metrics_port}"],
+    return LocalPrometheus(work / "prometheus", [f"127.0.0.1:{args.metrics_port}"],
                            interval="5s", port=args.prometheus_port)
-    try:
-        prom.start()
-    except PrometheusError as exc:
-        print(f"  prometheus  not started: {exc}", file=sys.stderr)
-        return None
-    print(f"  prometheus  {prom.url} (alerts of ops/alerts.yml: {prom.url}/alerts)",
-          file=sys.stderr)
-    return prom
 
 
 def run_dev(args: argparse.Namespace) -> int:
@@ -202,7 +194,18 @@ def run_dev(args: argparse.Namespace) -> int:
             cwd=ROOT, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        prom = _start_prometheus(args, work)
+        # Known to the SIGTERM handler before it starts: a signal while it starts stops it too.
+        prom = _local_prometheus(args, work)
+        if prom is not None:
+            from devtools.prometheus import PrometheusError
+
+            try:
+                prom.start()
+                print(f"  prometheus  {prom.url} (alerts of ops/alerts.yml: {prom.url}/alerts)",
+                      file=sys.stderr)
+            except PrometheusError as exc:
+                print(f"  prometheus  not started: {exc}", file=sys.stderr)
+                prom = None
         print(f"  dashboard   {ROOT / 'ops' / 'grafana' / 'dashboards' / 'mynapoint.json'} "
               "(Grafana; `docker compose up` provisions it)", file=sys.stderr)
         lines = list(generate(people=args.people, seed=args.seed, bad_ratio=0.002))
