@@ -135,3 +135,12 @@ def test_compose_provisions_grafana_with_the_dashboard():
     assert "./ops/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
     assert f"./ops/grafana/dashboards:{provider['options']['path']}:ro" in grafana["volumes"]
     assert "prometheus" in grafana["depends_on"]
+
+
+def test_every_alert_names_an_existing_runbook_step():
+    anchors = set(re.findall(r"^## (\S+)$", RUNBOOK, re.M))
+    rules = yaml.safe_load((ROOT / "ops" / "alerts.yml").read_text(encoding="utf-8"))
+    for rule in (r for g in rules["groups"] for r in g["rules"]):
+        runbook = rule["annotations"]["runbook"]
+        assert runbook.startswith("docs/RUNBOOK.md#"), rule["alert"]
+        assert runbook.split("#", 1)[1] in anchors, rule["alert"]
