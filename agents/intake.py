@@ -13,7 +13,7 @@ from agents import metrics
 from agents.faust_private import committed_offset
 from agents.outputs import Outputs
 from schemas import topics
-from schemas.codec import BAD_KEY, INTERNAL_ERROR, BadInput, decode_event
+from schemas.codec import BAD_KEY, INTERNAL_ERROR, MISSING_VALUE, BadInput, decode_event
 from schemas.events import Event
 from schemas.journal import JOURNAL_ENCODER, EventEntry
 from streams.core.align import Aligner
@@ -25,7 +25,7 @@ ALIGN_TICK = 0.1
 def validate_record(key: bytes | None, value: bytes | None) -> Event:
     """The event of one input record, or `BadInput` saying what is wrong with it."""
     if value is None:
-        raise BadInput("missing_value", "the record has no value: send the JSON event as the value")
+        raise BadInput(MISSING_VALUE, "the record has no value: send the JSON event as the value")
     ev = decode_event(value)
     if key is None:
         raise BadInput(

@@ -14,7 +14,10 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_se
 from prometheus_client.core import GaugeMetricFamily
 
 from agents.faust_private import active_rocksdb, committed_offset
+from schemas import topics
+from schemas.codec import DEAD_LETTER_REASONS
 from schemas.outcomes import Alert, DeadLetter, Decision, Grant, Outcome
+from streams.core.reasons import ALERT_ACCOUNT_SHARED
 
 EVENTS_IN = Counter(
     "mynapoint_records_in", "Input records read by intake, by topic", ["topic", "stage"]
@@ -52,6 +55,18 @@ END_TO_END = Histogram(
 )
 
 
+# Series that alerts take a rate or an increase of exist from the start, at 0: a labelled counter
+# otherwise appears only with its first increment, and `rate()`/`increase()` see no increase in a
+# series' first sample (the first shared account, the first burst of a new dead-letter reason or
+# of late events would never alert; the input the dead letters are a share of would be undercounted).
+for _reason in DEAD_LETTER_REASONS:
+    DEAD_LETTERS.labels(_reason)
+for _topic in topics.INPUT_TOPICS:
+    LATE.labels(_topic)
+    EVENTS_IN.labels(_topic, "intake")  # the dead-letter alert's denominator
+ALERTS.labels(ALERT_ACCOUNT_SHARED)
+
+
 def count_outcome(o: Outcome) -> None:
     if type(o) is Decision:
         DECISIONS.labels(o.type, o.reason or "accepted").inc()
@@ -76,6 +91,7 @@ def observe_latency(started: float, record_timestamp: float | None) -> None:
 COLLECTED_LABELS = {
     "mynapoint_table_keys": ("table",),
     "mynapoint_consumer_lag": ("topic", "partition"),
+    "mynapoint_partition_owned": ("topic", "partition"),
 }
 
 
@@ -97,7 +113,7 @@ def table_keys(table: Any) -> int:
 
 
 class _Collector:
-    """Table sizes and consumer lag, computed at scrape time."""
+    """Table sizes, consumer lag and partition ownership, computed at scrape time."""
 
     def __init__(self) -> None:
         self.tables: dict[str, Any] = {}
@@ -131,6 +147,18 @@ class _Collector:
             except Exception:  # noqa: BLE001 - before the consumer starts there is no lag yet
                 pass
         yield lag
+        owned = GaugeMetricFamily(
+            "mynapoint_partition_owned",
+            "1 for each partition this worker owns (actively processes), by topic and partition",
+            labels=list(COLLECTED_LABELS["mynapoint_partition_owned"]),
+        )
+        if app is not None:
+            try:
+                for tp in sorted(app.assignor.assigned_actives()):
+                    owned.add_metric([tp.topic, str(tp.partition)], 1.0)
+            except Exception:  # noqa: BLE001 - before the first assignment nothing is owned
+                pass
+        yield owned
 
 
 _COLLECTOR = _Collector()

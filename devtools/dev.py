@@ -2,7 +2,9 @@
 
 Starts the local broker, creates the topics, starts a worker, feeds it a generated demo history of
 thousands of people, shows progress until every event is decided, prints a readable summary
-(decisions by reason, points by campaign), then keeps serving until interrupted.
+(decisions by reason, points by campaign), then keeps serving until interrupted. Where
+`prometheus` is installed (`./run setup` installs it) it also starts a local Prometheus scraping
+the worker with the rules of ops/alerts.yml, and prints where to look.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from devtools.brokers import DEFAULT_ENGINE, ENGINES, BrokerError, make_broker
 from devtools.progress import Progress
@@ -38,6 +41,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=None, help="broker port (default: a free one)")
     p.add_argument("--metrics-port", type=int, default=9108)
     p.add_argument("--web-port", type=int, default=6066)
+    p.add_argument("--prometheus-port", type=int, default=None,
+                   help="port of the local Prometheus (default: a free one, never 9090)")
+    p.add_argument("--no-prometheus", action="store_true",
+                   help="do not start a local Prometheus even if one is installed")
     p.add_argument("--exit", action="store_true", help="stop after the summary instead of serving")
     p.add_argument("--timeout", type=float, default=900, help="seconds to wait for all decisions")
 
@@ -100,6 +107,23 @@ def _stop_worker(worker: subprocess.Popen[bytes] | None) -> None:
             worker.wait()
 
 
+def _local_prometheus(args: argparse.Namespace, work: Path) -> Any:
+    """The local Prometheus to start for the worker, or None (saying why on stderr)."""
+    from devtools.prometheus import LocalPrometheus
+
+    if not args.metrics_port:
+        print("  prometheus  not started (--metrics-port 0)", file=sys.stderr)
+        return None
+    if args.no_prometheus:
+        return None
+    if shutil.which("prometheus") is None:
+        print("  prometheus  not installed, not started (./run setup installs Debian's "
+              "prometheus package)", file=sys.stderr)
+        return None
+    return LocalPrometheus(work / "prometheus", [f"127.0.0.1:{args.metrics_port}"],
+                           interval="5s", port=args.prometheus_port)
+
+
 def run_dev(args: argparse.Namespace) -> int:
     from clients.admin import ensure_topics
     from clients.connect import run_blocking
@@ -112,12 +136,15 @@ def run_dev(args: argparse.Namespace) -> int:
     broker = make_broker(args.engine, port=args.port)
     print(f"mynapoint dev: starting the local broker ({broker.describe()})...", file=sys.stderr)
     worker: subprocess.Popen[bytes] | None = None
+    prom: Any = None
 
     def stop_now(signum: int, frame: object) -> None:
         # SIGTERM (a `timeout`, a service manager): stop the worker and the broker here and now.
         # Raising into whatever runs (an asyncio loop's shutdown, say) could hang there, and then
         # both would outlive this command.
         print("\nmynapoint dev: stopping (SIGTERM)", file=sys.stderr, flush=True)
+        if prom is not None:
+            prom.stop()
         _stop_worker(worker)
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -139,8 +166,8 @@ def run_dev(args: argparse.Namespace) -> int:
         log_path = work / "worker.log"
         metrics_at = (f"http://127.0.0.1:{args.metrics_port}/metrics" if args.metrics_port
                       else "off (--metrics-port 0)")
-        print(f"  broker   {bootstrap}\n  worker   log {log_path}\n  metrics  {metrics_at}",
-              file=sys.stderr)
+        print(f"  broker      {bootstrap}\n  worker      log {log_path}\n"
+              f"  metrics     {metrics_at}", file=sys.stderr)
         worker = subprocess.Popen(
             [sys.executable, "-m", "agents.worker", "--bootstrap", bootstrap,
              "--data-dir", str(work / "data"), "--partitions", str(args.partitions),
@@ -149,6 +176,20 @@ def run_dev(args: argparse.Namespace) -> int:
             cwd=ROOT, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+        # Known to the SIGTERM handler before it starts: a signal while it starts stops it too.
+        prom = _local_prometheus(args, work)
+        if prom is not None:
+            from devtools.prometheus import PrometheusError
+
+            try:
+                prom.start()
+                print(f"  prometheus  {prom.url} (alerts of ops/alerts.yml: {prom.url}/alerts)",
+                      file=sys.stderr)
+            except PrometheusError as exc:
+                print(f"  prometheus  not started: {exc}", file=sys.stderr)
+                prom = None
+        print(f"  dashboard   {ROOT / 'ops' / 'grafana' / 'dashboards' / 'mynapoint.json'} "
+              "(Grafana; `docker compose up` provisions it)", file=sys.stderr)
         lines = list(generate(people=args.people, seed=args.seed, bad_ratio=0.002))
         print(f"mynapoint dev: feeding {len(lines):,} events for {args.people:,} people...",
               file=sys.stderr)
@@ -169,14 +210,17 @@ def run_dev(args: argparse.Namespace) -> int:
               f"({sent / max(took, 1e-6):,.0f} events/s end to end, including worker start-up)")
         if args.exit:
             return 0
-        print(f"\nServing. Produce more with: mynapoint produce --bootstrap {bootstrap} FILE.jsonl"
-              "\nCtrl-C to stop.", file=sys.stderr)
+        where = f"metrics {metrics_at}" + (f", Prometheus {prom.url}" if prom is not None else "")
+        print(f"\nServing ({where}). Produce more with: mynapoint produce --bootstrap "
+              f"{bootstrap} FILE.jsonl\nCtrl-C to stop.", file=sys.stderr)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         return 0
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if prom is not None:
+            prom.stop()
         _stop_worker(worker)
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)

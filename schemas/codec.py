@@ -28,6 +28,7 @@ NAIVE_TIMESTAMP = "naive_timestamp"
 MY_NUMBER = "my_number_in_person_id"
 EMPTY = "empty"
 BAD_KEY = "bad_key"
+MISSING_VALUE = "missing_value"
 # ... and for records of the pipeline's own topics (journal, claims) that cannot be used: these
 # point at another producer writing to an internal topic, a stored value from a newer version, or
 # a bug; the dead letter's topic/partition/offset says which record to look at.
@@ -35,6 +36,12 @@ UNREADABLE_JOURNAL_ENTRY = "unreadable_journal_entry"
 UNREADABLE_STATE = "unreadable_state"
 UNREADABLE_CLAIM = "unreadable_claim"
 INTERNAL_ERROR = "internal_error"
+#: Every dead-letter reason above (the metrics start each one's counter at 0).
+DEAD_LETTER_REASONS: tuple[str, ...] = (
+    NOT_JSON, NOT_AN_OBJECT, MISSING_FIELD, INVALID_FIELD, UNKNOWN_TYPE, NAIVE_TIMESTAMP, MY_NUMBER,
+    EMPTY, BAD_KEY, MISSING_VALUE, UNREADABLE_JOURNAL_ENTRY, UNREADABLE_STATE, UNREADABLE_CLAIM,
+    INTERNAL_ERROR,
+)
 
 #: What decoding a record can raise. msgspec reports invalid UTF-8 inside a string as the
 #: builtin UnicodeDecodeError, not as a DecodeError: every decoder of outside bytes catches this.

@@ -1,6 +1,6 @@
 """`mynapoint dev`, the README's main command (devtools/dev.py), end to end: broker, worker, demo
-feed and summary; a worker that cannot start ends the command at once with its reason; SIGTERM
-leaves no broker or worker behind."""
+feed and summary, and where to look (metrics, the local Prometheus); a worker that cannot start
+ends the command at once with its reason; SIGTERM leaves no broker, worker or Prometheus behind."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from pathlib import Path
 
 from clients.connect import free_port
 from devtools.demo import generate
+from devtools.prometheus import PACKAGED_PORT
 from streams.audit.simulate import run
 from streams.core.config import load_config
+from tests.promtools import require
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = str(ROOT / "streams" / "data" / "demo.toml")
@@ -31,9 +33,17 @@ def child_pids(pid: int) -> list[int]:
 
 
 def test_dev_runs_the_demo_and_prints_the_summary():
-    done = subprocess.run(dev("--exit", "--web-port", str(free_port())), cwd=ROOT,
+    metrics_port = free_port()
+    done = subprocess.run(dev("--exit", "--web-port", str(free_port()),
+                              "--metrics-port", str(metrics_port)), cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    # Where to look: the worker's metrics and the local Prometheus (`./run setup` installs it).
+    require("prometheus")
+    assert f"metrics     http://127.0.0.1:{metrics_port}/metrics" in done.stderr
+    prometheus = re.search(r"prometheus  http://127\.0\.0\.1:(\d+) ", done.stderr)
+    assert prometheus and int(prometheus.group(1)) != PACKAGED_PORT, done.stderr[-3000:]
+    assert "ops/grafana/dashboards/mynapoint.json" in done.stderr
     # The demo feed's valid events, all decided; the summary agrees with simulate on them.
     cfg = load_config(DEMO_CONFIG)
     outcomes = [o for batch in run(list(generate(people=200, seed=7, bad_ratio=0.002)), cfg)
@@ -56,11 +66,12 @@ def test_a_worker_that_cannot_start_ends_dev_at_once_saying_why():
 
 
 def test_sigterm_leaves_no_broker_or_worker_behind():
-    proc = subprocess.Popen(dev("--web-port", str(free_port())), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    require("prometheus")
+    proc = subprocess.Popen(dev("--web-port", str(free_port()), "--metrics-port", str(free_port())),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while len(children := child_pids(proc.pid)) < 2:  # the broker and the worker
+        while len(children := child_pids(proc.pid)) < 3:  # the broker, the worker, Prometheus
             assert proc.poll() is None, proc.stderr.read()[-2000:] if proc.stderr else ""
             assert time.monotonic() < deadline, children
             time.sleep(0.2)  # polling a condition

@@ -1,0 +1,76 @@
+"""The series alerts take a rate or an increase of are exported at 0 before anything happens: a
+labelled counter otherwise appears with its first increment, whose increase `rate()` and
+`increase()` cannot see (ops/alerts.yml would miss the first shared account, a new dead-letter
+reason's first burst, or late events)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from prometheus_client import REGISTRY
+
+from agents import metrics
+from schemas import codec, topics
+from streams.core.reasons import ALERT_ACCOUNT_SHARED
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def samples(name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {tuple(sorted(s.labels.items())): s.value for family in REGISTRY.collect()
+            for s in family.samples if s.name == name}
+
+
+def test_alerted_counters_exist_for_every_known_label_value():
+    assert metrics.DEAD_LETTERS  # imported: the series are registered
+    dead = {dict(k)["reason"] for k in samples("mynapoint_dead_letters_total")}
+    assert dead >= set(codec.DEAD_LETTER_REASONS)
+    late = {dict(k)["topic"] for k in samples("mynapoint_late_events_total")}
+    assert late >= set(topics.INPUT_TOPICS)
+    intake = {dict(k)["topic"] for k in samples("mynapoint_records_in_total")}
+    assert intake >= set(topics.INPUT_TOPICS)
+    codes = {dict(k)["code"] for k in samples("mynapoint_alerts_total")}
+    assert ALERT_ACCOUNT_SHARED in codes
+
+
+def test_every_dead_letter_reason_in_the_code_is_listed():
+    used: set[str] = set()
+    for path in [*ROOT.glob("schemas/*.py"), *ROOT.glob("agents/*.py"), *ROOT.glob("clients/*.py")]:
+        for name in re.findall(r"BadInput\(\s*([A-Z_]+)\b", path.read_text(encoding="utf-8")):
+            used.add(getattr(codec, name))
+        assert not re.search(r"BadInput\(\s*[\"']", path.read_text(encoding="utf-8")), (
+            f"{path}: name the reason with a constant of schemas/codec.py")
+    assert used and used <= set(codec.DEAD_LETTER_REASONS)
+
+
+class _Assignor:
+    def __init__(self, actives):
+        self.actives = actives
+
+    def assigned_actives(self):
+        return self.actives
+
+
+class _App:
+    def __init__(self, actives):
+        self.assignor = _Assignor(actives)
+
+
+def test_partition_ownership_follows_the_active_assignment():
+    from faust.types import TP
+
+    collector = metrics._Collector()
+    collector.app = _App({TP(topics.JOURNAL, 2), TP(topics.JOURNAL, 0), TP(topics.CARDS, 0)})
+    [owned] = [f for f in collector.collect() if f.name == "mynapoint_partition_owned"]
+    assert {(s.labels["topic"], s.labels["partition"], s.value) for s in owned.samples} == {
+        (topics.JOURNAL, "0", 1.0), (topics.JOURNAL, "2", 1.0), (topics.CARDS, "0", 1.0)}
+    collector.app = _App(set())  # everything revoked
+    [owned] = [f for f in collector.collect() if f.name == "mynapoint_partition_owned"]
+    assert owned.samples == []
+
+
+def test_faust_assignor_still_has_what_the_gauge_reads():
+    from faust.assignor.partition_assignor import PartitionAssignor
+
+    assert callable(PartitionAssignor.assigned_actives)
