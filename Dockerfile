@@ -4,5 +4,8 @@ COPY pyproject.toml README.md ./
 COPY schemas schemas
 COPY streams streams
 COPY agents agents
+COPY clients clients
+COPY devtools devtools
+COPY cli cli
 RUN pip install --no-cache-dir .
 ENTRYPOINT []
