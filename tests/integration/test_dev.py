@@ -32,9 +32,9 @@ def child_pids(pid: int) -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == pid]
 
 
-def test_dev_runs_the_demo_and_prints_the_summary():
+def test_dev_runs_the_demo_and_prints_the_summary(broker_engine):
     metrics_port = free_port()
-    done = subprocess.run(dev("--exit", "--web-port", str(free_port()),
+    done = subprocess.run(dev("--exit", "--engine", broker_engine, "--web-port", str(free_port()),
                               "--metrics-port", str(metrics_port)), cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -56,18 +56,18 @@ def test_dev_runs_the_demo_and_prints_the_summary():
 
 
 def test_a_worker_that_cannot_start_ends_dev_at_once_saying_why():
-    started = time.monotonic()
-    done = subprocess.run(dev("--exit", "--web-port", "0", "--timeout", "600"), cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    # With a timeout of a day, only noticing the worker's exit can end the command at all.
+    done = subprocess.run(dev("--exit", "--web-port", "0", "--timeout", "86400"), cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 1
     assert "the worker stopped (exit code" in done.stderr
     assert "--web-port (MYNAPOINT_WEB_PORT) must be a port, 1-65535; got 0" in done.stderr
-    assert time.monotonic() - started < 240  # not the 600 s timeout
 
 
-def test_sigterm_leaves_no_broker_or_worker_behind():
+def test_sigterm_leaves_no_broker_or_worker_behind(broker_engine):
     require("prometheus")
-    proc = subprocess.Popen(dev("--web-port", str(free_port()), "--metrics-port", str(free_port())),
+    proc = subprocess.Popen(dev("--engine", broker_engine, "--web-port", str(free_port()),
+                                "--metrics-port", str(free_port())),
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
