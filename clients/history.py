@@ -126,7 +126,11 @@ async def read_topics(
         ) from None
     dump = TopicDump()
     try:
-        present = await asyncio.wait_for(consumer.topics(), _left(deadline))
+        # The partitions come from this full metadata answer: the consumer's own metadata only
+        # covers topics it was assigned (Apache Kafka answers for the topics asked; Tansu
+        # happened to answer for all), so asking it would find no partitions at all.
+        cluster = await asyncio.wait_for(consumer._client.fetch_all_metadata(), _left(deadline))
+        present = cluster.topics()
         missing = [t for t in wanted if t not in present]
         if missing:
             raise HistoryError(
@@ -140,7 +144,7 @@ async def read_topics(
         tps: list[TopicPartition] = []
         for t in names:
             dump.records[t] = []
-            parts = consumer.partitions_for_topic(t) or set()
+            parts = cluster.partitions_for_topic(t) or set()
             tps.extend(TopicPartition(t, p) for p in sorted(parts))
         if not tps:
             return dump
