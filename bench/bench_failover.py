@@ -12,7 +12,6 @@ setting) is in it: that is when Kafka notices the dead worker.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import platform
 import signal
