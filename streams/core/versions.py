@@ -32,6 +32,18 @@ example of the upgrade path and exercised by `tests/unit/test_versions.py`:
 - **ledger record v0**: a msgpack map `{"person", "offsets", "waiting", "queue", "recent"}` with no
   `v` (v1 is an array in that order after `v`); `waiting` was a map with the v1 names.
 
+## Ledger record v1 (released; read, never written since v2)
+
+- **ledger record v1**: `[1, person, offsets, waiting, queue, recent]` where each `recent` item was
+  `[entry id, outcomes as JSON lines]` and the memory always held the last 32 entries with
+  outcomes. v2 (`[2, person, offsets, waiting, queue, recent, packed_for]`) packs each item's
+  outcomes (`streams.core.ledger.pack`: msgpack rows, the person id and rules version once per
+  record in `packed_for`) and adds a third element to each item, the entry's offset in its journal
+  partition, so that entries below the committed offset can be forgotten. The upcaster packs the
+  JSON lines (the same outcomes, field for field) for the person and rules version of the first
+  one; a v1 item did not record its offset and upgrades with `UNKNOWN_AT` (-1), which is never
+  taken as committed: it is forgotten only once a later entry of the person is.
+
 A person state and the journal entries inside a ledger record keep their own versions: a v1
 record may hold a v0 person or a v0 waiting entry, and each is upgraded by its own chain.
 
@@ -50,7 +62,7 @@ from typing import Any
 
 import msgspec
 
-from schemas.codec import DECODE_ERRORS
+from schemas.codec import DECODE_ERRORS, OUTCOME_DECODER
 from schemas.journal import (
     JOURNAL_DECODER,
     JOURNAL_ENCODER,
@@ -59,7 +71,14 @@ from schemas.journal import (
     EventEntry,
     JournalEntry,
 )
-from streams.core.ledger import LEDGER_VERSION, RECORD_DECODER, LedgerRecord
+from streams.core.ledger import (
+    LEDGER_VERSION,
+    RECORD_DECODER,
+    UNKNOWN_AT,
+    LedgerRecord,
+    pack,
+    remembered_lines,
+)
 from streams.core.state import STATE_VERSION, PersonState
 from streams.core.timeutil import day_number, jst_day
 
@@ -265,6 +284,7 @@ def decode_person_state(raw: bytes) -> PersonState:
 # --- ledger records ----------------------------------------------------------------------------
 
 _RECORD_FIELDS = tuple(LedgerRecord.__struct_fields__)
+_RECORD_FIELDS_V1 = ("v", "person", "offsets", "waiting", "queue", "recent")
 
 
 @upcaster(LEDGER_RECORD, 0)
@@ -281,7 +301,22 @@ def _ledger_record_v0(obj: dict[str, Any]) -> list[Any]:
         "queue": list(obj.get("queue") or ()),
         "recent": [list(r) for r in obj.get("recent") or ()],
     }
-    return [values[name] for name in _RECORD_FIELDS]
+    return [values[name] for name in _RECORD_FIELDS_V1]
+
+
+@upcaster(LEDGER_RECORD, 1)
+def _ledger_record_v1(obj: list[Any]) -> list[Any]:
+    if len(obj) != 6:
+        raise VersionError(f"ledger record v1: {len(obj)} fields, not 6")
+    try:
+        remembered = [(r[0], list(OUTCOME_DECODER.decode_lines(r[1]))) for r in obj[5] or ()]
+    except (*_DECODE_ERRORS, TypeError, IndexError, KeyError) as exc:
+        raise VersionError(f"ledger record v1: bad recent item ({exc})") from None
+    first = next((outs[0] for _, outs in remembered if outs), None)
+    packed_for = ["", ""] if first is None else [
+        first.person_id, getattr(first, "rules_version", "")]  # type: ignore[union-attr]
+    items = [[entry_id, pack(outs, *packed_for), UNKNOWN_AT] for entry_id, outs in remembered]
+    return [2, *obj[1:5], items, packed_for]
 
 
 def ledger_record_from_builtins(obj: Any) -> LedgerRecord:
@@ -311,13 +346,13 @@ def ledger_record_from_builtins(obj: Any) -> LedgerRecord:
     return record
 
 
-# An encoded current record is a 6-element array starting with its version.
-_V1_RECORD_PREFIX = b"\x96" + msgspec.msgpack.encode(LEDGER_VERSION)
+# An encoded current record is an array of its fields starting with its version.
+_CURRENT_RECORD_PREFIX = bytes([0x90 + len(_RECORD_FIELDS)]) + msgspec.msgpack.encode(LEDGER_VERSION)
 
 
 def _current_record(raw: bytes) -> LedgerRecord | None:
     """The fast path: a current record holding a current person and current entries, or None."""
-    if raw[:len(_V1_RECORD_PREFIX)] != _V1_RECORD_PREFIX:
+    if raw[:len(_CURRENT_RECORD_PREFIX)] != _CURRENT_RECORD_PREFIX:
         return None
     try:
         record = RECORD_DECODER.decode(raw)
@@ -402,6 +437,15 @@ def ledger_record_v0(record: LedgerRecord, *, person_v0: bool = True) -> bytes:
             "source_id": w.source_id, "entry": w.entry,
         },
         "queue": list(record.queue),
-        "recent": [list(r) for r in record.recent],
+        "recent": [[r[0], r[1]] for r in remembered_lines(record) if r[0]],
     }
     return msgspec.msgpack.encode(obj)
+
+
+def ledger_record_v1(record: LedgerRecord) -> bytes:
+    """`record` in the v1 layout, msgpack-encoded: what a v1 writer stored for the same state
+    (`recent` items without their journal offset; v1 had no anchor)."""
+    return msgspec.msgpack.encode([
+        1, record.person, dict(record.offsets), record.waiting, list(record.queue),
+        [[r[0], r[1]] for r in remembered_lines(record) if r[0]],
+    ])

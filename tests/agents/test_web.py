@@ -16,7 +16,7 @@ from schemas.journal import AnswerEntry, EventEntry
 from schemas.outcomes import Alert, Decision, Grant
 from streams.core.claims import Claims
 from streams.core.config import build_config
-from streams.core.ledger import LedgerRecord, fold
+from streams.core.ledger import LedgerRecord, fold, remembered_lines
 from streams.core.timeline import history, writes_after_fold
 from tests.builders import (
     card,
@@ -64,7 +64,8 @@ def ledger(events: list[dict[str, Any]]) -> tuple[dict[str, LedgerRecord], dict[
         records[person] = folded.record
         if folded.outcomes:
             for key, value in writes_after_fold(person.encode(), tables.get(person.encode()),
-                                                folded.record.recent, chunk_lines=4):
+                                                remembered_lines(folded.record),
+                                                chunk_lines=4):
                 tables[key] = value
         for req in folded.claims:
             ans = (claims.account(req.key, req.person_id) if req.kind == "account"

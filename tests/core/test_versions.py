@@ -11,11 +11,12 @@ import pytest
 
 from devtools.demo import generate
 from schemas.journal import JOURNAL_ENCODER, JOURNAL_VERSION, AnswerEntry, EventEntry
+from schemas.outcomes import Decision
 from streams.audit.export import History, add_journal_raw, read_export, set_table_raw
 from streams.audit.replay import record_offline, replay, replay_history
 from streams.core import versions as V
 from streams.core.config import load_config
-from streams.core.ledger import LEDGER_VERSION, LedgerRecord, Waiting
+from streams.core.ledger import LEDGER_VERSION, UNKNOWN_AT, LedgerRecord, Waiting, pack
 from streams.core.state import STATE_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +38,7 @@ def _as_v0(raw: bytes) -> bytes:
 def test_every_kind_has_a_current_version_and_an_upcaster_from_v0():
     assert V.CURRENT == {"journal_entry": JOURNAL_VERSION, "ledger_record": LEDGER_VERSION,
                          "person_state": STATE_VERSION}
-    assert V.registered() == {"journal_entry": [0], "ledger_record": [0], "person_state": [0]}
+    assert V.registered() == {"journal_entry": [0], "ledger_record": [0, 1], "person_state": [0]}
 
 
 def test_current_entries_take_the_fast_path_and_decode_to_themselves():
@@ -119,6 +120,10 @@ def test_v0_person_states_upgrade_to_the_same_states(recorded):
         assert V.decode_person_state(msgspec.msgpack.encode(v0)) == s
 
 
+DECIDED = Decision(event_id="e0", person_id="P1", type="card.issued", accepted=True, reason=None,
+                   outcome_id="9dde72619f8f16d4634b", rules_version="r-1")
+
+
 def test_v0_ledger_records_upgrade_with_their_people_and_waiting_entries():
     entry = EventEntry(topic="mynapoint.links", partition=1, offset=5, value=b'{"x":1}')
     queued = EventEntry(topic="mynapoint.payments", partition=1, offset=9, value=b'{"y":2}')
@@ -128,7 +133,8 @@ def test_v0_ledger_records_upgrade_with_their_people_and_waiting_entries():
         waiting=Waiting("account", "demo-pay\x00a", "e1", entry.source_id,
                         JOURNAL_ENCODER.encode(entry)),
         queue=(JOURNAL_ENCODER.encode(queued),),
-        recent=(("mynapoint.cards/1/0", b'{"kind":"decision"}\n'),),
+        recent=(("mynapoint.cards/1/0", pack([DECIDED], "P1", "r-1"), UNKNOWN_AT),),
+        packed_for=("P1", "r-1"),
     )
     v0 = msgspec.msgpack.decode(V.ledger_record_v0(record))
     v0["waiting"]["entry"] = V.event_entry_v0(entry)
