@@ -36,7 +36,7 @@ from schemas.outcomes import Alert, Decision, Grant, Outcome
 from streams.core import reasons as R
 from streams.core.config import RulesConfig
 from streams.core.state import EMPTY_STATE, Card, Link, PersonState, Txn, account_key
-from streams.core.timeutil import age_on, day_number, day_to_date, jst_day
+from streams.core.timeutil import age_on, day_number, day_to_date, instant, jst_day
 
 _replace = msgspec.structs.replace
 
@@ -147,7 +147,7 @@ def _card_issued(state: PersonState, ev: CardIssued, ts: float, cfg: RulesConfig
         applied_day=day_number(ev.card_applied_on),
         birth_date=ev.birth_date,
         certificate_serial=ev.certificate_serial,
-        certificate_expires=ev.certificate_expires_at.timestamp(),
+        certificate_expires=instant(ev.certificate_expires_at),
     )
     return _accept(_replace(state, card=card), ev, cfg)
 
@@ -160,7 +160,7 @@ def _certificate_renewed(
     card = _replace(
         state.card,
         certificate_serial=ev.certificate_serial,
-        certificate_expires=ev.certificate_expires_at.timestamp(),
+        certificate_expires=instant(ev.certificate_expires_at),
         renewed_at=ts,
     )
     return _accept(_replace(state, card=card), ev, cfg)
@@ -296,7 +296,7 @@ def _complete_link(
         return Step(
             _seen(state, ev), [decision, alert]
         )
-    ts = ev.occurred_at.timestamp()
+    ts = instant(ev.occurred_at)
     link = Link(ev.campaign, ev.service_id, ev.service_account, ts, jst_day(ts))
     links = state.links + (link,)
     campaign = cfg.campaigns[ev.campaign]
@@ -456,4 +456,4 @@ def apply(state: PersonState | None, ev: Event, cfg: RulesConfig) -> Step:
     if cls is not PaymentRecorded and ev.event_id in st.event_ids:
         # A repeat of the producer's idempotency key changes nothing (RULES.md, "Every event").
         return Step(st, [_decide(ev, cfg, R.DUPLICATE_EVENT)])
-    return _HANDLERS[cls](st, ev, ev.occurred_at.timestamp(), cfg)  # type: ignore[operator]
+    return _HANDLERS[cls](st, ev, instant(ev.occurred_at), cfg)  # type: ignore[operator]
