@@ -357,6 +357,7 @@ def _payment_recorded(
     state: PersonState, ev: PaymentRecorded, ts: float, cfg: RulesConfig
 ) -> Step:
     link = None
+    index = 0
     for lk in state.links:
         if (
             lk.service_id == ev.service_id
@@ -365,6 +366,7 @@ def _payment_recorded(
         ):
             link = lk
             break
+        index += 1
     if link is None:
         # Not remembered: state stays bounded by what was linked.
         return Step(state, [_decide(ev, cfg, R.NOT_LINKED_SERVICE)])
@@ -388,13 +390,13 @@ def _payment_recorded(
         reason = R.CAP_REACHED
     if reason is not None:
         # Remembered although it earns nothing: a retry is a duplicate, a refund of it is known.
-        txn = Txn(name, ev.service_account, ev.amount_yen)
+        txn = Txn(index, ev.amount_yen)
         return Step(
             _replace(state, txns={**state.txns, key: txn}), [_decide(ev, cfg, reason)]
         )
     spend = state.spend.get(name, 0) + ev.amount_yen
     total = _purchase_points(spend, campaign.cap, campaign.rate_percent)
-    txn = Txn(name, ev.service_account, ev.amount_yen, 0, True)
+    txn = Txn(index, ev.amount_yen, 0, True)
     new_state = _replace(
         state,
         txns={**state.txns, key: txn},
@@ -413,14 +415,14 @@ def _payment_refunded(
 ) -> Step:
     key = f"{ev.service_id}\x00{ev.transaction_id}"
     txn = state.txns.get(key)
-    if txn is None or txn.service_account != ev.service_account:
+    if txn is None or state.links[txn.link].service_account != ev.service_account:
         return _reject(state, ev, cfg, R.UNKNOWN_TRANSACTION)
     if ev.amount_yen > txn.amount - txn.refunded:
         return _reject(state, ev, cfg, R.REFUND_EXCEEDS_PAYMENT)
     new_txn = _replace(txn, refunded=txn.refunded + ev.amount_yen)
     if not txn.counted:
         return _accept(_replace(state, txns={**state.txns, key: new_txn}), ev, cfg)
-    name = txn.campaign
+    name = state.links[txn.link].campaign
     campaign = cfg.campaigns[name]
     points_before = state.points.get(name, 0)
     spend = state.spend.get(name, 0) - ev.amount_yen

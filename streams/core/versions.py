@@ -32,6 +32,13 @@ example of the upgrade path and exercised by `tests/unit/test_versions.py`:
 - **ledger record v0**: a msgpack map `{"person", "offsets", "waiting", "queue", "recent"}` with no
   `v` (v1 is an array in that order after `v`); `waiting` was a map with the v1 names.
 
+## Person state v1 (released; read, never written since v2)
+
+- **person state v1**: each payment in `txns` was `[campaign, service_account, amount, refunded,
+  counted]`; v2 has `[link, amount, refunded, counted]`, `link` being the index in `links` of the
+  link the payment was recorded under (its campaign and account; links are only ever appended).
+  The upcaster finds that link by campaign, service id (the key's first part) and account.
+
 ## Ledger record v1 (released; read, never written since v2)
 
 - **ledger record v1**: `[1, person, offsets, waiting, queue, recent]` where each `recent` item was
@@ -231,7 +238,8 @@ def _journal_entry_v0(obj: dict[str, Any]) -> dict[str, Any]:
 
 # --- person state ------------------------------------------------------------------------------
 
-_STATE_FIELDS = tuple(PersonState.__struct_fields__)
+_STATE_FIELDS_V1 = ("v", "card", "mykey_id", "event_ids", "preregistered", "insurance_registered",
+                    "account_registered", "links", "spend", "points", "txns", "pending")
 
 
 @upcaster(PERSON_STATE, 0)
@@ -266,7 +274,29 @@ def _person_state_v0(obj: dict[str, Any]) -> list[Any]:
         "txns": dict(obj.get("txns") or {}),
         "pending": None,
     }
-    return [values[name] for name in _STATE_FIELDS]
+    return [values[name] for name in _STATE_FIELDS_V1]
+
+
+@upcaster(PERSON_STATE, 1)
+def _person_state_v1(obj: list[Any]) -> list[Any]:
+    if len(obj) != len(_STATE_FIELDS_V1):
+        raise VersionError(f"person state v1: {len(obj)} fields, not {len(_STATE_FIELDS_V1)}")
+    values = dict(zip(_STATE_FIELDS_V1, obj, strict=True))
+    links = values["links"] or []
+    txns = {}
+    try:
+        for key, (campaign, account, amount, refunded, counted) in (values["txns"] or {}).items():
+            service_id = key.split("\x00", 1)[0]
+            index = next((i for i, lk in enumerate(links)
+                          if lk[0] == campaign and lk[1] == service_id and lk[2] == account), None)
+            if index is None:
+                raise VersionError(f"person state v1: payment {key!r} matches none of the links")
+            txns[key] = [index, amount, refunded, counted]
+    except (TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise VersionError(f"person state v1: bad payment ({exc})") from None
+    values["v"] = 2
+    values["txns"] = txns
+    return [values[name] for name in _STATE_FIELDS_V1]
 
 
 def person_state_from_builtins(obj: Any) -> PersonState:
@@ -418,8 +448,23 @@ def person_state_v0(state: PersonState) -> dict[str, Any]:
                   for lk in state.links},
         "spend": dict(state.spend),
         "points": dict(state.points),
-        "txns": msgspec.to_builtins(state.txns),
+        "txns": _txns_v1(state),
     }
+
+
+def _txns_v1(state: PersonState) -> dict[str, list[Any]]:
+    links = state.links
+    return {key: [links[t.link].campaign, links[t.link].service_account, t.amount, t.refunded,
+                  t.counted] for key, t in state.txns.items()}
+
+
+def person_state_v1(state: PersonState) -> list[Any]:
+    """`state` in the v1 layout, as builtins (a v1 writer stored this as msgpack)."""
+    obj = msgspec.to_builtins(state)
+    values = dict(zip(_STATE_FIELDS_V1, obj, strict=True))
+    values["v"] = 1
+    values["txns"] = _txns_v1(state)
+    return [values[name] for name in _STATE_FIELDS_V1]
 
 
 def ledger_record_v0(record: LedgerRecord, *, person_v0: bool = True) -> bytes:
@@ -444,8 +489,9 @@ def ledger_record_v0(record: LedgerRecord, *, person_v0: bool = True) -> bytes:
 
 def ledger_record_v1(record: LedgerRecord) -> bytes:
     """`record` in the v1 layout, msgpack-encoded: what a v1 writer stored for the same state
-    (`recent` items without their journal offset; v1 had no anchor)."""
+    (a v1 person; `recent` items as JSON lines without their journal offset; v1 had no anchor)."""
+    person = None if record.person is None else person_state_v1(record.person)
     return msgspec.msgpack.encode([
-        1, record.person, dict(record.offsets), record.waiting, list(record.queue),
+        1, person, dict(record.offsets), record.waiting, list(record.queue),
         [[r[0], r[1]] for r in remembered_lines(record) if r[0]],
     ])

@@ -38,7 +38,8 @@ def _as_v0(raw: bytes) -> bytes:
 def test_every_kind_has_a_current_version_and_an_upcaster_from_v0():
     assert V.CURRENT == {"journal_entry": JOURNAL_VERSION, "ledger_record": LEDGER_VERSION,
                          "person_state": STATE_VERSION}
-    assert V.registered() == {"journal_entry": [0], "ledger_record": [0, 1], "person_state": [0]}
+    assert V.registered() == {"journal_entry": [0], "ledger_record": [0, 1],
+                              "person_state": [0, 1]}
 
 
 def test_current_entries_take_the_fast_path_and_decode_to_themselves():
@@ -118,6 +119,27 @@ def test_v0_person_states_upgrade_to_the_same_states(recorded):
         v0 = V.person_state_v0(s)
         assert isinstance(v0, dict) and "v" not in v0
         assert V.decode_person_state(msgspec.msgpack.encode(v0)) == s
+
+
+def test_v1_person_states_upgrade_to_the_same_states(recorded):
+    states = [V.decode_ledger_record(raw).person for raw in recorded.table.values()]
+    with_txns = [s for s in states if s is not None and s.txns]
+    assert any(t.refunded for s in with_txns for t in s.txns.values())
+    assert {t.counted for s in with_txns for t in s.txns.values()} == {True, False}
+    for s in with_txns:
+        v1 = V.person_state_v1(s)
+        assert v1[0] == 1 and all(type(t[0]) is str for t in v1[10].values())  # campaign first
+        assert V.decode_person_state(msgspec.msgpack.encode(v1)) == s
+
+
+def test_a_v1_payment_that_matches_no_link_is_refused(recorded):
+    state = next(s for s in (V.decode_ledger_record(raw).person
+                             for raw in recorded.table.values()) if s is not None and s.txns)
+    v1 = V.person_state_v1(state)
+    key = next(iter(v1[10]))
+    v1[10][key][1] = "another account"
+    with pytest.raises(V.VersionError, match="matches none of the links"):
+        V.decode_person_state(msgspec.msgpack.encode(v1))
 
 
 DECIDED = Decision(event_id="e0", person_id="P1", type="card.issued", accepted=True, reason=None,
