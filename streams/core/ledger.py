@@ -9,6 +9,18 @@ Pure like the rules: the live ledger agent, replay and the tests all call `fold`
   partition, so a repeat changes nothing. Its outcomes are re-emitted from a short memory of recent
   outcomes: exact repeats (same ids, same bytes) that consumers drop, and the cure for outcomes
   lost when a worker died between writing its state and flushing its sends.
+- The memory covers the uncommitted tail only. A worker flushes every send (outcomes, table
+  writes) before it commits a journal offset, so an entry below the journal partition's committed
+  offset can lose nothing in a crash: its outcomes are dropped at the person's next fold (the
+  caller says where the entry sits, `at`, and what is committed, `committed`). The newest such
+  entry stays as an anchor with no id and no outcomes, standing for "everything up to here was
+  published" (`streams.core.timeline.missing`). Without the two numbers (replay, tests) the memory
+  keeps the last `RECENT` entries. Either way it never holds more than `RECENT`.
+- The memory is compact: each remembered entry's outcomes are packed as msgpack rows of their
+  field values (`pack`), the person id and rules version written once per record (`packed_for`)
+  instead of once per outcome; unpacked, they are the very same outcomes, so a re-emitted outcome
+  is byte for byte the one first published. `remembered_lines` gives them as JSON lines, with each
+  entry's journal offset, for the timeline.
 - Cross-person claims. When `apply` returns a claim, the request waits in the record, the claim
   goes out, and the person's later events queue behind it until the answer comes back through the
   journal; then `complete` decides and the queue drains in order. The per-person order of
