@@ -117,50 +117,66 @@ _PACK_ENCODER = msgspec.msgpack.Encoder()
 _PACK_DECODER = msgspec.msgpack.Decoder()
 
 
+def _positions(cls: type[Outcome]) -> tuple[int, int, int, int]:
+    """Where a row of `cls` holds person_id, rules_version (-1: none), event_id, outcome_id."""
+    names = cls.__struct_fields__
+    return (1 + names.index("person_id"),
+            1 + names.index("rules_version") if "rules_version" in names else -1,
+            1 + names.index("event_id"), 1 + names.index("outcome_id"))
+
+
+_POSITIONS = {cls: _positions(cls) for cls in _KINDS}
+_ROW_POSITIONS = [_POSITIONS[cls] for cls in _KINDS]
+
+
 def pack(outcomes: Sequence[Outcome], person_id: str, rules_version: str) -> bytes:
     """Outcomes as msgpack rows `[kind code, *field values]`, with references (msgpack ext types,
-    3 to 5 bytes) for what repeats: ext 1 is `person_id`, ext 2 `rules_version`, and after the
-    first row, ext 3 is the first row's event id and ext 4 (data: a suffix) its outcome id followed
+    3 to 5 bytes) for what repeats: ext 1 in place of a person id equal to `person_id`, ext 2 of a
+    rules version equal to `rules_version`, and after the first row, ext 3 of an event id equal
+    to the first row's, ext 4 (data: a suffix) of an outcome id that is the first row's followed
     by that suffix (a grant's `-g`, an alert's `-a`)."""
     rows = []
-    event_id = outcome_id = None
+    event_id = outcome_id = ""
     for o in outcomes:
-        row: list[object] = [_KIND_CODE[type(o)]]
-        for value in _astuple(o):
-            if value == person_id:
-                value = _SAME_PERSON
-            elif value == rules_version:
-                value = _SAME_VERSION
-            elif event_id is not None and type(value) is str:
-                if value == event_id:
-                    value = _SAME_EVENT
-                elif value.startswith(outcome_id) and value != outcome_id:  # type: ignore[arg-type]
-                    value = _Ext(4, value[len(outcome_id):].encode())  # type: ignore[arg-type]
-            row.append(value)
+        cls = type(o)
+        row: list[object] = [_KIND_CODE[cls], *_astuple(o)]
+        p, v, e, i = _POSITIONS[cls]
+        if row[p] == person_id:
+            row[p] = _SAME_PERSON
+        if v >= 0 and row[v] == rules_version:
+            row[v] = _SAME_VERSION
+        if rows:
+            if row[e] == event_id:
+                row[e] = _SAME_EVENT
+            oid: str = row[i]  # type: ignore[assignment]
+            if oid.startswith(outcome_id) and oid != outcome_id:
+                row[i] = _Ext(4, oid[len(outcome_id):].encode())
+        else:
+            event_id, outcome_id = row[e], row[i]  # type: ignore[assignment]
         rows.append(row)
-        if event_id is None:
-            event_id, outcome_id = o.event_id, o.outcome_id  # type: ignore[attr-defined]
     return _PACK_ENCODER.encode(rows)
 
 
 def unpack(packed: bytes, person_id: str, rules_version: str) -> list[Outcome]:
     """The outcomes `pack` was given, equal field for field (so also byte for byte as JSON)."""
     out: list[Outcome] = []
-    refs = {1: person_id, 2: rules_version}
+    event_id = outcome_id = ""
     for row in _PACK_DECODER.decode(packed):
-        values = [_expand(v, refs) if type(v) is _Ext else v for v in row[1:]]
-        o = _KINDS[row[0]](*values)
-        if not out:
-            refs[3] = o.event_id  # type: ignore[attr-defined]
-            refs[4] = o.outcome_id  # type: ignore[attr-defined]
-        out.append(o)
+        code = row[0]
+        p, v, e, i = _ROW_POSITIONS[code]
+        if type(row[p]) is _Ext:
+            row[p] = person_id
+        if v >= 0 and type(row[v]) is _Ext:
+            row[v] = rules_version
+        if out:
+            if type(row[e]) is _Ext:
+                row[e] = event_id
+            if type(row[i]) is _Ext:
+                row[i] = outcome_id + bytes(row[i].data).decode()
+        else:
+            event_id, outcome_id = row[e], row[i]
+        out.append(_KINDS[code](*row[1:]))
     return out
-
-
-def _expand(ref: msgspec.msgpack.Ext, refs: dict[int, str]) -> str:
-    if ref.code == 4:
-        return refs[4] + bytes(ref.data).decode()
-    return refs[ref.code]
 
 
 def remembered_lines(record: LedgerRecord) -> list[tuple[str, bytes, int]]:
