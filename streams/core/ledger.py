@@ -135,7 +135,7 @@ def pack(outcomes: Sequence[Outcome], person_id: str, rules_version: str) -> byt
     rules version equal to `rules_version`, and after the first row, ext 3 of an event id equal
     to the first row's, ext 4 (data: a suffix) of an outcome id that is the first row's followed
     by that suffix (a grant's `-g`, an alert's `-a`)."""
-    rows = []
+    rows: list[list[object]] = []
     event_id = outcome_id = ""
     for o in outcomes:
         cls = type(o)
