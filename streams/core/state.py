@@ -13,7 +13,7 @@ import datetime as dt
 import msgspec
 
 #: Version of the stored state layout; `streams.core.versions` upcasts older ones on read.
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 class Card(msgspec.Struct, frozen=True, array_like=True):
@@ -35,8 +35,9 @@ class Link(msgspec.Struct, frozen=True, array_like=True):
 
 
 class Txn(msgspec.Struct, frozen=True, array_like=True):
-    campaign: str
-    service_account: str
+    # The payment's link: its index in `PersonState.links` (links are only ever appended), whose
+    # campaign and account the payment was recorded under.
+    link: int
     amount: int
     refunded: int = 0
     # True when the payment was accepted and its amount is in the campaign's eligible spend.
