@@ -44,14 +44,6 @@ class Txn(msgspec.Struct, frozen=True, array_like=True):
     counted: bool = False
 
 
-class Pending(msgspec.Struct, frozen=True, array_like=True):
-    """A request waiting for a cross-person claim (the live pipeline routes these via Kafka)."""
-
-    claim_kind: str
-    claim_key: str
-    event: bytes  # the encoded event, decided once the claim's answer arrives
-
-
 class PersonState(msgspec.Struct, frozen=True, array_like=True):
     v: int = STATE_VERSION
     card: Card | None = None
@@ -68,13 +60,11 @@ class PersonState(msgspec.Struct, frozen=True, array_like=True):
     points: dict[str, int] = {}
     # "service_id\x00transaction_id" -> the recorded payment.
     txns: dict[str, Txn] = {}
-    pending: Pending | None = None
 
 
 EMPTY_STATE = PersonState()
 
 STATE_ENCODER = msgspec.msgpack.Encoder()
-STATE_DECODER = msgspec.msgpack.Decoder(PersonState)
 
 
 def account_key(service_id: str, service_account: str) -> str:

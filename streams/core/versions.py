@@ -37,7 +37,9 @@ example of the upgrade path and exercised by `tests/unit/test_versions.py`:
 - **person state v1**: each payment in `txns` was `[campaign, service_account, amount, refunded,
   counted]`; v2 has `[link, amount, refunded, counted]`, `link` being the index in `links` of the
   link the payment was recorded under (its campaign and account; links are only ever appended).
-  The upcaster finds that link by campaign, service id (the key's first part) and account.
+  The upcaster finds that link by campaign, service id (the key's first part) and account. v1's
+  last field, `pending`, was always empty (requests waiting for a claim live in the ledger
+  record): v2 has no such field.
 
 ## Ledger record v1 (released; read, never written since v2)
 
@@ -240,6 +242,8 @@ def _journal_entry_v0(obj: dict[str, Any]) -> dict[str, Any]:
 
 _STATE_FIELDS_V1 = ("v", "card", "mykey_id", "event_ids", "preregistered", "insurance_registered",
                     "account_registered", "links", "spend", "points", "txns", "pending")
+# v2 dropped `pending` (always empty: claims wait in the ledger record, never in the state).
+_STATE_FIELDS_V2 = _STATE_FIELDS_V1[:-1]
 
 
 @upcaster(PERSON_STATE, 0)
@@ -294,9 +298,11 @@ def _person_state_v1(obj: list[Any]) -> list[Any]:
             txns[key] = [index, amount, refunded, counted]
     except (TypeError, ValueError, IndexError, AttributeError) as exc:
         raise VersionError(f"person state v1: bad payment ({exc})") from None
+    if values["pending"] is not None:
+        raise VersionError("person state v1: a pending request, which no version ever wrote")
     values["v"] = 2
     values["txns"] = txns
-    return [values[name] for name in _STATE_FIELDS_V1]
+    return [values[name] for name in _STATE_FIELDS_V2]
 
 
 def person_state_from_builtins(obj: Any) -> PersonState:
@@ -461,9 +467,10 @@ def _txns_v1(state: PersonState) -> dict[str, list[Any]]:
 def person_state_v1(state: PersonState) -> list[Any]:
     """`state` in the v1 layout, as builtins (a v1 writer stored this as msgpack)."""
     obj = msgspec.to_builtins(state)
-    values = dict(zip(_STATE_FIELDS_V1, obj, strict=True))
+    values = dict(zip(_STATE_FIELDS_V2, obj, strict=True))
     values["v"] = 1
     values["txns"] = _txns_v1(state)
+    values["pending"] = None
     return [values[name] for name in _STATE_FIELDS_V1]
 
 

@@ -17,7 +17,7 @@ from streams.audit.replay import record_offline, replay, replay_history
 from streams.core import versions as V
 from streams.core.config import load_config
 from streams.core.ledger import LEDGER_VERSION, UNKNOWN_AT, LedgerRecord, Waiting, pack
-from streams.core.state import STATE_VERSION
+from streams.core.state import STATE_VERSION, PersonState
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = load_config(ROOT / "streams" / "data" / "demo.toml")
@@ -208,3 +208,12 @@ def test_export_keeps_old_entries_as_stored_and_readers_upgrade_them(recorded):
     _, report = replay_history(history, CFG)
     assert report.ok, report.render()
     assert report.journal_entries == len(recorded.journal)
+
+
+def test_a_v1_state_with_a_pending_request_is_refused_not_dropped():
+    # v2 has no `pending` (no version ever wrote one); were one there, it is not silently lost.
+    state = V.person_state_v1(PersonState())
+    assert state[-1] is None and V.person_state_from_builtins(state) == PersonState()
+    state[-1] = ["account", "demo-pay\x00a", b"{}"]
+    with pytest.raises(V.VersionError, match="pending"):
+        V.person_state_from_builtins(state)
