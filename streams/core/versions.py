@@ -17,7 +17,7 @@ take a fast path (one typed decode, as the ledger does) because replay reads mil
 ## The historic version 0 (documented here, produced by no deployed code)
 
 Version 1 is the first released layout. Version 0 is the pre-release layout, kept as the worked
-example of the upgrade path and exercised by `tests/unit/test_versions.py`:
+example of the upgrade path and exercised by `tests/core/test_versions.py`:
 
 - **journal entry v0**: a msgpack map with no `v` key. An event entry named its source in one
   string, `{"k": "event", "source": "<topic>/<partition>/<offset>", "value": <bytes>, "late":
