@@ -64,6 +64,14 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
         broker_heartbeat_interval=1,
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=settings.standby_replicas,
+        # Faust would otherwise wait, at every rebalance and at shutdown, for every message its
+        # streams hold to be acknowledged. Intake holds records for event-time alignment and
+        # acknowledges them only once journaled, which cannot happen while the rebalance has
+        # stopped the flow: the worker waited forever ("wait_empty: Waiting for tasks"). Not
+        # waiting is safe here: unacknowledged records are never committed, so they are read
+        # again after the rebalance (Faust seeks every partition to its committed offset); an
+        # agent's table writes are done before its first await, so none is cut in half.
+        stream_wait_empty=False,
         processing_guarantee=settings.processing_guarantee,
         **{**TUNING, **settings.extra},
     )

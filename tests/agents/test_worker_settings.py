@@ -77,3 +77,12 @@ def test_bad_standbys_or_guarantee_are_refused(monkeypatch, env, said):
     with pytest.raises(SystemExit) as caught:
         settings_from_args(parse())
     assert said in str(caught.value)
+
+
+def test_rebalances_do_not_wait_for_records_held_by_alignment(tmp_path):
+    # Faust's default waits for every held record to be acknowledged at each rebalance; intake
+    # acknowledges only after journaling, which a rebalance prevents: a deadlock (agents/app.py).
+    from agents.app import create_app
+
+    app = create_app(settings_from_args(parse("--data-dir", str(tmp_path))))
+    assert app.conf.stream_wait_empty is False
