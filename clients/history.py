@@ -99,12 +99,16 @@ async def read_topics(
     *,
     optional: Sequence[str] = (),
     only: Mapping[str, Collection[int]] | None = None,
+    start: Mapping[str, Mapping[int, int]] | None = None,
+    tail: int | None = None,
     timeout: float = 120.0,
     **client_kwargs: Any,
 ) -> TopicDump:
     """Every record of `wanted` (and of `optional`, when they exist) from the first offset to
     the end each partition had when reading began. A missing `wanted` topic is a HistoryError.
-    `only` maps a topic to the partitions to read of it (the others: all)."""
+    `only` maps a topic to the partitions to read of it (the others: all); `start` a topic's
+    partition to the offset to read it from (default: its first); `tail`: only the last `tail`
+    records of each partition."""
     from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import KafkaError
 
@@ -165,8 +169,11 @@ async def read_topics(
         consumer.assign(tps)
         remaining = set()
         for tp in tps:
-            if ends[tp] > begins[tp]:
-                consumer.seek(tp, begins[tp])
+            begin = max(begins[tp], (start or {}).get(tp.topic, {}).get(tp.partition, 0))
+            if tail is not None:
+                begin = max(begin, ends[tp] - tail)
+            if ends[tp] > begin:
+                consumer.seek(tp, begin)
                 remaining.add(tp)
             else:
                 consumer.pause(tp)

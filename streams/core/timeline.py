@@ -55,6 +55,11 @@ def chunk_key(person_key: bytes, n: int) -> bytes:
     return person_key + b"\x00" + str(n).encode()
 
 
+def person_of_row(row_key: bytes) -> bytes:
+    """The person key of a timeline row (a head or a chunk): its table partition is the person's."""
+    return row_key.split(b"\x00", 1)[0]
+
+
 def missing(head: Head, recent: Sequence[tuple[str, bytes]]) -> bytes:
     """The lines of `recent` (oldest first) that the timeline does not hold yet."""
     if not recent:

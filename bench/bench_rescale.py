@@ -1,0 +1,130 @@
+#!/usr/bin/env python
+"""How long `mynapoint rescale` takes, per million people, against reading the journal once in the
+same run.
+
+    .venv/bin/python bench/bench_rescale.py --people 20000                 # starts its own Kafka
+    .venv/bin/python bench/bench_rescale.py --people 20000 --bootstrap HOST:PORT  # an empty one
+
+A script, not a test: timings depend on the machine. Set-up (not measured): the history
+`devtools.demo.generate(people)` is decided offline by `streams.audit.replay.record_offline`
+(what the live pipeline does, in memory) at 4 partitions, and its journal and `persons` table are
+written to the topics, with the group's offsets committed at the journal's ends, as a stopped
+deployment leaves them (the claims and timeline changelogs are left empty: the persons table is
+the large one, the timeline's size is of the same order as the outcomes). Measured:
+
+- baseline: reading the whole journal once (`clients.history.read_topics`), what replay and the
+  rescale's snapshot both do;
+- rescale 4 -> 8: the whole command (`clients.rescale.Rescaler`), with the time of each step.
+
+Per million people is the measured time scaled linearly (every step is linear in the history).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from clients.admin import ALL_TOPICS, ensure_topics_async  # noqa: E402
+from clients.history import read_topics  # noqa: E402
+from clients.rescale import Rescaler  # noqa: E402
+from devtools.demo import generate  # noqa: E402
+from schemas import topics  # noqa: E402
+from schemas.topics import changelog_topic, partition_for_key  # noqa: E402
+from streams.audit.replay import record_offline  # noqa: E402
+from streams.core.config import load_config  # noqa: E402
+
+APP = "bench-rescale"
+CONFIG = str(ROOT / "streams" / "data" / "demo.toml")
+
+
+async def _setup(bootstrap: str, people: int) -> int:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    cfg = load_config(CONFIG)
+    rec = record_offline(list(generate(people=people, seed=5, bad_ratio=0.0)), cfg, partitions=4)
+    changelogs = [changelog_topic(APP, t) for t in ("persons", "claims", "timeline")]
+    await ensure_topics_async(bootstrap, 4, ALL_TOPICS)
+    await ensure_topics_async(bootstrap, 4, changelogs,
+                              configs={t: {"cleanup.policy": "compact"} for t in changelogs})
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1 << 20)
+    await producer.start()
+    ends: dict[int, int] = {}
+    try:
+        pending = []
+        for p, o, k, v in rec.journal:
+            pending.append(await producer.send(topics.JOURNAL, v, key=k, partition=p))
+            ends[p] = o + 1
+        for k, v in rec.table.items():
+            pending.append(await producer.send(changelogs[0], v, key=k,
+                                               partition=partition_for_key(k, 4)))
+        for t, p, _o, k, v in rec.outputs:
+            pending.append(await producer.send(t, v, key=k, partition=p))
+        await producer.flush()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=APP,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = {TopicPartition(topics.JOURNAL, p): OffsetAndMetadata(e, "") for p, e in ends.items()}
+        consumer.assign(list(tps))
+        await consumer.commit(tps)
+    finally:
+        await consumer.stop()
+    return len(rec.journal)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--people", type=int, default=20000)
+    ap.add_argument("--bootstrap", help="an empty Kafka (default: start one)")
+    args = ap.parse_args()
+    broker = None
+    if args.bootstrap:
+        bootstrap = args.bootstrap
+    else:
+        from devtools.brokers import make_broker
+
+        broker = make_broker("kafka", die_with_parent=True).start()
+        bootstrap = broker.bootstrap
+    try:
+        cfg = load_config(CONFIG)
+        entries = asyncio.run(_setup(bootstrap, args.people))
+        t0 = time.perf_counter()
+        asyncio.run(read_topics(bootstrap, [topics.JOURNAL], timeout=3600))
+        baseline = time.perf_counter() - t0
+        marks: list[tuple[float, str]] = []
+
+        def say(line: str) -> None:
+            marks.append((time.perf_counter(), line))
+            print(f"  {line}", flush=True)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            r = Rescaler(bootstrap, APP, 8, cfg.version, Path(tmp) / "state", say=say,
+                         timeout=3600)
+            t0 = time.perf_counter()
+            summary = asyncio.run(r.run())
+            total = time.perf_counter() - t0
+        scale = 1_000_000 / args.people
+        print(f"people {args.people:,}, journal entries {entries:,}")
+        print(f"baseline, read the journal once: {baseline:.2f} s")
+        print(f"rescale 4 -> 8: {total:.2f} s = {total / baseline:.1f} x the baseline; "
+              f"per million people ~{total * scale / 60:.0f} min (linear)")
+        print(summary.render())
+    finally:
+        if broker is not None:
+            broker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
