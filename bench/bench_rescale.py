@@ -119,6 +119,10 @@ def main() -> int:
         print(f"baseline, read the journal once: {baseline:.2f} s")
         print(f"rescale 4 -> 8: {total:.2f} s = {total / baseline:.1f} x the baseline; "
               f"per million people ~{total * scale / 60:.0f} min (linear)")
+        import resource
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"peak memory of this process (set-up included): {rss:,.0f} MiB")
         print(summary.render())
     finally:
         if broker is not None:

@@ -34,7 +34,7 @@ def _event(person: bytes, topic: str, partition: int, offset: int, when: str = "
 
 def test_journal_keeps_each_persons_order_and_counts_what_was_folded() -> None:
     old: dict[int, list] = {p: [] for p in range(4)}
-    for i in range(6):
+    for _round in range(6):
         for person in PEOPLE:
             p = partition_for_key(person, 4)
             old[p].append((person, _event(person, PAYMENTS, p, len(old[p]))))
