@@ -94,7 +94,11 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--people", type=int, default=20000)
     ap.add_argument("--bootstrap", help="an empty Kafka (default: start one)")
+    ap.add_argument("--setup-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.setup_only:
+        print(asyncio.run(_setup(args.bootstrap, args.people)))
+        return 0
     broker = None
     if args.bootstrap:
         bootstrap = args.bootstrap
@@ -105,22 +109,32 @@ def main() -> int:
         bootstrap = broker.bootstrap
     try:
         cfg = load_config(CONFIG)
-        entries = asyncio.run(_setup(bootstrap, args.people))
+        import subprocess
+
+        # The set-up in another process: the peak memory printed is the rescale's alone.
+        entries = int(subprocess.run([sys.executable, __file__, "--setup-only", "--people",
+                                      str(args.people), "--bootstrap", bootstrap], check=True,
+                                     capture_output=True, text=True).stdout.split()[-1])
         t0 = time.perf_counter()
         asyncio.run(read_topics(bootstrap, [topics.JOURNAL], timeout=3600))
         baseline = time.perf_counter() - t0
         marks: list[tuple[float, str]] = []
+        print("each line: the time since the line before (the step it closes), then the line")
 
         def say(line: str) -> None:
-            marks.append((time.perf_counter(), line))
-            print(f"  {line}", flush=True)
+            now = time.perf_counter()
+            took = f"{now - marks[-1][0]:6.2f} s" if marks else "  0.00 s"
+            marks.append((now, line))
+            print(f"  +{took}  {line}", flush=True)
 
         with tempfile.TemporaryDirectory() as tmp:
             r = Rescaler(bootstrap, APP, 8, cfg.version, Path(tmp) / "state", say=say,
                          timeout=3600)
             t0 = time.perf_counter()
+            marks.append((t0, "start"))
             summary = asyncio.run(r.run())
             total = time.perf_counter() - t0
+            state_mib = (Path(tmp) / "state").stat().st_size / (1 << 20)
         scale = 1_000_000 / args.people
         print(f"people {args.people:,}, journal entries {entries:,}")
         print(f"baseline, read the journal once: {baseline:.2f} s")
@@ -129,7 +143,7 @@ def main() -> int:
         import resource
 
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"peak memory of this process (set-up included): {rss:,.0f} MiB")
+        print(f"peak memory of the rescale: {rss:,.0f} MiB; state file {state_mib:,.0f} MiB")
         print(summary.render())
     finally:
         if broker is not None:
