@@ -183,11 +183,16 @@ class Rescaler:
         started = time.monotonic()
         self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap,
                                          request_timeout_ms=60_000, **self.client_kwargs)
+        from clients.connect import quiet_connect_errors
+
         try:
-            await asyncio.wait_for(self.admin.start(), 60)
+            with quiet_connect_errors():
+                await asyncio.wait_for(self.admin.start(), min(self.timeout, 60))
         except Exception as exc:  # noqa: BLE001 - any failure to connect says the same
-            raise RescaleFailed(f"cannot reach a Kafka broker at {self.bootstrap} ({exc!r}): "
-                                "pass --bootstrap HOST:PORT") from None
+            await self.admin.close()
+            raise RescaleFailed(f"cannot reach a Kafka broker at {self.bootstrap} "
+                                f"({exc or type(exc).__name__}): pass --bootstrap HOST:PORT "
+                                "or set MYNAPOINT_BOOTSTRAP") from None
         try:
             state = await self._check()
             if not state.done("snapshot"):
@@ -339,18 +344,18 @@ class Rescaler:
         if "inputs_base" not in d:
             # The ends of the old partitions, recorded before anything is re-sent: what lies
             # before them and after the committed offsets is what moves.
-            dump = await self._read(list(topics.INPUT_TOPICS), only={
+            dump = await self._read([], optional=list(topics.INPUT_TOPICS), only={
                 t: range(n) for t in topics.INPUT_TOPICS}, tail=0)
             d["inputs_base"] = {t: {p: int(e) for p, e in dump.ends.get(t, {}).items()}
                                 for t in topics.INPUT_TOPICS}
             state.save()
         base = d["inputs_base"]
         journaled = journaled_sources(d["journal"])
-        pending_dump = await self._read(list(topics.INPUT_TOPICS), only={
+        pending_dump = await self._read([], optional=list(topics.INPUT_TOPICS), only={
             t: range(n) for t in topics.INPUT_TOPICS},
             start={t: committed.get(t, {}) for t in topics.INPUT_TOPICS})
         # Records re-sent by an earlier run: known by their source header, after the base.
-        after = await self._read(list(topics.INPUT_TOPICS), start=base)
+        after = await self._read([], optional=list(topics.INPUT_TOPICS), start=base)
         sent_before = set()
         for recs in after.records.values():
             for r in recs:
@@ -361,7 +366,7 @@ class Rescaler:
         for t in topics.INPUT_TOPICS:
             pending: dict[int, list[Any]] = {}
             for r in pending_dump.records.get(t, []):
-                if r.offset < base[t].get(r.partition, 0):
+                if r.offset < base.get(t, {}).get(r.partition, 0):
                     pending.setdefault(r.partition, []).append(
                         (r.offset, r.key, r.value, list(r.headers or ())))
             by_target = input_moves(t, pending, journaled, self.m)
@@ -415,7 +420,7 @@ class Rescaler:
         offsets: dict[Any, Any] = {}
         for t in topics.INPUT_TOPICS:
             for p in range(self.m):
-                offsets[TopicPartition(t, p)] = int(d["inputs_base"][t].get(p, 0))
+                offsets[TopicPartition(t, p)] = int(d["inputs_base"].get(t, {}).get(p, 0))
         for q, n in enumerate(d["journal_folded"]):
             offsets[TopicPartition(topics.JOURNAL, q)] = int(n)
         for q in range(self.m):
