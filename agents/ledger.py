@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agents import metrics
+from agents.faust_private import committed_offset
 from agents.outputs import Outputs
 from schemas import topics
 from schemas.codec import (
@@ -20,7 +21,14 @@ from schemas.codec import (
 )
 from schemas.journal import JOURNAL_ENCODER
 from streams.core.config import RulesConfig
-from streams.core.ledger import RECORD_ENCODER, Folded, LedgerRecord, fold
+from streams.core.ledger import (
+    RECORD_ENCODER,
+    UNKNOWN_AT,
+    Folded,
+    LedgerRecord,
+    fold,
+    remembered_lines,
+)
 from streams.core.timeline import writes_after_fold as timeline_writes
 from streams.core.versions import VersionError, decode_journal_entry, decode_ledger_record
 
@@ -29,8 +37,12 @@ _UNREADABLE = (VersionError, *DECODE_ERRORS)
 
 def fold_stored(key: bytes | None, entry_value: bytes | None,
                 read: Callable[[bytes], bytes | None],
-                rules: RulesConfig) -> tuple[LedgerRecord | None, Folded]:
+                rules: RulesConfig, at: int = UNKNOWN_AT,
+                committed: int = 0) -> tuple[LedgerRecord | None, Folded]:
     """The person's stored record (`read(key)`) and the fold of one journal record into it.
+
+    `at` is the journal record's offset and `committed` its partition's committed offset: the
+    record then forgets the outcomes of entries below it (see `streams.core.ledger.fold`).
 
     Both are read through `streams.core.versions`, so values stored by an earlier version are
     upgraded on read. What cannot be read or decided raises `BadInput` with the reason to
@@ -61,7 +73,7 @@ def fold_stored(key: bytes | None, entry_value: bytes | None,
             fields,
         ) from None
     try:
-        return record, fold(record, entry, rules)
+        return record, fold(record, entry, rules, at=at, committed=committed)
     except Exception as exc:
         # A bug in the rules or the fold: reported with the record it failed on, which can be
         # replayed from its offset once fixed, instead of stopping every other person.
@@ -83,8 +95,11 @@ def register(app: Any, journal: Any, persons: Any, timeline: Any, out: Outputs,
             started = time.perf_counter()
             key: bytes = event.key
             msg = event.message
+            # Everything below the committed offset was sent (Faust flushes before committing).
+            committed = committed_offset(app, msg.tp) or 0
             try:
-                record, folded = fold_stored(key, event.value, persons.get, rules)
+                record, folded = fold_stored(key, event.value, persons.get, rules,
+                                             at=msg.offset, committed=committed)
             except BadInput as exc:
                 # The raw value only when it is the record that cannot be read.
                 await out.refuse(exc, msg, event.value if exc.reason == UNREADABLE_JOURNAL_ENTRY
@@ -93,7 +108,8 @@ def register(app: Any, journal: Any, persons: Any, timeline: Any, out: Outputs,
             if folded.record is not record:
                 persons[key] = RECORD_ENCODER.encode(folded.record)
             if folded.outcomes:
-                for tkey, tvalue in timeline_writes(key, timeline.get(key), folded.record.recent):
+                for tkey, tvalue in timeline_writes(key, timeline.get(key),
+                                                    remembered_lines(folded.record)):
                     timeline[tkey] = tvalue
             for req in folded.claims:
                 await out.send(topics.CLAIMS, req.key.encode(), JOURNAL_ENCODER.encode(req))

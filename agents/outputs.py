@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from agents import metrics
@@ -11,6 +12,10 @@ from schemas.codec import INTERNAL_ERROR, OUTCOME_ENCODER, BadInput, dead_letter
 from schemas.outcomes import TOPIC_OF_TYPE, Outcome
 
 log = logging.getLogger("mynapoint")
+
+#: The worker's exit code when a record could not be delivered (sysexits' EX_SOFTWARE is 70;
+#: this one says "a send failed"): see `Outputs.delivered`.
+EXIT_SEND_FAILED = 75
 
 
 class Outputs:
@@ -22,7 +27,26 @@ class Outputs:
         # channel hop, about a fifth of the worker's time. Partitioning is the same (the
         # producer's default partitioner on the key), and Faust still flushes this producer
         # before it commits any offset.
-        await self.app.producer.send(topic, key, value, None, None, None)
+        sent = await self.app.producer.send(topic, key, value, None, None, None)
+        sent.add_done_callback(self.delivered)
+
+    @staticmethod
+    def delivered(sent: Any) -> None:
+        """A send the producer gave up on (after its own retries) stops the worker at once.
+
+        Nobody else looks at these results, and Faust commits offsets after flushing the producer
+        whether or not each send succeeded: a failed send would be lost silently, the offset of
+        its input committed past it. Exiting here, before the commit that follows the flush (this
+        callback runs as soon as the send fails, ahead of the flush's waiter), leaves the input
+        uncommitted: the restarted worker folds it again and re-sends the remembered outcomes.
+        """
+        if sent.cancelled() or sent.exception() is None:
+            return
+        log.critical("a record could not be delivered (%r); stopping so that nothing is "
+                     "committed past it: restart the worker (it re-sends what was not delivered)",
+                     sent.exception())
+        logging.shutdown()
+        os._exit(EXIT_SEND_FAILED)
 
     async def publish(self, key: bytes | None, outcomes: list[Outcome]) -> None:
         for o in outcomes:

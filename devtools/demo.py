@@ -33,7 +33,7 @@ from typing import Any, BinaryIO
 import msgspec
 
 #: The configuration the generated histories are written for.
-DEMO_CONFIG = Path(__file__).with_name("data") / "demo.toml"
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "streams" / "data" / "demo.toml"
 
 _DAY = 86400
 _HOUR = 3600

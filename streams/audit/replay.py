@@ -595,9 +595,15 @@ class Recorded:
         out.write(end_line(len(self.journal), len(self.outputs), n_table))
 
 
-def record_offline(lines: Iterable[bytes], cfg: RulesConfig, partitions: int = 4) -> Recorded:
+def record_offline(lines: Iterable[bytes], cfg: RulesConfig, partitions: int = 4,
+                   commit_every: int | None = None) -> Recorded:
     """Runs events the way the live pipeline does, in memory: intake (validate, journal each valid
     record with its source), the ledger fold, claims answered at once through the journal.
+
+    With `commit_every`, the ledger also commits its journal offsets every that many journal
+    records, as a worker does (`broker_commit_every`), and folds with the entries' offsets, so its
+    records forget what a crash can no longer lose. Without it, they keep the last
+    `streams.core.ledger.RECENT` entries' outcomes.
 
     Deterministic; partitions are Kafka's (murmur2 of the person id), as on the topics.
     """
@@ -625,12 +631,21 @@ def record_offline(lines: Iterable[bytes], cfg: RulesConfig, partitions: int = 4
         next_offset[(topic, partition)] = o + 1
         rec.outputs.append((topic, partition, o, key, value))
 
+    committed: dict[int, int] = {}
+
     def journal(person: str, partition: int, entry: JournalEntry) -> None:
         key = person.encode()
+        if commit_every and len(rec.journal) % commit_every == 0:
+            # Every record journaled so far was folded and its sends made: commit them all.
+            committed.update({p: o for (t, p), o in next_offset.items() if t == topics.JOURNAL})
         o = next_offset[(topics.JOURNAL, partition)]
         next_offset[(topics.JOURNAL, partition)] = o + 1
         rec.journal.append((partition, o, key, JOURNAL_ENCODER.encode(entry)))
-        folded = fold(records.get(person), entry, cfg)
+        if commit_every:
+            folded = fold(records.get(person), entry, cfg, at=o,
+                          committed=committed.get(partition, 0))
+        else:
+            folded = fold(records.get(person), entry, cfg)
         records[person] = folded.record
         for outcome in folded.outcomes:
             kind = cast(str, type(outcome).__struct_config__.tag)  # outcome tags are strings

@@ -36,7 +36,7 @@ from schemas.outcomes import Alert, Decision, Grant, Outcome
 from streams.core import reasons as R
 from streams.core.config import RulesConfig
 from streams.core.state import EMPTY_STATE, Card, Link, PersonState, Txn, account_key, txn_key
-from streams.core.timeutil import age_on, day_number, day_to_date, jst_day
+from streams.core.timeutil import age_on, day_number, day_to_date, instant, jst_day
 
 _replace = msgspec.structs.replace
 
@@ -147,7 +147,7 @@ def _card_issued(state: PersonState, ev: CardIssued, ts: float, cfg: RulesConfig
         applied_day=day_number(ev.card_applied_on),
         birth_date=ev.birth_date,
         certificate_serial=ev.certificate_serial,
-        certificate_expires=ev.certificate_expires_at.timestamp(),
+        certificate_expires=instant(ev.certificate_expires_at),
     )
     return _accept(_replace(state, card=card), ev, cfg)
 
@@ -160,7 +160,7 @@ def _certificate_renewed(
     card = _replace(
         state.card,
         certificate_serial=ev.certificate_serial,
-        certificate_expires=ev.certificate_expires_at.timestamp(),
+        certificate_expires=instant(ev.certificate_expires_at),
         renewed_at=ts,
     )
     return _accept(_replace(state, card=card), ev, cfg)
@@ -296,7 +296,7 @@ def _complete_link(
         return Step(
             _seen(state, ev), [decision, alert]
         )
-    ts = ev.occurred_at.timestamp()
+    ts = instant(ev.occurred_at)
     link = Link(ev.campaign, ev.service_id, ev.service_account, ts, jst_day(ts))
     links = state.links + (link,)
     campaign = cfg.campaigns[ev.campaign]
@@ -357,6 +357,7 @@ def _payment_recorded(
     state: PersonState, ev: PaymentRecorded, ts: float, cfg: RulesConfig
 ) -> Step:
     link = None
+    index = 0
     for lk in state.links:
         if (
             lk.service_id == ev.service_id
@@ -365,6 +366,7 @@ def _payment_recorded(
         ):
             link = lk
             break
+        index += 1
     if link is None:
         # Not remembered: state stays bounded by what was linked.
         return Step(state, [_decide(ev, cfg, R.NOT_LINKED_SERVICE)])
@@ -388,13 +390,13 @@ def _payment_recorded(
         reason = R.CAP_REACHED
     if reason is not None:
         # Remembered although it earns nothing: a retry is a duplicate, a refund of it is known.
-        txn = Txn(name, ev.service_account, ev.amount_yen)
+        txn = Txn(index, ev.amount_yen)
         return Step(
             _replace(state, txns={**state.txns, key: txn}), [_decide(ev, cfg, reason)]
         )
     spend = state.spend.get(name, 0) + ev.amount_yen
     total = _purchase_points(spend, campaign.cap, campaign.rate_percent)
-    txn = Txn(name, ev.service_account, ev.amount_yen, 0, True)
+    txn = Txn(index, ev.amount_yen, 0, True)
     new_state = _replace(
         state,
         txns={**state.txns, key: txn},
@@ -413,14 +415,14 @@ def _payment_refunded(
 ) -> Step:
     key = txn_key(ev.service_id, ev.transaction_id)
     txn = state.txns.get(key)
-    if txn is None or txn.service_account != ev.service_account:
+    if txn is None or state.links[txn.link].service_account != ev.service_account:
         return _reject(state, ev, cfg, R.UNKNOWN_TRANSACTION)
     if ev.amount_yen > txn.amount - txn.refunded:
         return _reject(state, ev, cfg, R.REFUND_EXCEEDS_PAYMENT)
     new_txn = _replace(txn, refunded=txn.refunded + ev.amount_yen)
     if not txn.counted:
         return _accept(_replace(state, txns={**state.txns, key: new_txn}), ev, cfg)
-    name = txn.campaign
+    name = state.links[txn.link].campaign
     campaign = cfg.campaigns[name]
     points_before = state.points.get(name, 0)
     spend = state.spend.get(name, 0) - ev.amount_yen
@@ -456,4 +458,4 @@ def apply(state: PersonState | None, ev: Event, cfg: RulesConfig) -> Step:
     if cls is not PaymentRecorded and ev.event_id in st.event_ids:
         # A repeat of the producer's idempotency key changes nothing (RULES.md, "Every event").
         return Step(st, [_decide(ev, cfg, R.DUPLICATE_EVENT)])
-    return _HANDLERS[cls](st, ev, ev.occurred_at.timestamp(), cfg)  # type: ignore[operator]
+    return _HANDLERS[cls](st, ev, instant(ev.occurred_at), cfg)  # type: ignore[operator]

@@ -13,7 +13,7 @@ import datetime as dt
 import msgspec
 
 #: Version of the stored state layout; `streams.core.versions` upcasts older ones on read.
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 class Card(msgspec.Struct, frozen=True, array_like=True):
@@ -35,20 +35,13 @@ class Link(msgspec.Struct, frozen=True, array_like=True):
 
 
 class Txn(msgspec.Struct, frozen=True, array_like=True):
-    campaign: str
-    service_account: str
+    # The payment's link: its index in `PersonState.links` (links are only ever appended), whose
+    # campaign and account the payment was recorded under.
+    link: int
     amount: int
     refunded: int = 0
     # True when the payment was accepted and its amount is in the campaign's eligible spend.
     counted: bool = False
-
-
-class Pending(msgspec.Struct, frozen=True, array_like=True):
-    """A request waiting for a cross-person claim (the live pipeline routes these via Kafka)."""
-
-    claim_kind: str
-    claim_key: str
-    event: bytes  # the encoded event, decided once the claim's answer arrives
 
 
 class PersonState(msgspec.Struct, frozen=True, array_like=True):
@@ -67,13 +60,11 @@ class PersonState(msgspec.Struct, frozen=True, array_like=True):
     points: dict[str, int] = {}
     # "service_id\x00transaction_id" -> the recorded payment.
     txns: dict[str, Txn] = {}
-    pending: Pending | None = None
 
 
 EMPTY_STATE = PersonState()
 
 STATE_ENCODER = msgspec.msgpack.Encoder()
-STATE_DECODER = msgspec.msgpack.Decoder(PersonState)
 
 
 def account_key(service_id: str, service_account: str) -> str:

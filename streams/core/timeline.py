@@ -19,12 +19,24 @@ first), not only from the event just decided: if a crash lost timeline writes th
 record kept, the next fold of that person (the redelivery itself, or their next event) writes the
 missing lines back, in order.
 
-Pure: no framework imports; `agents/app.py` reads and writes the table, `agents/web.py` reads it.
+Which remembered lines are missing: the head also records `upto`, the journal offset of the newest
+entry whose lines it holds, and the ledger's memory gives each entry's offset, so what is missing is
+exactly the remembered entries after `upto`. This holds whichever of the `persons` and `timeline`
+changelogs a crash cut shorter: a timeline ahead of the record (its lines already sealed away)
+gets no copies, one behind gets the lines back. (A person's journal entries stay in one partition,
+so their offsets only grow.) A head without `upto` (written before it existed, or by an offline
+fold that knows no offsets: -1) falls back to finding the newest remembered entry's lines in the
+open chunk. The ledger forgets the lines of entries that can no longer be lost and keeps an anchor
+with none: an empty `lines` is always found, so nothing before it is appended again. An older
+reader ignores the third element of a head (msgpack arrays of `array_like` Structs may be longer).
+
+Pure: no framework imports; `agents/ledger.py` reads and writes the table, `agents/web.py` reads it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import msgspec
 
@@ -35,6 +47,8 @@ CHUNK_LINES = 32
 class Head(msgspec.Struct, frozen=True, array_like=True):
     sealed: int = 0
     open: bytes = b""
+    # The journal offset of the newest entry whose lines are here; -1: not known.
+    upto: int = -1
 
 
 _HEAD_ENCODER = msgspec.msgpack.Encoder()
@@ -60,22 +74,33 @@ def person_of_row(row_key: bytes) -> bytes:
     return row_key.split(b"\x00", 1)[0]
 
 
-def missing(head: Head, recent: Sequence[tuple[str, bytes]]) -> bytes:
+#: The ledger's remembered entries, oldest first: (entry id, JSON lines) or (entry id, JSON lines,
+#: journal offset or -1), as `streams.core.ledger.remembered_lines` gives them.
+Recent = Sequence[tuple[Any, ...]]
+
+
+def _at(item: tuple[Any, ...]) -> int:
+    return item[2] if len(item) > 2 else -1
+
+
+def missing(head: Head, recent: Recent) -> bytes:
     """The lines of `recent` (oldest first) that the timeline does not hold yet."""
     if not recent:
         return b""
+    if head.upto >= 0:
+        return b"".join(r[1] for r in recent if _at(r) > head.upto)
     for i in range(len(recent) - 1, -1, -1):
         if recent[i][1] in head.open:
-            return b"".join(lines for _, lines in recent[i + 1 :])
+            return b"".join(r[1] for r in recent[i + 1 :])
     if head.sealed == 0 and not head.open:
-        return b"".join(lines for _, lines in recent)
+        return b"".join(r[1] for r in recent)
     # None of the remembered entries is in the open chunk: whatever lies between is out of
     # memory, so only the newest entry is added (never lines the timeline may already hold).
     return recent[-1][1]
 
 
 def writes_after_fold(
-    person_key: bytes, head_value: bytes | None, recent: Sequence[tuple[str, bytes]],
+    person_key: bytes, head_value: bytes | None, recent: Recent,
     chunk_lines: int = CHUNK_LINES,
 ) -> list[tuple[bytes, bytes]]:
     """The (key, value) table writes, in order, that bring a timeline up to the ledger record:
@@ -84,10 +109,11 @@ def writes_after_fold(
     lines = missing(head, recent)
     if not lines:
         return []
+    upto = max(head.upto, _at(recent[-1]))
     if head.open.count(b"\n") >= chunk_lines:
         return [(chunk_key(person_key, head.sealed), head.open),
-                (person_key, _HEAD_ENCODER.encode(Head(head.sealed + 1, lines)))]
-    return [(person_key, _HEAD_ENCODER.encode(Head(head.sealed, head.open + lines)))]
+                (person_key, _HEAD_ENCODER.encode(Head(head.sealed + 1, lines, upto)))]
+    return [(person_key, _HEAD_ENCODER.encode(Head(head.sealed, head.open + lines, upto)))]
 
 
 def history(person_key: bytes, head_value: bytes | None,

@@ -17,7 +17,7 @@ take a fast path (one typed decode, as the ledger does) because replay reads mil
 ## The historic version 0 (documented here, produced by no deployed code)
 
 Version 1 is the first released layout. Version 0 is the pre-release layout, kept as the worked
-example of the upgrade path and exercised by `tests/unit/test_versions.py`:
+example of the upgrade path and exercised by `tests/core/test_versions.py`:
 
 - **journal entry v0**: a msgpack map with no `v` key. An event entry named its source in one
   string, `{"k": "event", "source": "<topic>/<partition>/<offset>", "value": <bytes>, "late":
@@ -31,6 +31,27 @@ example of the upgrade path and exercised by `tests/unit/test_versions.py`:
   `linked_at`); the other fields had their v1 names and meanings; `pending` did not exist.
 - **ledger record v0**: a msgpack map `{"person", "offsets", "waiting", "queue", "recent"}` with no
   `v` (v1 is an array in that order after `v`); `waiting` was a map with the v1 names.
+
+## Person state v1 (released; read, never written since v2)
+
+- **person state v1**: each payment in `txns` was `[campaign, service_account, amount, refunded,
+  counted]`; v2 has `[link, amount, refunded, counted]`, `link` being the index in `links` of the
+  link the payment was recorded under (its campaign and account; links are only ever appended).
+  The upcaster finds that link by campaign, service id (the key's first part) and account. v1's
+  last field, `pending`, was always empty (requests waiting for a claim live in the ledger
+  record): v2 has no such field.
+
+## Ledger record v1 (released; read, never written since v2)
+
+- **ledger record v1**: `[1, person, offsets, waiting, queue, recent]` where each `recent` item was
+  `[entry id, outcomes as JSON lines]` and the memory always held the last 32 entries with
+  outcomes. v2 (`[2, person, offsets, waiting, queue, recent, packed_for]`) packs each item's
+  outcomes (`streams.core.ledger.pack`: msgpack rows, the person id and rules version once per
+  record in `packed_for`) and adds a third element to each item, the entry's offset in its journal
+  partition, so that entries below the committed offset can be forgotten. The upcaster packs the
+  JSON lines (the same outcomes, field for field) for the person and rules version of the first
+  one; a v1 item did not record its offset and upgrades with `UNKNOWN_AT` (-1), which is never
+  taken as committed: it is forgotten only once a later entry of the person is.
 
 A person state and the journal entries inside a ledger record keep their own versions: a v1
 record may hold a v0 person or a v0 waiting entry, and each is upgraded by its own chain.
@@ -50,7 +71,7 @@ from typing import Any
 
 import msgspec
 
-from schemas.codec import DECODE_ERRORS
+from schemas.codec import DECODE_ERRORS, OUTCOME_DECODER
 from schemas.journal import (
     JOURNAL_DECODER,
     JOURNAL_ENCODER,
@@ -59,7 +80,14 @@ from schemas.journal import (
     EventEntry,
     JournalEntry,
 )
-from streams.core.ledger import LEDGER_VERSION, RECORD_DECODER, LedgerRecord
+from streams.core.ledger import (
+    LEDGER_VERSION,
+    RECORD_DECODER,
+    UNKNOWN_AT,
+    LedgerRecord,
+    pack,
+    remembered_lines,
+)
 from streams.core.state import STATE_VERSION, PersonState
 from streams.core.timeutil import day_number, jst_day
 
@@ -212,7 +240,10 @@ def _journal_entry_v0(obj: dict[str, Any]) -> dict[str, Any]:
 
 # --- person state ------------------------------------------------------------------------------
 
-_STATE_FIELDS = tuple(PersonState.__struct_fields__)
+_STATE_FIELDS_V1 = ("v", "card", "mykey_id", "event_ids", "preregistered", "insurance_registered",
+                    "account_registered", "links", "spend", "points", "txns", "pending")
+# v2 dropped `pending` (always empty: claims wait in the ledger record, never in the state).
+_STATE_FIELDS_V2 = _STATE_FIELDS_V1[:-1]
 
 
 @upcaster(PERSON_STATE, 0)
@@ -247,7 +278,31 @@ def _person_state_v0(obj: dict[str, Any]) -> list[Any]:
         "txns": dict(obj.get("txns") or {}),
         "pending": None,
     }
-    return [values[name] for name in _STATE_FIELDS]
+    return [values[name] for name in _STATE_FIELDS_V1]
+
+
+@upcaster(PERSON_STATE, 1)
+def _person_state_v1(obj: list[Any]) -> list[Any]:
+    if len(obj) != len(_STATE_FIELDS_V1):
+        raise VersionError(f"person state v1: {len(obj)} fields, not {len(_STATE_FIELDS_V1)}")
+    values = dict(zip(_STATE_FIELDS_V1, obj, strict=True))
+    links = values["links"] or []
+    txns = {}
+    try:
+        for key, (campaign, account, amount, refunded, counted) in (values["txns"] or {}).items():
+            service_id = key.split("\x00", 1)[0]
+            index = next((i for i, lk in enumerate(links)
+                          if lk[0] == campaign and lk[1] == service_id and lk[2] == account), None)
+            if index is None:
+                raise VersionError(f"person state v1: payment {key!r} matches none of the links")
+            txns[key] = [index, amount, refunded, counted]
+    except (TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise VersionError(f"person state v1: bad payment ({exc})") from None
+    if values["pending"] is not None:
+        raise VersionError("person state v1: a pending request, which no version ever wrote")
+    values["v"] = 2
+    values["txns"] = txns
+    return [values[name] for name in _STATE_FIELDS_V2]
 
 
 def person_state_from_builtins(obj: Any) -> PersonState:
@@ -265,6 +320,7 @@ def decode_person_state(raw: bytes) -> PersonState:
 # --- ledger records ----------------------------------------------------------------------------
 
 _RECORD_FIELDS = tuple(LedgerRecord.__struct_fields__)
+_RECORD_FIELDS_V1 = ("v", "person", "offsets", "waiting", "queue", "recent")
 
 
 @upcaster(LEDGER_RECORD, 0)
@@ -281,7 +337,22 @@ def _ledger_record_v0(obj: dict[str, Any]) -> list[Any]:
         "queue": list(obj.get("queue") or ()),
         "recent": [list(r) for r in obj.get("recent") or ()],
     }
-    return [values[name] for name in _RECORD_FIELDS]
+    return [values[name] for name in _RECORD_FIELDS_V1]
+
+
+@upcaster(LEDGER_RECORD, 1)
+def _ledger_record_v1(obj: list[Any]) -> list[Any]:
+    if len(obj) != 6:
+        raise VersionError(f"ledger record v1: {len(obj)} fields, not 6")
+    try:
+        remembered = [(r[0], list(OUTCOME_DECODER.decode_lines(r[1]))) for r in obj[5] or ()]
+    except (*_DECODE_ERRORS, TypeError, IndexError, KeyError) as exc:
+        raise VersionError(f"ledger record v1: bad recent item ({exc})") from None
+    first = next((outs[0] for _, outs in remembered if outs), None)
+    packed_for = ["", ""] if first is None else [
+        first.person_id, getattr(first, "rules_version", "")]  # type: ignore[union-attr]
+    items = [[entry_id, pack(outs, *packed_for), UNKNOWN_AT] for entry_id, outs in remembered]
+    return [2, *obj[1:5], items, packed_for]
 
 
 def ledger_record_from_builtins(obj: Any) -> LedgerRecord:
@@ -311,13 +382,13 @@ def ledger_record_from_builtins(obj: Any) -> LedgerRecord:
     return record
 
 
-# An encoded current record is a 6-element array starting with its version.
-_V1_RECORD_PREFIX = b"\x96" + msgspec.msgpack.encode(LEDGER_VERSION)
+# An encoded current record is an array of its fields starting with its version.
+_CURRENT_RECORD_PREFIX = bytes([0x90 + len(_RECORD_FIELDS)]) + msgspec.msgpack.encode(LEDGER_VERSION)
 
 
 def _current_record(raw: bytes) -> LedgerRecord | None:
     """The fast path: a current record holding a current person and current entries, or None."""
-    if raw[:len(_V1_RECORD_PREFIX)] != _V1_RECORD_PREFIX:
+    if raw[:len(_CURRENT_RECORD_PREFIX)] != _CURRENT_RECORD_PREFIX:
         return None
     try:
         record = RECORD_DECODER.decode(raw)
@@ -383,8 +454,24 @@ def person_state_v0(state: PersonState) -> dict[str, Any]:
                   for lk in state.links},
         "spend": dict(state.spend),
         "points": dict(state.points),
-        "txns": msgspec.to_builtins(state.txns),
+        "txns": _txns_v1(state),
     }
+
+
+def _txns_v1(state: PersonState) -> dict[str, list[Any]]:
+    links = state.links
+    return {key: [links[t.link].campaign, links[t.link].service_account, t.amount, t.refunded,
+                  t.counted] for key, t in state.txns.items()}
+
+
+def person_state_v1(state: PersonState) -> list[Any]:
+    """`state` in the v1 layout, as builtins (a v1 writer stored this as msgpack)."""
+    obj = msgspec.to_builtins(state)
+    values = dict(zip(_STATE_FIELDS_V2, obj, strict=True))
+    values["v"] = 1
+    values["txns"] = _txns_v1(state)
+    values["pending"] = None
+    return [values[name] for name in _STATE_FIELDS_V1]
 
 
 def ledger_record_v0(record: LedgerRecord, *, person_v0: bool = True) -> bytes:
@@ -402,6 +489,16 @@ def ledger_record_v0(record: LedgerRecord, *, person_v0: bool = True) -> bytes:
             "source_id": w.source_id, "entry": w.entry,
         },
         "queue": list(record.queue),
-        "recent": [list(r) for r in record.recent],
+        "recent": [[r[0], r[1]] for r in remembered_lines(record) if r[0]],
     }
     return msgspec.msgpack.encode(obj)
+
+
+def ledger_record_v1(record: LedgerRecord) -> bytes:
+    """`record` in the v1 layout, msgpack-encoded: what a v1 writer stored for the same state
+    (a v1 person; `recent` items as JSON lines without their journal offset; v1 had no anchor)."""
+    person = None if record.person is None else person_state_v1(record.person)
+    return msgspec.msgpack.encode([
+        1, person, dict(record.offsets), record.waiting, list(record.queue),
+        [[r[0], r[1]] for r in remembered_lines(record) if r[0]],
+    ])

@@ -17,7 +17,7 @@ from schemas.outcomes import Alert, Decision, Grant
 from streams.core import versions as V
 from streams.core.claims import Claims
 from streams.core.config import build_config
-from streams.core.ledger import RECORD_ENCODER, LedgerRecord, fold
+from streams.core.ledger import RECORD_ENCODER, LedgerRecord, fold, remembered_lines
 from streams.core.timeline import history, writes_after_fold
 from tests.builders import (
     card,
@@ -65,7 +65,8 @@ def ledger(events: list[dict[str, Any]]) -> tuple[dict[str, LedgerRecord], dict[
         records[person] = folded.record
         if folded.outcomes:
             for key, value in writes_after_fold(person.encode(), tables.get(person.encode()),
-                                                folded.record.recent, chunk_lines=4):
+                                                remembered_lines(folded.record),
+                                                chunk_lines=4):
                 tables[key] = value
         for req in folded.claims:
             ans = (claims.account(req.key, req.person_id) if req.kind == "account"

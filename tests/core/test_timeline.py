@@ -102,3 +102,25 @@ def test_the_one_value_layout_reads_as_an_open_chunk():
 def test_nothing_remembered_adds_nothing():
     assert missing(Head(), ()) == b""
     assert history(KEY, None, {}.get) is None
+
+
+def test_with_journal_offsets_a_timeline_far_ahead_of_the_record_gets_no_copies():
+    # As above, but the timeline is so far ahead that the record's newest entries were sealed
+    # away: matching lines in the open chunk cannot tell; the head's journal offset can.
+    entries = [(*entry(i), 100 + i) for i in range(12)]
+    table, _, _ = fold_all(entries, 2)
+    assert load_head(table[KEY]).upto == 111
+    recent = tuple(entries[:4])
+    for i in range(4, 12):
+        recent = recent + (entries[i],)
+        table.update(writes_after_fold(KEY, table[KEY], recent, 2))
+    assert history(KEY, table[KEY], table.get) == b"".join(e[1] for e in entries)
+
+
+def test_with_journal_offsets_lost_lines_come_back_in_order():
+    entries = [(*entry(i, 2), 100 + i) for i in range(10)]
+    table, recent, _ = fold_all(entries, 3, lose=frozenset({6, 7, 8}))
+    # The next fold (the redelivery of the last entry) writes back everything after `upto`.
+    table.update(writes_after_fold(KEY, table[KEY], recent, 3))
+    assert history(KEY, table[KEY], table.get) == b"".join(e[1] for e in entries)
+    assert writes_after_fold(KEY, table[KEY], recent, 3) == []

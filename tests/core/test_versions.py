@@ -11,12 +11,13 @@ import pytest
 
 from devtools.demo import generate
 from schemas.journal import JOURNAL_ENCODER, JOURNAL_VERSION, AnswerEntry, EventEntry
+from schemas.outcomes import Decision
 from streams.audit.export import History, add_journal_raw, read_export, set_table_raw
 from streams.audit.replay import record_offline, replay, replay_history
 from streams.core import versions as V
 from streams.core.config import load_config
-from streams.core.ledger import LEDGER_VERSION, LedgerRecord, Waiting
-from streams.core.state import STATE_VERSION
+from streams.core.ledger import LEDGER_VERSION, UNKNOWN_AT, LedgerRecord, Waiting, pack
+from streams.core.state import STATE_VERSION, PersonState
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = load_config(ROOT / "streams" / "data" / "demo.toml")
@@ -37,7 +38,8 @@ def _as_v0(raw: bytes) -> bytes:
 def test_every_kind_has_a_current_version_and_an_upcaster_from_v0():
     assert V.CURRENT == {"journal_entry": JOURNAL_VERSION, "ledger_record": LEDGER_VERSION,
                          "person_state": STATE_VERSION}
-    assert V.registered() == {"journal_entry": [0], "ledger_record": [0], "person_state": [0]}
+    assert V.registered() == {"journal_entry": [0], "ledger_record": [0, 1],
+                              "person_state": [0, 1]}
 
 
 def test_current_entries_take_the_fast_path_and_decode_to_themselves():
@@ -119,6 +121,31 @@ def test_v0_person_states_upgrade_to_the_same_states(recorded):
         assert V.decode_person_state(msgspec.msgpack.encode(v0)) == s
 
 
+def test_v1_person_states_upgrade_to_the_same_states(recorded):
+    states = [V.decode_ledger_record(raw).person for raw in recorded.table.values()]
+    with_txns = [s for s in states if s is not None and s.txns]
+    assert any(t.refunded for s in with_txns for t in s.txns.values())
+    assert {t.counted for s in with_txns for t in s.txns.values()} == {True, False}
+    for s in with_txns:
+        v1 = V.person_state_v1(s)
+        assert v1[0] == 1 and all(type(t[0]) is str for t in v1[10].values())  # campaign first
+        assert V.decode_person_state(msgspec.msgpack.encode(v1)) == s
+
+
+def test_a_v1_payment_that_matches_no_link_is_refused(recorded):
+    state = next(s for s in (V.decode_ledger_record(raw).person
+                             for raw in recorded.table.values()) if s is not None and s.txns)
+    v1 = V.person_state_v1(state)
+    key = next(iter(v1[10]))
+    v1[10][key][1] = "another account"
+    with pytest.raises(V.VersionError, match="matches none of the links"):
+        V.decode_person_state(msgspec.msgpack.encode(v1))
+
+
+DECIDED = Decision(event_id="e0", person_id="P1", type="card.issued", accepted=True, reason=None,
+                   outcome_id="9dde72619f8f16d4634b", rules_version="r-1")
+
+
 def test_v0_ledger_records_upgrade_with_their_people_and_waiting_entries():
     entry = EventEntry(topic="mynapoint.links", partition=1, offset=5, value=b'{"x":1}')
     queued = EventEntry(topic="mynapoint.payments", partition=1, offset=9, value=b'{"y":2}')
@@ -128,7 +155,8 @@ def test_v0_ledger_records_upgrade_with_their_people_and_waiting_entries():
         waiting=Waiting("account", "demo-pay\x00a", "e1", entry.source_id,
                         JOURNAL_ENCODER.encode(entry)),
         queue=(JOURNAL_ENCODER.encode(queued),),
-        recent=(("mynapoint.cards/1/0", b'{"kind":"decision"}\n'),),
+        recent=(("mynapoint.cards/1/0", pack([DECIDED], "P1", "r-1"), UNKNOWN_AT),),
+        packed_for=("P1", "r-1"),
     )
     v0 = msgspec.msgpack.decode(V.ledger_record_v0(record))
     v0["waiting"]["entry"] = V.event_entry_v0(entry)
@@ -180,3 +208,12 @@ def test_export_keeps_old_entries_as_stored_and_readers_upgrade_them(recorded):
     _, report = replay_history(history, CFG)
     assert report.ok, report.render()
     assert report.journal_entries == len(recorded.journal)
+
+
+def test_a_v1_state_with_a_pending_request_is_refused_not_dropped():
+    # v2 has no `pending` (no version ever wrote one); were one there, it is not silently lost.
+    state = V.person_state_v1(PersonState())
+    assert state[-1] is None and V.person_state_from_builtins(state) == PersonState()
+    state[-1] = ["account", "demo-pay\x00a", b"{}"]
+    with pytest.raises(V.VersionError, match="pending"):
+        V.person_state_from_builtins(state)
