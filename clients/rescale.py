@@ -45,6 +45,7 @@ from schemas import topics
 from schemas.topics import changelog_topic
 from streams.audit.rescale import (
     TABLES,
+    JournalAt,
     RescaleError,
     input_moves,
     journal_at,
@@ -174,6 +175,7 @@ class Rescaler:
         self.client_kwargs = client_kwargs
         self.admin: Any = None
         self.summary = Summary(to_partitions=to_partitions)
+        self._journal_plan: JournalAt | None = None
 
     # --- the steps -----------------------------------------------------------------------------
 
@@ -308,7 +310,7 @@ class Rescaler:
         d["committed"] = committed
         d["configs"] = configs
         d["replicas"] = replicas
-        d["journal"] = {p: [(r.key, r.value) for r in recs] for p, recs in
+        d["journal"] = {p: [(r.offset, r.key, r.value) for r in recs] for p, recs in
                         _by_partition(journal.records.get(topics.JOURNAL, [])).items()}
         d["claims"] = [(r.key, r.value) for r in claims.records.get(topics.CLAIMS, [])]
         d["tables"] = {t: latest_values((r.key, r.value) for r in
@@ -385,8 +387,8 @@ class Rescaler:
 
     async def _rebuild(self, state: State, topic: str) -> None:
         d = state.data
+        at = self._journal_at(d)
         if topic == topics.JOURNAL:
-            at = journal_at(d["journal"], d["committed"].get(topics.JOURNAL, {}), self.m)
             d["journal_folded"] = at.folded
             records = at.partitions
         elif topic == topics.CLAIMS:
@@ -398,7 +400,7 @@ class Rescaler:
                 records[q].append((key, value))
         else:
             table = next(t for t in TABLES if changelog_topic(self.app_id, t) == topic)
-            records = table_at(table, d["tables"][table], self.m)
+            records = table_at(table, d["tables"][table], self.m, n=d["from"], moved=at.moved)
         total = sum(len(r) for r in records)
         self.say(f"rebuild {topic}: delete, create with {self.m} partitions, write {total:,} "
                  "records")
@@ -412,6 +414,14 @@ class Rescaler:
         self.summary.rebuilt[topic] = total
         state.mark(f"rebuild:{topic}")
 
+    def _journal_at(self, d: dict[str, Any]) -> JournalAt:
+        """The rebuilt journal, from the snapshot (the same on every run: it is deterministic)."""
+        if self._journal_plan is None:
+            self._journal_plan = journal_at(
+                {int(p): [tuple(r) for r in recs] for p, recs in d["journal"].items()},
+                d["committed"].get(topics.JOURNAL, {}), self.m)
+        return self._journal_plan
+
     async def _offsets(self, state: State) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
         from aiokafka.structs import OffsetAndMetadata
@@ -421,7 +431,7 @@ class Rescaler:
         for t in topics.INPUT_TOPICS:
             for p in range(self.m):
                 offsets[TopicPartition(t, p)] = int(d["inputs_base"].get(t, {}).get(p, 0))
-        for q, n in enumerate(d["journal_folded"]):
+        for q, n in enumerate(self._journal_at(d).folded):
             offsets[TopicPartition(topics.JOURNAL, q)] = int(n)
         for q in range(self.m):
             offsets[TopicPartition(topics.CLAIMS, q)] = 0

@@ -14,7 +14,8 @@ function of records read; nothing is decided again:
   the live worker writes that key to at M: a person's rows on the person's partition, a claims
   row on its claim key's partition (`streams.core.claims.claim_of_row`). The values are copied,
   not refolded: the live tables are the truth the workers restore (replay checks them against
-  the journal, before and after).
+  the journal, before and after). The journal offsets the rows remember (the ledger record's
+  memory of its entries, a timeline head's `upto`) move with the entries they name.
 - Claims: the requests the claims agent had not answered yet (after the committed offset), on
   their key's partition at M.
 - Inputs: the records after the group's committed offset that are not in the journal yet (a
@@ -40,7 +41,9 @@ import msgspec
 from schemas.journal import JOURNAL_DECODER, EventEntry
 from schemas.topics import partition_for_key
 from streams.core.claims import claim_of_row
-from streams.core.timeline import person_of_row
+from streams.core.ledger import RECORD_ENCODER, UNKNOWN_AT, with_journal_offsets
+from streams.core.timeline import person_of_row, with_upto
+from streams.core.versions import VersionError, decode_ledger_record
 
 #: The tables of the app (agents/app.py) and how a row's key maps to the key that routes it.
 TABLES: tuple[str, ...] = ("persons", "claims", "timeline")
@@ -75,51 +78,92 @@ def latest_values(records: Iterable[Record]) -> dict[bytes, bytes]:
     return out
 
 
-def table_at(table: str, latest: Mapping[bytes, bytes], m: int) -> list[list[Record]]:
-    """A table's rows on their partitions at m, in a deterministic order (by key)."""
+def table_at(table: str, latest: Mapping[bytes, bytes], m: int, *, n: int = 0,
+             moved: Mapping[tuple[int, int], int] | None = None) -> list[list[Record]]:
+    """A table's rows on their partitions at m, in a deterministic order (by key).
+
+    With `moved` (`JournalAt.moved`, the journal of n partitions rebuilt), the journal offsets a
+    row remembers are moved with the entries: the ledger record's memory of its entries' offsets
+    and a timeline head's `upto`, both compared with the journal's offsets by the live worker.
+    """
     out: list[list[Record]] = [[] for _ in range(m)]
     for key in sorted(latest):
-        out[partition_for_key(routing_key(table, key), m)].append((key, latest[key]))
+        value = latest[key]
+        if moved is not None and table in ("persons", "timeline") and b"\x00" not in key:
+            value = _with_moved_offsets(table, key, value, partition_for_key(key, n), moved)
+        out[partition_for_key(routing_key(table, key), m)].append((key, value))
     return out
+
+
+def _with_moved_offsets(table: str, key: bytes, value: bytes, p: int,
+                        moved: Mapping[tuple[int, int], int]) -> bytes:
+    def move(offset: int) -> int:
+        return moved.get((p, offset), UNKNOWN_AT)
+
+    if table == "timeline":
+        try:
+            return with_upto(value, move)
+        except msgspec.DecodeError:
+            return value  # not a head this version can read: copied as it is
+    try:
+        record = decode_ledger_record(value)
+    except VersionError:
+        return value  # copied as stored; the worker dead-letters the person's entries, as before
+    return RECORD_ENCODER.encode(with_journal_offsets(record, move))
+
+
+# A journal record as read: (offset, key, value).
+Stored = tuple[int, bytes | None, bytes | None]
 
 
 @dataclass
 class JournalAt:
-    """The journal at m partitions, and how many leading entries of each the ledger had folded."""
+    """The journal at m partitions; how many leading entries of each the ledger had folded; and
+    where each entry went: (old partition, old offset) -> new offset (on its person's partition)."""
 
     partitions: list[list[Record]]
     folded: list[int]
+    moved: dict[tuple[int, int], int]
 
 
-def journal_at(old: Mapping[int, list[Record]], committed: Mapping[int, int],
+def journal_at(old: Mapping[int, list[Stored]], committed: Mapping[int, int],
                m: int) -> JournalAt:
-    """`old[p]` holds partition p's records from offset 0 in order (a journal is never compacted
-    or truncated by the pipeline: `RescaleError` if `committed` says it was read further than it
-    holds)."""
-    done: list[list[Record]] = [[] for _ in range(m)]
-    todo: list[list[Record]] = [[] for _ in range(m)]
+    """`old[p]` holds partition p's records from its first offset, in order (the pipeline never
+    compacts or truncates the journal: `RescaleError` if it does not start at 0, or `committed`
+    lies beyond it)."""
+    done: list[list[tuple[int, int, Record]]] = [[] for _ in range(m)]
+    todo: list[list[tuple[int, int, Record]]] = [[] for _ in range(m)]
     for p in sorted(old):
         records = old[p]
         upto = committed.get(p, 0)
-        if upto > len(records):
+        first = records[0][0] if records else 0
+        end = records[-1][0] + 1 if records else 0
+        if first > 0 or upto > end:
             raise RescaleError(
-                f"journal partition {p} holds {len(records)} entries but the group committed "
-                f"offset {upto}: its start was deleted by retention; rescaling needs the whole "
-                "journal (set retention.ms=-1 on it, as docs/OPERATIONS.md says)")
-        for i, (key, value) in enumerate(records):
+                f"journal partition {p} starts at offset {first} and ends at {end}, the group "
+                f"committed {upto}: its start was deleted by retention; rescaling needs the whole "
+                "journal (keep it forever: retention.ms=-1)")
+        for offset, key, value in records:
             if key is None:
-                raise RescaleError(f"journal partition {p} offset {i} has no key: only mynapoint "
-                                   "workers may write to the journal")
+                raise RescaleError(f"journal partition {p} offset {offset} has no key: only "
+                                   "mynapoint workers may write to the journal")
             q = partition_for_key(key, m)
-            (done if i < upto else todo)[q].append((key, value))
-    return JournalAt([d + t for d, t in zip(done, todo, strict=True)], [len(d) for d in done])
+            (done if offset < upto else todo)[q].append((p, offset, (key, value)))
+    moved: dict[tuple[int, int], int] = {}
+    partitions: list[list[Record]] = []
+    for q in range(m):
+        rows = done[q] + todo[q]
+        for j, (p, offset, _) in enumerate(rows):
+            moved[(p, offset)] = j
+        partitions.append([r for _, _, r in rows])
+    return JournalAt(partitions, [len(d) for d in done], moved)
 
 
-def journaled_sources(old: Mapping[int, list[Record]]) -> set[tuple[str, int, int]]:
+def journaled_sources(old: Mapping[int, list[Stored]]) -> set[tuple[str, int, int]]:
     """The input records (topic, partition, offset) the journal holds."""
     out: set[tuple[str, int, int]] = set()
     for records in old.values():
-        for _key, value in records:
+        for _offset, _key, value in records:
             if value is None:
                 continue
             try:

@@ -37,25 +37,27 @@ def test_journal_keeps_each_persons_order_and_counts_what_was_folded() -> None:
     for _round in range(6):
         for person in PEOPLE:
             p = partition_for_key(person, 4)
-            old[p].append((person, _event(person, PAYMENTS, p, len(old[p]))))
+            old[p].append((len(old[p]), person, _event(person, PAYMENTS, p, len(old[p]))))
     committed = {p: len(v) // 2 for p, v in old.items()}
     at = journal_at(old, committed, 8)
     assert sum(at.folded) == sum(committed.values())
     for q, records in enumerate(at.partitions):
         assert all(partition_for_key(k, 8) == q for k, _ in records)
         # Folded entries first: the first `folded[q]` are exactly the ones before the commits.
-        old_pos = {v: (p, i) for p, recs in old.items() for i, (_, v) in enumerate(recs)}
+        old_pos = {v: (p, o) for p, recs in old.items() for o, _, v in recs}
         flags = [old_pos[v][1] < committed[old_pos[v][0]] for _, v in records]
         assert flags == [True] * at.folded[q] + [False] * (len(records) - at.folded[q])
     for person in PEOPLE:
-        before = [v for recs in old.values() for k, v in recs if k == person]
+        before = [v for recs in old.values() for _, k, v in recs if k == person]
         after = [v for recs in at.partitions for k, v in recs if k == person]
         assert before == after
 
 
 def test_journal_whose_start_was_deleted_is_refused() -> None:
     with pytest.raises(RescaleError, match="retention"):
-        journal_at({0: [(b"P1", b"x")]}, {0: 5}, 8)
+        journal_at({0: [(0, b"P1", b"x")]}, {0: 5}, 8)
+    with pytest.raises(RescaleError, match="retention"):
+        journal_at({0: [(3, b"P1", b"x")]}, {0: 4}, 8)
 
 
 def test_table_rows_go_where_the_live_worker_writes_them() -> None:
@@ -72,8 +74,8 @@ def test_table_rows_go_where_the_live_worker_writes_them() -> None:
 
 
 def test_inputs_not_journaled_move_in_order_and_journaled_ones_stay() -> None:
-    journal = {0: [(PEOPLE[0], _event(PEOPLE[0], PAYMENTS, 1, 10)),
-                   (PEOPLE[0], JOURNAL_ENCODER.encode(AnswerEntry(
+    journal = {0: [(0, PEOPLE[0], _event(PEOPLE[0], PAYMENTS, 1, 10)),
+                   (1, PEOPLE[0], JOURNAL_ENCODER.encode(AnswerEntry(
                        claim_kind="account", claim_key="k", person_id="P0000000", event_id="e",
                        granted=True)))]}
     journaled = journaled_sources(journal)
@@ -108,3 +110,33 @@ def test_a_new_partition_fed_by_several_old_ones_gets_them_by_event_time() -> No
     for q in merged:
         days = [m.source[1] for m in moves[q]]  # the offset is the day here
         assert days == sorted(days)
+
+
+def test_offsets_remembered_by_the_tables_move_with_the_journal() -> None:
+    from streams.core.ledger import RECORD_ENCODER, LedgerRecord
+    from streams.core.timeline import Head, load_head
+    from streams.core.versions import decode_ledger_record
+
+    person = PEOPLE[5]
+    p = partition_for_key(person, 4)
+    others = [x for x in PEOPLE if partition_for_key(x, 4) == p and x != person][:3]
+    # Old partition p: offsets with a gap (a transaction marker at 4); the person at 2, 5, 7.
+    rows, offset = [], 0
+    for who in [others[0], others[1], person, others[2], None, person, others[0], person]:
+        if who is not None:
+            rows.append((offset, who, _event(who, PAYMENTS, p, offset)))
+        offset += 1
+    at = journal_at({p: rows}, {p: 6}, 8)
+    new = {o: at.moved[(p, o)] for o in (2, 5, 7)}
+    assert new[2] < new[5] < at.folded[partition_for_key(person, 8)] <= new[7]
+    record = LedgerRecord(recent=(("", b"", 2), ("e5", b"x", 5), ("e7", b"y", 7), ("old", b"z", -1)))
+    head = msgspec.msgpack.encode(Head(1, b"line\n", 5))
+    persons = table_at("persons", {person: RECORD_ENCODER.encode(record)}, 8, n=4, moved=at.moved)
+    timeline = table_at("timeline", {person: head, chunk_key(person, 0): b"sealed"}, 8, n=4,
+                        moved=at.moved)
+    q = partition_for_key(person, 8)
+    got = decode_ledger_record(persons[q][0][1])
+    assert [r[2] for r in got.recent] == [new[2], new[5], new[7], -1]
+    rows_q = dict(timeline[q])
+    assert load_head(rows_q[person]).upto == new[5]
+    assert rows_q[chunk_key(person, 0)] == b"sealed"
