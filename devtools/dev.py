@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from devtools.brokers import DEFAULT_ENGINE, ENGINES, BrokerError, make_broker
+from devtools.brokers.process import stop_process
 from devtools.progress import Progress
 from schemas import topics
 
@@ -98,13 +99,8 @@ async def _follow(bootstrap: str, expected: int, timeout: float,
 
 
 def _stop_worker(worker: subprocess.Popen[bytes] | None) -> None:
-    if worker is not None and worker.poll() is None:
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+    if worker is not None:
+        stop_process(worker)
 
 
 def _local_prometheus(args: argparse.Namespace, work: Path) -> Any:

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from clients.connect import free_port
+from devtools.brokers.process import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 OPS = ROOT / "ops"
@@ -103,13 +104,7 @@ class LocalPrometheus:
 
     def stop(self) -> None:
         if self.process is not None:
-            if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait(timeout=10)
+            stop_process(self.process)
             self.process = None
 
     def api(self, path: str, **params: str) -> Any:

@@ -140,7 +140,7 @@ class BrokerProcess:
                 )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                _stop_process(process, self.stop_timeout)
+                stop_process(process, self.stop_timeout)
                 raise BrokerError(
                     f"the broker did not answer Kafka requests on {bootstrap} within "
                     f"{self.startup_timeout:g} s{self._log_tail()}"
@@ -186,7 +186,7 @@ class BrokerProcess:
     def stop(self) -> None:
         process, self.process = self.process, None
         if process is not None:
-            _stop_process(process, self.stop_timeout)
+            stop_process(process, self.stop_timeout)
         if self._own_log is not None:
             self._own_log.close()
             self._own_log = None
@@ -230,7 +230,8 @@ def _parent_death_signal() -> Callable[[], None] | None:
     return hook
 
 
-def _stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within `timeout` seconds; waits."""
     if process.poll() is None:
         process.terminate()
         try:
