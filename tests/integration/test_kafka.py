@@ -32,7 +32,7 @@ from tests.integration.test_pipeline import (
     _by_kind,
     _kill_at_random_moments,
 )
-from tests.integration.workers import OUTCOME_TOPICS, WorkerProcess, distinct_by_id
+from tests.integration.workers import OUTCOME_TOPICS, WorkerProcess, distinct_by_id, worker_group
 
 pytestmark = pytest.mark.engines("kafka")
 
@@ -167,22 +167,13 @@ def test_recovery_after_the_changelogs_were_compacted(make_test_broker, tmp_path
 def test_failover_to_the_other_worker_with_a_standby(fresh_broker, tmp_path):
     lines = _sorted_history(1500, seed=51)
     expected, contended, wanted = _expect(lines)
-    workers = []
-    for i in range(2):
-        (tmp_path / f"logs-{i}").mkdir()
-        workers.append(WorkerProcess(fresh_broker, tmp_path / f"data-{i}", tmp_path / f"logs-{i}",
-                                     config=DEMO_CONFIG,
-                                     extra_args=["--standby-replicas", "1"]).start())
-    survivor, victim = workers
-    try:
+    with worker_group(fresh_broker, tmp_path, 2, config=DEMO_CONFIG,
+                      extra_args=["--standby-replicas", "1"]) as (survivor, victim):
         sent = _produce(fresh_broker.bootstrap, lines)
         Outcomes(fresh_broker.bootstrap).until_decisions(sent // 3, 600, survivor)
         victim.kill()  # SIGKILL, and it stays down
         published = Outcomes(fresh_broker.bootstrap).until_ids(wanted, 900, survivor)
         _assert_as_simulate(published, expected, contended)
-    finally:
-        for w in workers:
-            w.stop()
 
 
 def test_exactly_once_mode_under_sigkill_decides_as_simulate(fresh_broker, tmp_path):

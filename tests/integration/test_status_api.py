@@ -28,7 +28,7 @@ from streams.audit.simulate import run
 from streams.core.config import load_config
 from streams.core.timeline import CHUNK_LINES
 from tests.integration.conftest import consume_sync
-from tests.integration.workers import OUTCOME_TOPICS, WorkerProcess, partition_of
+from tests.integration.workers import OUTCOME_TOPICS, WorkerProcess, partition_of, worker_group
 from tests.schema_shapes import assert_fits
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,22 +105,9 @@ def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def two_workers(fresh_broker, tmp_path):
-    workers = []
-    for i in (1, 2):
-        logs = tmp_path / f"logs-{i}"
-        logs.mkdir()
-        workers.append(WorkerProcess(
-            fresh_broker, tmp_path / f"data-{i}", logs, partitions=PARTITIONS,
-            config=DEMO_CONFIG, app_id="mynapoint-status-it",
-            extra_args=["--status-token", TOKEN],
-        ))
-    try:
-        for w in workers:
-            w.start()
+    with worker_group(fresh_broker, tmp_path, 2, partitions=PARTITIONS, config=DEMO_CONFIG,
+                      app_id="mynapoint-status-it", extra_args=["--status-token", TOKEN]) as workers:
         yield workers
-    finally:
-        for w in workers:
-            w.stop()
 
 
 def test_status_api_answers_for_every_partition_from_both_workers(fresh_broker, two_workers):

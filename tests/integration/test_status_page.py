@@ -34,7 +34,7 @@ from tests.integration.test_status_api import (
     published_outcomes,
     wait_until,
 )
-from tests.integration.workers import WorkerProcess, partition_of
+from tests.integration.workers import partition_of, worker_group
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -68,22 +68,9 @@ def browser():
 
 @pytest.fixture
 def two_workers(fresh_broker, tmp_path):
-    workers = []
-    for i in (1, 2):
-        logs = tmp_path / f"logs-{i}"
-        logs.mkdir()
-        workers.append(WorkerProcess(
-            fresh_broker, tmp_path / f"data-{i}", logs, partitions=PARTITIONS,
-            config=DEMO_CONFIG, app_id="mynapoint-status-page-it",
-            extra_args=["--status-token", TOKEN],
-        ))
-    try:
-        for w in workers:
-            w.start()
+    with worker_group(fresh_broker, tmp_path, 2, partitions=PARTITIONS, config=DEMO_CONFIG,
+                      app_id="mynapoint-status-page-it", extra_args=["--status-token", TOKEN]) as workers:
         yield workers
-    finally:
-        for w in workers:
-            w.stop()
 
 
 def _decision(o: dict[str, Any]) -> Decision:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +91,25 @@ class WorkerProcess:
     def log_tail(self, n: int = 40) -> str:
         path = self.log_dir / f"worker-{self.starts}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+
+
+@contextlib.contextmanager
+def worker_group(broker: BrokerProcess, tmp_path: Path, count: int,
+                 **kwargs: Any) -> Iterator[list[WorkerProcess]]:
+    """`count` started workers of one consumer group, each with its own data and log folder
+    (`data-i`, `logs-i` under `tmp_path`); all stopped on the way out."""
+    workers = []
+    for i in range(1, count + 1):
+        logs = tmp_path / f"logs-{i}"
+        logs.mkdir()
+        workers.append(WorkerProcess(broker, tmp_path / f"data-{i}", logs, **kwargs))
+    try:
+        for w in workers:
+            w.start()
+        yield workers
+    finally:
+        for w in workers:
+            w.stop()
 
 
 def produce_raw(bootstrap: str, topic: str, values: list[bytes]) -> None:
