@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from schemas.settings import ENV
+from schemas.settings import ENV, from_env
 from streams.audit.export import ExportError, History, read_export
 from streams.core.config import ConfigError, RulesConfig, build_config, load_config
 
@@ -32,7 +32,7 @@ def _err(cmd: str, msg: str) -> int:
 
 
 def _config_path(args: argparse.Namespace) -> str | None:
-    return getattr(args, "config", None) or os.environ.get(ENV["config"].var) or None
+    return getattr(args, "config", None) or from_env("config")
 
 
 def _resolve_config(args: argparse.Namespace, history: History | None) -> tuple[RulesConfig, str]:
@@ -269,7 +269,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
         new = load_config(args.config)
     except ConfigError as exc:
         return _err("whatif", str(exc))
-    baseline_path = args.baseline or os.environ.get(ENV['config'].var) or None
+    baseline_path = args.baseline or from_env("config")
     try:
         source = _source_given(args, "file", "bootstrap", "events")
         if source == "events":
