@@ -16,7 +16,7 @@ from schemas import topics
 from schemas.codec import BAD_KEY, INTERNAL_ERROR, MISSING_VALUE, BadInput, decode_event
 from schemas.events import Event
 from schemas.journal import JOURNAL_ENCODER, EventEntry
-from streams.core.align import Aligner
+from streams.core.align import Aligner, InOrder
 
 #: How often held records are re-examined when no new record arrives (seconds).
 ALIGN_TICK = 0.1
@@ -61,8 +61,35 @@ def checked_record(key: bytes | None, value: bytes | None) -> Event:
 def register(app: Any, inputs: Any, out: Outputs, idle_wait: float) -> None:
     """Adds the intake agent, its idle-release timer and its revocation handler to `app`."""
     aligner = Aligner(topics.INPUT_TOPICS, idle_wait)
+    # Input records are acknowledged in offset order per partition, and only those read in the
+    # current assignment outside a rebalance (`acknowledge`).
+    in_order = InOrder()
+    deferred: list[Any] = []
     # One releaser at a time: the journal must receive released records in release order.
     releasing = asyncio.Lock()
+
+    def acknowledge(entry: list[Any]) -> None:
+        """Marks one input record finished (journaled or dead-lettered) and acknowledges, in
+        offset order, what that completes.
+
+        Faust commits the highest offset of the first run of consecutive acknowledged offsets,
+        and lets a run start one past its committed offset (or anywhere while nothing is
+        committed): one record acknowledged ahead of an earlier, still-held one would commit past
+        the held one, and a crash or a rebalance would lose it. During a rebalance Faust has
+        already forgotten the revoked partitions' bookkeeping, so an acknowledgement then would
+        seed the next assignment's with a stray offset: those wait, and are dropped if their
+        assignment ended (the new owner reads them again from the committed offset).
+        """
+        deferred.extend(in_order.done(entry))
+        if deferred and not app.rebalancing:
+            acknowledge_deferred()
+
+    def acknowledge_deferred() -> None:
+        generation = app.consumer_generation_id
+        for event in deferred:
+            if event.message.generation_id == generation:
+                event.ack()
+        deferred.clear()
 
     def has_more(topic: str, partition: int, next_offset: int) -> bool:
         # The high watermark of the consumer's last fetch (correct on Tansu too); None before any
@@ -78,33 +105,40 @@ def register(app: Any, inputs: Any, out: Outputs, idle_wait: float) -> None:
     async def release_aligned() -> None:
         async with releasing:
             for held in aligner.release(time.monotonic(), has_more):
-                event, key = held.item
-                entry = EventEntry(topic=held.topic, partition=held.partition,
-                                   offset=held.offset, value=event.value, late=held.late)
-                await out.send(topics.JOURNAL, key, JOURNAL_ENCODER.encode(entry))
+                event, key, entry = held.item
+                record = EventEntry(topic=held.topic, partition=held.partition,
+                                    offset=held.offset, value=event.value, late=held.late)
+                await out.send(topics.JOURNAL, key, JOURNAL_ENCODER.encode(record))
                 if held.late:
                     metrics.LATE.labels(held.topic).inc()
                 # Acknowledged only now: no input offset is committed past a record that has
                 # not reached the journal, so a crash loses nothing that was still held.
-                event.ack()
+                acknowledge(entry)
+            if deferred and not app.rebalancing:
+                acknowledge_deferred()
             metrics.HELD.set(aligner.held())
 
     @app.agent(inputs, name="intake")
     async def intake(stream: Any) -> None:
         async for event in stream.noack().events():
             msg = event.message
+            if msg.generation_id != app.consumer_generation_id:
+                # Read before the last rebalance: its partition was revoked (and read again from
+                # the committed offset by whoever owns it now).
+                continue
             metrics.EVENTS_IN.labels(msg.topic, "intake").inc()
+            entry = in_order.track(msg.topic, msg.partition, event)
             try:
                 ev = checked_record(event.key, event.value)
             except BadInput as exc:
                 await out.refuse(exc, msg, event.value)
-                event.ack()
+                acknowledge(entry)
                 aligner.passed(msg.topic, msg.partition, msg.offset, time.monotonic())
                 await release_aligned()
                 continue
             metrics.EVENTS_BY_TYPE.labels(msg.topic, type(ev).__struct_config__.tag).inc()
             aligner.add(msg.topic, msg.partition, msg.offset, ev.occurred_at.timestamp(),
-                        (event, event.key), time.monotonic())
+                        (event, event.key, entry), time.monotonic())
             await release_aligned()
 
     @app.timer(interval=ALIGN_TICK)
@@ -117,4 +151,6 @@ def register(app: Any, inputs: Any, out: Outputs, idle_wait: float) -> None:
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         # Held records of revoked partitions were never acknowledged: their new owner reads them.
-        aligner.drop({tp.partition for tp in revoked if tp.topic in topics.INPUT_TOPICS})
+        inputs_revoked = {tp for tp in revoked if tp.topic in topics.INPUT_TOPICS}
+        aligner.drop({tp.partition for tp in inputs_revoked})
+        in_order.drop({(tp.topic, tp.partition) for tp in inputs_revoked})

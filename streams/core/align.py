@@ -153,3 +153,49 @@ class Aligner:
                 continue
             return False
         return True
+
+
+class InOrder:
+    """Completions of records, handed back per source in offset order.
+
+    A consumer group commits one offset per source: everything before it counts as done. So a
+    record may be acknowledged only once every earlier record of its source is done too. Records
+    finish out of offset order here: a bad record becomes a dead letter at once while earlier
+    records of its partition are still held for alignment. `track` each record as it is read (in
+    offset order per source); `done` marks one finished and returns the records, in offset order,
+    that may now be acknowledged (the finished prefix of its source). `drop` forgets sources this
+    worker no longer owns: their entries, finished or not, are never returned (the new owner reads
+    them again from the committed offset).
+    """
+
+    __slots__ = ("_sources",)
+
+    def __init__(self) -> None:
+        self._sources: dict[tuple[str, int], deque[list[Any]]] = {}
+
+    def track(self, topic: str, partition: int, item: Any) -> list[Any]:
+        """Registers the next record of (topic, partition); returns its handle for `done`."""
+        entry = [item, False, (topic, partition)]
+        queue = self._sources.get((topic, partition))
+        if queue is None:
+            queue = self._sources[(topic, partition)] = deque()
+        queue.append(entry)
+        return entry
+
+    def done(self, entry: list[Any]) -> list[Any]:
+        """Marks `entry` finished; returns the items now finished from the head of its source."""
+        entry[1] = True
+        queue = self._sources.get(entry[2])
+        if not queue or not queue[0][1]:
+            return []
+        out = []
+        while queue and queue[0][1]:
+            out.append(queue.popleft()[0])
+        return out
+
+    def pending(self) -> int:
+        return sum(len(q) for q in self._sources.values())
+
+    def drop(self, topic_partitions: set[tuple[str, int]]) -> None:
+        for tp in topic_partitions:
+            self._sources.pop(tp, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.core.align import Aligner
+from streams.core.align import Aligner, InOrder
 
 TOPICS = ("cards", "certificates", "reservations", "registrations", "links", "payments")
 IDLE = 2.0
@@ -142,3 +142,39 @@ def test_a_dead_lettered_record_moves_its_source_on():
     aligner.passed("a", 0, 2, now=10 * IDLE)
     assert aligner.release(now=10 * IDLE, has_more=has_more) == []  # a just spoke
     assert [h.item for h in aligner.release(now=11 * IDLE, has_more=has_more)] == ["b0"]
+
+
+# InOrder: a consumer group commits one offset per source, so completions are handed back per
+# source in offset order only.
+
+
+def test_a_record_finished_early_waits_for_the_earlier_records_of_its_source():
+    gate = InOrder()
+    held = gate.track("t", 0, "offset 0")  # held for alignment
+    bad = gate.track("t", 0, "offset 1")  # a dead letter at once
+    other = gate.track("t", 1, "p1 offset 0")
+    assert gate.done(bad) == []
+    assert gate.done(other) == ["p1 offset 0"]
+    assert gate.done(held) == ["offset 0", "offset 1"]
+    assert gate.pending() == 0
+
+
+@given(st.permutations(range(12)))
+def test_completions_come_back_in_offset_order_whatever_order_they_finish(finish_order):
+    gate = InOrder()
+    entries = [gate.track("t", 0, i) for i in range(12)]
+    returned: list[int] = []
+    for i in finish_order:
+        returned += gate.done(entries[i])
+        # Never anything whose predecessor is unfinished: always a prefix of the offsets.
+        assert returned == list(range(len(returned)))
+    assert returned == list(range(12))
+
+
+def test_dropped_sources_return_nothing_even_when_read_again():
+    gate = InOrder()
+    stale = gate.track("t", 0, "old owner's 5")
+    gate.drop({("t", 0)})
+    fresh = gate.track("t", 0, "new read of 3")
+    assert gate.done(stale) == []
+    assert gate.done(fresh) == ["new read of 3"]

@@ -15,6 +15,7 @@ from schemas import topics
 from schemas.codec import EVENT_DECODER, OUTCOME_ENCODER
 from schemas.topics import TOPIC_BY_TYPE
 from streams.core.engine import Engine
+from tests.integration.conftest import consume_sync
 from tests.integration.test_pipeline import (
     CFG,
     DEMO_CONFIG,
@@ -25,7 +26,13 @@ from tests.integration.test_pipeline import (
     _kill_at_random_moments,
     _produce,
 )
-from tests.integration.workers import WorkerProcess, distinct_by_id, is_valid_line
+from tests.integration.workers import (
+    WorkerProcess,
+    card_on_2020_08_01,
+    distinct_by_id,
+    is_valid_line,
+    produce_raw,
+)
 
 IDLE = 4.0
 RANK = {t: i for i, t in enumerate(topics.INPUT_TOPICS)}
@@ -199,5 +206,32 @@ def test_kill_9_during_alignment_loses_and_doubles_nothing(fresh_broker, tmp_pat
         for person in expected:  # nothing lost, nothing decided twice, in time order
             if person not in contended:
                 assert _by_kind(got[person]) == _by_kind(expected[person]), person
+    finally:
+        worker.stop()
+
+
+def test_a_dead_letter_does_not_commit_past_a_record_still_held(fresh_broker, tmp_path):
+    # docs/ARCHITECTURE.md, "Three holes found on Apache Kafka": a bad record was acknowledged at
+    # once, ahead of an earlier record of its partition still held for alignment, and Faust
+    # committed past both; a stop then lost the held one for good.
+    person = "P-held"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    # The other input topics stay silent: the card waits for them for the whole idle wait.
+    worker = WorkerProcess(fresh_broker, tmp_path / "data", logs, config=DEMO_CONFIG,
+                           extra_args=["--idle-wait", "3600"]).start()
+    try:
+        bad = msgspec.json.encode({"person_id": person, "type": "card.issued"})
+        produce_raw(fresh_broker.bootstrap, topics.CARDS, [card_on_2020_08_01(person), bad])
+        dead = consume_sync(fresh_broker.bootstrap, [topics.DEADLETTER], timeout=300,
+                            until=lambda records: len(records) >= 1)
+        assert msgspec.json.decode(dead[0].value)["reason"] == "missing_field"
+        worker.stop()  # Faust commits what was acknowledged
+        assert consume_sync(fresh_broker.bootstrap, [topics.JOURNAL], timeout=60) == [], (
+            "the card should still have been held when the worker stopped")
+        worker.extra_args = ["--idle-wait", "0.5"]
+        worker.start()
+        published = Outcomes(fresh_broker.bootstrap).until_decisions(1, 300, worker)
+        assert [o["event_id"] for o in published if o["kind"] == "decision"] == [f"{person}-c"]
     finally:
         worker.stop()
