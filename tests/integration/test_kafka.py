@@ -160,10 +160,6 @@ def test_recovery_after_the_changelogs_were_compacted(make_test_broker, tmp_path
             worker.stop()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug, open: after the rebalance the survivor sometimes never decides some inputs whose "
-    "offsets were committed past them unjournaled (suspect: Faust's gap commits after a "
-    "suspended flow; docs/ARCHITECTURE.md, 'Two holes found on Apache Kafka')"))
 def test_failover_to_the_other_worker_with_a_standby(fresh_broker, tmp_path):
     lines = _sorted_history(1500, seed=51)
     expected, contended, wanted = _expect(lines)
