@@ -7,6 +7,7 @@ from typing import Any
 
 from agents import metrics
 from agents.outputs import Outputs
+from agents.tables import getter
 from schemas import topics
 from schemas.codec import DECODE_ERRORS, UNREADABLE_CLAIM, BadInput
 from schemas.journal import CLAIM_DECODER, JOURNAL_ENCODER, AnswerEntry, ClaimRequest
@@ -22,6 +23,7 @@ BUDGET_COUNT_KEY = b"count\x00" + BUDGET_KEY.encode()
 
 def register(app: Any, claims: Any, holders: Any, out: Outputs, rules: RulesConfig) -> None:
     """Adds the claims agent to `app`."""
+    read = getter(holders)
 
     @app.agent(claims, name="claims")
     async def claims_agent(stream: Any) -> None:
@@ -36,15 +38,15 @@ def register(app: Any, claims: Any, holders: Any, out: Outputs, rules: RulesConf
                 continue
             key = req.key.encode()
             if req.kind == "account":
-                current = holders.get(key)
+                current = read(key)
                 holder = current.decode() if current is not None else None
                 ans = claim_account(holder, req.person_id)
                 if ans.granted and current is None:
                     holders[key] = req.person_id.encode()
             else:
                 person_key = RESERVED_PREFIX + req.person_id.encode()
-                already = holders.get(person_key) is not None
-                count = int(holders.get(BUDGET_COUNT_KEY) or b"0")
+                already = read(person_key) is not None
+                count = int(read(BUDGET_COUNT_KEY) or b"0")
                 ans, new_count = claim_reservation(already, count, rules.reservation_budget)
                 if ans.granted and not already:
                     holders[person_key] = b"1"

@@ -10,6 +10,7 @@ from typing import Any
 from agents import metrics
 from agents.faust_private import committed_offset
 from agents.outputs import Outputs
+from agents.tables import getter
 from schemas import topics
 from schemas.codec import (
     DECODE_ERRORS,
@@ -88,6 +89,8 @@ def fold_stored(key: bytes | None, entry_value: bytes | None,
 def register(app: Any, journal: Any, persons: Any, timeline: Any, out: Outputs,
              rules: RulesConfig) -> None:
     """Adds the ledger agent to `app`."""
+    read_person = getter(persons)
+    read_timeline = getter(timeline)
 
     @app.agent(journal, name="ledger")
     async def ledger(stream: Any) -> None:
@@ -98,7 +101,7 @@ def register(app: Any, journal: Any, persons: Any, timeline: Any, out: Outputs,
             # Everything below the committed offset was sent (Faust flushes before committing).
             committed = committed_offset(app, msg.tp) or 0
             try:
-                record, folded = fold_stored(key, event.value, persons.get, rules,
+                record, folded = fold_stored(key, event.value, read_person, rules,
                                              at=msg.offset, committed=committed)
             except BadInput as exc:
                 # The raw value only when it is the record that cannot be read.
@@ -108,7 +111,7 @@ def register(app: Any, journal: Any, persons: Any, timeline: Any, out: Outputs,
             if folded.record is not record:
                 persons[key] = RECORD_ENCODER.encode(folded.record)
             if folded.outcomes:
-                for tkey, tvalue in timeline_writes(key, timeline.get(key),
+                for tkey, tvalue in timeline_writes(key, read_timeline(key),
                                                     remembered_lines(folded.record)):
                     timeline[tkey] = tvalue
             for req in folded.claims:
