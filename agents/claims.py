@@ -53,5 +53,6 @@ def register(app: Any, claims: Any, holders: Any, out: Outputs, rules: RulesConf
                     holders[BUDGET_COUNT_KEY] = str(new_count).encode()
             reply = AnswerEntry(claim_kind=req.kind, claim_key=req.key, person_id=req.person_id,
                                 event_id=req.event_id, granted=ans.granted, holder=ans.holder)
-            metrics.CLAIMS.labels(req.kind, "granted" if ans.granted else "refused").inc()
+            metrics.labelled(metrics.CLAIMS, req.kind,
+                             "granted" if ans.granted else "refused").inc()
             await out.send(topics.JOURNAL, req.person_id.encode(), JOURNAL_ENCODER.encode(reply))

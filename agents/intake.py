@@ -91,10 +91,16 @@ def register(app: Any, inputs: Any, out: Outputs, idle_wait: float) -> None:
                 event.ack()
         deferred.clear()
 
+    tps: dict[tuple[str, int], TP] = {}
+    # The last value given to the held-records gauge (set again only when it changes).
+    last_held = [-1]
+
     def has_more(topic: str, partition: int, next_offset: int) -> bool:
         # The high watermark of the consumer's last fetch (correct on Tansu too); None before any
         # fetch answered for this partition: then only silence counts.
-        tp = TP(topic, partition)
+        tp = tps.get((topic, partition))
+        if tp is None:
+            tp = tps[(topic, partition)] = TP(topic, partition)
         hw = app.consumer.highwater(tp)
         if hw is None:
             return False
@@ -110,13 +116,16 @@ def register(app: Any, inputs: Any, out: Outputs, idle_wait: float) -> None:
                                     offset=held.offset, value=event.value, late=held.late)
                 await out.send(topics.JOURNAL, key, JOURNAL_ENCODER.encode(record))
                 if held.late:
-                    metrics.LATE.labels(held.topic).inc()
+                    metrics.labelled(metrics.LATE, held.topic).inc()
                 # Acknowledged only now: no input offset is committed past a record that has
                 # not reached the journal, so a crash loses nothing that was still held.
                 acknowledge(entry)
             if deferred and not app.rebalancing:
                 acknowledge_deferred()
-            metrics.HELD.set(aligner.held())
+            held_now = aligner.held()
+            if held_now != last_held[0]:
+                metrics.HELD.set(held_now)
+                last_held[0] = held_now
 
     @app.agent(inputs, name="intake")
     async def intake(stream: Any) -> None:
@@ -126,7 +135,7 @@ def register(app: Any, inputs: Any, out: Outputs, idle_wait: float) -> None:
                 # Read before the last rebalance: its partition was revoked (and read again from
                 # the committed offset by whoever owns it now).
                 continue
-            metrics.EVENTS_IN.labels(msg.topic, "intake").inc()
+            metrics.labelled(metrics.EVENTS_IN, msg.topic, "intake").inc()
             entry = in_order.track(msg.topic, msg.partition, event)
             try:
                 ev = checked_record(event.key, event.value)
@@ -136,7 +145,8 @@ def register(app: Any, inputs: Any, out: Outputs, idle_wait: float) -> None:
                 aligner.passed(msg.topic, msg.partition, msg.offset, time.monotonic())
                 await release_aligned()
                 continue
-            metrics.EVENTS_BY_TYPE.labels(msg.topic, type(ev).__struct_config__.tag).inc()
+            metrics.labelled(metrics.EVENTS_BY_TYPE, msg.topic,
+                             type(ev).__struct_config__.tag).inc()
             aligner.add(msg.topic, msg.partition, msg.offset, ev.occurred_at.timestamp(),
                         (event, event.key, entry), time.monotonic())
             await release_aligned()

@@ -67,18 +67,36 @@ for _topic in topics.INPUT_TOPICS:
 ALERTS.labels(ALERT_ACCOUNT_SHARED)
 
 
+_CHILDREN: dict[tuple[Any, tuple[Any, ...]], Any] = {}
+
+
+def labelled(metric: Any, *values: Any) -> Any:
+    """`metric.labels(*values)`, looked up once per label set.
+
+    `labels()` validates and converts the values and takes the metric's lock on every call, a
+    few times per event on the hot path; the child it returns is the same object every time
+    (prometheus_client keeps it until `remove`/`clear`, which this worker never calls), so it is
+    kept here, keyed by the metric and the values, and incremented directly.
+    """
+    key = (metric, values)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = metric.labels(*values)
+    return child
+
+
 def count_outcome(o: Outcome) -> None:
     if type(o) is Decision:
-        DECISIONS.labels(o.type, o.reason or "accepted").inc()
+        labelled(DECISIONS, o.type, o.reason or "accepted").inc()
     elif type(o) is Grant:
         if o.points >= 0:
-            POINTS.labels(o.campaign).inc(o.points)
+            labelled(POINTS, o.campaign).inc(o.points)
         else:
-            POINTS_CLAWED_BACK.labels(o.campaign).inc(-o.points)
+            labelled(POINTS_CLAWED_BACK, o.campaign).inc(-o.points)
     elif type(o) is Alert:
-        ALERTS.labels(o.code).inc()
+        labelled(ALERTS, o.code).inc()
     elif type(o) is DeadLetter:
-        DEAD_LETTERS.labels(o.reason).inc()
+        labelled(DEAD_LETTERS, o.reason).inc()
 
 
 def observe_latency(started: float, record_timestamp: float | None) -> None:
