@@ -36,6 +36,11 @@ from streams.core.versions import VersionError, decode_journal_entry, decode_led
 _UNREADABLE = (VersionError, *DECODE_ERRORS)
 
 
+def _fields(key: bytes) -> dict[str, str]:
+    """What a dead letter of the person's entry says of them: the person id, masked."""
+    return {"person_id": mask_my_numbers(key.decode("utf-8", "replace"))}
+
+
 def fold_stored(key: bytes | None, entry_value: bytes | None,
                 read: Callable[[bytes], bytes | None],
                 rules: RulesConfig, at: int = UNKNOWN_AT,
@@ -62,7 +67,6 @@ def fold_stored(key: bytes | None, entry_value: bytes | None,
             f"to {topics.JOURNAL}: find the other producer, or upgrade this worker if a newer "
             "one wrote it",
         ) from None
-    fields = {"person_id": mask_my_numbers(key.decode("utf-8", "replace"))}
     record_value = read(key)
     try:
         record = decode_ledger_record(record_value) if record_value is not None else None
@@ -71,7 +75,7 @@ def fold_stored(key: bytes | None, entry_value: bytes | None,
             UNREADABLE_STATE,
             f"the person's stored record cannot be read ({exc}); if a newer worker wrote it, run "
             "that version; the person's journal entries are dead-lettered until then",
-            fields,
+            _fields(key),
         ) from None
     try:
         return record, fold(record, entry, rules, at=at, committed=committed)
@@ -82,7 +86,7 @@ def fold_stored(key: bytes | None, entry_value: bytes | None,
             INTERNAL_ERROR,
             f"deciding this journal entry failed ({type(exc).__name__}: {exc}); this is a bug: "
             "report it with this dead letter; the entry was not applied",
-            fields,
+            _fields(key),
         ) from exc
 
 

@@ -233,12 +233,16 @@ def mark_late(outcomes: list[Outcome]) -> list[Outcome]:
 
 
 def _decide(
-    person: PersonState | None, entry: EventEntry, encoded: bytes, cfg: RulesConfig
+    person: PersonState | None, entry: EventEntry, encoded: bytes | None, cfg: RulesConfig
 ) -> tuple[PersonState | None, list[Outcome], Waiting | None, Claim | None]:
+    """`encoded` is the entry as JOURNAL_ENCODER encodes it, or None to encode it here, only when
+    it is needed (a request that waits for a claim keeps it)."""
     ev = decode_event_fast(entry.value)
     step = apply(person, ev, cfg)
     if step.claim is not None:
         c = step.claim
+        if encoded is None:
+            encoded = JOURNAL_ENCODER.encode(entry)
         return person, [], Waiting(c.kind, c.key, c.event_id, entry.source_id, encoded), c
     outcomes = mark_late(step.outcomes) if entry.late else step.outcomes
     return step.state, outcomes, None, None
@@ -280,12 +284,12 @@ def _fold_event(rec: LedgerRecord, entry: EventEntry, cfg: RulesConfig, at: int,
     if rec.offsets.get(source, -1) >= entry.offset:
         return Folded(rec, _recalled(rec, entry.source_id), _ask_again(rec, entry), True)
     offsets = {**rec.offsets, source: entry.offset}
-    encoded = JOURNAL_ENCODER.encode(entry)
     if rec.waiting is not None:
+        encoded = JOURNAL_ENCODER.encode(entry)
         return Folded(
             msgspec.structs.replace(rec, offsets=offsets, queue=rec.queue + (encoded,)), [], []
         )
-    person, outcomes, waiting, claim = _decide(rec.person, entry, encoded, cfg)
+    person, outcomes, waiting, claim = _decide(rec.person, entry, None, cfg)
     recent, packed_for = _remember(rec, entry.source_id, outcomes, at, committed, cfg)
     new = LedgerRecord(LEDGER_VERSION, person, offsets, waiting, rec.queue, recent, packed_for)
     return Folded(new, outcomes, [_claim_request(claim)] if claim is not None else [])
