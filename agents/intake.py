@@ -4,6 +4,7 @@ event-time order (streams/core/align.py). Bad records become dead letters."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -16,7 +17,9 @@ from schemas import topics
 from schemas.codec import BAD_KEY, INTERNAL_ERROR, MISSING_VALUE, BadInput, decode_event
 from schemas.events import Event
 from schemas.journal import JOURNAL_ENCODER, EventEntry
-from streams.core.align import Aligner, InOrder
+from streams.core.align import SEEK, SKIP, Aligner, Continuity, InOrder
+
+log = logging.getLogger("mynapoint")
 
 #: How often held records are re-examined when no new record arrives (seconds).
 ALIGN_TICK = 0.1
@@ -65,6 +68,8 @@ def register(app: Any, inputs: Any, out: Outputs, idle_wait: float) -> None:
     # current assignment outside a rebalance (`acknowledge`).
     in_order = InOrder()
     deferred: list[Any] = []
+    # Records the consumer skipped are read again before anything after them is taken.
+    continuity = Continuity()
     # One releaser at a time: the journal must receive released records in release order.
     releasing = asyncio.Lock()
 
@@ -135,6 +140,18 @@ def register(app: Any, inputs: Any, out: Outputs, idle_wait: float) -> None:
                 # Read before the last rebalance: its partition was revoked (and read again from
                 # the committed offset by whoever owns it now).
                 continue
+            # A source starts at its committed offset; Faust does not know it before its seek
+            # after a rebalance (nor tell 0 from none): then at its first record.
+            start = committed_offset(app, msg.tp)
+            verdict, offset = continuity.check((msg.topic, msg.partition), msg.offset,
+                                               msg.offset if start is None else start)
+            if verdict is SKIP:
+                continue
+            if verdict is SEEK:
+                log.warning("%s/%s: the consumer skipped offsets %s to %s; reading them again",
+                            msg.topic, msg.partition, offset, msg.offset - 1)
+                await app.consumer.seek(msg.tp, offset)
+                continue
             metrics.labelled(metrics.EVENTS_IN, msg.topic, "intake").inc()
             entry = in_order.track(msg.topic, msg.partition, event)
             try:
@@ -164,3 +181,4 @@ def register(app: Any, inputs: Any, out: Outputs, idle_wait: float) -> None:
         inputs_revoked = {tp for tp in revoked if tp.topic in topics.INPUT_TOPICS}
         aligner.drop({tp.partition for tp in inputs_revoked})
         in_order.drop({(tp.topic, tp.partition) for tp in inputs_revoked})
+        continuity.drop({(tp.topic, tp.partition) for tp in inputs_revoked})

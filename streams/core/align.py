@@ -199,3 +199,62 @@ class InOrder:
     def drop(self, topic_partitions: set[tuple[str, int]]) -> None:
         for tp in topic_partitions:
             self._sources.pop(tp, None)
+
+
+#: What `Continuity.check` says to do with a record.
+TAKE, SKIP, SEEK = "take", "skip", "seek"
+
+
+class Continuity:
+    """Notices records of a source that never reached us, so they can be read again.
+
+    A consumer group commits one offset per source, and Faust lets a commit pass a single offset
+    nobody acknowledged (`Consumer._new_offset`). Faust can also skip records of a partition
+    without a word: right after a table recovery it seeks the partition back to its committed
+    offset while its fetch loop is still delivering an older batch, which moves the loop's read
+    offset past records it then drops as "already read". A record skipped like that would be
+    committed past and never decided. So intake checks that each source's offsets follow on:
+
+    - `TAKE` the record that comes next (the source's start is the committed offset);
+    - `SKIP` a record before that: delivered again, and already taken in this assignment;
+    - `SEEK` to the returned offset when a record comes after a hole: the records in the hole are
+      read again (the caller seeks the consumer there; this record comes again after them).
+      Records still queued from before the seek come after the one that found the hole and are
+      skipped. A hole still there after `retries` reads is real (transaction markers or
+      compaction leave offsets that are not records) and is taken as it is.
+    """
+
+    __slots__ = ("_next", "_pending", "retries")
+
+    def __init__(self, retries: int = 3) -> None:
+        self.retries = retries
+        self._next: dict[tuple[str, int], int] = {}
+        # source -> (the offset sought, the offset that found the hole, reads tried)
+        self._pending: dict[tuple[str, int], tuple[int, int, int]] = {}
+
+    def check(self, source: tuple[str, int], offset: int, start: int) -> tuple[str, int]:
+        """(`TAKE`, offset), (`SKIP`, offset) or (`SEEK`, the offset to read from)."""
+        expected = self._next.get(source, start)
+        if offset < expected:
+            return SKIP, offset
+        pending = self._pending.get(source)
+        if offset > expected:
+            if pending is not None and pending[0] == expected:
+                if offset > pending[1]:
+                    return SKIP, offset  # queued before the seek; read again after the hole
+                if pending[2] < self.retries:
+                    self._pending[source] = (expected, offset, pending[2] + 1)
+                    return SEEK, expected
+            else:
+                self._pending[source] = (expected, offset, 1)
+                return SEEK, expected
+        if pending is not None:
+            del self._pending[source]
+        self._next[source] = offset + 1
+        return TAKE, offset
+
+    def drop(self, sources: set[tuple[str, int]]) -> None:
+        """Forgets sources this worker no longer owns (their next owner starts afresh)."""
+        for source in sources:
+            self._next.pop(source, None)
+            self._pending.pop(source, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.core.align import Aligner, InOrder
+from streams.core.align import SEEK, SKIP, TAKE, Aligner, Continuity, InOrder
 
 TOPICS = ("cards", "certificates", "reservations", "registrations", "links", "payments")
 IDLE = 2.0
@@ -178,3 +178,49 @@ def test_dropped_sources_return_nothing_even_when_read_again():
     fresh = gate.track("t", 0, "new read of 3")
     assert gate.done(stale) == []
     assert gate.done(fresh) == ["new read of 3"]
+
+
+# Continuity: records of a source the consumer skipped are read again, never committed past.
+
+
+def _feed(gate: Continuity, offsets: list[int], start: int = 0) -> list[tuple[str, int]]:
+    return [gate.check(("t", 0), o, start) for o in offsets]
+
+
+def test_consecutive_records_are_taken():
+    assert _feed(Continuity(), [5, 6, 7], start=5) == [(TAKE, 5), (TAKE, 6), (TAKE, 7)]
+
+
+def test_a_hole_is_read_again_and_what_was_queued_before_the_seek_is_skipped():
+    # 0-2 taken; 3 and 4 never delivered (Faust dropped them); 5-6 were queued already.
+    # After the seek to 3 the consumer delivers 3, 4, 5, 6 again.
+    got = _feed(Continuity(), [0, 1, 2, 5, 6, 3, 4, 5, 6])
+    assert got == [(TAKE, 0), (TAKE, 1), (TAKE, 2), (SEEK, 3), (SKIP, 6),
+                   (TAKE, 3), (TAKE, 4), (TAKE, 5), (TAKE, 6)]
+
+
+def test_records_delivered_twice_are_taken_once():
+    assert _feed(Continuity(), [0, 1, 2, 1, 2, 3]) == [
+        (TAKE, 0), (TAKE, 1), (TAKE, 2), (SKIP, 1), (SKIP, 2), (TAKE, 3)]
+
+
+def test_a_hole_that_stays_after_the_retries_is_real():
+    # Offsets 2-3 are transaction markers: every read after the seek starts again at 4.
+    got = _feed(Continuity(retries=2), [0, 1, 4, 4, 4, 5])
+    assert got == [(TAKE, 0), (TAKE, 1), (SEEK, 2), (SEEK, 2), (TAKE, 4), (TAKE, 5)]
+
+
+def test_the_start_is_the_committed_offset_and_dropped_sources_start_afresh():
+    gate = Continuity()
+    assert gate.check(("t", 0), 12, 10) == (SEEK, 10)
+    gate.drop({("t", 0)})
+    assert gate.check(("t", 0), 12, 12) == (TAKE, 12)
+
+
+@given(st.lists(st.integers(0, 30), max_size=60))
+def test_what_is_taken_is_always_the_next_offset(deliveries):
+    # Whatever order a consumer delivers in, taken offsets follow on from the start with no hole
+    # (a real hole aside, after the retries).
+    gate = Continuity(retries=10**6)
+    taken = [o for o in deliveries if gate.check(("t", 0), o, 0) == (TAKE, o)]
+    assert taken == list(range(len(taken)))
