@@ -211,7 +211,7 @@ def test_kill_9_during_alignment_loses_and_doubles_nothing(fresh_broker, tmp_pat
 
 
 def test_a_dead_letter_does_not_commit_past_a_record_still_held(fresh_broker, tmp_path):
-    # docs/ARCHITECTURE.md, "Three holes found on Apache Kafka": a bad record was acknowledged at
+    # docs/ARCHITECTURE.md, "Holes found on Apache Kafka": a bad record was acknowledged at
     # once, ahead of an earlier record of its partition still held for alignment, and Faust
     # committed past both; a stop then lost the held one for good.
     person = "P-held"
