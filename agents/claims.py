@@ -11,14 +11,13 @@ from agents.tables import getter
 from schemas import topics
 from schemas.codec import DECODE_ERRORS, UNREADABLE_CLAIM, BadInput
 from schemas.journal import CLAIM_DECODER, JOURNAL_ENCODER, AnswerEntry, ClaimRequest
-from streams.core.claims import claim_account, claim_reservation
+from streams.core.claims import (
+    BUDGET_COUNT_KEY,
+    RESERVED_PREFIX,
+    claim_account,
+    claim_reservation,
+)
 from streams.core.config import RulesConfig
-from streams.core.rules import BUDGET_KEY
-
-# Keys of the `claims` table besides the payment accounts (account key -> holder's person_id):
-# one per person holding a reservation, and the count of reservations granted.
-RESERVED_PREFIX = b"reserved\x00"
-BUDGET_COUNT_KEY = b"count\x00" + BUDGET_KEY.encode()
 
 
 def register(app: Any, claims: Any, holders: Any, out: Outputs, rules: RulesConfig) -> None:

@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from schemas.settings import ENV, from_env
-from streams.audit.export import ExportError, History, read_export
+from streams.audit.export import (
+    ExportError,
+    History,
+    SubsetError,
+    journal_partitions_of,
+    keep_subset,
+    make_subset,
+    parse_partitions,
+    read_export,
+)
 from streams.core.config import ConfigError, RulesConfig, build_config, load_config
 
 
@@ -72,6 +81,16 @@ def _read_file_history(path: str) -> History:
         raise CommandError(str(exc)) from None
 
 
+def _partitions(args: argparse.Namespace) -> frozenset[int] | None:
+    spec = getattr(args, "partitions", None)
+    if spec is None:
+        return None
+    try:
+        return parse_partitions(spec)
+    except SubsetError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def _read_kafka_history(args: argparse.Namespace, *, journal: bool = True,
                         outcomes: bool = True, tables: bool = True) -> History:
     from clients.connect import run_blocking
@@ -82,7 +101,7 @@ def _read_kafka_history(args: argparse.Namespace, *, journal: bool = True,
     try:
         return run_blocking(read_history(
             bootstrap, app_id=getattr(args, "app_id", None), journal=journal, outcomes=outcomes,
-            tables=tables,
+            tables=tables, partitions=_partitions(args),
             timeout=args.timeout, **client_kwargs_from_env()))
     except HistoryError as exc:
         raise CommandError(str(exc)) from None
@@ -104,7 +123,14 @@ def _source_given(args: argparse.Namespace, *names: str) -> str:
 def _history(args: argparse.Namespace, *, outcomes: bool = True, tables: bool = True) -> History:
     source = _source_given(args, "file", "bootstrap")
     if source == "file":
-        return _read_file_history(args.file)
+        history = _read_file_history(args.file)
+        only = _partitions(args)
+        if only is None:
+            return history
+        try:
+            return keep_subset(history, make_subset(only, journal_partitions_of(history.header)))
+        except SubsetError as exc:
+            raise CommandError(str(exc)) from None
     return _read_kafka_history(args, outcomes=outcomes, tables=tables)
 
 
@@ -128,6 +154,8 @@ def _print_json(obj: Any) -> None:
 def cmd_replay(args: argparse.Namespace) -> int:
     from streams.audit.replay import replay_history
 
+    if getattr(args, "combine", None):
+        return _combine(args.combine)
     try:
         history = _history(args, tables=not args.no_tables)
         cfg, cfg_from = _resolve_config(args, history)
@@ -149,6 +177,29 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _combine(paths: list[str]) -> int:
+    from streams.audit.replay import combine_reports
+
+    reports = []
+    for path in paths:
+        try:
+            obj = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            return _err("replay", f"cannot read the report {path}: {exc}: give the output of "
+                        "`mynapoint replay --json --partitions ...`")
+        if not isinstance(obj, dict) or "journal_entries" not in obj:
+            return _err("replay", f"{path} is not a `mynapoint replay --json` report")
+        reports.append(obj)
+    combined = combine_reports(reports)
+    _print_json(combined)
+    part = combined["partitions"]
+    if not part["complete"]:
+        print(f"mynapoint replay: warning: the reports cover journal partitions {part['only']} of "
+              f"{part['of']} (overlapping: {part['overlapping']}): not the whole history once",
+              file=sys.stderr)
+    return 0 if combined["ok"] else 1
+
+
 # --- export --------------------------------------------------------------------------------------
 
 
@@ -163,6 +214,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         cfg, _ = _resolve_config(args, None)
         config_toml = Path(path).read_text(encoding="utf-8") if path else None
+        partitions = _partitions(args)
     except CommandError as exc:
         return _err("export", str(exc))
     target = Path(args.output)
@@ -171,7 +223,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         with open(tmp, "wb") as out:
             counts = run_blocking(export_history(
                 bootstrap, out, rules_version=cfg.version, config_toml=config_toml,
-                app_id=args.app_id, tables=not args.no_tables, timeout=args.timeout,
+                app_id=args.app_id, tables=not args.no_tables, partitions=partitions,
+                timeout=args.timeout,
                 **client_kwargs_from_env()))
         tmp.replace(target)
     except OSError as exc:

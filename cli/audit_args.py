@@ -33,6 +33,12 @@ def register(sub: Any, lazy: Lazy) -> None:
     _register_whatif(sub, lazy)
 
 
+_PARTITIONS_HELP = (
+    "only the people of these journal partitions, such as 0-3 or 0-3,8: run one replay per "
+    "subset on many machines at once and add the reports up (docs/AUDIT.md, \"Replay in "
+    "parallel\")")
+
+
 def _timeout(s: argparse.ArgumentParser) -> None:
     s.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
                    help="give up reading the topics after this long (default 300)")
@@ -61,6 +67,10 @@ def _register_replay(sub: Any, lazy: Lazy) -> None:
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.add_argument("--examples", type=int, default=3, metavar="N",
                    help="examples shown per kind of difference (default 3)")
+    s.add_argument("--partitions", metavar="LIST", help=_PARTITIONS_HELP)
+    src.add_argument("--combine", nargs="+", metavar="REPORT.json",
+                     help="add up the --json reports of replays of disjoint --partitions subsets "
+                     "into the report of the whole (prints JSON; exit 1 if any part differs)")
     _timeout(s)
     s.set_defaults(func=lazy("cli.audit", "cmd_replay"))
 
@@ -83,6 +93,7 @@ def _register_export(sub: Any, lazy: Lazy) -> None:
                    f"(default: ${ENV['config'].var}, else RULES.md's defaults)")
     s.add_argument("--app-id", help=_APP_ID_HELP)
     s.add_argument("--no-tables", action="store_true", help="leave out the persons table")
+    s.add_argument("--partitions", metavar="LIST", help=_PARTITIONS_HELP)
     _timeout(s)
     s.set_defaults(func=lazy("cli.audit", "cmd_export"))
 

@@ -21,6 +21,9 @@ def register(sub: Any, lazy: Lazy) -> None:
     from cli.audit_args import register as register_audit
 
     register_audit(sub, lazy)
+    from cli.rescale import register as register_rescale
+
+    register_rescale(sub, lazy)
     return None
 
 

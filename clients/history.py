@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -30,11 +30,15 @@ from schemas.topics import changelog_topic
 from streams.audit.export import (
     History,
     Published,
+    Subset,
+    SubsetError,
     add_journal_records,
     decode_outcome,
     end_line,
     header_line,
     journal_line,
+    keep_subset,
+    make_subset,
     outcome_line,
     set_table_raw,
     table_line,
@@ -85,6 +89,8 @@ class TopicDump:
     records: dict[str, list[Any]] = field(default_factory=dict)
     ends: dict[str, dict[int, int]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    # How many partitions each topic has (all of them, also those `only` left out).
+    partitions: dict[str, int] = field(default_factory=dict)
 
 
 async def read_topics(
@@ -92,11 +98,17 @@ async def read_topics(
     wanted: Sequence[str],
     *,
     optional: Sequence[str] = (),
+    only: Mapping[str, Collection[int]] | None = None,
+    start: Mapping[str, Mapping[int, int]] | None = None,
+    tail: int | None = None,
     timeout: float = 120.0,
     **client_kwargs: Any,
 ) -> TopicDump:
     """Every record of `wanted` (and of `optional`, when they exist) from the first offset to
-    the end each partition had when reading began. A missing `wanted` topic is a HistoryError."""
+    the end each partition had when reading began. A missing `wanted` topic is a HistoryError.
+    `only` maps a topic to the partitions to read of it (the others: all); `start` a topic's
+    partition to the offset to read it from (default: its first); `tail`: only the last `tail`
+    records of each partition."""
     from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import KafkaError
 
@@ -145,7 +157,9 @@ async def read_topics(
         for t in names:
             dump.records[t] = []
             parts = cluster.partitions_for_topic(t) or set()
-            tps.extend(TopicPartition(t, p) for p in sorted(parts))
+            dump.partitions[t] = len(parts)
+            keep = (only or {}).get(t)
+            tps.extend(TopicPartition(t, p) for p in sorted(parts) if keep is None or p in keep)
         if not tps:
             return dump
         ends = await asyncio.wait_for(corrected_end_offsets(consumer, tps), _left(deadline))
@@ -155,8 +169,11 @@ async def read_topics(
         consumer.assign(tps)
         remaining = set()
         for tp in tps:
-            if ends[tp] > begins[tp]:
-                consumer.seek(tp, begins[tp])
+            begin = max(begins[tp], (start or {}).get(tp.topic, {}).get(tp.partition, 0))
+            if tail is not None:
+                begin = max(begin, ends[tp] - tail)
+            if ends[tp] > begin:
+                consumer.seek(tp, begin)
                 remaining.add(tp)
             else:
                 consumer.pause(tp)
@@ -209,20 +226,40 @@ async def read_history(
     journal: bool = True,
     outcomes: bool = True,
     tables: bool = True,
+    partitions: frozenset[int] | None = None,
     timeout: float = 120.0,
     **client_kwargs: Any,
 ) -> History:
     """The recorded history on `bootstrap`, entries and records upgraded to current versions.
 
     `History.records` is None when tables were not asked for or the changelog does not exist.
+    `partitions`: only the people of these journal partitions (`streams.audit.export.Subset`):
+    the journal and the persons changelog are read for those partitions only, the output topics
+    whole, then kept by person.
     """
     app = app_id or default_app_id()
     changelog = changelog_topic(app)
     wanted = ([topics.JOURNAL] if journal else []) + (list(OUTCOME_TOPICS) if outcomes else [])
+    subset = await _subset(bootstrap, partitions, timeout, client_kwargs)
+    only = {topics.JOURNAL: subset.only, changelog: subset.only} if subset else None
     dump = await read_topics(bootstrap, wanted, optional=[changelog] if tables else [],
-                             timeout=timeout, **client_kwargs)
+                             only=only, timeout=timeout, **client_kwargs)
     with no_cyclic_gc():
-        return _history_of(dump, bootstrap, app, changelog, tables)
+        history = _history_of(dump, bootstrap, app, changelog, tables)
+        return keep_subset(history, subset) if subset else history
+
+
+async def _subset(bootstrap: str, partitions: frozenset[int] | None, timeout: float,
+                  client_kwargs: dict[str, Any]) -> Subset | None:
+    """The subset of `partitions` of the journal (its partition count read first), or None."""
+    if partitions is None:
+        return None
+    counted = await read_topics(bootstrap, [topics.JOURNAL], only={topics.JOURNAL: ()},
+                                timeout=timeout, **client_kwargs)
+    try:
+        return make_subset(partitions, counted.partitions.get(topics.JOURNAL, 0))
+    except SubsetError as exc:
+        raise HistoryError(str(exc)) from None
 
 
 def _history_of(dump: TopicDump, bootstrap: str, app: str, changelog: str,
@@ -243,6 +280,13 @@ def _history_of(dump: TopicDump, bootstrap: str, app: str, changelog: str,
     return history
 
 
+def _keyed_in(subset: Subset, key: bytes | None, partition: int) -> bool:
+    """An output record by its key (the person_id), as `Subset.has_outcome` keeps outcomes."""
+    if key:
+        return subset.has_person(key.decode("utf-8", "surrogateescape"))
+    return partition % subset.of in subset.only
+
+
 @dataclass
 class ExportCounts:
     journal: int = 0
@@ -260,23 +304,27 @@ async def export_history(
     config_toml: str | None,
     app_id: str | None = None,
     tables: bool = True,
+    partitions: frozenset[int] | None = None,
     timeout: float = 120.0,
     **client_kwargs: Any,
 ) -> ExportCounts:
     """Writes the export file (format: streams.audit.export, docs/AUDIT.md) of what is on `bootstrap`.
 
     Stored values are written as stored, in their own versions; the table is written as its
-    latest value per key.
+    latest value per key. `partitions`: only the people of these journal partitions (as
+    `read_history`); the header names them.
     """
     app = app_id or default_app_id()
     changelog = changelog_topic(app)
+    subset = await _subset(bootstrap, partitions, timeout, client_kwargs)
+    only = {topics.JOURNAL: subset.only, changelog: subset.only} if subset else None
     dump = await read_topics(bootstrap, [topics.JOURNAL, *OUTCOME_TOPICS],
-                             optional=[changelog] if tables else [], timeout=timeout,
+                             optional=[changelog] if tables else [], only=only, timeout=timeout,
                              **client_kwargs)
     with_tables = tables and changelog not in dump.missing
     counts = ExportCounts(tables=with_tables)
     out.write(header_line(rules_version=rules_version, config_toml=config_toml, app_id=app,
-                          source=bootstrap, ends=dump.ends, tables=with_tables))
+                          source=bootstrap, ends=dump.ends, tables=with_tables, subset=subset))
     for r in dump.records[topics.JOURNAL]:
         out.write(journal_line(r.partition, r.offset, r.key, r.value))
         counts.journal += 1
@@ -288,6 +336,8 @@ async def export_history(
                 counts.unreadable += 1
     for t in OUTCOME_TOPICS:
         for r in dump.records[t]:
+            if subset is not None and not _keyed_in(subset, r.key, r.partition):
+                continue
             out.write(outcome_line(t, r.partition, r.offset, r.key, r.value))
             counts.outcomes += 1
     if with_tables:

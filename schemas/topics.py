@@ -55,3 +55,43 @@ DEFAULT_PARTITIONS = 4
 def changelog_topic(app_id: str, table: str = "persons") -> str:
     """Faust names a table's changelog topic f"{app_id}-{table}-changelog"."""
     return f"{app_id}-{table}-changelog"
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 hash (the Java client's `Utils.murmur2`), unsigned, as aiokafka's."""
+    length = len(data)
+    seed = 0x9747B28C
+    m = 0x5BD1E995
+    r = 24
+    h = (seed ^ length) & 0xFFFFFFFF
+    n4 = length // 4
+    for i in range(n4):
+        i4 = i * 4
+        k = (data[i4] | (data[i4 + 1] << 8) | (data[i4 + 2] << 16) | (data[i4 + 3] << 24))
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    extra = length % 4
+    if extra >= 3:
+        h ^= data[n4 * 4 + 2] << 16
+    if extra >= 2:
+        h ^= data[n4 * 4 + 1] << 8
+    if extra >= 1:
+        h ^= data[n4 * 4]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h
+
+
+def partition_for_key(key: bytes, partitions: int) -> int:
+    """The partition of a keyed record: Kafka's default partitioner (Faust's and aiokafka's too).
+
+    Every topic of the pipeline is keyed by person_id except claims (the payment account or the
+    budget key), so a person's records, journal entries, outcomes and table rows all share the
+    partition `partition_for_key(person_id.encode(), n)` of an n-partition deployment.
+    """
+    return (murmur2(key) & 0x7FFFFFFF) % partitions

@@ -30,6 +30,7 @@ import msgspec
 
 from schemas.codec import EVENT_DECODER
 from schemas.journal import EventEntry, JournalEntry
+from schemas.topics import JOURNAL, partition_for_key
 from streams.audit.gcpause import no_cyclic_gc
 from streams.core.ledger import LedgerRecord
 from streams.core.timeutil import JST
@@ -101,6 +102,106 @@ def person_of(key: str | None, entry: JournalEntry) -> str:
     return entry.person_id  # type: ignore[union-attr]
 
 
+# --- a subset of the partitions (replay in parallel) ---------------------------------------------
+
+
+class SubsetError(ValueError):
+    """A --partitions value that cannot be used (the message says what to give)."""
+
+
+@dataclass(frozen=True)
+class Subset:
+    """Journal partitions `only` of a journal of `of` partitions: the people whose journal
+    partition (`schemas.topics.partition_for_key` of their id) is one of them.
+
+    Everything of a person (journal entries, table rows, outcomes) belongs to that person's
+    subset, whatever partition of an output topic it was published to (output topics keep the
+    partitions of before a rescale), so the subsets of a partition of 0..of-1 divide the history
+    between them: each person, entry, outcome and table row is in exactly one.
+    """
+
+    only: frozenset[int]
+    of: int
+
+    def has_person(self, person_id: str) -> bool:
+        return partition_for_key(person_id.encode("utf-8", "surrogateescape"), self.of) in self.only
+
+    def has_outcome(self, published: Published) -> bool:
+        """An outcome by its person; one without a person (an unreadable record, a dead letter
+        of a record without one) by the partition it was published to."""
+        o = published.outcome
+        person = o.get("person_id") if o is not None else None
+        if isinstance(person, str) and person:
+            return self.has_person(person)
+        return published.partition % self.of in self.only
+
+
+def parse_partitions(spec: str) -> frozenset[int]:
+    """"0-3", "5", "0-3,8,10-11" -> the partition numbers."""
+    out: set[int] = set()
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        try:
+            a = int(lo)
+            b = int(hi) if sep else a
+        except ValueError:
+            raise SubsetError(f"--partitions {spec!r}: give partition numbers and ranges, such as "
+                              "0-3 or 0-3,8,10-11") from None
+        if a < 0 or b < a:
+            raise SubsetError(f"--partitions {spec!r}: {part!r} is not a range of partitions "
+                              "(first-last, first <= last, from 0)")
+        out.update(range(a, b + 1))
+    if not out:
+        raise SubsetError("--partitions: give at least one partition, such as 0-3")
+    return frozenset(out)
+
+
+def make_subset(only: frozenset[int], journal_partitions: int) -> Subset:
+    if journal_partitions < 1:
+        raise SubsetError("the journal has no partitions: nothing to divide")
+    beyond = sorted(p for p in only if p >= journal_partitions)
+    if beyond:
+        raise SubsetError(f"--partitions: the journal has {journal_partitions} partitions "
+                          f"(0-{journal_partitions - 1}); {beyond} do not exist")
+    return Subset(only, journal_partitions)
+
+
+def journal_partitions_of(header: dict[str, Any]) -> int:
+    """How many partitions the journal had when the export was written (from its header)."""
+    sub = header.get("partitions")
+    if isinstance(sub, dict) and isinstance(sub.get("of"), int):
+        return int(sub["of"])
+    ends = header.get("ends")
+    journal = ends.get(JOURNAL) if isinstance(ends, dict) else None
+    return len(journal) if isinstance(journal, dict) else 0
+
+
+def keep_subset(history: History, subset: Subset) -> History:
+    """`history` cut down to `subset` (in place; returned). The journal is cut by partition, the
+    outcomes and the persons table by person (`Subset.has_outcome`)."""
+    history.journal = {p: v for p, v in history.journal.items() if p in subset.only}
+    history.outcomes = [o for o in history.outcomes if subset.has_outcome(o)]
+    if history.records is not None:
+        history.records = {k: v for k, v in history.records.items() if subset.has_person(k)}
+    history.unreadable = [u for u in history.unreadable if _unreadable_in(u[0], subset)]
+    history.header = {**history.header, "partitions": {"only": sorted(subset.only),
+                                                        "of": subset.of}}
+    return history
+
+
+def _unreadable_in(where: str, subset: Subset) -> bool:
+    """Unreadable journal records read from the topics ("journal P/O") by partition; the rest
+    (an export's line numbers, table keys) are reported by every subset."""
+    if where.startswith("journal ") and "/" in where:
+        head = where[len("journal "):].split("/", 1)[0]
+        if head.isdigit():
+            return int(head) in subset.only
+    return True
+
+
 def now_jst() -> str:
     return dt.datetime.now(JST).isoformat(timespec="seconds")
 
@@ -117,7 +218,11 @@ def header_line(
     ends: dict[str, dict[int, int]],
     tables: bool,
     exported_at: str | None = None,
+    subset: Subset | None = None,
 ) -> bytes:
+    extra: dict[str, Any] = {}
+    if subset is not None:
+        extra["partitions"] = {"only": sorted(subset.only), "of": subset.of}
     return _json_encode({
         "record": "header",
         "format": FORMAT,
@@ -129,6 +234,7 @@ def header_line(
         "source": source,
         "tables": [PERSONS_TABLE] if tables else [],
         "ends": {t: {str(p): e for p, e in sorted(parts.items())} for t, parts in ends.items()},
+        **extra,
     }) + b"\n"
 
 

@@ -154,6 +154,8 @@ class Report:
     dead_letters: int = 0
     published_rules_versions: dict[str, int] = field(default_factory=dict)
     tables_compared: int | None = None
+    # {"only": [...], "of": n}: the journal partitions replayed, when not all of them.
+    partitions: dict[str, Any] | None = None
     differences: Counter[str] = field(default_factory=Counter)
     examples: list[Difference] = field(default_factory=list)
     max_examples_per_kind: int = 3
@@ -187,6 +189,7 @@ class Report:
             },
             "published_rules_versions": dict(sorted(self.published_rules_versions.items())),
             "tables_compared": self.tables_compared,
+            "partitions": self.partitions,
             "differences": {k: self.differences[k] for k in KINDS if self.differences[k]},
             "total_differences": sum(self.differences.values()),
             "examples": [d.as_dict() for d in self.examples],
@@ -196,6 +199,9 @@ class Report:
         lines = [f"== Mynapoint replay (rules {self.rules_version}) =="]
         if self.source:
             lines.append(f"source: {self.source}")
+        if self.partitions:
+            lines.append(f"journal partitions: {_ranges(self.partitions.get('only') or [])} of "
+                         f"{self.partitions.get('of')} (the people of these partitions only)")
         lines += [
             f"people: {self.people:,}   journal entries: {self.journal_entries:,} "
             f"(events {self.events:,}, claim answers {self.answers:,}, "
@@ -239,6 +245,65 @@ class Report:
             if d.replayed is not None:
                 lines.append(f"      replayed:  {_short(d.replayed)}")
         return "\n".join(lines)
+
+
+def _ranges(parts: Iterable[int]) -> str:
+    """[0, 1, 2, 3, 8] -> "0-3,8"."""
+    ps = sorted(set(parts))
+    out: list[str] = []
+    i = 0
+    while i < len(ps):
+        j = i
+        while j + 1 < len(ps) and ps[j + 1] == ps[j] + 1:
+            j += 1
+        out.append(str(ps[i]) if i == j else f"{ps[i]}-{ps[j]}")
+        i = j + 1
+    return ",".join(out)
+
+
+_SUMMED = ("people", "journal_entries", "events", "claim_answers", "redelivered_entries",
+           "waiting_for_claims", "total_differences")
+
+
+def combine_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """The report of the whole history from the JSON reports (`Report.as_dict`) of replays of
+    disjoint subsets of its journal partitions (`replay --partitions`): counts add up, the
+    differences too, and it is ok only if every part is. A person, entry, outcome and table row
+    is in exactly one subset (`streams.audit.export.Subset`), so the sums are the whole's."""
+    if not reports:
+        raise ValueError("no reports to combine")
+    out: dict[str, Any] = {"ok": all(r.get("ok") for r in reports),
+                           "rules_version": reports[0].get("rules_version"),
+                           "source": reports[0].get("source")}
+    for k in _SUMMED:
+        out[k] = sum(int(r.get(k) or 0) for r in reports)
+    outcomes: Counter[str] = Counter()
+    versions: Counter[str] = Counter()
+    diffs: Counter[str] = Counter()
+    tables: int | None = None
+    seen: list[int] = []
+    of = set()
+    for r in reports:
+        outcomes.update({k: int(v) for k, v in (r.get("outcomes") or {}).items()})
+        versions.update(r.get("published_rules_versions") or {})
+        diffs.update(r.get("differences") or {})
+        if r.get("tables_compared") is not None:
+            tables = (tables or 0) + int(r["tables_compared"])
+        part = r.get("partitions")
+        if isinstance(part, dict):
+            seen.extend(part.get("only") or [])
+            of.add(part.get("of"))
+    out["outcomes"] = dict(outcomes)
+    out["published_rules_versions"] = dict(sorted(versions.items()))
+    out["tables_compared"] = tables
+    out["differences"] = {k: diffs[k] for k in KINDS if diffs[k]}
+    out["examples"] = [e for r in reports for e in r.get("examples") or []]
+    overlap = sorted(p for p, n in Counter(seen).items() if n > 1)
+    total = of.pop() if len(of) == 1 else None
+    out["partitions"] = {"only": sorted(set(seen)), "of": total, "overlapping": overlap,
+                         "complete": total is not None and not overlap
+                         and sorted(set(seen)) == list(range(total))}
+    return out
 
 
 def _short(value: Any, limit: int = 300) -> str:
@@ -465,6 +530,8 @@ def replay_history(history: History, cfg: RulesConfig, *, tables: bool = True,
         source=history.source,
         max_examples_per_kind=max_examples_per_kind,
     )
+    subset = history.header.get("partitions")
+    report.partitions = subset if isinstance(subset, dict) else None
     return replayed, report
 
 
@@ -538,10 +605,8 @@ def record_offline(lines: Iterable[bytes], cfg: RulesConfig, partitions: int = 4
     records forget what a crash can no longer lose. Without it, they keep the last
     `streams.core.ledger.RECENT` entries' outcomes.
 
-    Deterministic; partitions are chosen by CRC-32 of the person id (not Kafka's murmur2).
+    Deterministic; partitions are Kafka's (murmur2 of the person id), as on the topics.
     """
-    import zlib
-
     from schemas.codec import (
         DECODE_ERRORS,
         EVENT_DECODER,
@@ -603,7 +668,7 @@ def record_offline(lines: Iterable[bytes], cfg: RulesConfig, partitions: int = 4
             emit(topics.DEADLETTER, 0, None, OUTCOME_ENCODER.encode(dl))
             continue
         person = ev.person_id
-        partition = zlib.crc32(person.encode()) % partitions
+        partition = topics.partition_for_key(person.encode(), partitions)
         topic = topics.TOPIC_BY_TYPE[TYPE_NAMES[type(ev)]]
         o = next_offset[(topic, partition)]
         next_offset[(topic, partition)] = o + 1

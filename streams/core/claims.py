@@ -11,6 +11,22 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from streams.core.rules import BUDGET_KEY
+
+# The live `claims` table's keys (agents/claims.py): a payment account's key -> its holder's
+# person_id; one row per person holding a reservation; the count of reservations granted. All
+# rows are written while answering a claim, so they live on the partition of the claim's key:
+# the account's, or BUDGET_KEY's for the reservation rows (`claim_of_row`).
+RESERVED_PREFIX = b"reserved\x00"
+BUDGET_COUNT_KEY = b"count\x00" + BUDGET_KEY.encode()
+
+
+def claim_of_row(row_key: bytes) -> bytes:
+    """The claim key (the claims topic's record key) whose partition holds a `claims` table row."""
+    if row_key == BUDGET_COUNT_KEY or row_key.startswith(RESERVED_PREFIX):
+        return BUDGET_KEY.encode()
+    return row_key
+
 
 class Answer(NamedTuple):
     granted: bool

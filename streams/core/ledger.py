@@ -29,7 +29,7 @@ Pure like the rules: the live ledger agent, replay and the tests all call `fold`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import msgspec
@@ -330,3 +330,13 @@ def _fold_answer(rec: LedgerRecord, entry: AnswerEntry, cfg: RulesConfig, at: in
     recent, packed_for = _remember(rec, entry.source_id, outcomes, at, committed, cfg)
     new = LedgerRecord(LEDGER_VERSION, person, rec.offsets, waiting, queue, recent, packed_for)
     return Folded(new, outcomes, [_claim_request(c) for c in claims])
+
+
+def with_journal_offsets(record: LedgerRecord, move: Callable[[int], int]) -> LedgerRecord:
+    """The record with the journal offsets of its memory (`recent`'s third element) moved:
+    `mynapoint rescale` rewrites the journal at new offsets, each person's entries in their order,
+    so what is below the committed offset stays below it. UNKNOWN_AT stays unknown."""
+    if not any(at >= 0 for _, _, at in record.recent):
+        return record
+    return msgspec.structs.replace(record, recent=tuple(
+        (entry_id, packed, move(at) if at >= 0 else at) for entry_id, packed, at in record.recent))

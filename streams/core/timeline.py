@@ -69,6 +69,22 @@ def chunk_key(person_key: bytes, n: int) -> bytes:
     return person_key + b"\x00" + str(n).encode()
 
 
+def with_upto(head_value: bytes, move: Callable[[int], int]) -> bytes:
+    """A head with its journal offset `upto` moved (`mynapoint rescale` rewrites the journal at
+    new offsets); a head without one, or a chunk, is returned as it is."""
+    if head_value[:1] == b"{":
+        return head_value
+    head = _HEAD_DECODER.decode(head_value)
+    if head.upto < 0:
+        return head_value
+    return _HEAD_ENCODER.encode(Head(head.sealed, head.open, move(head.upto)))
+
+
+def person_of_row(row_key: bytes) -> bytes:
+    """The person key of a timeline row (a head or a chunk): its table partition is the person's."""
+    return row_key.split(b"\x00", 1)[0]
+
+
 #: The ledger's remembered entries, oldest first: (entry id, JSON lines) or (entry id, JSON lines,
 #: journal offset or -1), as `streams.core.ledger.remembered_lines` gives them.
 Recent = Sequence[tuple[Any, ...]]

@@ -1,0 +1,155 @@
+#!/usr/bin/env python
+"""How long `mynapoint rescale` takes, per million people, against reading the journal once in the
+same run.
+
+    .venv/bin/python bench/bench_rescale.py --people 20000                 # starts its own Kafka
+    .venv/bin/python bench/bench_rescale.py --people 20000 --bootstrap HOST:PORT  # an empty one
+
+A script, not a test: timings depend on the machine. Set-up (not measured): the history
+`devtools.demo.generate(people)` is decided offline by `streams.audit.replay.record_offline`
+(what the live pipeline does, in memory) at 4 partitions, and its journal and `persons` table are
+written to the topics, with the group's offsets committed at the journal's ends, as a stopped
+deployment leaves them; the timeline changelog gets one row per person holding all of the person's
+outcome lines (the live layout splits them in chunks: as many bytes, a few more keys); the claims
+changelog stays empty (one small row per account). Measured:
+
+- baseline: reading the whole journal once (`clients.history.read_topics`), what replay and the
+  rescale's snapshot both do;
+- rescale 4 -> 8: the whole command (`clients.rescale.Rescaler`), with the time of each step.
+
+Per million people is the measured time scaled linearly (every step is linear in the history).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from clients.admin import ALL_TOPICS, ensure_topics_async  # noqa: E402
+from clients.history import read_topics  # noqa: E402
+from clients.rescale import Rescaler  # noqa: E402
+from devtools.demo import generate  # noqa: E402
+from schemas import topics  # noqa: E402
+from schemas.topics import changelog_topic, partition_for_key  # noqa: E402
+from streams.audit.replay import record_offline  # noqa: E402
+from streams.core.config import load_config  # noqa: E402
+
+APP = "bench-rescale"
+CONFIG = str(ROOT / "streams" / "data" / "demo.toml")
+
+
+async def _setup(bootstrap: str, people: int) -> int:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    cfg = load_config(CONFIG)
+    rec = record_offline(list(generate(people=people, seed=5, bad_ratio=0.0)), cfg, partitions=4)
+    changelogs = [changelog_topic(APP, t) for t in ("persons", "claims", "timeline")]
+    await ensure_topics_async(bootstrap, 4, ALL_TOPICS)
+    await ensure_topics_async(bootstrap, 4, changelogs,
+                              configs={t: {"cleanup.policy": "compact"} for t in changelogs})
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1 << 20)
+    await producer.start()
+    ends: dict[int, int] = {}
+    try:
+        pending = []
+        for p, o, k, v in rec.journal:
+            pending.append(await producer.send(topics.JOURNAL, v, key=k, partition=p))
+            ends[p] = o + 1
+        for k, v in rec.table.items():
+            pending.append(await producer.send(changelogs[0], v, key=k,
+                                               partition=partition_for_key(k, 4)))
+        lines: dict[bytes, list[bytes]] = {}
+        for t, p, _o, k, v in rec.outputs:
+            pending.append(await producer.send(t, v, key=k, partition=p))
+            if k is not None:
+                lines.setdefault(k, []).append(v + b"\n")
+        for k, vs in lines.items():
+            pending.append(await producer.send(changelogs[2], b"".join(vs), key=k,
+                                               partition=partition_for_key(k, 4)))
+        await producer.flush()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=APP,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = {TopicPartition(topics.JOURNAL, p): OffsetAndMetadata(e, "") for p, e in ends.items()}
+        consumer.assign(list(tps))
+        await consumer.commit(tps)
+    finally:
+        await consumer.stop()
+    return len(rec.journal)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--people", type=int, default=20000)
+    ap.add_argument("--bootstrap", help="an empty Kafka (default: start one)")
+    ap.add_argument("--setup-only", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.setup_only:
+        print(asyncio.run(_setup(args.bootstrap, args.people)))
+        return 0
+    broker = None
+    if args.bootstrap:
+        bootstrap = args.bootstrap
+    else:
+        from devtools.brokers import make_broker
+
+        broker = make_broker("kafka", die_with_parent=True).start()
+        bootstrap = broker.bootstrap
+    try:
+        cfg = load_config(CONFIG)
+        import subprocess
+
+        # The set-up in another process: the peak memory printed is the rescale's alone.
+        entries = int(subprocess.run([sys.executable, __file__, "--setup-only", "--people",
+                                      str(args.people), "--bootstrap", bootstrap], check=True,
+                                     capture_output=True, text=True).stdout.split()[-1])
+        t0 = time.perf_counter()
+        asyncio.run(read_topics(bootstrap, [topics.JOURNAL], timeout=3600))
+        baseline = time.perf_counter() - t0
+        marks: list[tuple[float, str]] = []
+        print("each line: the time since the line before (the step it closes), then the line")
+
+        def say(line: str) -> None:
+            now = time.perf_counter()
+            took = f"{now - marks[-1][0]:6.2f} s" if marks else "  0.00 s"
+            marks.append((now, line))
+            print(f"  +{took}  {line}", flush=True)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            r = Rescaler(bootstrap, APP, 8, cfg.version, Path(tmp) / "state", say=say,
+                         timeout=3600)
+            t0 = time.perf_counter()
+            marks.append((t0, "start"))
+            summary = asyncio.run(r.run())
+            total = time.perf_counter() - t0
+            state_mib = (Path(tmp) / "state").stat().st_size / (1 << 20)
+        scale = 1_000_000 / args.people
+        print(f"people {args.people:,}, journal entries {entries:,}")
+        print(f"baseline, read the journal once: {baseline:.2f} s")
+        print(f"rescale 4 -> 8: {total:.2f} s = {total / baseline:.1f} x the baseline; "
+              f"per million people ~{total * scale / 60:.0f} min (linear)")
+        import resource
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"peak memory of the rescale: {rss:,.0f} MiB; state file {state_mib:,.0f} MiB")
+        print(summary.render())
+    finally:
+        if broker is not None:
+            broker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,577 @@
+"""`mynapoint rescale`, the Kafka side: bring every topic of an app from N to M partitions.
+
+The pure part (where each record goes) is `streams.audit.rescale`; docs/ARCHITECTURE.md
+"Rescaling" has the design, docs/RUNBOOK.md "Scaling" the procedure. Steps, in order, each
+recorded in the state file when done, so that a run after a crash finishes the job instead of
+doing any step twice:
+
+    check     no member in the app's consumer group; M > N; the rules the outcomes carry
+    snapshot  the group's committed offsets, the whole journal, the unanswered claims and the
+              three tables' changelogs (latest value per key) -> the state file (fsync'd)
+    grow      inputs and outputs to M partitions (CreatePartitions: records stay where they are)
+    inputs    input records after the committed offsets that are not journaled yet, re-sent
+              (keyed, with a header naming their source) to their partition at M; the ends the
+              old partitions had are recorded first, and a re-run skips the records whose source
+              header it finds already sent
+    rebuild   journal, claims and the changelogs: deleted, created with M partitions (same
+              topic configs), filled from the snapshot; one topic at a time, each refilled whole
+              when a run stopped in its middle
+    offsets   the group's committed offsets: old input partitions at the ends recorded by
+              `inputs` (the originals of moved records are never read), the journal at the
+              entries the ledger had folded, claims at 0
+
+The state file holds the only copy of the journal between its deletion and its refill: keep it
+until the command says it is done (it is not removed; a later run with it says so and stops).
+
+For the crash test only: MYNAPOINT_RESCALE_CRASH_AT=<step> (a step name above, or
+`rebuild:<topic>:half`) makes the process exit with status 70 right after that point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from clients.history import HistoryError, read_topics
+from schemas import topics
+from schemas.topics import changelog_topic
+from streams.audit.rescale import (
+    TABLES,
+    JournalAt,
+    RescaleError,
+    input_moves,
+    journal_at,
+    journaled_sources,
+    latest_values,
+    published_versions,
+    table_at,
+)
+
+STATE_VERSION = 1
+SOURCE_HEADER = "mynapoint-rescale-source"
+CRASH_ENV = "MYNAPOINT_RESCALE_CRASH_AT"
+STEPS = ("check", "snapshot", "grow", "inputs", "rebuild", "offsets")
+_DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs config_source: set on the topic itself
+_TOPIC_ALREADY_EXISTS = 36
+_UNKNOWN_TOPIC = 3
+
+
+class RescaleFailed(RuntimeError):
+    """The rescale stopped; the message says what to do."""
+
+
+def internal_topics(app_id: str) -> tuple[str, ...]:
+    """The topics rebuilt whole: the journal, claims, and the tables' changelogs."""
+    return (topics.JOURNAL, topics.CLAIMS, *(changelog_topic(app_id, t) for t in TABLES))
+
+
+def grown_topics() -> tuple[str, ...]:
+    """The topics grown in place: producers write the inputs, consumers read the outputs."""
+    return (*topics.INPUT_TOPICS, *topics.OUTPUT_TOPICS)
+
+
+@dataclass
+class Summary:
+    from_partitions: int = 0
+    to_partitions: int = 0
+    grown: list[str] = field(default_factory=list)
+    moved: int = 0
+    already_moved: int = 0
+    rebuilt: dict[str, int] = field(default_factory=dict)
+    committed: int = 0
+    resumed: bool = False
+    seconds: float = 0.0
+
+    def render(self) -> str:
+        lines = [f"rescaled from {self.from_partitions} to {self.to_partitions} partitions"
+                 + (" (finishing an earlier run)" if self.resumed else "") + f" in "
+                 f"{self.seconds:.1f} s:",
+                 f"  grown in place: {', '.join(self.grown) or 'none (already grown)'}",
+                 f"  input records not yet journaled, moved to their new partition: {self.moved:,}"
+                 + (f" (+{self.already_moved:,} moved by the earlier run)"
+                    if self.already_moved else "")]
+        for t, n in self.rebuilt.items():
+            lines.append(f"  rebuilt {t}: {n:,} records")
+        lines.append(f"  committed offsets set for the group: {self.committed:,} partitions")
+        lines.append(f"start the workers with --partitions {self.to_partitions} on fresh data "
+                     "directories")
+        return "\n".join(lines)
+
+
+class State:
+    """The state file: the plan, the steps done and the snapshot (msgpack, replaced atomically)."""
+
+    def __init__(self, path: Path, data: dict[str, Any]):
+        self.path = path
+        self.data = data
+
+    @classmethod
+    def load(cls, path: Path) -> State | None:
+        if not path.exists():
+            return None
+        try:
+            data = msgspec.msgpack.decode(path.read_bytes())
+        except (OSError, msgspec.DecodeError) as exc:
+            raise RescaleFailed(f"cannot read the state file {path} ({exc}): restore it from "
+                                "the run that wrote it") from None
+        if not isinstance(data, dict) or data.get("v") != STATE_VERSION:
+            raise RescaleFailed(f"{path} is not a state file of this version of rescale")
+        return cls(path, data)
+
+    def save(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(msgspec.msgpack.encode(self.data))
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self.path)
+        dirfd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+
+    def done(self, step: str) -> bool:
+        return step in self.data["done"]
+
+    def mark(self, step: str) -> None:
+        if step not in self.data["done"]:
+            self.data["done"].append(step)
+        self.save()
+        crash_point(step)
+
+
+def crash_point(name: str) -> None:
+    """Exits at `name` when MYNAPOINT_RESCALE_CRASH_AT says so (the crash test only)."""
+    if os.environ.get(CRASH_ENV) == name:
+        print(f"mynapoint rescale: stopping at {name} ({CRASH_ENV})", file=sys.stderr, flush=True)
+        os._exit(70)
+
+
+Say = Callable[[str], None]
+# A record to send: topic, partition, key, value, headers.
+Outgoing = tuple[str, int, bytes | None, bytes | None, list[tuple[str, bytes]]]
+
+
+class Rescaler:
+    def __init__(self, bootstrap: str, app_id: str, to_partitions: int, rules_version: str,
+                 state_path: Path, *, say: Say, timeout: float = 300.0,
+                 **client_kwargs: Any):
+        self.bootstrap = bootstrap
+        self.app_id = app_id
+        self.m = to_partitions
+        self.rules_version = rules_version
+        self.state_path = state_path
+        self.say = say
+        self.timeout = timeout
+        self.client_kwargs = client_kwargs
+        self.admin: Any = None
+        self.summary = Summary(to_partitions=to_partitions)
+        self._journal_plan: JournalAt | None = None
+
+    # --- the steps -----------------------------------------------------------------------------
+
+    async def run(self) -> Summary:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        started = time.monotonic()
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap,
+                                         request_timeout_ms=60_000, **self.client_kwargs)
+        from clients.connect import quiet_connect_errors
+
+        try:
+            with quiet_connect_errors():
+                await asyncio.wait_for(self.admin.start(), min(self.timeout, 60))
+        except Exception as exc:  # noqa: BLE001 - any failure to connect says the same
+            await self.admin.close()
+            raise RescaleFailed(f"cannot reach a Kafka broker at {self.bootstrap} "
+                                f"({exc or type(exc).__name__}): pass --bootstrap HOST:PORT "
+                                "or set MYNAPOINT_BOOTSTRAP") from None
+        try:
+            state = await self._check()
+            if not state.done("snapshot"):
+                await self._snapshot(state)
+            if not state.done("grow"):
+                await self._grow(state)
+            if not state.done("inputs"):
+                await self._inputs(state)
+            for t in internal_topics(self.app_id):
+                if not state.done(f"rebuild:{t}"):
+                    await self._rebuild(state, t)
+                else:
+                    self.summary.rebuilt[t] = int(state.data["rebuilt"].get(t, 0))
+            if not state.done("offsets"):
+                await self._offsets(state)
+        finally:
+            await self.admin.close()
+        self.summary.seconds = time.monotonic() - started
+        return self.summary
+
+    async def _check(self) -> State:
+        state = State.load(self.state_path)
+        await self._refuse_active_members()
+        counts = await self._partition_counts([topics.JOURNAL, *grown_topics()])
+        if topics.JOURNAL not in counts:
+            raise RescaleFailed(f"{topics.JOURNAL} does not exist on {self.bootstrap}: nothing "
+                                "to rescale (start the workers with --partitions M instead)")
+        if state is not None:
+            d = state.data
+            if d["app_id"] != self.app_id or d["to"] != self.m:
+                raise RescaleFailed(
+                    f"the state file {self.state_path} is of a rescale of app {d['app_id']!r} to "
+                    f"{d['to']} partitions: finish that one (same --app-id, --to-partitions "
+                    f"{d['to']}) or give another --state")
+            if d["rules_version"] != self.rules_version:
+                raise RescaleFailed(f"the state file was written under rules {d['rules_version']}"
+                                    f", --config gives {self.rules_version}: give the same "
+                                    "--config")
+            if state.done("offsets"):
+                raise RescaleFailed(f"this rescale to {self.m} partitions is already done "
+                                    f"({self.state_path}): start the workers with --partitions "
+                                    f"{self.m}")
+            self.summary.from_partitions = d["from"]
+            self.summary.resumed = True
+            self.say(f"finishing the rescale of {self.state_path} from {d['from']} to {self.m} "
+                     f"partitions (done: {', '.join(d['done']) or 'nothing'})")
+            return state
+        n = counts[topics.JOURNAL]
+        if self.m <= n:
+            raise RescaleFailed(f"the app has {n} partitions already: --to-partitions must be "
+                                f"larger than {n} (Kafka cannot take partitions away)")
+        odd = {t: c for t, c in counts.items() if c != n}
+        if odd:
+            raise RescaleFailed(f"topics with another partition count than the journal's {n}: "
+                                f"{odd}; bring them to {n} first (or finish the rescale that "
+                                "changed them, with its state file)")
+        await self._check_rules()
+        self.summary.from_partitions = n
+        state = State(self.state_path, {"v": STATE_VERSION, "app_id": self.app_id, "from": n,
+                                        "to": self.m, "rules_version": self.rules_version,
+                                        "done": [], "rebuilt": {}})
+        state.mark("check")
+        self.say(f"checked: no worker of {self.app_id!r} running, {n} -> {self.m} partitions, "
+                 f"rules {self.rules_version}")
+        return state
+
+    async def _refuse_active_members(self) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                described = await self.admin.describe_consumer_groups([self.app_id])
+                break
+            except Exception as exc:  # noqa: BLE001 - the coordinator may be loading: retried
+                if time.monotonic() > deadline:
+                    raise RescaleFailed(f"cannot describe the consumer group {self.app_id!r} "
+                                        f"({exc!r})") from None
+                await asyncio.sleep(0.5)
+        for response in described:
+            for group in response.groups:
+                error, _gid, state_name, _ptype, _proto, members = group[:6]
+                if members:
+                    hosts = sorted({str(m[2]) for m in members})
+                    raise RescaleFailed(
+                        f"{len(members)} worker(s) of app {self.app_id!r} are still running "
+                        f"(group state {state_name}, from {', '.join(hosts)}): stop every worker "
+                        "first, then run rescale again")
+
+    async def _check_rules(self) -> None:
+        """The rules the latest published outcomes were decided under must be --config's: the
+        rebuilt tables are the state under those rules."""
+        dump = await self._read([], optional=[topics.DECISIONS, topics.GRANTS], tail=20)
+        versions = published_versions(r.value for t in dump.records.values() for r in t)
+        other = {v: n for v, n in versions.items() if v != self.rules_version}
+        if other:
+            raise RescaleFailed(
+                f"the latest outcomes were decided under rules {sorted(other)}, --config gives "
+                f"{self.rules_version}: rescale with the configuration the workers ran with "
+                "(change rules after the rescale, as docs/OPERATIONS.md says)")
+
+    async def _snapshot(self, state: State) -> None:
+        self.say("snapshot: reading the committed offsets, the journal, the claims and the "
+                 "tables ...")
+        committed = await self._committed()
+        internal = internal_topics(self.app_id)
+        configs = await self._topic_configs(list(internal))
+        replicas = await self._replication(list(internal))
+        journal = await self._read([topics.JOURNAL])
+        claims = await self._read([topics.CLAIMS],
+                                  start={topics.CLAIMS: committed.get(topics.CLAIMS, {})})
+        changelogs = [changelog_topic(self.app_id, t) for t in TABLES]
+        tables_dump = await self._read([], optional=changelogs)
+        d = state.data
+        d["committed"] = committed
+        d["configs"] = configs
+        d["replicas"] = replicas
+        d["journal"] = {p: [(r.offset, r.key, r.value) for r in recs] for p, recs in
+                        _by_partition(journal.records.get(topics.JOURNAL, [])).items()}
+        d["claims"] = [(r.key, r.value) for r in claims.records.get(topics.CLAIMS, [])]
+        d["tables"] = {t: latest_values((r.key, r.value) for r in
+                                        tables_dump.records.get(changelog_topic(self.app_id, t),
+                                                                []))
+                       for t in TABLES}
+        n_journal = sum(len(v) for v in d["journal"].values())
+        self.say(f"snapshot: {n_journal:,} journal entries, {len(d['claims']):,} unanswered "
+                 "claims, table rows: " + ", ".join(f"{t} {len(v):,}" for t, v in
+                                                    d["tables"].items()))
+        state.mark("snapshot")
+
+    async def _grow(self, state: State) -> None:
+        from aiokafka.admin import NewPartitions
+
+        counts = await self._partition_counts(list(grown_topics()))
+        todo = {t: NewPartitions(self.m) for t in grown_topics() if counts.get(t, self.m) < self.m}
+        if todo:
+            self.say(f"grow: {len(todo)} topics to {self.m} partitions")
+            response = await self.admin.create_partitions(todo, timeout_ms=60_000)
+            for entry in response.topic_errors:
+                if entry[1] not in (0, 37):  # 37: INVALID_PARTITIONS (already there, a re-run)
+                    raise RescaleFailed(f"cannot add partitions to {entry[0]}: error {entry[1]} "
+                                        f"{entry[2] if len(entry) > 2 else ''}")
+            await self._wait_counts(list(todo), self.m)
+        self.summary.grown = sorted(todo)
+        state.mark("grow")
+
+    async def _inputs(self, state: State) -> None:
+        d = state.data
+        committed = d["committed"]
+        n = d["from"]
+        if "inputs_base" not in d:
+            # The ends of the old partitions, recorded before anything is re-sent: what lies
+            # before them and after the committed offsets is what moves.
+            dump = await self._read([], optional=list(topics.INPUT_TOPICS), only={
+                t: range(n) for t in topics.INPUT_TOPICS}, tail=0)
+            d["inputs_base"] = {t: {p: int(e) for p, e in dump.ends.get(t, {}).items()}
+                                for t in topics.INPUT_TOPICS}
+            state.save()
+        base = d["inputs_base"]
+        journaled = journaled_sources(d["journal"])
+        pending_dump = await self._read([], optional=list(topics.INPUT_TOPICS), only={
+            t: range(n) for t in topics.INPUT_TOPICS},
+            start={t: committed.get(t, {}) for t in topics.INPUT_TOPICS})
+        # Records re-sent by an earlier run: known by their source header, after the base.
+        after = await self._read([], optional=list(topics.INPUT_TOPICS), start=base)
+        sent_before = set()
+        for recs in after.records.values():
+            for r in recs:
+                for hk, hv in r.headers or ():
+                    if hk == SOURCE_HEADER:
+                        sent_before.add(hv.decode())
+        moves = []
+        for t in topics.INPUT_TOPICS:
+            pending: dict[int, list[Any]] = {}
+            for r in pending_dump.records.get(t, []):
+                if r.offset < base.get(t, {}).get(r.partition, 0):
+                    pending.setdefault(r.partition, []).append(
+                        (r.offset, r.key, r.value, list(r.headers or ())))
+            by_target = input_moves(t, pending, journaled, self.m)
+            for q in sorted(by_target):
+                moves.extend(by_target[q])
+        todo = [mv for mv in moves if mv.source_id not in sent_before]
+        self.summary.already_moved = len(moves) - len(todo)
+        self.say(f"inputs: {len(moves):,} records sent before the growth and not yet decided "
+                 f"move to their partition at {self.m}"
+                 + (f" ({len(moves) - len(todo):,} moved already)" if len(todo) < len(moves)
+                    else ""))
+        await self._send([(mv.topic, mv.to, mv.key, mv.value,
+                           [*mv.headers, (SOURCE_HEADER, mv.source_id.encode())]) for mv in todo])
+        self.summary.moved = len(todo)
+        state.mark("inputs")
+
+    async def _rebuild(self, state: State, topic: str) -> None:
+        d = state.data
+        at = self._journal_at(d)
+        if topic == topics.JOURNAL:
+            d["journal_folded"] = at.folded
+            records = at.partitions
+        elif topic == topics.CLAIMS:
+            from schemas.topics import partition_for_key
+
+            records = [[] for _ in range(self.m)]
+            for key, value in d["claims"]:
+                q = partition_for_key(key, self.m) if key is not None else 0
+                records[q].append((key, value))
+        else:
+            table = next(t for t in TABLES if changelog_topic(self.app_id, t) == topic)
+            records = table_at(table, d["tables"][table], self.m, n=d["from"], moved=at.moved)
+        total = sum(len(r) for r in records)
+        self.say(f"rebuild {topic}: delete, create with {self.m} partitions, write {total:,} "
+                 "records")
+        await self._recreate(topic, d["configs"].get(topic, {}), d["replicas"].get(topic, 1))
+        batch: list[Outgoing] = [(topic, q, k, v, []) for q, recs in enumerate(records) for k, v in recs]
+        half = len(batch) // 2
+        await self._send(batch[:half])
+        crash_point(f"rebuild:{topic}:half")
+        await self._send(batch[half:])
+        d["rebuilt"][topic] = total
+        self.summary.rebuilt[topic] = total
+        state.mark(f"rebuild:{topic}")
+
+    def _journal_at(self, d: dict[str, Any]) -> JournalAt:
+        """The rebuilt journal, from the snapshot (the same on every run: it is deterministic)."""
+        if self._journal_plan is None:
+            self._journal_plan = journal_at(
+                {int(p): [tuple(r) for r in recs] for p, recs in d["journal"].items()},
+                d["committed"].get(topics.JOURNAL, {}), self.m)
+        return self._journal_plan
+
+    async def _offsets(self, state: State) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka.structs import OffsetAndMetadata
+
+        d = state.data
+        offsets: dict[Any, Any] = {}
+        for t in topics.INPUT_TOPICS:
+            for p in range(self.m):
+                offsets[TopicPartition(t, p)] = int(d["inputs_base"].get(t, {}).get(p, 0))
+        for q, n in enumerate(self._journal_at(d).folded):
+            offsets[TopicPartition(topics.JOURNAL, q)] = int(n)
+        for q in range(self.m):
+            offsets[TopicPartition(topics.CLAIMS, q)] = 0
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.app_id,
+                                    enable_auto_commit=False, **self.client_kwargs)
+        await consumer.start()
+        try:
+            consumer.assign(list(offsets))
+            await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
+        finally:
+            await consumer.stop()
+        self.summary.committed = len(offsets)
+        self.say(f"offsets: committed for {len(offsets)} partitions of group {self.app_id!r}")
+        state.mark("offsets")
+
+    # --- Kafka helpers -------------------------------------------------------------------------
+
+    async def _read(self, wanted: list[str], **kwargs: Any) -> Any:
+        try:
+            return await read_topics(self.bootstrap, wanted, timeout=self.timeout,
+                                     **kwargs, **self.client_kwargs)
+        except HistoryError as exc:
+            raise RescaleFailed(str(exc)) from None
+
+    async def _partition_counts(self, names: list[str]) -> dict[str, int]:
+        described = await self.admin.describe_topics(names)
+        out = {}
+        for t in described:
+            if t.get("error_code", 0) == 0 and t.get("partitions"):
+                out[t["topic"]] = len(t["partitions"])
+        return out
+
+    async def _replication(self, names: list[str]) -> dict[str, int]:
+        described = await self.admin.describe_topics(names)
+        out = {}
+        for t in described:
+            parts = t.get("partitions") or []
+            if t.get("error_code", 0) == 0 and parts:
+                out[t["topic"]] = max(len(p.get("replicas") or [1]) for p in parts)
+        return out
+
+    async def _wait_counts(self, names: list[str], m: int) -> None:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            counts = await self._partition_counts(names)
+            if all(counts.get(t) == m for t in names):
+                return
+            if time.monotonic() > deadline:
+                raise RescaleFailed(f"{names} did not reach {m} partitions in {self.timeout:g} s")
+            await asyncio.sleep(0.2)
+
+    async def _committed(self) -> dict[str, dict[int, int]]:
+        offsets = await self.admin.list_consumer_group_offsets(self.app_id)
+        out: dict[str, dict[int, int]] = {}
+        for tp, meta in offsets.items():
+            if meta.offset >= 0:
+                out.setdefault(tp.topic, {})[tp.partition] = int(meta.offset)
+        return out
+
+    async def _topic_configs(self, names: list[str]) -> dict[str, dict[str, str]]:
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+        present = set(await self.admin.list_topics())
+        out: dict[str, dict[str, str]] = {}
+        for name in names:
+            if name not in present:
+                continue
+            responses = await self.admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name)])
+            for response in responses:
+                for res in response.resources:
+                    entries = res[4]
+                    out[name] = {e[0]: e[1] for e in entries
+                                 if len(e) > 3 and e[3] == _DYNAMIC_TOPIC_CONFIG
+                                 and e[1] is not None}
+        return out
+
+    async def _recreate(self, topic: str, configs: Mapping[str, str], replicas: int) -> None:
+        from aiokafka.admin import NewTopic
+
+        deadline = time.monotonic() + self.timeout
+        if topic in set(await self.admin.list_topics()):
+            await self.admin.delete_topics([topic], timeout_ms=60_000)
+        # Deletion is asynchronous: the topic is created again once it is gone.
+        while True:
+            if topic not in set(await self.admin.list_topics()):
+                response = await self.admin.create_topics(
+                    [NewTopic(topic, self.m, replicas, topic_configs=dict(configs))],
+                    timeout_ms=60_000)
+                code = response.topic_errors[0][1]
+                if code == 0:
+                    break
+                if code != _TOPIC_ALREADY_EXISTS:
+                    raise RescaleFailed(f"cannot create {topic}: error {code} "
+                                        f"{response.topic_errors[0][2]}")
+            if time.monotonic() > deadline:
+                raise RescaleFailed(f"{topic} was not deleted within {self.timeout:g} s: run "
+                                    "rescale again")
+            await asyncio.sleep(0.2)
+        await self._wait_counts([topic], self.m)
+
+    async def _send(self, records: list[Outgoing]) -> None:
+        if not records:
+            return
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+                                    enable_idempotence=True, linger_ms=5,
+                                    max_batch_size=1 << 20, **self.client_kwargs)
+        await producer.start()
+        try:
+            pending = []
+            for topic, partition, key, value, headers in records:
+                pending.append(await producer.send(topic, value=value, key=key,
+                                                   partition=partition, headers=headers or None))
+                if len(pending) >= 20_000:
+                    await asyncio.gather(*pending)
+                    pending.clear()
+            await producer.flush()
+            await asyncio.gather(*pending)
+        finally:
+            await producer.stop()
+
+
+def _by_partition(records: list[Any]) -> dict[int, list[Any]]:
+    out: dict[int, list[Any]] = {}
+    for r in records:
+        out.setdefault(r.partition, []).append(r)
+    return out
+
+
+def rescale(bootstrap: str, app_id: str, to_partitions: int, rules_version: str,
+            state_path: Path, *, say: Say, timeout: float = 300.0,
+            **client_kwargs: Any) -> Summary:
+    """Runs (or finishes) a rescale; raises RescaleFailed with what to do."""
+    from clients.connect import run_blocking
+
+    r = Rescaler(bootstrap, app_id, to_partitions, rules_version, state_path, say=say,
+                 timeout=timeout, **client_kwargs)
+    try:
+        return run_blocking(r.run())
+    except RescaleError as exc:
+        raise RescaleFailed(str(exc)) from None

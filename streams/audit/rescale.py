@@ -1,0 +1,262 @@
+"""Rescale, the pure part: what every topic of an app holds at M partitions, from what it holds at N.
+
+`mynapoint rescale` (clients/rescale.py does the Kafka I/O, docs/ARCHITECTURE.md "Rescaling")
+reads the app's topics with its workers stopped and rewrites them so that workers started with
+`--partitions M` go on as if the deployment had always had M partitions. Everything here is a
+function of records read; nothing is decided again:
+
+- Journal: every entry goes to its person's partition at M (`partition_for_key`), each person's
+  entries in their order. Per new partition, the entries the ledger had already folded (before
+  the group's committed offset of their old partition) come first, then those it had not: the
+  group's committed offset of the new partition is the count of the first, so the fresh ledger
+  folds exactly the ones the old one had not (or re-folds them as repeats, as after any crash).
+- Tables (persons, claims, timeline): each changelog's latest value per key, on the partition
+  the live worker writes that key to at M: a person's rows on the person's partition, a claims
+  row on its claim key's partition (`streams.core.claims.claim_of_row`). The values are copied,
+  not refolded: the live tables are the truth the workers restore (replay checks them against
+  the journal, before and after). The journal offsets the rows remember (the ledger record's
+  memory of its entries, a timeline head's `upto`) move with the entries they name.
+- Claims: the requests the claims agent had not answered yet (after the committed offset), on
+  their key's partition at M.
+- Inputs: the records after the group's committed offset that are not in the journal yet (a
+  record intake journaled but had not acknowledged is known by its source in the journal, and is
+  not moved: it is decided already) move to their key's partition at M, each old partition's in
+  offset order; new partitions fed by several old ones get them merged by event time, so the
+  aligner releases them in the documented event-time order.
+
+The redelivery memory needs no change: it is per source partition ("topic/partition" -> last
+offset) and partitions only grow, so every offset a record gets after the growth is new to it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from schemas.journal import JOURNAL_DECODER, EventEntry
+from schemas.topics import partition_for_key
+from streams.core.claims import claim_of_row
+from streams.core.ledger import RECORD_ENCODER, UNKNOWN_AT, with_journal_offsets
+from streams.core.timeline import person_of_row, with_upto
+from streams.core.versions import VersionError, decode_ledger_record
+
+#: The tables of the app (agents/app.py) and how a row's key maps to the key that routes it.
+TABLES: tuple[str, ...] = ("persons", "claims", "timeline")
+
+# One stored record: (key, value). A partition's records are a list in offset order.
+Record = tuple[bytes | None, bytes | None]
+
+
+class RescaleError(ValueError):
+    """The topics cannot be rescaled as they are (the message says what to do)."""
+
+
+def routing_key(table: str, row_key: bytes) -> bytes:
+    """The key whose partition holds a table row: the person's, or the claim key's."""
+    if table == "claims":
+        return claim_of_row(row_key)
+    if table == "timeline":
+        return person_of_row(row_key)
+    return row_key
+
+
+def latest_values(records: Iterable[Record]) -> dict[bytes, bytes]:
+    """A changelog's latest value per key, as compaction keeps it (a None value deletes)."""
+    out: dict[bytes, bytes] = {}
+    for key, value in records:
+        if key is None:
+            continue
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
+
+
+def table_at(table: str, latest: Mapping[bytes, bytes], m: int, *, n: int = 0,
+             moved: Mapping[tuple[int, int], int] | None = None) -> list[list[Record]]:
+    """A table's rows on their partitions at m, in a deterministic order (by key).
+
+    With `moved` (`JournalAt.moved`, the journal of n partitions rebuilt), the journal offsets a
+    row remembers are moved with the entries: the ledger record's memory of its entries' offsets
+    and a timeline head's `upto`, both compared with the journal's offsets by the live worker.
+    """
+    out: list[list[Record]] = [[] for _ in range(m)]
+    for key in sorted(latest):
+        value = latest[key]
+        if moved is not None and table in ("persons", "timeline") and b"\x00" not in key:
+            value = _with_moved_offsets(table, key, value, partition_for_key(key, n), moved)
+        out[partition_for_key(routing_key(table, key), m)].append((key, value))
+    return out
+
+
+def _with_moved_offsets(table: str, key: bytes, value: bytes, p: int,
+                        moved: Mapping[tuple[int, int], int]) -> bytes:
+    def move(offset: int) -> int:
+        return moved.get((p, offset), UNKNOWN_AT)
+
+    if table == "timeline":
+        try:
+            return with_upto(value, move)
+        except msgspec.DecodeError:
+            return value  # not a head this version can read: copied as it is
+    try:
+        record = decode_ledger_record(value)
+    except VersionError:
+        return value  # copied as stored; the worker dead-letters the person's entries, as before
+    return RECORD_ENCODER.encode(with_journal_offsets(record, move))
+
+
+# A journal record as read: (offset, key, value).
+Stored = tuple[int, bytes | None, bytes | None]
+
+
+@dataclass
+class JournalAt:
+    """The journal at m partitions; how many leading entries of each the ledger had folded; and
+    where each entry went: (old partition, old offset) -> new offset (on its person's partition)."""
+
+    partitions: list[list[Record]]
+    folded: list[int]
+    moved: dict[tuple[int, int], int]
+
+
+def journal_at(old: Mapping[int, list[Stored]], committed: Mapping[int, int],
+               m: int) -> JournalAt:
+    """`old[p]` holds partition p's records from its first offset, in order (the pipeline never
+    compacts or truncates the journal: `RescaleError` if it does not start at 0, or `committed`
+    lies beyond it)."""
+    done: list[list[tuple[int, int, Record]]] = [[] for _ in range(m)]
+    todo: list[list[tuple[int, int, Record]]] = [[] for _ in range(m)]
+    for p in sorted(old):
+        records = old[p]
+        upto = committed.get(p, 0)
+        first = records[0][0] if records else 0
+        end = records[-1][0] + 1 if records else 0
+        if first > 0 or upto > end:
+            raise RescaleError(
+                f"journal partition {p} starts at offset {first} and ends at {end}, the group "
+                f"committed {upto}: its start was deleted by retention; rescaling needs the whole "
+                "journal (keep it forever: retention.ms=-1)")
+        for offset, key, value in records:
+            if key is None:
+                raise RescaleError(f"journal partition {p} offset {offset} has no key: only "
+                                   "mynapoint workers may write to the journal")
+            q = partition_for_key(key, m)
+            (done if offset < upto else todo)[q].append((p, offset, (key, value)))
+    moved: dict[tuple[int, int], int] = {}
+    partitions: list[list[Record]] = []
+    for q in range(m):
+        rows = done[q] + todo[q]
+        for j, (p, offset, _) in enumerate(rows):
+            moved[(p, offset)] = j
+        partitions.append([r for _, _, r in rows])
+    return JournalAt(partitions, [len(d) for d in done], moved)
+
+
+def journaled_sources(old: Mapping[int, list[Stored]]) -> set[tuple[str, int, int]]:
+    """The input records (topic, partition, offset) the journal holds."""
+    out: set[tuple[str, int, int]] = set()
+    for records in old.values():
+        for _offset, _key, value in records:
+            if value is None:
+                continue
+            try:
+                entry = JOURNAL_DECODER.decode(value)
+            except msgspec.DecodeError:
+                continue
+            if type(entry) is EventEntry:
+                out.add((entry.topic, entry.partition, entry.offset))
+    return out
+
+
+@dataclass
+class Move:
+    """An input record to append to partition `to` of `topic` (from `source`: partition, offset)."""
+
+    topic: str
+    to: int
+    source: tuple[int, int]
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+    @property
+    def source_id(self) -> str:
+        return f"{self.topic}/{self.source[0]}/{self.source[1]}"
+
+
+_TIME = msgspec.json.Decoder(dict[str, Any])
+
+
+def _event_time(value: bytes | None) -> str:
+    """The record's `occurred_at` as sent (ISO 8601 text); "" when it has none (a dead letter to
+    be: it keeps its place behind the record before it)."""
+    if not value:
+        return ""
+    try:
+        obj = _TIME.decode(value)
+    except msgspec.DecodeError:
+        return ""
+    t = obj.get("occurred_at")
+    return t if isinstance(t, str) else ""
+
+
+def input_moves(topic: str, pending: Mapping[int, list[tuple[int, bytes | None, bytes | None,
+                                                             list[tuple[str, bytes]]]]],
+                journaled: set[tuple[str, int, int]], m: int) -> dict[int, list[Move]]:
+    """Per new partition of `topic`, the records to append, in order: `pending[p]` holds the
+    records (offset, key, value, headers) of old partition p after the group's committed offset.
+
+    Each old partition's records keep their order; a new partition fed by several old ones (m not
+    a multiple of n) gets them merged by event time. A keyless record stays on its partition.
+    """
+    per_target: dict[int, dict[int, list[Move]]] = {}
+    for p in sorted(pending):
+        for offset, key, value, headers in pending[p]:
+            if (topic, p, offset) in journaled:
+                continue
+            q = partition_for_key(key, m) if key is not None else p
+            per_target.setdefault(q, {}).setdefault(p, []).append(
+                Move(topic, q, (p, offset), key, value, list(headers)))
+    out: dict[int, list[Move]] = {}
+    for q, by_source in per_target.items():
+        if len(by_source) == 1:
+            out[q] = next(iter(by_source.values()))
+            continue
+
+        def keyed(moves: list[Move]) -> Iterable[tuple[float, int, int, Move]]:
+            last = float("-inf")
+            for mv in moves:
+                t = _event_time(mv.value)
+                try:
+                    last = max(last, dt.datetime.fromisoformat(t).timestamp()) if t else last
+                except ValueError:
+                    pass
+                yield (last, mv.source[0], mv.source[1], mv)
+
+        merged = heapq.merge(*(keyed(v) for _, v in sorted(by_source.items())),
+                             key=lambda x: x[:3])
+        out[q] = [x[3] for x in merged]
+    return out
+
+
+def published_versions(outcomes: Iterable[bytes | None]) -> dict[str, int]:
+    """The `rules_version`s the given published outcomes (JSON) carry, with their counts."""
+    out: dict[str, int] = {}
+    for raw in outcomes:
+        if not raw:
+            continue
+        try:
+            obj = _TIME.decode(raw)
+        except msgspec.DecodeError:
+            continue
+        v = obj.get("rules_version")
+        if isinstance(v, str):
+            out[v] = out.get(v, 0) + 1
+    return out
