@@ -33,12 +33,14 @@ from streams.core.claims import BUDGET_COUNT_KEY, RESERVED_PREFIX
 from tests.integration.conftest import consume_sync
 from tests.integration.test_kafka import _assert_as_simulate, _expect, _produce, _sorted_history
 from tests.integration.test_pipeline import DEMO_CONFIG, Outcomes
-from tests.integration.workers import ROOT, WorkerProcess
+from tests.integration.workers import OUTCOME_TOPICS, ROOT, WorkerProcess
 
 pytestmark = pytest.mark.engines("kafka")
 
 APP_ID = "mynapoint-it"
 PEOPLE = 800
+#: How long the worker at 8 partitions gets to publish every expected outcome (seconds).
+RESCALE_WAIT = 900
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -95,6 +97,72 @@ def _assert_claims_hold(bootstrap: str, expected: dict[str, list[dict]]) -> None
     assert count <= budget
 
 
+def _what_is_missing(bootstrap: str, wanted: set[str], expected: dict[str, list[dict]],
+                     first: list[bytes], backlog: list[bytes]) -> str:
+    """Which expected outcomes never came, by the phase their event was sent in, with the
+    group's committed offsets next to each topic's end: where to look when the run fails."""
+    from clients.connect import run_blocking
+    from schemas.topics import partition_for_key
+
+    seen = {msgspec.json.decode(r.value)["outcome_id"]
+            for r in consume_sync(bootstrap, OUTCOME_TOPICS, timeout=120)}
+    phase = {msgspec.json.decode(x)["event_id"]: "first half" for x in first}
+    phase.update({msgspec.json.decode(x)["event_id"]: "backlog" for x in backlog})
+    missing = [(p, o) for p, outs in expected.items() for o in outs
+               if o["outcome_id"] in wanted - seen]
+    by: dict[tuple[str, int], int] = defaultdict(int)
+    for p, o in missing:
+        by[(phase.get(o.get("event_id", ""), "rest"), partition_for_key(p.encode(), 8))] += 1
+
+    async def offsets() -> str:
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await consumer.start()
+        try:
+            committed = await admin.list_consumer_group_offsets(APP_ID)
+            ends = await consumer.end_offsets(list(committed))
+            return "; ".join(f"{tp.topic}/{tp.partition} committed {m.offset} end {ends[tp]}"
+                             for tp, m in sorted(committed.items()) if m.offset != ends[tp])
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+    person = missing[0][0] if missing else None
+    published = [msgspec.json.decode(r.value) for r in consume_sync(
+        bootstrap, OUTCOME_TOPICS, timeout=120)]
+    theirs = [(o.get("event_id"), o["kind"], o.get("accepted"), o.get("reason"), o.get("code"),
+               o.get("points")) for o in published if o.get("person_id") == person]
+    journal = []
+    for r in consume_sync(bootstrap, [topics.JOURNAL], timeout=120):
+        if r.key != (person or "").encode():
+            continue
+        entry = JOURNAL_DECODER.decode(r.value)
+        if type(entry) is AnswerEntry:
+            journal.append((r.partition, r.offset, "answer", entry.claim_kind, entry.event_id,
+                            entry.granted))
+        else:
+            ev = msgspec.json.decode(entry.value)
+            journal.append((r.partition, r.offset, ev["type"], ev["event_id"],
+                            f"{entry.topic}/{entry.partition}/{entry.offset}", entry.late))
+    event_ids = {o.get("event_id") for _, o in missing}
+    inputs = [f"{r.topic}/{r.partition}/{r.offset}"
+              for r in consume_sync(bootstrap, list(topics.INPUT_TOPICS), timeout=120)
+              if r.value and msgspec.json.decode(r.value).get("event_id") in event_ids]
+    dead = [msgspec.json.decode(r.value)
+            for r in consume_sync(bootstrap, [topics.DEADLETTER], timeout=120)]
+    return (f"their events in the input topics at: {inputs or 'nowhere'}; dead letters: "
+            f"{len(dead)} {dead[:3]}; "
+            f"{len(missing)} expected outcomes never published; by (phase, partition at 8): "
+            f"{dict(sorted(by.items()))}; first: {missing[:3]}; partitions whose committed "
+            f"offset is not at the end: {run_blocking(offsets())}; {person}'s published "
+            f"outcomes: {theirs}; {person}'s journal: {journal}; expected: "
+            f"{[(o.get('event_id'), o['kind']) for o in expected.get(person or '', [])]}")
+
+
 def _scenario(broker, tmp_path: Path, crash_at: str | None) -> None:
     bootstrap = broker.bootstrap
     lines = _sorted_history(PEOPLE, seed=41)
@@ -136,11 +204,17 @@ def _scenario(broker, tmp_path: Path, crash_at: str | None) -> None:
     again = _rescale(bootstrap, state)
     assert again.returncode == 2 and "already done" in again.stderr
 
-    worker = WorkerProcess(broker, tmp_path / "data-8", logs, partitions=8,
+    logs_8 = tmp_path / "logs-8"  # the worker at 4 partitions logged to `logs`
+    logs_8.mkdir()
+    worker = WorkerProcess(broker, tmp_path / "data-8", logs_8, partitions=8,
                            config=DEMO_CONFIG).start()
     try:
         _produce(bootstrap, rest)
-        published = Outcomes(bootstrap).until_ids(wanted, 900, worker)
+        try:
+            published = Outcomes(bootstrap).until_ids(wanted, RESCALE_WAIT, worker)
+        except AssertionError as exc:
+            raise AssertionError(_what_is_missing(bootstrap, wanted, expected, first, backlog)
+                                 ) from exc
         _assert_as_simulate(published, expected, contended)
     finally:
         worker.stop()
