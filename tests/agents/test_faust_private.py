@@ -70,3 +70,20 @@ def test_middleware_lands_on_faust_web_app(app):
 
     add_middleware(app, mw)
     assert app.web.web_app.middlewares[-1] is mw
+
+
+def test_faust_marks_a_rebalance_before_it_forgets_the_revoked_partitions(app):
+    # Intake acknowledges nothing while `app.rebalancing` is set (agents/intake.py
+    # `acknowledge`): that only helps if Faust sets it before the consumer drops the revoked
+    # partitions' acknowledgement bookkeeping, which it does first thing in the rebalance listener.
+    import inspect
+
+    from faust.transport.drivers.aiokafka import ConsumerRebalanceListener
+
+    source = inspect.getsource(ConsumerRebalanceListener.on_partitions_revoked)
+    assert source.index("on_rebalance_start()") < source.index(".on_partitions_revoked(")
+    assert app.rebalancing is False
+    app.on_rebalance_start()
+    assert app.rebalancing is True
+    app.on_rebalance_end()
+    assert app.rebalancing is False
