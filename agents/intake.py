@@ -70,6 +70,7 @@ def register(app: Any, inputs: Any, out: Outputs, idle_wait: float) -> None:
     deferred: list[Any] = []
     # Records the consumer skipped are read again before anything after them is taken.
     continuity = Continuity()
+    sought: dict[Any, int] = {}  # the hole last reported per source (one warning per hole)
     # One releaser at a time: the journal must receive released records in release order.
     releasing = asyncio.Lock()
 
@@ -148,8 +149,10 @@ def register(app: Any, inputs: Any, out: Outputs, idle_wait: float) -> None:
             if verdict is SKIP:
                 continue
             if verdict is SEEK:
-                log.warning("%s/%s: the consumer skipped offsets %s to %s; reading them again",
-                            msg.topic, msg.partition, offset, msg.offset - 1)
+                if sought.get(msg.tp) != offset:
+                    sought[msg.tp] = offset
+                    log.warning("%s/%s: the consumer skipped offsets %s to %s; reading them "
+                                "again", msg.topic, msg.partition, offset, msg.offset - 1)
                 await app.consumer.seek(msg.tp, offset)
                 continue
             metrics.labelled(metrics.EVENTS_IN, msg.topic, "intake").inc()

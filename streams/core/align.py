@@ -219,9 +219,11 @@ class Continuity:
     - `SKIP` a record before that: delivered again, and already taken in this assignment;
     - `SEEK` to the returned offset when a record comes after a hole: the records in the hole are
       read again (the caller seeks the consumer there; this record comes again after them).
-      Records still queued from before the seek come after the one that found the hole and are
-      skipped. A hole still there after `retries` reads is real (transaction markers or
-      compaction leave offsets that are not records) and is taken as it is.
+      Records still queued from before the seek, or read after it while the consumer was still
+      dropping the hole (its fetch loop finishing the older batch), come with offsets past the
+      one that found the hole: each seeks again. A hole still there after `retries` reads that
+      start inside it is real (transaction markers or compaction leave offsets that are not
+      records) and is taken as it is.
     """
 
     __slots__ = ("_next", "_pending", "retries")
@@ -239,14 +241,15 @@ class Continuity:
             return SKIP, offset
         pending = self._pending.get(source)
         if offset > expected:
-            if pending is not None and pending[0] == expected:
-                if offset > pending[1]:
-                    return SKIP, offset  # queued before the seek; read again after the hole
-                if pending[2] < self.retries:
-                    self._pending[source] = (expected, offset, pending[2] + 1)
-                    return SEEK, expected
-            else:
+            if pending is None or pending[0] != expected:
                 self._pending[source] = (expected, offset, 1)
+                return SEEK, expected
+            if offset > pending[1]:
+                # Queued before the seek, or read after it while the consumer dropped the hole
+                # again: seek again, without counting it as a read of the hole.
+                return SEEK, expected
+            if pending[2] < self.retries:
+                self._pending[source] = (expected, offset, pending[2] + 1)
                 return SEEK, expected
         if pending is not None:
             del self._pending[source]
