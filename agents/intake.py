@@ -17,7 +17,7 @@ from schemas import topics
 from schemas.codec import BAD_KEY, INTERNAL_ERROR, MISSING_VALUE, BadInput, decode_event
 from schemas.events import Event
 from schemas.journal import JOURNAL_ENCODER, EventEntry
-from streams.core.align import SEEK, SKIP, Aligner, Continuity, InOrder
+from streams.core.align import SEEK, Aligner, Continuity, InOrder
 
 log = logging.getLogger("mynapoint")
 
@@ -146,8 +146,6 @@ def register(app: Any, inputs: Any, out: Outputs, idle_wait: float) -> None:
             start = committed_offset(app, msg.tp)
             verdict, offset = continuity.check((msg.topic, msg.partition), msg.offset,
                                                msg.offset if start is None else start)
-            if verdict is SKIP:
-                continue
             if verdict is SEEK:
                 if sought.get(msg.tp) != offset:
                     sought[msg.tp] = offset

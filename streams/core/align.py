@@ -202,7 +202,7 @@ class InOrder:
 
 
 #: What `Continuity.check` says to do with a record.
-TAKE, SKIP, SEEK = "take", "skip", "seek"
+TAKE, SEEK = "take", "seek"
 
 
 class Continuity:
@@ -216,7 +216,7 @@ class Continuity:
     committed past and never decided. So intake checks that each source's offsets follow on:
 
     - `TAKE` the record that comes next (the source's start is the committed offset);
-    - `SKIP` a record before that: delivered again, and already taken in this assignment;
+    - `TAKE` a record before that too: delivered again (the ledger folds repeats once);
     - `SEEK` to the returned offset when a record comes after a hole: the records in the hole are
       read again (the caller seeks the consumer there; this record comes again after them).
       Records still queued from before the seek, or read after it while the consumer was still
@@ -235,10 +235,13 @@ class Continuity:
         self._pending: dict[tuple[str, int], tuple[int, int, int]] = {}
 
     def check(self, source: tuple[str, int], offset: int, start: int) -> tuple[str, int]:
-        """(`TAKE`, offset), (`SKIP`, offset) or (`SEEK`, the offset to read from)."""
+        """(`TAKE`, offset) or (`SEEK`, the offset to read from)."""
         expected = self._next.get(source, start)
         if offset < expected:
-            return SKIP, offset
+            # Delivered again (Faust's seek after a rebalance or a recovery): taken again, never
+            # skipped (a start guessed too high must not drop records); the ledger folds repeats
+            # once. Holes are still measured from the furthest record taken.
+            return TAKE, offset
         pending = self._pending.get(source)
         if offset > expected:
             if pending is None or pending[0] != expected:

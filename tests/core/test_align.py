@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.core.align import SEEK, SKIP, TAKE, Aligner, Continuity, InOrder
+from streams.core.align import SEEK, TAKE, Aligner, Continuity, InOrder
 
 TOPICS = ("cards", "certificates", "reservations", "registrations", "links", "payments")
 IDLE = 2.0
@@ -208,9 +208,11 @@ def test_a_hole_dropped_again_after_the_seek_is_sought_again_however_often():
                    (TAKE, 126)]
 
 
-def test_records_delivered_twice_are_taken_once():
+def test_records_delivered_again_are_taken_again_never_dropped():
+    # A start guessed too high (the first record seen before Faust's seek) must not drop the
+    # records Faust then delivers from the committed offset; repeats are the ledger's to fold.
     assert _feed(Continuity(), [0, 1, 2, 1, 2, 3]) == [
-        (TAKE, 0), (TAKE, 1), (TAKE, 2), (SKIP, 1), (SKIP, 2), (TAKE, 3)]
+        (TAKE, 0), (TAKE, 1), (TAKE, 2), (TAKE, 1), (TAKE, 2), (TAKE, 3)]
 
 
 def test_a_hole_that_stays_after_the_retries_is_real():
@@ -232,4 +234,7 @@ def test_what_is_taken_is_always_the_next_offset(deliveries):
     # (a real hole aside, after the retries).
     gate = Continuity(retries=10**6)
     taken = [o for o in deliveries if gate.check(("t", 0), o, 0) == (TAKE, o)]
-    assert taken == list(range(len(taken)))
+    furthest = -1
+    for o in taken:
+        assert o <= furthest + 1  # never past a record not yet taken
+        furthest = max(furthest, o)
