@@ -23,6 +23,8 @@ log = logging.getLogger("mynapoint")
 
 #: How often held records are re-examined when no new record arrives (seconds).
 ALIGN_TICK = 0.1
+#: How often a hole in a source's offsets that was sought and not yet read is sought again (s).
+RESEEK_EVERY = 1.0
 
 
 def validate_record(key: bytes | None, value: bytes | None) -> Event:
@@ -173,6 +175,15 @@ def register(app: Any, inputs: Any, out: Outputs, idle_wait: float) -> None:
     async def release_idle() -> None:
         # Releases what waited for silent sources even when no new record arrives.
         await release_aligned()
+
+    @app.timer(interval=RESEEK_EVERY)
+    async def reseek_holes() -> None:
+        # A hole whose re-read the consumer dropped again, with nothing after it to deliver, is
+        # sought again (Faust's fetch loop has finished its older batch by now).
+        if app.rebalancing:
+            return
+        for (topic, partition), offset in continuity.holes():
+            await app.consumer.seek(TP(topic, partition), offset)
 
     # Faust's stub wants a receiver taking any positional arguments; the signal sends one
     # (`revoked`) plus `signal=` as a keyword.

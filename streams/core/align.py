@@ -259,6 +259,12 @@ class Continuity:
         self._next[source] = offset + 1
         return TAKE, offset
 
+    def holes(self) -> list[tuple[tuple[str, int], int]]:
+        """(source, offset) of every hole sought and not yet read: the consumer may have dropped
+        the re-read again with nothing after it to tell us, so the caller seeks again now and
+        then."""
+        return [(source, p[0]) for source, p in self._pending.items()]
+
     def drop(self, sources: set[tuple[str, int]]) -> None:
         """Forgets sources this worker no longer owns (their next owner starts afresh)."""
         for source in sources:

@@ -221,6 +221,14 @@ def test_a_hole_that_stays_after_the_retries_is_real():
     assert got == [(TAKE, 0), (TAKE, 1), (SEEK, 2), (SEEK, 2), (TAKE, 4), (TAKE, 5)]
 
 
+def test_holes_sought_and_not_yet_read_are_listed_until_read():
+    gate = Continuity()
+    _feed(gate, [0, 1, 3])
+    assert gate.holes() == [(("t", 0), 2)]
+    _feed(gate, [2])
+    assert gate.holes() == []
+
+
 def test_the_start_is_the_committed_offset_and_dropped_sources_start_afresh():
     gate = Continuity()
     assert gate.check(("t", 0), 12, 10) == (SEEK, 10)
