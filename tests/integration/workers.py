@@ -20,6 +20,7 @@ from devtools.brokers import BrokerProcess
 from schemas import topics
 from schemas.codec import EVENT_DECODER, OUTCOME_ENCODER, BadInput, decode_event
 from schemas.journal import JOURNAL_DECODER, EventEntry
+from schemas.topics import partition_for_key
 from streams.core.config import RulesConfig
 from streams.core.engine import Engine
 from streams.core.ledger import mark_late
@@ -152,9 +153,7 @@ def is_valid_line(line: bytes) -> bool:
 
 def partition_of(person_id: str, partitions: int = 4) -> int:
     """The partition a person's records go to: Kafka's default partitioner (murmur2 of the key)."""
-    from aiokafka.partitioner import murmur2
-
-    return (murmur2(person_id.encode()) & 0x7FFFFFFF) % partitions
+    return partition_for_key(person_id.encode(), partitions)
 
 
 def decode_records(records: list[Any]) -> list[dict[str, Any]]:
