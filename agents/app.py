@@ -25,6 +25,7 @@ import faust
 
 from agents import claims as claims_agent
 from agents import intake, ledger, metrics, web
+from agents.faust_private import flush_before_transactional_commits
 from agents.outputs import Outputs
 from agents.settings import TUNING, WorkerSettings
 from schemas import topics
@@ -75,6 +76,9 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
         processing_guarantee=settings.processing_guarantee,
         **{**TUNING, **settings.extra},
     )
+
+    # Offsets are committed only after everything sent so far was delivered, in both modes.
+    flush_before_transactional_commits(app)
 
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                            "value_serializer": "raw"}

@@ -13,7 +13,10 @@ fails a test instead of a worker:
 - `quiet_worker(app, loglevel)`: a `faust.Worker` without its terminal spinner, which otherwise
   sets the root logger to DEBUG (about 14% of the CPU, ../shared/notes/PERFORMANCE.md);
 - `patch_for_tansu()`: Faust's changelog recovery reads to the true end of each partition on the
-  local Tansu broker, whose ListOffsets(latest) answer is short (see `clients.end_offsets`).
+  local Tansu broker, whose ListOffsets(latest) answer is short (see `clients.end_offsets`);
+- `flush_before_transactional_commits(app)`: in the exactly-once mode, the app's producer is
+  flushed before offsets are committed, as Faust already does in the at-least-once mode (see the
+  function).
 
 The Tansu workaround: where Faust 0.15.3 depends on end offsets
 ----------------------------------------------------------------
@@ -160,3 +163,31 @@ def patch_from_env(environ: Mapping[str, str] | None = None) -> bool:
         patch_for_tansu()
         return True
     return False
+
+
+def flush_before_transactional_commits(app: Any) -> None:
+    """Makes the exactly-once mode flush the app's producer before it commits offsets.
+
+    In the at-least-once mode Faust flushes `app.producer` before it commits input offsets
+    (`Consumer._commit_offsets`). In the exactly-once mode it commits them in the partition's
+    Kafka transaction instead (`TransactionManager.commit`) and flushes nothing: whatever was sent
+    outside that transaction, and is still on its way, is committed past. Every record the
+    agents send (journal, claims, outcomes, dead letters; `agents.outputs`) is sent that way, and
+    Faust's own table changelog writes wait in the producer's buffer until published: a SIGKILL
+    then lost input records that had never reached the journal, and table updates whose journal
+    entries were committed (the exactly-once test on Apache Kafka, intermittently).
+
+    Installs, on this app's transport (before its consumer exists), a subclass of Faust's
+    `TransactionManager` (the transport's `TransactionManager` class attribute, which
+    `Transport.create_transaction_manager` instantiates) whose `commit` first awaits
+    `app.producer.flush()`: the buffer, the plain producer and the transactional producers.
+    """
+    from faust.transport.consumer import TransactionManager
+
+    class FlushingTransactionManager(TransactionManager):
+        async def commit(self, offsets: Mapping[Any, int],
+                         start_new_transaction: bool = True) -> bool:
+            await self.producer.flush()  # the app's producer (`Consumer.__init__`)
+            return await super().commit(offsets, start_new_transaction=start_new_transaction)
+
+    app.transport.TransactionManager = FlushingTransactionManager  # type: ignore[misc]

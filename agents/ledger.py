@@ -102,7 +102,7 @@ def register(app: Any, journal: Any, persons: Any, timeline: Any, out: Outputs,
             started = time.perf_counter()
             key: bytes = event.key
             msg = event.message
-            # Everything below the committed offset was sent (Faust flushes before committing).
+            # Everything below the committed offset was sent (the producer is flushed before commits).
             committed = committed_offset(app, msg.tp) or 0
             try:
                 record, folded = fold_stored(key, event.value, read_person, rules,

@@ -25,8 +25,9 @@ class Outputs:
     async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
         # Straight to Faust's producer: `Topic.send` wraps every record in a FutureMessage and a
         # channel hop, about a fifth of the worker's time. Partitioning is the same (the
-        # producer's default partitioner on the key), and Faust still flushes this producer
-        # before it commits any offset.
+        # producer's default partitioner on the key), and this producer is still flushed before
+        # any offset is committed (by Faust in the at-least-once mode; in the exactly-once mode
+        # by `faust_private.flush_before_transactional_commits`).
         sent = await self.app.producer.send(topic, key, value, None, None, None)
         sent.add_done_callback(self.delivered)
 

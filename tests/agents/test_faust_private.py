@@ -1,7 +1,8 @@
 """Faust's private internals the worker relies on, all reached through agents/faust_private.py:
 no terminal spinner turning the root logger to DEBUG, the consumer's committed offsets (intake and
 the lag gauge), the RocksDB databases of active partitions (table sizes), the web app's middleware
-list (the status API's guard). Each name is pinned here so a Faust upgrade fails a test first.
+list (the status API's guard), the transaction manager of the exactly-once mode (flushed before
+it commits). Each name is pinned here so a Faust upgrade fails a test first.
 
 The spinner: at WARNING, Faust's trap made every `logger.debug` on the hot path build a record."""
 
@@ -87,3 +88,53 @@ def test_faust_marks_a_rebalance_before_it_forgets_the_revoked_partitions(app):
     assert app.rebalancing is True
     app.on_rebalance_end()
     assert app.rebalancing is False
+
+
+def test_faust_commits_a_transaction_without_flushing_the_app_producer():
+    # Why `flush_before_transactional_commits` exists: Faust flushes `app.producer` before an
+    # at-least-once commit only. If this fails, Faust flushes in both modes now: drop ours.
+    import inspect
+
+    from faust.transport.consumer import Consumer, TransactionManager
+
+    source = inspect.getsource(Consumer._commit_offsets)
+    in_transaction, at_least_once = source.split("if self.in_transaction:")[1].split("else:")[:2]
+    assert "self.transactions.commit(" in in_transaction and "flush" not in in_transaction
+    assert "self.app.producer.flush()" in at_least_once
+    assert "flush" not in inspect.getsource(TransactionManager.commit)
+
+
+def test_exactly_once_commits_flush_the_producer_first(monkeypatch):
+    import asyncio
+
+    from faust.types import TP
+
+    from agents.faust_private import flush_before_transactional_commits
+
+    app = faust.App("mynapoint-eos-test", broker="kafka://127.0.0.1:1", store="memory://",
+                    processing_guarantee="exactly_once")
+    flush_before_transactional_commits(app)
+    calls: list[object] = []
+
+    class Producer:
+        async def flush(self) -> None:
+            calls.append("flush")
+
+        async def commit_transactions(self, by_tid, group_id, start_new_transaction=True):
+            calls.append(("commit", {t: dict(o) for t, o in by_tid.items()}, group_id))
+
+    monkeypatch.setattr(app.assignor, "group_for_topic", lambda topic: 0)
+    manager = app.transport.create_transaction_manager(consumer=None, producer=Producer())
+    tp = TP("mynapoint.journal", 3)
+    assert asyncio.run(manager.commit({tp: 42})) is True
+    assert calls == ["flush", ("commit", {"mynapoint-eos-test-0-3": {tp: 42}},
+                               "mynapoint-eos-test")]
+
+
+def test_the_worker_app_flushes_before_transactional_commits(tmp_path):
+    from agents.app import create_app
+    from agents.settings import WorkerSettings
+
+    app = create_app(WorkerSettings(data_dir=str(tmp_path), processing_guarantee="exactly_once"))
+    assert app.consumer.transactions.commit.__qualname__.startswith(
+        "flush_before_transactional_commits.")
