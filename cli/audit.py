@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from schemas.settings import ENV, from_env
+from schemas.settings import NO_BROKER, flag_or_env, from_env
 from streams.audit.export import (
     ExportError,
     History,
@@ -65,10 +65,6 @@ def _config_from(path: str | None, history: History | None) -> tuple[RulesConfig
         raise CommandError(str(exc)) from None
 
 
-def _bootstrap(args: argparse.Namespace) -> str | None:
-    return getattr(args, "bootstrap", None) or None
-
-
 def _read_file_history(path: str) -> History:
     try:
         if path == "-":
@@ -96,7 +92,7 @@ def _read_kafka_history(args: argparse.Namespace, *, journal: bool = True,
     from clients.connect import run_blocking
     from clients.history import HistoryError, client_kwargs_from_env, read_history
 
-    bootstrap = _bootstrap(args) or os.environ.get(ENV["bootstrap"].var)
+    bootstrap = flag_or_env("bootstrap", getattr(args, "bootstrap", None))
     assert bootstrap
     try:
         return run_blocking(read_history(
@@ -114,7 +110,7 @@ def _source_given(args: argparse.Namespace, *names: str) -> str:
         raise CommandError(f"give one source, not {flags}")
     if given:
         return given[0]
-    if "bootstrap" in names and os.environ.get(ENV["bootstrap"].var):
+    if "bootstrap" in names and flag_or_env("bootstrap", None):
         return "bootstrap"
     flags = ", ".join("--" + n.replace("_", "-") for n in names)
     raise CommandError(f"say where the history is: one of {flags}")
@@ -207,9 +203,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from clients.connect import run_blocking
     from clients.history import HistoryError, client_kwargs_from_env, export_history
 
-    bootstrap = args.bootstrap or os.environ.get(ENV["bootstrap"].var)
+    bootstrap = flag_or_env("bootstrap", args.bootstrap)
     if not bootstrap:
-        return _err("export", "say which broker: --bootstrap HOST:PORT (or MYNAPOINT_BOOTSTRAP)")
+        return _err("export", NO_BROKER)
     path = _config_path(args)
     try:
         cfg, _ = _resolve_config(args, None)

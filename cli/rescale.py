@@ -7,13 +7,12 @@ Argparse wiring and the command; the Kafka work is `clients.rescale`, the pure r
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from schemas.settings import ENV, from_env
+from schemas.settings import ENV, NO_BROKER, flag_or_env, from_env
 
 Lazy = Callable[[str, str], Callable[[argparse.Namespace], int]]
 
@@ -58,9 +57,9 @@ def cmd_rescale(args: argparse.Namespace) -> int:
         print(f"mynapoint rescale: {msg}", file=sys.stderr)
         return 2
 
-    bootstrap = args.bootstrap or os.environ.get(ENV["bootstrap"].var)
+    bootstrap = flag_or_env("bootstrap", args.bootstrap)
     if not bootstrap:
-        return err("say which broker: --bootstrap HOST:PORT (or MYNAPOINT_BOOTSTRAP)")
+        return err(NO_BROKER)
     if args.to_partitions < 2:
         return err("--to-partitions must be at least 2")
     app_id = args.app_id or default_app_id()

@@ -52,6 +52,17 @@ def from_env(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     return env.get(var) or default
 
 
+def flag_or_env(name: str, flag: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The flag's value if given, else the setting's environment variable if set and not empty;
+    never the default: for what a command must be told (which broker the auditor reads)."""
+    env = os.environ if environ is None else environ
+    return flag or env.get(ENV[name].var) or None
+
+
+#: What a command that reads a broker says when it was told none.
+NO_BROKER = f"say which broker: --bootstrap HOST:PORT (or {ENV['bootstrap'].var})"
+
+
 def env_help(name: str) -> str:
     """"(env VAR; default X)" for a flag's help text."""
     var, default = ENV[name]

@@ -374,3 +374,25 @@ def test_an_export_reads_alike_from_a_file_and_from_its_lines(recorded):
     from_lines = read_export(spaced.splitlines(keepends=True))
     assert from_file.journal_size == from_lines.journal_size == len(recorded.journal)
     assert from_file.outcomes == from_lines.outcomes
+
+
+@pytest.mark.parametrize("argv", [["export", "-o", "out.jsonl"], ["rescale", "--to-partitions", "8"]])
+def test_commands_that_read_a_broker_ask_for_one(monkeypatch, capsys, argv):
+    # Never the worker's default broker: an auditor or an SRE names the one to read.
+    monkeypatch.delenv("MYNAPOINT_BOOTSTRAP", raising=False)
+    assert main(argv) == 2
+    assert "say which broker: --bootstrap HOST:PORT (or MYNAPOINT_BOOTSTRAP)" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flag", "env", "expected"), [
+    ("h:1", {"MYNAPOINT_BOOTSTRAP": "h:2"}, "h:1"),
+    (None, {"MYNAPOINT_BOOTSTRAP": "h:2"}, "h:2"),
+    (None, {"MYNAPOINT_BOOTSTRAP": ""}, None),
+    (None, {}, None),
+    ("", {}, None),
+])
+def test_a_broker_is_the_flag_else_the_environment_never_the_default(flag, env, expected):
+    from schemas.settings import flag_or_env
+
+    assert flag_or_env("bootstrap", flag, env) == expected
