@@ -7,11 +7,10 @@ serves a laptop, docker-compose and a production deployment.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
-from schemas.settings import ENV, PROCESSING_GUARANTEES, env_help, is_true
+from schemas.settings import ENV, PROCESSING_GUARANTEES, env_help, from_env, is_true
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,11 +50,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def resolve(args: argparse.Namespace, name: str) -> Any:
+    """The flag if given, else the environment variable if set and not empty, else the default
+    (`schemas.settings.from_env`: a variable left blank in a manifest means "not set")."""
     value = getattr(args, name, None)
     if value is not None:
         return value
-    var, default = ENV[name]
-    return os.environ.get(var, default)
+    return from_env(name)
 
 
 def credentials(args: argparse.Namespace) -> Any:

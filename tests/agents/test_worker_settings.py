@@ -28,6 +28,15 @@ def test_environment_is_read(monkeypatch):
     assert (s.web_port, s.partitions) == (7002, 8)
 
 
+def test_a_blank_variable_means_not_set(monkeypatch):
+    # As everywhere else (`schemas.settings.from_env`): a manifest that leaves a variable blank
+    # gets the default, not an empty value.
+    for var in ("MYNAPOINT_IDLE_WAIT", "MYNAPOINT_DATA_DIR", "MYNAPOINT_PROCESSING_GUARANTEE"):
+        monkeypatch.setenv(var, "")
+    s = settings_from_args(parse())
+    assert (s.idle_wait, s.data_dir, s.processing_guarantee) == (3.0, "var/worker", "at_least_once")
+
+
 @pytest.mark.parametrize(("argv", "said"), [
     (["--web-port", "0"], "--web-port (MYNAPOINT_WEB_PORT) must be a port, 1-65535; got 0"),
     (["--web-port", "70000"], "--web-port (MYNAPOINT_WEB_PORT) must be a port, 1-65535"),
