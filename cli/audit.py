@@ -17,6 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from schemas.codec import event_lines
 from schemas.settings import NO_BROKER, flag_or_env, from_env
 from streams.audit.export import (
     ExportError,
@@ -265,13 +266,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def _read_lines(path: str) -> list[bytes]:
     try:
-        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        if path == "-":
+            return list(event_lines(sys.stdin.buffer))
+        with open(path, "rb") as f:
+            return list(event_lines(f))
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from None
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()  # the final newline of a file does not start a line
-    return lines
 
 
 # --- audit ---------------------------------------------------------------------------------------
@@ -359,17 +359,16 @@ def _whatif_events_file(path: str, baseline: RulesConfig, new: RulesConfig, prog
         progress = progress_cls(size, "bytes", quiet_off_tty=True) if size else None
         read = [0]
 
-        def lines() -> Any:
+        def counted() -> Any:
             for line in f:
                 read[0] += len(line)
-                # Split on b"\n" only, as simulate does; the final newline starts no line.
-                yield line[:-1] if line.endswith(b"\n") else line
+                yield line
 
         def show(_n: int) -> None:
             if progress is not None:
                 progress.show(read[0])
 
-        result = whatif_events(lines(), baseline, new, source=path, progress=show, top=top)
+        result = whatif_events(event_lines(counted()), baseline, new, source=path, progress=show, top=top)
         if progress is not None:
             progress.close()
         return result

@@ -41,9 +41,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from schemas.codec import BadInput, decode_event
+from schemas.codec import BadInput, decode_event, event_lines
 from schemas.events import TYPE_NAMES
 from schemas.settings import ENV, from_env
 from schemas.topics import DEFAULT_PARTITIONS, INPUT_TOPICS, TOPIC_BY_TYPE
@@ -128,13 +128,6 @@ def moved_count(order: Sequence[int]) -> int:
         else:
             tails[i] = x
     return len(order) - len(tails)
-
-
-def iter_lines(stream: BinaryIO) -> Iterator[bytes]:
-    """Lines as `mynapoint simulate` reads them: split on b"\\n" only, the final newline of a file
-    does not start another line."""
-    for line in stream:
-        yield line[:-1] if line.endswith(b"\n") else line
 
 
 async def produce_lines(
@@ -272,9 +265,9 @@ def produce_file(path: str | Path, bootstrap: str | None = None, **kwargs: Any) 
     from clients.connect import run_blocking
 
     if str(path) == "-":
-        return run_blocking(produce_lines(iter_lines(sys.stdin.buffer), bootstrap, **kwargs))
+        return run_blocking(produce_lines(event_lines(sys.stdin.buffer), bootstrap, **kwargs))
     with open(path, "rb") as stream:
-        return run_blocking(produce_lines(iter_lines(stream), bootstrap, **kwargs))
+        return run_blocking(produce_lines(event_lines(stream), bootstrap, **kwargs))
 
 
 def order_summary(report: ProduceReport) -> str:

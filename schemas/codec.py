@@ -7,6 +7,7 @@ stable reason code (for metrics and dead letters) and a message naming the field
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from typing import Annotated, Any, Union, get_args, get_origin
 
 import msgspec
@@ -176,6 +177,15 @@ def _plain(msg: str) -> str:
         if "x20-\\x7e" in msg or "\\x20-\\x7e" in msg or "x20" in msg:
             return "expected 1-64 printable ASCII characters"
     return msg
+
+
+def event_lines(stream: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of an events file (JSON Lines) as every command reads them, `simulate` included
+    (its block reader splits the same way): on b"\\n" only, a b"\\r" staying in its line, and the
+    final newline of a file starting no line. `stream` is a binary file or any iterable of its
+    lines, each ending with b"\\n" except perhaps the last."""
+    for line in stream:
+        yield line[:-1] if line.endswith(b"\n") else line
 
 
 def decode_event(raw: bytes) -> Event:

@@ -49,3 +49,33 @@ def _outcome(fn, raw: bytes):
 ))
 def test_fast_decoder_is_exactly_the_plain_decoder(raw):
     assert _outcome(decode_event_fast, raw) == _outcome(EVENT_DECODER.decode, raw)
+
+
+@pytest.mark.parametrize(("data", "lines"), [
+    (b"", []),
+    (b"a\n", [b"a"]),
+    (b"a", [b"a"]),
+    (b"a\n\nb", [b"a", b"", b"b"]),
+    (b"a\r\nb\n", [b"a\r", b"b"]),
+    (b"\n", [b""]),
+])
+def test_event_lines_split_on_newlines_only(data, lines):
+    import io
+
+    from schemas.codec import event_lines
+
+    assert list(event_lines(io.BytesIO(data))) == lines
+
+
+@given(st.lists(st.sampled_from([b"\n", b"\r", b"{}", b"x", b"\xe3\x81\x82"]), max_size=30))
+@settings(max_examples=200)
+def test_simulate_reads_the_lines_every_other_command_reads(parts):
+    # simulate's block reader is its own (it is on the hot path), so it is held to `event_lines`.
+    import io
+
+    from schemas.codec import event_lines
+    from streams.audit.simulate import _blocks
+
+    data = b"".join(parts)
+    blocks = [line for block in _blocks(io.BytesIO(data)) for line in block]
+    assert blocks == list(event_lines(io.BytesIO(data)))
