@@ -323,7 +323,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
         source = _source_given(args, "file", "bootstrap", "events")
         if source == "events":
             baseline, baseline_from = _config_from(baseline_path, None)
-            result = _whatif_events_file(args.events, baseline, new, Progress, args.top)
+            result = _whatif_events_file(args.events, baseline, new, args.top)
         else:
             history = (_read_file_history(args.file) if source == "file"
                        else _read_kafka_history(args, outcomes=False, tables=False))
@@ -345,9 +345,9 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     return 0
 
 
-def _whatif_events_file(path: str, baseline: RulesConfig, new: RulesConfig, progress_cls: Any,
-                        top: int) -> Any:
+def _whatif_events_file(path: str, baseline: RulesConfig, new: RulesConfig, top: int) -> Any:
     """An events file, streamed line by line (the bar counts bytes read)."""
+    from devtools.progress import Progress
     from streams.audit.whatif import whatif_events
 
     try:
@@ -356,7 +356,7 @@ def _whatif_events_file(path: str, baseline: RulesConfig, new: RulesConfig, prog
         raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
         size = os.fstat(f.fileno()).st_size if path != "-" else 0
-        progress = progress_cls(size, "bytes", quiet_off_tty=True) if size else None
+        progress = Progress(size, "bytes", quiet_off_tty=True) if size else None
         read = [0]
 
         def counted() -> Any:
