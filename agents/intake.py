@@ -17,7 +17,7 @@ from schemas import topics
 from schemas.codec import BAD_KEY, INTERNAL_ERROR, MISSING_VALUE, BadInput, decode_event
 from schemas.events import Event
 from schemas.journal import JOURNAL_ENCODER, EventEntry
-from streams.core.align import SEEK, Aligner, Continuity, InOrder
+from streams.core.align import FOUND, TAKE, Aligner, Continuity, InOrder
 
 log = logging.getLogger("mynapoint")
 
@@ -72,7 +72,6 @@ def register(app: Any, inputs: Any, out: Outputs, idle_wait: float) -> None:
     deferred: list[Any] = []
     # Records the consumer skipped are read again before anything after them is taken.
     continuity = Continuity()
-    sought: dict[Any, int] = {}  # the hole last reported per source (one warning per hole)
     # One releaser at a time: the journal must receive released records in release order.
     releasing = asyncio.Lock()
 
@@ -148,9 +147,8 @@ def register(app: Any, inputs: Any, out: Outputs, idle_wait: float) -> None:
             start = committed_offset(app, msg.tp)
             verdict, offset = continuity.check((msg.topic, msg.partition), msg.offset,
                                                msg.offset if start is None else start)
-            if verdict is SEEK:
-                if sought.get(msg.tp) != offset:
-                    sought[msg.tp] = offset
+            if verdict is not TAKE:
+                if verdict is FOUND:  # one warning per hole; SEEK: the same one, sought again
                     log.warning("%s/%s: the consumer skipped offsets %s to %s; reading them "
                                 "again", msg.topic, msg.partition, offset, msg.offset - 1)
                 await app.consumer.seek(msg.tp, offset)

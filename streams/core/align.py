@@ -202,7 +202,7 @@ class InOrder:
 
 
 #: What `Continuity.check` says to do with a record.
-TAKE, SEEK = "take", "seek"
+TAKE, SEEK, FOUND = "take", "seek", "found"
 
 
 class Continuity:
@@ -217,8 +217,9 @@ class Continuity:
 
     - `TAKE` the record that comes next (the source's start is the committed offset);
     - `TAKE` a record before that too: delivered again (the ledger folds repeats once);
-    - `SEEK` to the returned offset when a record comes after a hole: the records in the hole are
-      read again (the caller seeks the consumer there; this record comes again after them).
+    - `FOUND` when a record comes after a hole not sought yet: the caller reports the hole and
+      seeks the consumer to the returned offset, so the records in the hole are read again (this
+      record comes again after them); `SEEK` when the hole is already known, for the same seek.
       Records still queued from before the seek, or read after it while the consumer was still
       dropping the hole (its fetch loop finishing the older batch), come with offsets past the
       one that found the hole: each seeks again. A hole still there after `retries` reads that
@@ -235,7 +236,7 @@ class Continuity:
         self._pending: dict[tuple[str, int], tuple[int, int, int]] = {}
 
     def check(self, source: tuple[str, int], offset: int, start: int) -> tuple[str, int]:
-        """(`TAKE`, offset) or (`SEEK`, the offset to read from)."""
+        """(`TAKE`, offset), or (`FOUND` or `SEEK`, the offset to read from)."""
         expected = self._next.get(source, start)
         if offset < expected:
             # Delivered again (Faust's seek after a rebalance or a recovery): taken again, never
@@ -246,7 +247,7 @@ class Continuity:
         if offset > expected:
             if pending is None or pending[0] != expected:
                 self._pending[source] = (expected, offset, 1)
-                return SEEK, expected
+                return FOUND, expected
             if offset > pending[1]:
                 # Queued before the seek, or read after it while the consumer dropped the hole
                 # again: seek again, without counting it as a read of the hole.

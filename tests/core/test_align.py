@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.core.align import SEEK, TAKE, Aligner, Continuity, InOrder
+from streams.core.align import FOUND, SEEK, TAKE, Aligner, Continuity, InOrder
 
 TOPICS = ("cards", "certificates", "reservations", "registrations", "links", "payments")
 IDLE = 2.0
@@ -195,7 +195,7 @@ def test_a_hole_is_read_again_and_what_was_queued_before_the_seek_is_skipped():
     # 0-2 taken; 3 and 4 never delivered (Faust dropped them); 5-6 were queued already.
     # After the seek to 3 the consumer delivers 3, 4, 5, 6 again.
     got = _feed(Continuity(), [0, 1, 2, 5, 6, 3, 4, 5, 6])
-    assert got == [(TAKE, 0), (TAKE, 1), (TAKE, 2), (SEEK, 3), (SEEK, 3),
+    assert got == [(TAKE, 0), (TAKE, 1), (TAKE, 2), (FOUND, 3), (SEEK, 3),
                    (TAKE, 3), (TAKE, 4), (TAKE, 5), (TAKE, 6)]
 
 
@@ -204,7 +204,7 @@ def test_a_hole_dropped_again_after_the_seek_is_sought_again_however_often():
     # loop finishing an older batch) and delivered 201 on: those must not be taken, nor count as
     # reads that found the hole to be real.
     got = _feed(Continuity(retries=1), [124, 126, 201, 202, 125, 126], start=124)
-    assert got == [(TAKE, 124), (SEEK, 125), (SEEK, 125), (SEEK, 125), (TAKE, 125),
+    assert got == [(TAKE, 124), (FOUND, 125), (SEEK, 125), (SEEK, 125), (TAKE, 125),
                    (TAKE, 126)]
 
 
@@ -218,7 +218,7 @@ def test_records_delivered_again_are_taken_again_never_dropped():
 def test_a_hole_that_stays_after_the_retries_is_real():
     # Offsets 2-3 are transaction markers: every read after the seek starts again at 4.
     got = _feed(Continuity(retries=2), [0, 1, 4, 4, 4, 5])
-    assert got == [(TAKE, 0), (TAKE, 1), (SEEK, 2), (SEEK, 2), (TAKE, 4), (TAKE, 5)]
+    assert got == [(TAKE, 0), (TAKE, 1), (FOUND, 2), (SEEK, 2), (TAKE, 4), (TAKE, 5)]
 
 
 def test_holes_sought_and_not_yet_read_are_listed_until_read():
@@ -231,7 +231,7 @@ def test_holes_sought_and_not_yet_read_are_listed_until_read():
 
 def test_the_start_is_the_committed_offset_and_dropped_sources_start_afresh():
     gate = Continuity()
-    assert gate.check(("t", 0), 12, 10) == (SEEK, 10)
+    assert gate.check(("t", 0), 12, 10) == (FOUND, 10)
     gate.drop({("t", 0)})
     assert gate.check(("t", 0), 12, 12) == (TAKE, 12)
 
