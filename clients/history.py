@@ -280,13 +280,6 @@ def _history_of(dump: TopicDump, bootstrap: str, app: str, changelog: str,
     return history
 
 
-def _keyed_in(subset: Subset, key: bytes | None, partition: int) -> bool:
-    """An output record by its key (the person_id), as `Subset.has_outcome` keeps outcomes."""
-    if key:
-        return subset.has_person(key.decode("utf-8", "surrogateescape"))
-    return partition % subset.of in subset.only
-
-
 @dataclass
 class ExportCounts:
     journal: int = 0
@@ -336,7 +329,8 @@ async def export_history(
                 counts.unreadable += 1
     for t in OUTCOME_TOPICS:
         for r in dump.records[t]:
-            if subset is not None and not _keyed_in(subset, r.key, r.partition):
+            if subset is not None and not subset.has_record(
+                    r.key.decode("utf-8", "surrogateescape") if r.key else None, r.partition):
                 continue
             out.write(outcome_line(t, r.partition, r.offset, r.key, r.value))
             counts.outcomes += 1

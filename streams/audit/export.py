@@ -126,14 +126,22 @@ class Subset:
     def has_person(self, person_id: str) -> bool:
         return partition_for_key(person_id.encode("utf-8", "surrogateescape"), self.of) in self.only
 
+    def has_record(self, person_id: str | None, partition: int) -> bool:
+        """An output record by its person; one without a person (an unreadable record, a dead
+        letter of a record without one) by the partition it was published to."""
+        if person_id:
+            return self.has_person(person_id)
+        return partition % self.of in self.only
+
     def has_outcome(self, published: Published) -> bool:
-        """An outcome by its person; one without a person (an unreadable record, a dead letter
-        of a record without one) by the partition it was published to."""
+        """A published outcome, as `has_record` keeps output records."""
         o = published.outcome
         person = o.get("person_id") if o is not None else None
-        if isinstance(person, str) and person:
-            return self.has_person(person)
-        return published.partition % self.of in self.only
+        return self.has_record(person if isinstance(person, str) else None, published.partition)
+
+    def as_dict(self) -> dict[str, Any]:
+        """How a subset is written in an export's header and a report ("partitions")."""
+        return {"only": sorted(self.only), "of": self.of}
 
 
 def parse_partitions(spec: str) -> frozenset[int]:
@@ -187,8 +195,7 @@ def keep_subset(history: History, subset: Subset) -> History:
     if history.records is not None:
         history.records = {k: v for k, v in history.records.items() if subset.has_person(k)}
     history.unreadable = [u for u in history.unreadable if _unreadable_in(u[0], subset)]
-    history.header = {**history.header, "partitions": {"only": sorted(subset.only),
-                                                        "of": subset.of}}
+    history.header = {**history.header, "partitions": subset.as_dict()}
     return history
 
 
@@ -222,7 +229,7 @@ def header_line(
 ) -> bytes:
     extra: dict[str, Any] = {}
     if subset is not None:
-        extra["partitions"] = {"only": sorted(subset.only), "of": subset.of}
+        extra["partitions"] = subset.as_dict()
     return _json_encode({
         "record": "header",
         "format": FORMAT,
