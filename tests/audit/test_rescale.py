@@ -41,10 +41,10 @@ def test_journal_keeps_each_persons_order_and_counts_what_was_folded() -> None:
     committed = {p: len(v) // 2 for p, v in old.items()}
     at = journal_at(old, committed, 8)
     assert sum(at.folded) == sum(committed.values())
+    old_pos = {v: (p, o) for p, recs in old.items() for o, _, v in recs}
     for q, records in enumerate(at.partitions):
         assert all(partition_for_key(k, 8) == q for k, _ in records)
         # Folded entries first: the first `folded[q]` are exactly the ones before the commits.
-        old_pos = {v: (p, o) for p, recs in old.items() for o, _, v in recs}
         flags = [old_pos[v][1] < committed[old_pos[v][0]] for _, v in records]
         assert flags == [True] * at.folded[q] + [False] * (len(records) - at.folded[q])
     for person in PEOPLE:
