@@ -190,5 +190,6 @@ def register(app: Any, inputs: Any, out: Outputs, idle_wait: float) -> None:
         # Held records of revoked partitions were never acknowledged: their new owner reads them.
         inputs_revoked = {tp for tp in revoked if tp.topic in topics.INPUT_TOPICS}
         aligner.drop({tp.partition for tp in inputs_revoked})
-        in_order.drop({(tp.topic, tp.partition) for tp in inputs_revoked})
-        continuity.drop({(tp.topic, tp.partition) for tp in inputs_revoked})
+        sources = {(tp.topic, tp.partition) for tp in inputs_revoked}
+        in_order.drop(sources)
+        continuity.drop(sources)
