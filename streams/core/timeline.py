@@ -72,10 +72,8 @@ def chunk_key(person_key: bytes, n: int) -> bytes:
 def with_upto(head_value: bytes, move: Callable[[int], int]) -> bytes:
     """A head with its journal offset `upto` moved (`mynapoint rescale` rewrites the journal at
     new offsets); a head without one, or a chunk, is returned as it is."""
-    if head_value[:1] == b"{":
-        return head_value
-    head = _HEAD_DECODER.decode(head_value)
-    if head.upto < 0:
+    head = load_head(head_value)
+    if head.upto < 0:  # not known, or the layout from before chunks
         return head_value
     return _HEAD_ENCODER.encode(Head(head.sealed, head.open, move(head.upto)))
 
