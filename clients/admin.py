@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 ALL_TOPICS: tuple[str, ...] = (*INPUT_TOPICS, *OUTPUT_TOPICS, JOURNAL, CLAIMS)
 
-_TOPIC_ALREADY_EXISTS = 36
+TOPIC_ALREADY_EXISTS = 36
 
 
 class TopicError(RuntimeError):
@@ -86,10 +86,10 @@ async def ensure_topics_async(
                 admin.create_topics(new, timeout_ms=int(_left(deadline) * 1000)),
                 _left(deadline),
             )
-            for name, code, message in _topic_errors(response):
+            for name, code, message in topic_errors(response):
                 if code == 0:
                     report.created.append(name)
-                elif code != _TOPIC_ALREADY_EXISTS:  # created meanwhile by someone else: fine
+                elif code != TOPIC_ALREADY_EXISTS:  # created meanwhile by someone else: fine
                     raise TopicError(f"cannot create topic {name}: error {code}: {message}")
         report.existing = [t for t in wanted if t not in report.created]
         report.partitions = await _wait_usable(admin, wanted, deadline)
@@ -126,7 +126,7 @@ def _left(deadline: float) -> float:
     return max(deadline - time.monotonic(), 0.001)
 
 
-def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
+def topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
     out = []
     for entry in response.topic_errors:
         name, code = entry[0], entry[1]

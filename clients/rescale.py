@@ -40,6 +40,7 @@ from typing import Any
 
 import msgspec
 
+from clients.admin import TOPIC_ALREADY_EXISTS, topic_errors
 from clients.history import HistoryError, read_topics
 from schemas import topics
 from schemas.topics import changelog_topic
@@ -47,6 +48,7 @@ from streams.audit.rescale import (
     TABLES,
     JournalAt,
     RescaleError,
+    claims_at,
     input_moves,
     journal_at,
     journaled_sources,
@@ -58,9 +60,7 @@ from streams.audit.rescale import (
 STATE_VERSION = 1
 SOURCE_HEADER = "mynapoint-rescale-source"
 CRASH_ENV = "MYNAPOINT_RESCALE_CRASH_AT"
-STEPS = ("check", "snapshot", "grow", "inputs", "rebuild", "offsets")
 _DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs config_source: set on the topic itself
-_TOPIC_ALREADY_EXISTS = 36
 _UNKNOWN_TOPIC = 3
 
 
@@ -331,10 +331,10 @@ class Rescaler:
         if todo:
             self.say(f"grow: {len(todo)} topics to {self.m} partitions")
             response = await self.admin.create_partitions(todo, timeout_ms=60_000)
-            for entry in response.topic_errors:
-                if entry[1] not in (0, 37):  # 37: INVALID_PARTITIONS (already there, a re-run)
-                    raise RescaleFailed(f"cannot add partitions to {entry[0]}: error {entry[1]} "
-                                        f"{entry[2] if len(entry) > 2 else ''}")
+            for name, code, message in topic_errors(response):
+                if code not in (0, 37):  # 37: INVALID_PARTITIONS (already there, a re-run)
+                    raise RescaleFailed(f"cannot add partitions to {name}: error {code} "
+                                        f"{message or ''}")
             await self._wait_counts(list(todo), self.m)
         self.summary.grown = sorted(todo)
         state.mark("grow")
@@ -389,15 +389,9 @@ class Rescaler:
         d = state.data
         at = self._journal_at(d)
         if topic == topics.JOURNAL:
-            d["journal_folded"] = at.folded
             records = at.partitions
         elif topic == topics.CLAIMS:
-            from schemas.topics import partition_for_key
-
-            records = [[] for _ in range(self.m)]
-            for key, value in d["claims"]:
-                q = partition_for_key(key, self.m) if key is not None else 0
-                records[q].append((key, value))
+            records = claims_at(d["claims"], self.m)
         else:
             table = next(t for t in TABLES if changelog_topic(self.app_id, t) == topic)
             records = table_at(table, d["tables"][table], self.m, n=d["from"], moved=at.moved)
@@ -521,12 +515,11 @@ class Rescaler:
                 response = await self.admin.create_topics(
                     [NewTopic(topic, self.m, replicas, topic_configs=dict(configs))],
                     timeout_ms=60_000)
-                code = response.topic_errors[0][1]
+                _, code, message = topic_errors(response)[0]
                 if code == 0:
                     break
-                if code != _TOPIC_ALREADY_EXISTS:
-                    raise RescaleFailed(f"cannot create {topic}: error {code} "
-                                        f"{response.topic_errors[0][2]}")
+                if code != TOPIC_ALREADY_EXISTS:
+                    raise RescaleFailed(f"cannot create {topic}: error {code} {message}")
             if time.monotonic() > deadline:
                 raise RescaleFailed(f"{topic} was not deleted within {self.timeout:g} s: run "
                                     "rescale again")

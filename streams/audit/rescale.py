@@ -40,6 +40,7 @@ import msgspec
 
 from schemas.journal import JOURNAL_DECODER, EventEntry
 from schemas.topics import partition_for_key
+from streams.audit.export import decode_outcome
 from streams.core.claims import claim_of_row
 from streams.core.ledger import RECORD_ENCODER, UNKNOWN_AT, with_journal_offsets
 from streams.core.timeline import person_of_row, with_upto
@@ -110,6 +111,15 @@ def _with_moved_offsets(table: str, key: bytes, value: bytes, p: int,
     except VersionError:
         return value  # copied as stored; the worker dead-letters the person's entries, as before
     return RECORD_ENCODER.encode(with_journal_offsets(record, move))
+
+
+def claims_at(requests: Iterable[Record], m: int) -> list[list[Record]]:
+    """The claims topic at m partitions: each request on its key's partition (a keyless one,
+    which no worker writes, on 0), in the order read."""
+    out: list[list[Record]] = [[] for _ in range(m)]
+    for key, value in requests:
+        out[partition_for_key(key, m) if key is not None else 0].append((key, value))
+    return out
 
 
 # A journal record as read: (offset, key, value).
@@ -252,9 +262,8 @@ def published_versions(outcomes: Iterable[bytes | None]) -> dict[str, int]:
     for raw in outcomes:
         if not raw:
             continue
-        try:
-            obj = _TIME.decode(raw)
-        except msgspec.DecodeError:
+        obj, _ = decode_outcome(raw)
+        if obj is None:
             continue
         v = obj.get("rules_version")
         if isinstance(v, str):
