@@ -39,6 +39,7 @@ from devtools.demo import generate  # noqa: E402
 from schemas import topics  # noqa: E402
 from schemas.topics import changelog_topic, partition_for_key  # noqa: E402
 from streams.audit.replay import record_offline  # noqa: E402
+from streams.audit.rescale import TABLES  # noqa: E402
 from streams.core.config import load_config  # noqa: E402
 
 APP = "bench-rescale"
@@ -51,7 +52,7 @@ async def _setup(bootstrap: str, people: int) -> int:
 
     cfg = load_config(CONFIG)
     rec = record_offline(list(generate(people=people, seed=5, bad_ratio=0.0)), cfg, partitions=4)
-    changelogs = [changelog_topic(APP, t) for t in ("persons", "claims", "timeline")]
+    changelogs = [changelog_topic(APP, t) for t in TABLES]
     await ensure_topics_async(bootstrap, 4, ALL_TOPICS)
     await ensure_topics_async(bootstrap, 4, changelogs,
                               configs={t: {"cleanup.policy": "compact"} for t in changelogs})
