@@ -10,6 +10,9 @@ from typing import Any
 from devtools.brokers import BrokerError, make_broker
 from schemas.settings import ENV
 
+#: How often the foreground wait looks for a stop signal (seconds).
+WAKE_EVERY = 0.2
+
 
 def cmd_broker(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {
@@ -33,10 +36,16 @@ def cmd_broker(args: argparse.Namespace) -> int:
         print(f"mynapoint broker: {exc}", file=sys.stderr)
         return 2
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+    # Ctrl-C and SIGTERM are only noted by the handler, and the wait below polls for them: an
+    # exception raised by a handler lands in whatever runs at that moment, and where that is a
+    # finalizer Python prints "Exception ignored" and goes on, and the command never stopped
+    # (seen once in the broker tests: SIGINT, still running a minute later).
+    stopping: list[int] = []
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    def on_signal(signum: int, frame: Any) -> None:
+        stopping.append(signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         print(broker.bootstrap, flush=True)
         print(
@@ -45,11 +54,13 @@ def cmd_broker(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        code = broker.wait()
-        print(f"mynapoint broker: the broker exited with code {code}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
+        while not stopping:
+            code = broker.wait(timeout=WAKE_EVERY)
+            if code is not None:
+                print(f"mynapoint broker: the broker exited with code {code}", file=sys.stderr)
+                return 1
         return 0
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         broker.stop()
