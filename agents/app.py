@@ -12,9 +12,10 @@
 
 This module only wires: the Faust app, its topics and tables, and one module per agent
 (agents/intake.py, agents/ledger.py, agents/claims.py) plus the status API (agents/web.py).
-Agents only decode, read a table, call the core, write the table, send outcomes and count
-metrics. Every table value is replaced whole (`table[key] = value`): Faust changelogs only on
-assignment.
+Each agent hands its records to the engine-independent step of the same name
+(streams/pipeline/), which decodes, reads the table, calls the core, writes the table, sends
+and counts, through the runtime boundary of streams/pipeline/runtime.py. Every table value is
+replaced whole (`table[key] = value`): Faust changelogs only on assignment.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import faust
 from agents import claims as claims_agent
 from agents import intake, ledger, metrics, web
 from agents.faust_private import flush_before_transactional_commits
-from agents.outputs import Outputs
+from agents.outputs import outputs
 from agents.settings import TUNING, WorkerSettings
 from schemas import topics
 from streams.core.config import RulesConfig, load_config
@@ -94,7 +95,7 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
     tables = {"persons": persons, "claims": holders, "timeline": timeline}
     metrics.register_tables(tables)
 
-    out = Outputs(app)
+    out = outputs(app)
     intake.register(app, inputs, out, settings.idle_wait)
     ledger.register(app, journal, persons, timeline, out, rules)
     claims_agent.register(app, claims, holders, out, rules)

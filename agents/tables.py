@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from streams.pipeline.runtime import Store
+
 
 def getter(table: Any) -> Callable[[bytes], bytes | None]:
     """`table.get` (for a table without a default), reading its store once."""
@@ -25,3 +27,9 @@ def getter(table: Any) -> Callable[[bytes], bytes | None]:
         return value
 
     return get
+
+
+def store(table: Any) -> Store:
+    """The table as the pipeline's steps see it: `getter(table)`, and a whole-value write, which
+    Faust changelogs (it changelogs on assignment only)."""
+    return Store(getter(table), table.__setitem__)

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from streams.core.rules import BUDGET_KEY
 
-# The live `claims` table's keys (agents/claims.py): a payment account's key -> its holder's
+# The live `claims` table's keys (streams/pipeline/claims.py): a payment account's key -> its holder's
 # person_id; one row per person holding a reservation; the count of reservations granted. All
 # rows are written while answering a claim, so they live on the partition of the claim's key:
 # the account's, or BUDGET_KEY's for the reservation rows (`claim_of_row`).

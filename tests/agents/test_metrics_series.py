@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 from agents import metrics
 from schemas import codec, topics
 from streams.core.reasons import ALERT_ACCOUNT_SHARED
+from streams.pipeline import metrics as counters
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +24,7 @@ def samples(name: str) -> dict[tuple[tuple[str, str], ...], float]:
 
 
 def test_alerted_counters_exist_for_every_known_label_value():
-    assert metrics.DEAD_LETTERS  # imported: the series are registered
+    assert counters.DEAD_LETTERS  # imported: the series are registered
     dead = {dict(k)["reason"] for k in samples("mynapoint_dead_letters_total")}
     assert dead >= set(codec.DEAD_LETTER_REASONS)
     late = {dict(k)["topic"] for k in samples("mynapoint_late_events_total")}

@@ -1,5 +1,5 @@
 """A send the producer gave up on stops the worker before any offset is committed past it
-(agents/outputs.py): at-least-once delivery of outcomes, never a silent loss."""
+(agents/outputs.py `delivered`): at-least-once delivery of outcomes, never a silent loss."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from agents import outputs
-from agents.outputs import EXIT_SEND_FAILED, Outputs
+from agents.outputs import EXIT_SEND_FAILED, delivered, producer_send
 
 
 class Exited(BaseException):
@@ -39,10 +39,10 @@ def _future(loop: asyncio.AbstractEventLoop, exc: BaseException | None) -> async
 def test_a_delivered_send_changes_nothing(exits):
     loop = asyncio.new_event_loop()
     try:
-        Outputs.delivered(_future(loop, None))
+        delivered(_future(loop, None))
         fut = _future(loop, None)
         fut.cancel()
-        Outputs.delivered(fut)
+        delivered(fut)
     finally:
         loop.close()
     assert exits == []
@@ -52,7 +52,7 @@ def test_a_failed_send_exits_with_its_code(exits):
     loop = asyncio.new_event_loop()
     try:
         with pytest.raises(Exited):
-            Outputs.delivered(_future(loop, RuntimeError("NotLeaderForPartition, retries spent")))
+            delivered(_future(loop, RuntimeError("NotLeaderForPartition, retries spent")))
     finally:
         loop.close()
     assert exits == [EXIT_SEND_FAILED]
@@ -72,8 +72,8 @@ def test_every_send_is_watched(exits):
     async def run() -> None:
         loop = asyncio.get_running_loop()
         app = type("App", (), {"producer": Producer(loop)})()
-        out = Outputs(app)
-        await out.send("mynapoint.decisions", b"P1", b"{}")
+        send = producer_send(app)
+        await send("mynapoint.decisions", b"P1", b"{}")
         app.producer.futures[0].set_exception(RuntimeError("gone"))
         await asyncio.sleep(0)  # the done callback runs (the loop logs the stand-in's raise)
 

@@ -1,13 +1,13 @@
 """`agents.tables.getter` reads a table as `table.get` does (one store lookup instead of two), and
-`agents.metrics.labelled` counts into the very child `labels()` gives."""
+`streams.pipeline.metrics.labelled` counts into the very child `labels()` gives."""
 
 from __future__ import annotations
 
 import faust
 from prometheus_client import CollectorRegistry, Counter
 
-from agents import metrics
-from agents.tables import getter
+from agents.tables import getter, store
+from streams.pipeline import metrics
 
 
 def _table() -> tuple[faust.App, object]:
@@ -38,3 +38,14 @@ def test_labelled_is_the_child_labels_gives():
     metrics.labelled(counter, "x", "y").inc(2)
     assert registry.get_sample_value("t_labelled_total", {"a": "x", "b": "y"}) == 3
     assert metrics.labelled(counter, "x", "z") is not child
+
+
+def test_store_writes_through_the_table():
+    # A whole-value assignment: the write Faust changelogs.
+    _, table = _table()
+    written: list[bytes] = []
+    table.on_key_set = lambda key, value: written.append(key)  # type: ignore[attr-defined]
+    read, write = store(table)
+    write(b"P1", b"v1")
+    assert read(b"P1") == b"v1" == table[b"P1"]  # type: ignore[index]
+    assert written == [b"P1"]

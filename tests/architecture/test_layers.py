@@ -3,13 +3,16 @@
     schemas          the contract (events, outcomes, journal, topics, settings names)
     streams.core     what decides: the pure rules core
     streams.audit    what audits: offline engines over a history (simulate, replay, explain, ...)
+    streams.pipeline what a worker does with each record, on any engine (intake, ledger, claims)
     clients          Kafka clients outside any consumer group (admin, produce, history)
     agents           the Faust runtime (the workers)
     devtools         local brokers, `mynapoint dev`, the demo generator
     cli              the `mynapoint` command, above everything
 
 The rules core must not depend on the streaming stack either: one core serves the pipeline,
-simulate, replay and what-if only if it runs without Faust, aiokafka or RocksDB.
+simulate, replay and what-if only if it runs without Faust, aiokafka or RocksDB. Nor must the
+pipeline's steps: they are the engine-independent side of the runtime boundary
+(streams/pipeline/runtime.py), the same code whichever engine runs them.
 """
 
 import ast
@@ -22,16 +25,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-STREAMING_STACK = ("faust", "aiokafka", "rocksdict", "mode", "kafka")
+STREAMING_STACK = ("faust", "aiokafka", "rocksdict", "mode", "kafka", "quixstreams",
+                   "confluent_kafka")
 
 # layer -> the project layers it may import (itself included). Anything not listed is upward.
 ALLOWED: dict[str, set[str]] = {
     "schemas": {"schemas"},
     "streams.core": {"schemas", "streams.core"},
     "streams.audit": {"schemas", "streams.core", "streams.audit"},
+    "streams.pipeline": {"schemas", "streams.core", "streams.pipeline"},
     "clients": {"schemas", "streams.core", "streams.audit", "clients"},
-    "agents": {"schemas", "streams.core", "streams.audit", "clients", "agents"},
-    "devtools": {"schemas", "streams.core", "streams.audit", "clients", "agents", "devtools"},
+    "agents": {"schemas", "streams.core", "streams.audit", "streams.pipeline", "clients",
+               "agents"},
+    "devtools": {"schemas", "streams.core", "streams.audit", "streams.pipeline", "clients",
+                 "agents", "devtools"},
     "cli": set(),  # the top: may import every layer
 }
 PROJECT = ("schemas", "streams", "clients", "agents", "devtools", "cli")
@@ -64,7 +71,8 @@ def _files(layer: str) -> list[Path]:
 def test_every_project_module_belongs_to_a_layer():
     stray = [p.relative_to(ROOT).as_posix() for p in (ROOT / "streams").glob("*.py")
              if p.name != "__init__.py"]
-    assert stray == [], "a module directly under streams/ belongs in streams/core or streams/audit"
+    assert stray == [], ("a module directly under streams/ belongs in streams/core, streams/audit "
+                         "or streams/pipeline")
 
 
 @pytest.mark.parametrize("layer", [k for k in ALLOWED if k != "cli"])
@@ -114,7 +122,7 @@ def test_core_modules_exist():
     assert "streams.audit.simulate" in mods
 
 
-def test_core_and_audit_import_no_streaming_stack():
+def test_core_audit_and_pipeline_import_no_streaming_stack():
     mods = _modules("schemas", "streams")
     assert _loaded_stack(f"import importlib\nfor m in {mods!r}: importlib.import_module(m)") == []
 

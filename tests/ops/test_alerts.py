@@ -17,7 +17,7 @@ SCRAPE_LABELS = {"instance", "job"}
 
 
 def exported() -> dict[str, set[str]]:
-    """Series name -> label names, for every metric agents/metrics.py exports."""
+    """Series name -> label names, for every metric the worker exports (streams/pipeline/metrics.py, agents/metrics.py)."""
     out: dict[str, set[str]] = {}
     for family in REGISTRY.collect():
         if not family.name.startswith("mynapoint_"):

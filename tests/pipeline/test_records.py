@@ -1,4 +1,5 @@
-"""What the agents do with one record (agents/ledger.py `fold_stored`, agents/intake.py `checked_record`): stored values
+"""What the steps do with one record (streams/pipeline/ledger.py `fold_stored`,
+streams/pipeline/intake.py `checked_record`): stored values
 of earlier versions are upgraded on read, and what cannot be read or decided becomes a dead letter
 with a reason instead of stopping the agent."""
 
@@ -7,10 +8,6 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from agents import intake as intake_module
-from agents import ledger as ledger_module
-from agents.intake import checked_record
-from agents.ledger import fold_stored
 from schemas.codec import (
     INTERNAL_ERROR,
     UNREADABLE_JOURNAL_ENTRY,
@@ -21,6 +18,10 @@ from schemas.journal import JOURNAL_ENCODER, EventEntry
 from streams.core.config import build_config
 from streams.core.ledger import RECORD_ENCODER, fold
 from streams.core.versions import event_entry_v0, ledger_record_v0
+from streams.pipeline import intake as intake_module
+from streams.pipeline import ledger as ledger_module
+from streams.pipeline.intake import checked_record
+from streams.pipeline.ledger import fold_stored
 from tests.builders import card, reserve
 
 CFG = build_config({"services": [{"id": "demo-pay", "name": "Demo Pay"}]})

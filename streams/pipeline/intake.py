@@ -1,0 +1,187 @@
+"""The intake step: decode and validate each input record, then release it to the journal in
+event-time order (streams/core/align.py). Bad records become dead letters.
+
+Nothing is acknowledged to the engine before it reached the journal (or the dead letters), and
+acknowledgements go in offset order per partition: the engine commits no offset past a record
+still held for alignment, so a crash or a rebalance loses none.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from schemas import topics
+from schemas.codec import BAD_KEY, INTERNAL_ERROR, MISSING_VALUE, BadInput, decode_event
+from schemas.events import Event
+from schemas.journal import JOURNAL_ENCODER, EventEntry
+from streams.core.align import FOUND, TAKE, Aligner, Continuity, InOrder
+from streams.pipeline import metrics
+from streams.pipeline.outputs import Outputs
+from streams.pipeline.runtime import At, IntakeSource
+
+log = logging.getLogger("mynapoint")
+
+#: How often the engine should call `Intake.release` when no record arrives (seconds): held
+#: records are re-examined then, so what waited for silent sources goes out.
+ALIGN_TICK = 0.1
+#: How often the engine should call `Intake.reseek`: a hole in a source's offsets that was sought
+#: and not yet read is sought again (seconds).
+RESEEK_EVERY = 1.0
+
+
+def validate_record(key: bytes | None, value: bytes | None) -> Event:
+    """The event of one input record, or `BadInput` saying what is wrong with it."""
+    if value is None:
+        raise BadInput(MISSING_VALUE, "the record has no value: send the JSON event as the value")
+    ev = decode_event(value)
+    if key is None:
+        raise BadInput(
+            BAD_KEY,
+            "the record has no key: key every record by its person_id so a person's events "
+            "stay in one partition",
+            {"event_id": ev.event_id, "person_id": ev.person_id},
+        )
+    if key != ev.person_id.encode():
+        raise BadInput(
+            BAD_KEY,
+            "the record key is not the event's person_id: key every record by its person_id",
+            {"event_id": ev.event_id, "person_id": ev.person_id},
+        )
+    return ev
+
+
+def checked_record(key: bytes | None, value: bytes | None) -> Event:
+    """`validate_record`, with any other failure (a bug) turned into an `internal_error`.
+
+    An engine's handler that raises loses the record it was on (Faust restarts the agent); every
+    input record must end as an event or a dead letter instead.
+    """
+    try:
+        return validate_record(key, value)
+    except BadInput:
+        raise
+    except Exception as bug:
+        raise BadInput(INTERNAL_ERROR, f"validating this record failed ({type(bug).__name__}: "
+                       f"{bug}); this is a bug: report it with this dead letter") from bug
+
+
+class Intake:
+    """Handles the input topics, for every partition the engine assigned to this worker.
+
+    The engine calls `on_record` for each input record, `release` every `ALIGN_TICK`, `reseek`
+    every `RESEEK_EVERY`, and `revoked` when it loses partitions. One call at a time: the engine
+    runs them on one event loop, and `release` sends the journal its records in release order.
+    """
+
+    def __init__(self, source: IntakeSource, out: Outputs, idle_wait: float) -> None:
+        self.source = source
+        self.out = out
+        self.aligner = Aligner(topics.INPUT_TOPICS, idle_wait)
+        # Input records are acknowledged in offset order per partition, and not during a
+        # rebalance (`_acknowledge`).
+        self.in_order = InOrder()
+        self._deferred: list[Any] = []
+        # Records the consumer skipped are read again before anything after them is taken.
+        self.continuity = Continuity()
+        # The last value given to the held-records gauge (set again only when it changes).
+        self._last_held = -1
+
+    async def on_record(self, topic: str, partition: int, offset: int, key: bytes | None,
+                        value: bytes | None, token: Any) -> None:
+        """One input record; `token` is what `IntakeSource.acknowledge` is given for it."""
+        source = self.source
+        # A source starts at its committed offset; the engine may not know it yet (before its
+        # seek after a rebalance): then at its first record.
+        start = source.committed(topic, partition)
+        verdict, at = self.continuity.check((topic, partition), offset,
+                                            offset if start is None else start)
+        if verdict is not TAKE:
+            if verdict is FOUND:  # one warning per hole; SEEK: the same one, sought again
+                log.warning("%s/%s: the consumer skipped offsets %s to %s; reading them again",
+                            topic, partition, at, offset - 1)
+            await source.seek(topic, partition, at)
+            return
+        metrics.labelled(metrics.EVENTS_IN, topic, "intake").inc()
+        entry = self.in_order.track(topic, partition, token)
+        try:
+            ev = checked_record(key, value)
+        except BadInput as exc:
+            await self.out.refuse(exc, At(topic, partition, offset), value)
+            self._acknowledge(entry)
+            self.aligner.passed(topic, partition, offset, time.monotonic())
+            await self.release()
+            return
+        metrics.labelled(metrics.EVENTS_BY_TYPE, topic, type(ev).__struct_config__.tag).inc()
+        self.aligner.add(topic, partition, offset, ev.occurred_at.timestamp(),
+                         (value, key, entry), time.monotonic())
+        await self.release()
+
+    def _has_more(self, topic: str, partition: int, next_offset: int) -> bool:
+        # The high watermark of the consumer's last fetch; None before any fetch answered for
+        # this partition: then only silence counts.
+        hw = self.source.highwater(topic, partition)
+        if hw is None:
+            return False
+        # A source this worker has read nothing of since it took the partition starts at the
+        # group's committed offset; everything before that was journaled by an earlier owner.
+        return hw > max(next_offset, self.source.committed(topic, partition) or 0)
+
+    async def release(self) -> None:
+        """Sends the journal every held record that alignment lets go, in event-time order."""
+        send = self.out.send
+        for held in self.aligner.release(time.monotonic(), self._has_more):
+            value, key, entry = held.item
+            record = EventEntry(topic=held.topic, partition=held.partition, offset=held.offset,
+                                value=value, late=held.late)
+            await send(topics.JOURNAL, key, JOURNAL_ENCODER.encode(record))
+            if held.late:
+                metrics.labelled(metrics.LATE, held.topic).inc()
+            # Acknowledged only now: no input offset is committed past a record that has not
+            # reached the journal, so a crash loses nothing that was still held.
+            self._acknowledge(entry)
+        if self._deferred and not self.source.rebalancing():
+            self._acknowledge_deferred()
+        held_now = self.aligner.held()
+        if held_now != self._last_held:
+            metrics.HELD.set(held_now)
+            self._last_held = held_now
+
+    def _acknowledge(self, entry: list[Any]) -> None:
+        """Marks one input record finished (journaled or dead-lettered) and acknowledges, in
+        offset order, what that completes.
+
+        An engine commits what it was acknowledged: one record acknowledged ahead of an earlier,
+        still-held one could commit past the held one (Faust commits the highest offset of the
+        first run of consecutive acknowledged offsets, and lets a run start one past its
+        committed offset, or anywhere while nothing is committed), and a crash or a rebalance
+        would lose it. During a rebalance the engine may have forgotten the revoked partitions'
+        bookkeeping, so an acknowledgement then would seed the next assignment's with a stray
+        offset: those wait (the engine drops the ones whose assignment ended; the new owner
+        reads them again from the committed offset).
+        """
+        self._deferred.extend(self.in_order.done(entry))
+        if self._deferred and not self.source.rebalancing():
+            self._acknowledge_deferred()
+
+    def _acknowledge_deferred(self) -> None:
+        acknowledge = self.source.acknowledge
+        for token in self._deferred:
+            acknowledge(token)
+        self._deferred.clear()
+
+    async def reseek(self) -> None:
+        """Seeks again every hole sought and not yet read: its re-read may have been dropped
+        again with nothing after it to deliver (Faust's fetch loop finishing an older batch)."""
+        if self.source.rebalancing():
+            return
+        for (topic, partition), offset in self.continuity.holes():
+            await self.source.seek(topic, partition, offset)
+
+    def revoked(self, sources: set[tuple[str, int]]) -> None:
+        """The engine took these (input topic, partition) away: what they held was never
+        acknowledged, and their new owner reads it again."""
+        self.aligner.drop({partition for _, partition in sources})
+        self.in_order.drop(sources)
+        self.continuity.drop(sources)

@@ -1,0 +1,132 @@
+"""The ledger step: fold each journal entry into the person's record (streams/core/ledger.py),
+keep the person's timeline (streams/core/timeline.py), ask for claims, publish the outcomes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from schemas import topics
+from schemas.codec import (
+    DECODE_ERRORS,
+    INTERNAL_ERROR,
+    UNREADABLE_JOURNAL_ENTRY,
+    UNREADABLE_STATE,
+    BadInput,
+    mask_my_numbers,
+)
+from schemas.journal import JOURNAL_ENCODER
+from streams.core.config import RulesConfig
+from streams.core.ledger import (
+    RECORD_ENCODER,
+    UNKNOWN_AT,
+    Folded,
+    LedgerRecord,
+    fold,
+    remembered_lines,
+)
+from streams.core.timeline import writes_after_fold as timeline_writes
+from streams.core.versions import VersionError, decode_journal_entry, decode_ledger_record
+from streams.pipeline import metrics
+from streams.pipeline.outputs import Outputs
+from streams.pipeline.runtime import Store, Where
+
+_UNREADABLE = (VersionError, *DECODE_ERRORS)
+
+
+def _fields(key: bytes) -> dict[str, str]:
+    """What a dead letter of the person's entry says of them: the person id, masked."""
+    return {"person_id": mask_my_numbers(key.decode("utf-8", "replace"))}
+
+
+def fold_stored(key: bytes | None, entry_value: bytes | None,
+                read: Callable[[bytes], bytes | None],
+                rules: RulesConfig, at: int = UNKNOWN_AT,
+                committed: int = 0) -> tuple[LedgerRecord | None, Folded]:
+    """The person's stored record (`read(key)`) and the fold of one journal record into it.
+
+    `at` is the journal record's offset and `committed` its partition's committed offset: the
+    record then forgets the outcomes of entries below it (see `streams.core.ledger.fold`).
+
+    Both are read through `streams.core.versions`, so values stored by an earlier version are
+    upgraded on read. What cannot be read or decided raises `BadInput` with the reason to
+    dead-letter it under: no journal record stops the ledger.
+    """
+    try:
+        if entry_value is None:
+            raise VersionError("the record has no value")
+        entry = decode_journal_entry(entry_value)
+        if not key:
+            raise VersionError("the record has no key (the person_id)")
+    except _UNREADABLE as exc:
+        raise BadInput(
+            UNREADABLE_JOURNAL_ENTRY,
+            f"not a journal entry this worker can read ({exc}); only mynapoint workers may write "
+            f"to {topics.JOURNAL}: find the other producer, or upgrade this worker if a newer "
+            "one wrote it",
+        ) from None
+    record_value = read(key)
+    try:
+        record = decode_ledger_record(record_value) if record_value is not None else None
+    except _UNREADABLE as exc:
+        raise BadInput(
+            UNREADABLE_STATE,
+            f"the person's stored record cannot be read ({exc}); if a newer worker wrote it, run "
+            "that version; the person's journal entries are dead-lettered until then",
+            _fields(key),
+        ) from None
+    try:
+        return record, fold(record, entry, rules, at=at, committed=committed)
+    except Exception as exc:
+        # A bug in the rules or the fold: reported with the record it failed on, which can be
+        # replayed from its offset once fixed, instead of stopping every other person.
+        raise BadInput(
+            INTERNAL_ERROR,
+            f"deciding this journal entry failed ({type(exc).__name__}: {exc}); this is a bug: "
+            "report it with this dead letter; the entry was not applied",
+            _fields(key),
+        ) from exc
+
+
+class Ledger:
+    """Handles the journal: one call per journal record, in the partition's order."""
+
+    __slots__ = ("rules", "persons", "timeline", "out")
+
+    def __init__(self, rules: RulesConfig, persons: Store, timeline: Store, out: Outputs) -> None:
+        self.rules = rules
+        #: Each person's `LedgerRecord`.
+        self.persons = persons
+        #: Each person's published outcomes, as JSON lines in chunks, for the status API.
+        self.timeline = timeline
+        self.out = out
+
+    async def on_entry(self, key: bytes | None, value: bytes | None, where: Where, committed: int,
+                       timestamp: float | None = None) -> None:
+        """Folds one journal record (`where`, with its `key` and `value`; `committed` is its
+        partition's committed offset, below which everything was sent; `timestamp` the record's,
+        in seconds, for the end-to-end latency)."""
+        started = time.perf_counter()
+        out = self.out
+        try:
+            record, folded = fold_stored(key, value, self.persons.read, self.rules,
+                                         at=where.offset, committed=committed)
+        except BadInput as exc:
+            # The raw value only when it is the record that cannot be read.
+            await out.refuse(exc, where, value if exc.reason == UNREADABLE_JOURNAL_ENTRY
+                             else None)
+            return
+        assert key  # fold_stored refuses an entry without one
+        if folded.record is not record:
+            self.persons.write(key, RECORD_ENCODER.encode(folded.record))
+        if folded.outcomes:
+            timeline = self.timeline
+            for tkey, tvalue in timeline_writes(key, timeline.read(key),
+                                                remembered_lines(folded.record)):
+                timeline.write(tkey, tvalue)
+        for req in folded.claims:
+            await out.send(topics.CLAIMS, req.key.encode(), JOURNAL_ENCODER.encode(req))
+        await out.publish(key, folded.outcomes)
+        if folded.repeat:
+            metrics.REPEATS.inc()
+        metrics.observe_latency(started, timestamp)

@@ -1,0 +1,77 @@
+"""The runtime boundary: what an engine must give the pipeline's steps, and nothing more.
+
+An engine (Faust today: agents/) consumes the topics, keeps per-key state with a changelog, sends
+records and commits offsets. The steps of this package (intake, ledger, claims) decide what to do
+with each record through these few shapes, so that event-time alignment, effectively-once
+folding, claims, dead letters and metrics are written once, whatever runs them:
+
+- `Store`: the state of one table, for the partition of the record being handled: a read and a
+  whole-value write (the engine changelogs each write);
+- `Send`: send one record to a topic, partitioned by its key with Kafka's default partitioner;
+  the engine delivers everything sent before it commits any offset;
+- `Where`: the topic, partition and offset of the record being handled (dead letters name it);
+- `IntakeSource`: what intake needs of the engine's consumer of the input topics: high
+  watermarks and committed offsets (idleness, the start of a source), seeking back to a hole,
+  and acknowledging a record once it reached the journal (the engine commits no offset past a
+  record not acknowledged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple, Protocol
+
+#: Sends one record: (topic, key, value). Awaited for the hand-over to the producer, not delivery.
+Send = Callable[[str, bytes | None, bytes], Awaitable[None]]
+
+
+class Store(NamedTuple):
+    """One table's state for the current record's partition."""
+
+    #: The value of a key, or None.
+    read: Callable[[bytes], bytes | None]
+    #: Replaces a key's value whole (table values are immutable).
+    write: Callable[[bytes, bytes], None]
+
+
+class Where(Protocol):
+    """The record being handled: any object with these attributes (an engine's own message)."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+
+class At(NamedTuple):
+    """A `Where` for engines whose messages do not have those attributes."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class IntakeSource(Protocol):
+    """What intake needs of the engine's consumer of the input topics."""
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        """The partition's high watermark as of the consumer's last fetch; None before one."""
+
+    def committed(self, topic: str, partition: int) -> int | None:
+        """The group's committed offset of the partition as the engine knows it; None if
+        unknown (then the source starts at its first record read)."""
+
+    async def seek(self, topic: str, partition: int, offset: int) -> None:
+        """Makes the consumer read the partition again from `offset`."""
+
+    def rebalancing(self) -> bool:
+        """True while the engine rebalances: acknowledgements and seeks then wait."""
+
+    def acknowledge(self, token: Any) -> None:
+        """The record behind `token` (what the engine handed to `Intake.on_record`) is finished:
+        journaled or dead-lettered. Called in offset order per partition. A token read before
+        the engine's current assignment is dropped (its partition's new owner reads it again)."""

@@ -1,0 +1,217 @@
+"""The pipeline's steps (streams/pipeline/) on a stand-in engine: what any engine's adapter gets
+from them, record by record. The engines themselves run the same steps in tests/integration."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+import pytest
+
+from schemas import topics
+from schemas.codec import OUTCOME_DECODER, UNREADABLE_CLAIM, UNREADABLE_JOURNAL_ENTRY
+from schemas.journal import JOURNAL_DECODER, JOURNAL_ENCODER, ClaimRequest, EventEntry
+from schemas.outcomes import DeadLetter, Decision
+from streams.core.config import build_config
+from streams.core.ledger import RECORD_ENCODER, fold
+from streams.pipeline.claims import Claims
+from streams.pipeline.intake import Intake
+from streams.pipeline.ledger import Ledger
+from streams.pipeline.outputs import Outputs
+from streams.pipeline.runtime import At, Store
+from tests.builders import card
+
+CFG = build_config({"services": [{"id": "demo-pay", "name": "Demo Pay"}]})
+
+
+class Sent:
+    """The engine's `Send`, keeping what was sent."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes | None, bytes]] = []
+
+    async def __call__(self, topic: str, key: bytes | None, value: bytes) -> None:
+        self.records.append((topic, key, value))
+
+    def on(self, topic: str) -> list[tuple[bytes | None, bytes]]:
+        return [(k, v) for t, k, v in self.records if t == topic]
+
+
+class Source:
+    """A consumer that has fetched nothing yet (no high watermarks, no committed offsets)."""
+
+    def __init__(self) -> None:
+        self.acked: list[Any] = []
+        self.sought: list[tuple[str, int, int]] = []
+        self.balancing = False
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        return None
+
+    def committed(self, topic: str, partition: int) -> int | None:
+        return None
+
+    async def seek(self, topic: str, partition: int, offset: int) -> None:
+        self.sought.append((topic, partition, offset))
+
+    def rebalancing(self) -> bool:
+        return self.balancing
+
+    def acknowledge(self, token: Any) -> None:
+        self.acked.append(token)
+
+
+def dict_store() -> tuple[Store, dict[bytes, bytes]]:
+    data: dict[bytes, bytes] = {}
+    return Store(data.get, data.__setitem__), data
+
+
+def line(person: str, at: str, event_id: str) -> bytes:
+    return msgspec.json.encode(card(person, at, event_id=event_id))
+
+
+# -- intake
+
+
+def intake(idle_wait: float) -> tuple[Intake, Source, Sent]:
+    source, sent = Source(), Sent()
+    return Intake(source, Outputs(sent), idle_wait), source, sent
+
+
+def test_intake_journals_and_acknowledges_once_nothing_can_come_earlier():
+    step, source, sent = intake(idle_wait=0)
+    asyncio.run(step.on_record(topics.CARDS, 0, 0, b"P1",
+                               line("P1", "2020-08-01T09:00:00+09:00", "e1"), "t0"))
+    [(key, value)] = sent.on(topics.JOURNAL)
+    entry = JOURNAL_DECODER.decode(value)
+    assert key == b"P1" and isinstance(entry, EventEntry)
+    assert (entry.topic, entry.partition, entry.offset, entry.late) == (topics.CARDS, 0, 0, False)
+    assert source.acked == ["t0"]
+
+
+def test_a_held_record_holds_back_the_acknowledgement_of_a_later_dead_letter():
+    # The bad record is dead-lettered at once, but acknowledging it before the held record
+    # would let the engine commit past the held one.
+    step, source, sent = intake(idle_wait=1000)
+
+    async def run() -> None:
+        await step.on_record(topics.CARDS, 0, 0, b"P1",
+                             line("P1", "2020-08-01T09:00:00+09:00", "e1"), "t0")
+        await step.on_record(topics.CARDS, 0, 1, b"P1", b"not json", "t1")
+
+    asyncio.run(run())
+    assert sent.on(topics.JOURNAL) == [] and len(sent.on(topics.DEADLETTER)) == 1
+    assert source.acked == [] and step.aligner.held() == 1
+    step.aligner.idle_wait = 0  # the silent sources go idle
+    asyncio.run(step.release())
+    assert len(sent.on(topics.JOURNAL)) == 1
+    assert source.acked == ["t0", "t1"]
+
+
+def test_acknowledgements_wait_for_a_rebalance_to_end():
+    step, source, sent = intake(idle_wait=0)
+    source.balancing = True
+    asyncio.run(step.on_record(topics.CARDS, 0, 0, b"P1",
+                               line("P1", "2020-08-01T09:00:00+09:00", "e1"), "t0"))
+    assert len(sent.on(topics.JOURNAL)) == 1 and source.acked == []
+    source.balancing = False
+    asyncio.run(step.release())
+    assert source.acked == ["t0"]
+
+
+def test_revoked_partitions_forget_what_they_held():
+    step, source, _ = intake(idle_wait=1000)
+    asyncio.run(step.on_record(topics.CARDS, 3, 0, b"P1",
+                               line("P1", "2020-08-01T09:00:00+09:00", "e1"), "t0"))
+    assert step.aligner.held() == 1
+    step.revoked({(topics.CARDS, 3)})
+    step.aligner.idle_wait = 0
+    asyncio.run(step.release())
+    assert step.aligner.held() == 0 and source.acked == []
+
+
+def test_a_hole_in_a_source_is_sought_not_taken():
+    step, source, sent = intake(idle_wait=0)
+
+    async def run() -> None:
+        await step.on_record(topics.CARDS, 0, 0, b"P1",
+                             line("P1", "2020-08-01T09:00:00+09:00", "e1"), "t0")
+        await step.on_record(topics.CARDS, 0, 2, b"P1",
+                             line("P1", "2020-08-02T09:00:00+09:00", "e3"), "t2")
+
+    asyncio.run(run())
+    assert source.sought == [(topics.CARDS, 0, 1)]
+    assert source.acked == ["t0"] and len(sent.on(topics.JOURNAL)) == 1
+    asyncio.run(step.reseek())  # not read yet: sought again
+    assert source.sought == [(topics.CARDS, 0, 1)] * 2
+
+
+# -- ledger
+
+
+def journal_entry(offset: int) -> bytes:
+    return JOURNAL_ENCODER.encode(EventEntry(
+        topic=topics.CARDS, partition=0, offset=offset,
+        value=line("P1", "2020-08-01T09:00:00+09:00", "e1")))
+
+
+def test_the_ledger_stores_the_fold_and_publishes_its_outcomes():
+    persons, people = dict_store()
+    timeline, lines = dict_store()
+    sent = Sent()
+    step = Ledger(CFG, persons, timeline, Outputs(sent))
+    asyncio.run(step.on_entry(b"P1", journal_entry(5), At(topics.JOURNAL, 0, 5), committed=0))
+    expected = fold(None, JOURNAL_DECODER.decode(journal_entry(5)), CFG, at=5)
+    assert people == {b"P1": RECORD_ENCODER.encode(expected.record)}
+    assert lines  # the status API's history
+    [(key, value)] = sent.on(topics.DECISIONS)
+    assert key == b"P1" and isinstance(OUTCOME_DECODER.decode(value), Decision)
+
+
+def test_the_ledger_dead_letters_an_entry_it_cannot_read_and_stores_nothing():
+    persons, people = dict_store()
+    timeline, _ = dict_store()
+    sent = Sent()
+    step = Ledger(CFG, persons, timeline, Outputs(sent))
+    asyncio.run(step.on_entry(b"P1", b"\xc1", At(topics.JOURNAL, 2, 7), committed=0))
+    assert people == {}
+    [(_, value)] = sent.on(topics.DEADLETTER)
+    dl = OUTCOME_DECODER.decode(value)
+    assert isinstance(dl, DeadLetter) and dl.reason == UNREADABLE_JOURNAL_ENTRY
+    assert (dl.topic, dl.partition, dl.offset) == (topics.JOURNAL, 2, 7)
+
+
+# -- claims
+
+
+def claim(person: str, event_id: str) -> bytes:
+    return JOURNAL_ENCODER.encode(ClaimRequest(kind="account", key="demo-pay:acct-1",
+                                               person_id=person, event_id=event_id))
+
+
+def test_the_first_claim_of_a_key_is_granted_and_the_next_refused():
+    holders, held = dict_store()
+    sent = Sent()
+    step = Claims(CFG, holders, Outputs(sent))
+
+    async def run() -> None:
+        await step.on_claim(claim("P1", "l1"), At(topics.CLAIMS, 0, 0))
+        await step.on_claim(claim("P2", "l2"), At(topics.CLAIMS, 0, 1))
+
+    asyncio.run(run())
+    answers = [(k, JOURNAL_DECODER.decode(v)) for k, v in sent.on(topics.JOURNAL)]
+    assert [(k, a.granted, a.holder) for k, a in answers] == [(b"P1", True, "P1"),
+                                                              (b"P2", False, "P1")]
+    assert held == {b"demo-pay:acct-1": b"P1"}
+
+
+@pytest.mark.parametrize("value", [None, b"", b"\xc1", msgspec.msgpack.encode({"k": "claim"})])
+def test_a_claim_that_cannot_be_read_is_a_dead_letter(value):
+    holders, held = dict_store()
+    sent = Sent()
+    asyncio.run(Claims(CFG, holders, Outputs(sent)).on_claim(value, At(topics.CLAIMS, 1, 3)))
+    [(_, out)] = sent.on(topics.DEADLETTER)
+    dl = OUTCOME_DECODER.decode(out)
+    assert isinstance(dl, DeadLetter) and dl.reason == UNREADABLE_CLAIM
+    assert sent.on(topics.JOURNAL) == [] and held == {}
