@@ -109,12 +109,18 @@ def missing(head: Head, recent: Recent) -> bytes:
 
 
 def writes_after_fold(
-    person_key: bytes, head_value: bytes | None, recent: Recent,
+    person_key: bytes, head_value: bytes | None, recent: Recent | Callable[[int], Recent],
     chunk_lines: int = CHUNK_LINES,
 ) -> list[tuple[bytes, bytes]]:
     """The (key, value) table writes, in order, that bring a timeline up to the ledger record:
-    a chunk sealed by this append first, then the head that counts it."""
+    a chunk sealed by this append first, then the head that counts it.
+
+    `recent` may be a function of the head's `upto` (-1: not known) that gives the remembered
+    entries, so that only the lines the head may miss are built
+    (`streams.core.ledger.remembered_lines(record, upto)`)."""
     head = load_head(head_value)
+    if callable(recent):
+        recent = recent(head.upto)
     lines = missing(head, recent)
     if not lines:
         return []

@@ -121,8 +121,10 @@ class Ledger:
             self.persons.write(key, RECORD_ENCODER.encode(folded.record))
         if folded.outcomes:
             timeline = self.timeline
-            for tkey, tvalue in timeline_writes(key, timeline.read(key),
-                                                remembered_lines(folded.record)):
+            record_now = folded.record
+            for tkey, tvalue in timeline_writes(
+                    key, timeline.read(key),
+                    lambda upto: remembered_lines(record_now, upto)):
                 timeline.write(tkey, tvalue)
         for req in folded.claims:
             await out.send(topics.CLAIMS, req.key.encode(), JOURNAL_ENCODER.encode(req))
