@@ -87,14 +87,22 @@ class Aligner:
         part.last_arrival[topic] = now
         part.last_offset[topic] = offset
 
-    def release(self, now: float, has_more: HasMore | None = None) -> list[Held]:
+    def release(self, now: float, has_more: HasMore | None = None,
+                partition: int | None = None) -> list[Held]:
         """Everything that may go to the journal now, in journal order per partition.
 
         `has_more(topic, partition, next_offset)` tells whether the broker holds records of that
         source from `next_offset` on (the live intake asks its consumer's high watermark); without
-        it, silence alone makes a source idle.
+        it, silence alone makes a source idle. With `partition`, only that partition's records:
+        after a record of one partition arrives, the others' can only have become free by the
+        passing of time, which a periodic call over all of them takes care of.
         """
         out: list[Held] = []
+        if partition is not None:
+            part = self.partitions.get(partition)
+            if part is not None and part.held:
+                self._release_partition(partition, part, now, has_more, out)
+            return out
         for p, part in self.partitions.items():
             if part.held:
                 self._release_partition(p, part, now, has_more, out)

@@ -111,12 +111,12 @@ class Intake:
             await self.out.refuse(exc, At(topic, partition, offset), value)
             self._acknowledge(entry)
             self.aligner.passed(topic, partition, offset, time.monotonic())
-            await self.release()
+            await self.release(partition)
             return
         metrics.labelled(metrics.EVENTS_BY_TYPE, topic, type(ev).__struct_config__.tag).inc()
         self.aligner.add(topic, partition, offset, ev.occurred_at.timestamp(),
                          (value, key, entry), time.monotonic())
-        await self.release()
+        await self.release(partition)
 
     def _has_more(self, topic: str, partition: int, next_offset: int) -> bool:
         # The high watermark of the consumer's last fetch; None before any fetch answered for
@@ -128,10 +128,11 @@ class Intake:
         # group's committed offset; everything before that was journaled by an earlier owner.
         return hw > max(next_offset, self.source.committed(topic, partition) or 0)
 
-    async def release(self) -> None:
-        """Sends the journal every held record that alignment lets go, in event-time order."""
+    async def release(self, partition: int | None = None) -> None:
+        """Sends the journal every held record that alignment lets go, in event-time order (of
+        one partition: the one a record just arrived on)."""
         send = self.out.send
-        for held in self.aligner.release(time.monotonic(), self._has_more):
+        for held in self.aligner.release(time.monotonic(), self._has_more, partition):
             value, key, entry = held.item
             record = EventEntry(topic=held.topic, partition=held.partition, offset=held.offset,
                                 value=value, late=held.late)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -59,6 +61,36 @@ def test_order_does_not_depend_on_per_topic_lag(history, lags):
                           key=lambda e: (e[3], rank[e[0]], e[2]))
         assert [x for x, _ in a if x[1] == part] == [(t, p, o) for t, p, o, _ in expected]
     assert not any(late for _, late in a)
+
+
+@settings(max_examples=150, deadline=None)
+@given(histories, st.lists(st.floats(0, 3 * IDLE), min_size=6, max_size=6),
+       st.floats(0, 4 * IDLE), st.integers(0, 1))
+def test_releasing_one_partition_is_that_partition_of_releasing_all(history, lags, now, part):
+    # Intake releases only the partition a record arrived on: the same records, in the same
+    # order and with the same late marks, as its share of a release of every partition.
+    aligner = Aligner(TOPICS, IDLE)
+    per_source: dict[tuple[str, int], int] = {}
+    lag = dict(zip(TOPICS, lags, strict=True))
+    for topic, p, ts in sorted(history, key=lambda h: h[2]):
+        off = per_source.get((topic, p), 0)
+        per_source[(topic, p)] = off + 1
+        aligner.add(topic, p, off, float(ts), (topic, p, off), min(now, lag[topic]))
+    every, one = copy.deepcopy(aligner), copy.deepcopy(aligner)
+    released = [(h.item, h.late) for h in one.release(now, partition=part)]
+    assert released == [(h.item, h.late) for h in every.release(now) if h.partition == part]
+    others = {q: pt.held for q, pt in aligner.partitions.items() if q != part}
+    assert {q: pt.held for q, pt in one.partitions.items() if q != part} == others
+
+
+def test_a_release_of_one_partition_leaves_the_others_held():
+    aligner = Aligner(("a", "b"), IDLE)
+    aligner.add("a", 0, 0, 10.0, "p0", now=0.0)
+    aligner.add("a", 1, 0, 10.0, "p1", now=0.0)
+    assert [h.item for h in aligner.release(now=IDLE, partition=1)] == ["p1"]
+    assert aligner.held() == 1
+    assert aligner.release(now=IDLE, partition=2) == []
+    assert [h.item for h in aligner.release(now=IDLE)] == ["p0"]
 
 
 def test_a_record_delayed_past_the_idle_wait_is_released_late_in_arrival_order():
