@@ -8,6 +8,7 @@ still held for alignment, so a crash or a rebalance loses none.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -71,8 +72,8 @@ class Intake:
     """Handles the input topics, for every partition the engine assigned to this worker.
 
     The engine calls `on_record` for each input record, `release` every `ALIGN_TICK`, `reseek`
-    every `RESEEK_EVERY`, and `revoked` when it loses partitions. One call at a time: the engine
-    runs them on one event loop, and `release` sends the journal its records in release order.
+    every `RESEEK_EVERY`, and `revoked` when it loses partitions, all on one event loop (from
+    different tasks: an agent and its timers).
     """
 
     def __init__(self, source: IntakeSource, out: Outputs, idle_wait: float) -> None:
@@ -87,6 +88,9 @@ class Intake:
         self.continuity = Continuity()
         # The last value given to the held-records gauge (set again only when it changes).
         self._last_held = -1
+        # One releaser at a time: a send can wait (a full producer buffer), and a release from
+        # another task meanwhile would put its records in the journal among this one's.
+        self._releasing = asyncio.Lock()
 
     async def on_record(self, topic: str, partition: int, offset: int, key: bytes | None,
                         value: bytes | None, token: Any) -> None:
@@ -132,22 +136,23 @@ class Intake:
         """Sends the journal every held record that alignment lets go, in event-time order (of
         one partition: the one a record just arrived on)."""
         send = self.out.send
-        for held in self.aligner.release(time.monotonic(), self._has_more, partition):
-            value, key, entry = held.item
-            record = EventEntry(topic=held.topic, partition=held.partition, offset=held.offset,
-                                value=value, late=held.late)
-            await send(topics.JOURNAL, key, JOURNAL_ENCODER.encode(record))
-            if held.late:
-                metrics.labelled(metrics.LATE, held.topic).inc()
-            # Acknowledged only now: no input offset is committed past a record that has not
-            # reached the journal, so a crash loses nothing that was still held.
-            self._acknowledge(entry)
-        if self._deferred and not self.source.rebalancing():
-            self._acknowledge_deferred()
-        held_now = self.aligner.held()
-        if held_now != self._last_held:
-            metrics.HELD.set(held_now)
-            self._last_held = held_now
+        async with self._releasing:
+            for held in self.aligner.release(time.monotonic(), self._has_more, partition):
+                value, key, entry = held.item
+                record = EventEntry(topic=held.topic, partition=held.partition,
+                                    offset=held.offset, value=value, late=held.late)
+                await send(topics.JOURNAL, key, JOURNAL_ENCODER.encode(record))
+                if held.late:
+                    metrics.labelled(metrics.LATE, held.topic).inc()
+                # Acknowledged only now: no input offset is committed past a record that has
+                # not reached the journal, so a crash loses nothing that was still held.
+                self._acknowledge(entry)
+            if self._deferred and not self.source.rebalancing():
+                self._acknowledge_deferred()
+            held_now = self.aligner.held()
+            if held_now != self._last_held:
+                metrics.HELD.set(held_now)
+                self._last_held = held_now
 
     def _acknowledge(self, entry: list[Any]) -> None:
         """Marks one input record finished (journaled or dead-lettered) and acknowledges, in

@@ -109,6 +109,36 @@ def test_a_held_record_holds_back_the_acknowledgement_of_a_later_dead_letter():
     assert source.acked == ["t0", "t1"]
 
 
+def test_a_release_waiting_on_a_send_keeps_the_journal_in_release_order():
+    # The intake agent and the release timer are two tasks: one's release may wait in a send
+    # (a full producer buffer) while the other's runs.
+    source = Source()
+    journal: list[str] = []
+    gate = asyncio.Event()
+
+    async def send(topic: str, key: bytes | None, value: bytes) -> None:
+        entry = JOURNAL_DECODER.decode(value)
+        if entry.offset == 0:
+            await gate.wait()
+        journal.append(f"{entry.topic}/{entry.offset}")
+
+    step = Intake(source, Outputs(send), idle_wait=0)
+
+    async def run() -> None:
+        first = asyncio.create_task(step.on_record(
+            topics.CARDS, 0, 0, b"P1", line("P1", "2020-08-01T09:00:00+09:00", "e1"), "t0"))
+        await asyncio.sleep(0)  # released, waiting in its send
+        second = asyncio.create_task(step.on_record(
+            topics.CARDS, 0, 1, b"P1", line("P1", "2020-08-02T09:00:00+09:00", "e2"), "t1"))
+        await asyncio.sleep(0)
+        gate.set()
+        await asyncio.gather(first, second)
+
+    asyncio.run(run())
+    assert journal == [f"{topics.CARDS}/0", f"{topics.CARDS}/1"]
+    assert source.acked == ["t0", "t1"]
+
+
 def test_acknowledgements_wait_for_a_rebalance_to_end():
     step, source, sent = intake(idle_wait=0)
     source.balancing = True
