@@ -87,12 +87,12 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
     journal = app.topic(topics.JOURNAL, partitions=settings.partitions, **raw)
     claims = app.topic(topics.CLAIMS, partitions=settings.partitions, **raw)
 
-    persons = _raw_table(app, "persons", settings.partitions)
-    holders = _raw_table(app, "claims", settings.partitions)
+    # `schemas.topics.TABLES`, whose changelogs the worker creates before Faust starts.
+    tables = {name: _raw_table(app, name, settings.partitions) for name in topics.TABLES}
+    persons, holders = tables["persons"], tables["claims"]
     # Each person's published outcomes, as JSON lines in chunks (streams/core/timeline.py), for the
     # status API.
-    timeline = _raw_table(app, "timeline", settings.partitions)
-    tables = {"persons": persons, "claims": holders, "timeline": timeline}
+    timeline = tables["timeline"]
     metrics.register_tables(tables)
 
     out = outputs(app)

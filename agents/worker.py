@@ -140,22 +140,35 @@ def run_worker(args: argparse.Namespace) -> int:
     return start_worker(settings, cfg, loglevel=resolve(args, "loglevel"))
 
 
+def worker_topics(app_id: str) -> tuple[tuple[str, ...], dict[str, dict[str, str]]]:
+    """The topics a worker needs before it starts, and the configs of those that have one.
+
+    The tables' changelogs are among them, made as Faust makes them (compacted): Faust creates
+    them itself at start-up, but on Apache Kafka its consumer could then keep a snapshot of the
+    cluster's metadata taken before they existed, and the ledger's first table write failed its
+    partition check ("the changelog topic ... has 0 partitions") at every restart of the agent,
+    until the next metadata refresh minutes later.
+    """
+    from schemas import topics
+
+    changelogs = tuple(topics.changelog_topic(app_id, t) for t in topics.TABLES)
+    names = (topics.INPUT_TOPICS + topics.OUTPUT_TOPICS + (topics.JOURNAL, topics.CLAIMS)
+             + changelogs)
+    return names, {c: dict(topics.CHANGELOG_CONFIG) for c in changelogs}
+
+
 def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:
     from agents import metrics
     from agents.app import create_app
     from agents.faust_private import quiet_worker
     from clients import admin
-    from schemas import topics
 
     if settings.tansu_compat:
         from agents.faust_private import patch_for_tansu
 
         patch_for_tansu()
-    admin.ensure_topics(
-        settings.bootstrap,
-        settings.partitions,
-        topics.INPUT_TOPICS + topics.OUTPUT_TOPICS + (topics.JOURNAL, topics.CLAIMS),
-    )
+    names, configs = worker_topics(settings.app_id)
+    admin.ensure_topics(settings.bootstrap, settings.partitions, names, configs=configs)
     app = create_app(settings, cfg)
     metrics.register_app(app)
     if settings.metrics_port:

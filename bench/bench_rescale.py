@@ -37,9 +37,8 @@ from clients.history import read_topics  # noqa: E402
 from clients.rescale import Rescaler  # noqa: E402
 from devtools.demo import generate  # noqa: E402
 from schemas import topics  # noqa: E402
-from schemas.topics import changelog_topic, partition_for_key  # noqa: E402
+from schemas.topics import TABLES, changelog_topic, partition_for_key  # noqa: E402
 from streams.audit.replay import record_offline  # noqa: E402
-from streams.audit.rescale import TABLES  # noqa: E402
 from streams.core.config import load_config  # noqa: E402
 
 APP = "bench-rescale"

@@ -43,9 +43,8 @@ import msgspec
 from clients.admin import TOPIC_ALREADY_EXISTS, topic_errors
 from clients.history import HistoryError, read_topics
 from schemas import topics
-from schemas.topics import changelog_topic
+from schemas.topics import TABLES, changelog_topic
 from streams.audit.rescale import (
-    TABLES,
     JournalAt,
     RescaleError,
     claims_at,

@@ -52,6 +52,14 @@ TOPIC_BY_TYPE: dict[str, str] = {
 DEFAULT_PARTITIONS = 4
 
 
+#: The worker's tables (agents/app.py); each one's changelog is `changelog_topic(app_id, table)`.
+TABLES: tuple[str, ...] = ("persons", "claims", "timeline")
+
+#: A table changelog's topic configuration, as Faust creates it: compacted, so the latest value
+#: per key (the table) is kept however old.
+CHANGELOG_CONFIG: dict[str, str] = {"cleanup.policy": "compact"}
+
+
 def changelog_topic(app_id: str, table: str = "persons") -> str:
     """Faust names a table's changelog topic f"{app_id}-{table}-changelog"."""
     return f"{app_id}-{table}-changelog"

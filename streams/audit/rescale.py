@@ -46,9 +46,6 @@ from streams.core.ledger import RECORD_ENCODER, UNKNOWN_AT, with_journal_offsets
 from streams.core.timeline import person_of_row, with_upto
 from streams.core.versions import VersionError, decode_ledger_record
 
-#: The tables of the app (agents/app.py) and how a row's key maps to the key that routes it.
-TABLES: tuple[str, ...] = ("persons", "claims", "timeline")
-
 # One stored record: (key, value). A partition's records are a list in offset order.
 Record = tuple[bytes | None, bytes | None]
 

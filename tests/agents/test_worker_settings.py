@@ -95,3 +95,24 @@ def test_rebalances_do_not_wait_for_records_held_by_alignment(tmp_path):
 
     app = create_app(settings_from_args(parse("--data-dir", str(tmp_path))))
     assert app.conf.stream_wait_empty is False
+
+
+def test_the_tables_changelogs_are_made_before_faust_starts_as_faust_makes_them(tmp_path):
+    # On Apache Kafka, changelogs Faust made at start-up could be missing from its consumer's
+    # metadata, and the ledger's first table write then failed its partition check.
+    from agents.app import create_app
+    from agents.worker import worker_topics
+    from schemas import topics
+
+    names, configs = worker_topics("mynapoint-x")
+    app = create_app(settings_from_args(parse("--data-dir", str(tmp_path),
+                                              "--app-id", "mynapoint-x")))
+    changelogs = {t.changelog_topic.get_topic_name()
+                  for t in app.mynapoint_tables.values()}  # type: ignore[attr-defined]
+    assert changelogs == {topics.changelog_topic("mynapoint-x", t) for t in topics.TABLES}
+    assert changelogs <= set(names)
+    assert set(topics.INPUT_TOPICS + topics.OUTPUT_TOPICS) <= set(names)
+    assert all(configs[c] == {"cleanup.policy": "compact"} for c in changelogs)
+    # What Faust asks for its own changelogs.
+    for table in app.mynapoint_tables.values():  # type: ignore[attr-defined]
+        assert table.changelog_topic.compacting and not table.changelog_topic.deleting
