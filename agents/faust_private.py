@@ -172,12 +172,12 @@ def flush_before_transactional_commits(app: Any) -> None:
     (`Consumer._commit_offsets`). In the exactly-once mode it commits them in the partition's
     Kafka transaction instead (`TransactionManager.commit`) and flushes nothing: whatever was sent
     outside that transaction, and is still on its way, is committed past. Every record the
-    agents send (journal, claims, outcomes, dead letters; `agents.outputs.producer_send`) is sent that way, and
-    Faust's own table changelog writes wait in the producer's buffer until published: after a
-    SIGKILL, records whose inputs were committed could be missing. Seen: outcomes never
-    published although every input had reached the journal and every claim had its answer (the
-    exactly-once SIGKILL test on Apache Kafka, now and then); journal records and table updates
-    were exposed the same way.
+    agents send (journal, claims, outcomes, dead letters; `agents.outputs.producer_send`) is
+    sent that way, and Faust's own table changelog writes wait in the producer's buffer until
+    published: after a SIGKILL, records whose inputs were committed could be missing. Seen:
+    outcomes never published although every input had reached the journal and every claim had
+    its answer (the exactly-once SIGKILL test on Apache Kafka, now and then); journal records and
+    table updates were exposed the same way.
 
     Installs, on this app's transport (before its consumer exists), a subclass of Faust's
     `TransactionManager` (the transport's `TransactionManager` class attribute, which
