@@ -149,12 +149,11 @@ def worker_topics(app_id: str) -> tuple[tuple[str, ...], dict[str, dict[str, str
     partition check ("the changelog topic ... has 0 partitions") at every restart of the agent,
     until the next metadata refresh minutes later.
     """
+    from clients.admin import ALL_TOPICS
     from schemas import topics
 
     changelogs = tuple(topics.changelog_topic(app_id, t) for t in topics.TABLES)
-    names = (topics.INPUT_TOPICS + topics.OUTPUT_TOPICS + (topics.JOURNAL, topics.CLAIMS)
-             + changelogs)
-    return names, {c: dict(topics.CHANGELOG_CONFIG) for c in changelogs}
+    return ALL_TOPICS + changelogs, {c: dict(topics.CHANGELOG_CONFIG) for c in changelogs}
 
 
 def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:

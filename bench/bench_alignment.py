@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 import msgspec  # noqa: E402
 
 from bench.bench_pipeline import _history, _time_outputs  # noqa: E402
-from clients.admin import ensure_topics  # noqa: E402
+from clients.admin import ALL_TOPICS, ensure_topics  # noqa: E402
 from clients.connect import free_port, run_blocking  # noqa: E402
 from clients.produce import plan, produce_lines  # noqa: E402
 from devtools.brokers.tansu import TansuBroker  # noqa: E402
@@ -87,8 +87,7 @@ def measure(idle: float, lines: list[bytes], backlog: list[bytes], rate: float) 
     out: dict = {"idle_wait": idle}
     with TansuBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         bs = broker.bootstrap
-        ensure_topics(bs, 4, topics.INPUT_TOPICS + topics.OUTPUT_TOPICS
-                      + (topics.JOURNAL, topics.CLAIMS))
+        ensure_topics(bs, 4, ALL_TOPICS)
         worker = _start_worker(bs, tmp, idle)
         try:
             # Warm up: the worker has joined when a first decision comes back.
@@ -103,8 +102,7 @@ def measure(idle: float, lines: list[bytes], backlog: list[bytes], rate: float) 
             worker.wait(timeout=60)
     with TansuBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         bs = broker.bootstrap
-        ensure_topics(bs, 4, topics.INPUT_TOPICS + topics.OUTPUT_TOPICS
-                      + (topics.JOURNAL, topics.CLAIMS))
+        ensure_topics(bs, 4, ALL_TOPICS)
         run_blocking(produce_lines(backlog, bs))
         worker = _start_worker(bs, tmp, idle)
         try:

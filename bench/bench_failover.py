@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from clients.admin import ensure_topics  # noqa: E402
+from clients.admin import ALL_TOPICS, ensure_topics  # noqa: E402
 from clients.connect import free_port, run_blocking  # noqa: E402
 from clients.produce import produce_lines  # noqa: E402
 from devtools.brokers import make_broker  # noqa: E402
@@ -62,8 +62,7 @@ def run(engine: str, people: int, standbys: int) -> tuple[float, int]:
     lines = list(generate(people=people, seed=3, bad_ratio=0.0))
     with make_broker(engine, die_with_parent=True) as broker, tempfile.TemporaryDirectory() as tmp:
         bs = broker.bootstrap
-        ensure_topics(bs, 4, topics.INPUT_TOPICS + topics.OUTPUT_TOPICS
-                      + (topics.JOURNAL, topics.CLAIMS))
+        ensure_topics(bs, 4, ALL_TOPICS)
         workers = [subprocess.Popen(
             [sys.executable, "-m", "agents.worker", "--bootstrap", bs,
              "--data-dir", os.path.join(tmp, f"w{i}"), "--metrics-port", "0",

@@ -121,7 +121,7 @@ def _local_prometheus(args: argparse.Namespace, work: Path) -> Any:
 
 
 def run_dev(args: argparse.Namespace) -> int:
-    from clients.admin import ensure_topics
+    from clients.admin import ALL_TOPICS, ensure_topics
     from clients.connect import run_blocking
     from clients.produce import produce_lines
     from devtools.demo import generate
@@ -157,8 +157,7 @@ def run_dev(args: argparse.Namespace) -> int:
         return 2
     try:
         bootstrap = broker.bootstrap
-        ensure_topics(bootstrap, args.partitions,
-                      topics.INPUT_TOPICS + topics.OUTPUT_TOPICS + (topics.JOURNAL, topics.CLAIMS))
+        ensure_topics(bootstrap, args.partitions, ALL_TOPICS)
         log_path = work / "worker.log"
         metrics_at = (f"http://127.0.0.1:{args.metrics_port}/metrics" if args.metrics_port
                       else "off (--metrics-port 0)")
