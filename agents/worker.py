@@ -10,52 +10,10 @@ import argparse
 import sys
 from typing import Any
 
-from schemas.settings import ENV, PROCESSING_GUARANTEES, env_help, from_env, is_true
+from streams.pipeline.settings import add_arguments, resolve
+from streams.pipeline.settings import settings_from_args as neutral_settings
 
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bootstrap", help="Kafka bootstrap servers host:port[,..] " + env_help("bootstrap"))
-    p.add_argument("--data-dir", help="where RocksDB tables live " + env_help("data_dir"))
-    p.add_argument("--partitions", type=int, help="partitions per topic " + env_help("partitions"))
-    p.add_argument("--config", help="rules configuration TOML " + env_help("config"))
-    p.add_argument("--web-port", type=int, help="Faust web port " + env_help("web_port"))
-    p.add_argument("--web-host", help="Faust web bind address " + env_help("web_host"))
-    p.add_argument("--web-canonical-url",
-                   help="URL other workers reach this one at, for the status API's routing "
-                   "(default http://WEB_HOST:WEB_PORT) " + env_help("web_canonical_url"))
-    p.add_argument("--status-token",
-                   help="bearer token the status API requires; prefer the environment variable "
-                   "(a flag shows in ps) " + env_help("status_token"))
-    p.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off " + env_help("metrics_port"))
-    p.add_argument("--metrics-host", help="Prometheus bind address " + env_help("metrics_host"))
-    p.add_argument("--app-id", help="consumer group and table prefix " + env_help("app_id"))
-    p.add_argument("--sasl-mechanism", help="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 " + env_help("sasl_mechanism"))
-    p.add_argument("--sasl-username", help=env_help("sasl_username"))
-    p.add_argument("--sasl-password", help=env_help("sasl_password"))
-    p.add_argument("--ssl-cafile", help="CA file: turns TLS on " + env_help("ssl_cafile"))
-    p.add_argument("--tansu-compat", action="store_true", default=None,
-                   help="work around the local Tansu broker's end-offset bug " + env_help("tansu_compat"))
-    p.add_argument("--loglevel", help=env_help("loglevel"))
-    p.add_argument("--standby-replicas", type=int,
-                   help="standby copies of each table partition kept warm on other workers, "
-                   "so a failover recovers little from the changelog; 0 = none "
-                   + env_help("standby_replicas"))
-    p.add_argument("--processing-guarantee", choices=PROCESSING_GUARANTEES,
-                   help="at_least_once (our effectively-once design alone) or exactly_once "
-                   "(Kafka transactions on top; Apache Kafka only: Tansu has none) "
-                   + env_help("processing_guarantee"))
-    p.add_argument("--idle-wait", type=float,
-                   help="seconds a silent input topic may hold back later events (event-time "
-                   "alignment; the latency cost for sparse topics) " + env_help("idle_wait"))
-
-
-def resolve(args: argparse.Namespace, name: str) -> Any:
-    """The flag if given, else the environment variable if set and not empty, else the default
-    (`schemas.settings.from_env`: a variable left blank in a manifest means "not set")."""
-    value = getattr(args, name, None)
-    if value is not None:
-        return value
-    return from_env(name)
+__all__ = ["add_arguments", "resolve", "run_worker", "settings_from_args", "start_worker"]
 
 
 def credentials(args: argparse.Namespace) -> Any:
@@ -81,51 +39,9 @@ def credentials(args: argparse.Namespace) -> Any:
     return None
 
 
-def _number(args: argparse.Namespace, name: str, kind: type, low: float, high: float,
-            meaning: str) -> Any:
-    """A numeric setting from its flag or environment variable, or a message saying what to set."""
-    raw = resolve(args, name)
-    flag, var = "--" + name.replace("_", "-"), ENV[name][0]
-    try:
-        value = kind(raw)
-    except (TypeError, ValueError):
-        value = None
-    if value is None or not low <= value <= high:
-        raise SystemExit(f"mynapoint worker: {flag} ({var}) must be {meaning}; got {raw!r}")
-    return value
-
-
-def _guarantee(args: argparse.Namespace) -> str:
-    value = str(resolve(args, "processing_guarantee")).strip().lower()
-    if value not in PROCESSING_GUARANTEES:
-        raise SystemExit(f"mynapoint worker: --processing-guarantee "
-                         f"({ENV['processing_guarantee'].var}) must be one of "
-                         f"{', '.join(PROCESSING_GUARANTEES)}; got {value!r}")
-    return value
-
-
-def settings_from_args(args: argparse.Namespace):
-    from agents.settings import WorkerSettings
-
-    metrics_port = _number(args, "metrics_port", int, 0, 65535, "a port, 1-65535, or 0 for none")
-    return WorkerSettings(
-        bootstrap=resolve(args, "bootstrap"),
-        app_id=resolve(args, "app_id"),
-        data_dir=resolve(args, "data_dir"),
-        partitions=_number(args, "partitions", int, 1, 100_000, "a whole number of partitions"),
-        config_path=resolve(args, "config"),
-        web_port=_number(args, "web_port", int, 1, 65535, "a port, 1-65535"),
-        web_host=resolve(args, "web_host"),
-        metrics_port=metrics_port or None,
-        metrics_host=resolve(args, "metrics_host"),
-        idle_wait=_number(args, "idle_wait", float, 0.0, 86400.0, "seconds, 0 or more"),
-        standby_replicas=_number(args, "standby_replicas", int, 0, 100, "a count, 0 or more"),
-        processing_guarantee=_guarantee(args),
-        broker_credentials=credentials(args),
-        tansu_compat=is_true(resolve(args, "tansu_compat")),
-        status_token=resolve(args, "status_token") or None,
-        extra={"canonical_url": url} if (url := resolve(args, "web_canonical_url")) else {},
-    )
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """The worker's settings, with the SASL/TLS flags as Faust takes them."""
+    return neutral_settings(args, credentials(args))
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -153,7 +69,9 @@ def worker_topics(app_id: str) -> tuple[tuple[str, ...], dict[str, dict[str, str
     from schemas import topics
 
     changelogs = tuple(topics.changelog_topic(app_id, t) for t in topics.TABLES)
-    return ALL_TOPICS + changelogs, {c: dict(topics.CHANGELOG_CONFIG) for c in changelogs}
+    configs = {c: dict(topics.CHANGELOG_CONFIG) for c in changelogs}
+    configs |= {t: dict(topics.HISTORY_CONFIG) for t in (topics.JOURNAL, topics.CLAIMS)}
+    return ALL_TOPICS + changelogs, configs
 
 
 def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:

@@ -28,16 +28,26 @@ def register(sub: Any, lazy: Lazy) -> None:
 
 
 def _register_worker(sub: Any, lazy: Lazy) -> None:
-    from agents.worker import add_arguments  # argparse only; faust loads when the worker runs
+    # argparse only; the engine loads when the worker runs
+    from streams.pipeline.settings import add_arguments
 
     s = sub.add_parser(
         "worker",
         help="run one worker of the live pipeline against any Kafka",
-        description="Runs the Faust worker: intake, ledger and claims agents with RocksDB tables. "
-        "Every flag can also be set by its environment variable.",
+        description="Runs one worker of the live pipeline: the intake, ledger and claims steps "
+        "with RocksDB state, on Faust (--engine faust, the default: agents with tables) or on "
+        "Quix Streams (--engine quix). Every flag can also be set by its environment variable.",
     )
     add_arguments(s)
-    s.set_defaults(func=lazy("agents.worker", "run_worker"))
+    engines = {"faust": lazy("agents.worker", "run_worker"),
+               "quix": lazy("quix_worker.worker", "run_worker")}
+
+    def run(args: argparse.Namespace) -> int:
+        from streams.pipeline.settings import engine
+
+        return engines[engine(args)](args)
+
+    s.set_defaults(func=run)
 
 
 def _register_dev(sub: Any, lazy: Lazy) -> None:

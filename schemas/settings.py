@@ -39,10 +39,15 @@ ENV: dict[str, Setting] = {
     "idle_wait": Setting("MYNAPOINT_IDLE_WAIT", "3.0"),
     "standby_replicas": Setting("MYNAPOINT_STANDBY_REPLICAS", "1"),
     "processing_guarantee": Setting("MYNAPOINT_PROCESSING_GUARANTEE", "at_least_once"),
+    "engine": Setting("MYNAPOINT_ENGINE", "faust"),
 }
 
-#: What `--processing-guarantee` takes (Faust's `processing_guarantee`).
+#: What `--processing-guarantee` takes (Faust's `processing_guarantee`, Quix Streams' too).
 PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
+
+#: What `mynapoint worker --engine` takes: the stream processing engine that runs the pipeline's
+#: steps (agents/ on Faust, the default; quix_worker/ on Quix Streams).
+ENGINES = ("faust", "quix")
 
 
 def from_env(name: str, environ: Mapping[str, str] | None = None) -> str | None:

@@ -60,6 +60,13 @@ TABLES: tuple[str, ...] = ("persons", "claims", "timeline")
 CHANGELOG_CONFIG: dict[str, str] = {"cleanup.policy": "compact"}
 
 
+#: The configuration of the topics a stateful step reads (the journal, the claims), set when they
+#: are created: the journal is the pipeline's history, which replay reads from its start, so
+#: neither time nor size removes any of it. (Quix Streams also reads these two settings of a
+#: stateful step's source topic, and Tansu reports only the settings a topic was created with.)
+HISTORY_CONFIG: dict[str, str] = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+
 def changelog_topic(app_id: str, table: str = "persons") -> str:
     """Faust names a table's changelog topic f"{app_id}-{table}-changelog"."""
     return f"{app_id}-{table}-changelog"

@@ -6,6 +6,7 @@
     streams.pipeline what a worker does with each record, on any engine (intake, ledger, claims)
     clients          Kafka clients outside any consumer group (admin, produce, history)
     agents           the Faust runtime (the workers)
+    quix_worker      the Quix Streams runtime (the second engine's workers)
     devtools         local brokers, `mynapoint dev`, the demo generator
     cli              the `mynapoint` command, above everything
 
@@ -37,11 +38,14 @@ ALLOWED: dict[str, set[str]] = {
     "clients": {"schemas", "streams.core", "streams.audit", "clients"},
     "agents": {"schemas", "streams.core", "streams.audit", "streams.pipeline", "clients",
                "agents"},
+    # The two engines are siblings: neither imports the other.
+    "quix_worker": {"schemas", "streams.core", "streams.audit", "streams.pipeline", "clients",
+                    "quix_worker"},
     "devtools": {"schemas", "streams.core", "streams.audit", "streams.pipeline", "clients",
                  "agents", "devtools"},
     "cli": set(),  # the top: may import every layer
 }
-PROJECT = ("schemas", "streams", "clients", "agents", "devtools", "cli")
+PROJECT = ("schemas", "streams", "clients", "agents", "quix_worker", "devtools", "cli")
 
 
 def _layer_of(module: str) -> str | None:
@@ -130,3 +134,24 @@ def test_core_audit_and_pipeline_import_no_streaming_stack():
 def test_cli_parser_imports_no_streaming_stack():
     # Building the whole `mynapoint` parser (with the pipeline's subcommands) stays light too.
     assert _loaded_stack("from cli.main import build_parser\nbuild_parser()") == []
+
+
+def _private_reaches(path: Path) -> list[str]:
+    """Reads of another object's private attributes (`x._name`, not `self._name`)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id in {"self", "cls"})):
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} .{node.attr}")
+    return found
+
+
+def test_only_one_module_reaches_into_quix_streams_internals():
+    modules = _files("quix_worker")
+    assert ROOT / "quix_worker" / "private.py" in modules
+    offenders = [hit for path in modules if path.name != "private.py"
+                 for hit in _private_reaches(path)]
+    assert offenders == []
+    # The check can fail: the private module itself is full of them.
+    assert _private_reaches(ROOT / "quix_worker" / "private.py")

@@ -15,7 +15,10 @@ Fixtures:
   from the beginning until `until(records)` is true or, without `until`, until each partition is
   read up to its high watermark (from Fetch responses, not `end_offsets()`, which Tansu
   under-reports); raises `AssertionError` on timeout;
-- `unique_topic`: `unique_topic("name")` gives a topic name no other test uses.
+- `unique_topic`: `unique_topic("name")` gives a topic name no other test uses;
+- `worker_engine`: "faust" or "quix", the stream processing engine of the workers a test starts
+  (`WorkerProcess(..., engine=worker_engine)`): a test that takes it runs on both engines
+  (`@pytest.mark.workers("faust")` restricts it); `MYNAPOINT_TEST_WORKERS=faust` runs one only.
 
 Every test in this directory is marked `integration` (`pytest -m "not integration"` skips them).
 """
@@ -34,6 +37,7 @@ import pytest
 
 from clients.connect import run_blocking
 from devtools.brokers import ENGINES, BrokerError, BrokerProcess, make_broker
+from schemas.settings import ENGINES as ENGINES_OF_WORKERS
 
 _HERE = Path(__file__).resolve().parent
 _TIMEOUT = os.environ.get("MYNAPOINT_TEST_BROKER_TIMEOUT")
@@ -41,8 +45,15 @@ TEST_ENGINES = tuple(e.strip() for e in os.environ.get("MYNAPOINT_TEST_BROKERS",
                                                        ",".join(ENGINES)).split(",") if e.strip())
 
 
+TEST_WORKERS = tuple(e.strip() for e in os.environ.get("MYNAPOINT_TEST_WORKERS",
+                                                       ",".join(ENGINES_OF_WORKERS)).split(",")
+                     if e.strip())
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "engines(*names): run this broker test on these engines only")
+    config.addinivalue_line("markers", "workers(*names): run this test's workers on these "
+                            "stream processing engines only")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -52,6 +63,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "worker_engine" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("workers")
+        wanted = marker.args if marker is not None else ENGINES_OF_WORKERS
+        metafunc.parametrize("worker_engine", [e for e in ENGINES_OF_WORKERS
+                                               if e in wanted and e in TEST_WORKERS])
     if "broker_engine" not in metafunc.fixturenames:
         return
     marker = metafunc.definition.get_closest_marker("engines")

@@ -187,11 +187,12 @@ def worker_dirs(tmp_path: Path):
     return data, logs
 
 
-def test_pipeline_equals_simulate_for_a_large_history(fresh_broker, worker_dirs):
+def test_pipeline_equals_simulate_for_a_large_history(fresh_broker, worker_dirs, worker_engine):
     lines = _history(people=5000, seed=11)
     assert len(lines) >= 50_000
     data, logs = worker_dirs
-    worker = WorkerProcess(fresh_broker, data, logs, config=DEMO_CONFIG).start()
+    worker = WorkerProcess(fresh_broker, data, logs, config=DEMO_CONFIG,
+                           engine=worker_engine).start()
     try:
         sent = _produce(fresh_broker.bootstrap, lines)
         # What `produce` refuses, a careless producer would send anyway: intake dead-letters it.

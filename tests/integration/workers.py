@@ -29,12 +29,17 @@ from tests.builders import card
 ROOT = Path(__file__).resolve().parents[2]
 
 
+#: The module each engine's worker runs as (`mynapoint worker --engine ENGINE`).
+WORKER_MODULES = {"faust": "agents.worker", "quix": "quix_worker.worker"}
+
+
 class WorkerProcess:
-    """`python -m agents.worker` against the test broker; killable with any signal."""
+    """`python -m agents.worker` (or the `engine`'s worker) against the test broker; killable with
+    any signal."""
 
     def __init__(self, broker: BrokerProcess, data_dir: Path, log_dir: Path, *,
                  partitions: int = 4, config: str | None = None, app_id: str = "mynapoint-it",
-                 extra_args: list[str] | None = None):
+                 extra_args: list[str] | None = None, engine: str = "faust"):
         self.bootstrap = broker.bootstrap
         # `--tansu-compat` on Tansu only: on Apache Kafka the worker runs as in production.
         self.broker_flags = list(broker.worker_flags)
@@ -44,6 +49,7 @@ class WorkerProcess:
         self.config = config
         self.app_id = app_id
         self.extra_args = list(extra_args or [])
+        self.engine = engine
         # The Faust web port of the current run (a fresh free port on every start).
         self.web_port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
@@ -54,7 +60,7 @@ class WorkerProcess:
         log = open(self.log_dir / f"worker-{self.starts}.log", "wb")  # noqa: SIM115
         self.web_port = free_port()
         cmd = [
-            sys.executable, "-m", "agents.worker",
+            sys.executable, "-m", WORKER_MODULES[self.engine],
             "--bootstrap", self.bootstrap,
             "--data-dir", str(self.data_dir),
             "--partitions", str(self.partitions),

@@ -1,0 +1,175 @@
+"""The Quix Streams application: the intake, ledger and claims steps (streams/pipeline/) on one
+Quix `Application`, with the same topics, keys, outcomes and metrics as the Faust worker.
+
+    inputs (6 topics) --intake--> mynapoint.journal --ledger (state: persons, timeline)--> outcomes
+                                        ^                  |
+                                        +-- claims <-- mynapoint.claims (state: claim holders)
+
+Each step is handed its records by a dataframe of its topics; the ledger's and the claims'
+dataframes are stateful, so Quix keeps their state in RocksDB with a changelog topic, recovers
+it, and commits their offsets only with it. Intake keeps no state: what it holds for alignment
+is never committed past (quix_worker/private.py), so a crash reads it again.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from quixstreams import Application, State, message_context
+
+from quix_worker import private
+from quix_worker.source import QuixSource, finish
+from schemas import topics
+from streams.core.config import RulesConfig
+from streams.pipeline.claims import Claims
+from streams.pipeline.intake import ALIGN_TICK, RESEEK_EVERY, Intake
+from streams.pipeline.ledger import Ledger
+from streams.pipeline.outputs import Outputs
+from streams.pipeline.runtime import At, Send, Store
+from streams.pipeline.settings import WorkerSettings
+
+#: Keys of the ledger's state, under the person (Quix scopes a dataframe's state to the record's
+#: key): the person's `LedgerRecord`, and the timeline's chunks (streams/core/timeline.py).
+PERSONS_TAG = b"p:"
+TIMELINE_TAG = b"t:"
+
+#: Quix's tuning: offsets committed every second as the Faust worker does; librdkafka's
+#: murmur2 partitioner, which is Kafka's default one (librdkafka's own default is not), so both
+#: engines send a key to the same partition.
+COMMIT_INTERVAL = 1.0
+CONSUMER_CONFIG: dict[str, Any] = {
+    "session.timeout.ms": 10_000,
+    "heartbeat.interval.ms": 1_000,
+}
+PRODUCER_CONFIG: dict[str, Any] = {
+    "partitioner": "murmur2_random",
+    "linger.ms": 10,
+}
+GUARANTEES = {"at_least_once": "at-least-once", "exactly_once": "exactly-once"}
+
+
+class _Current:
+    """The `State` of the record being handled (Quix hands one to each call)."""
+
+    __slots__ = ("state",)
+
+    def __init__(self) -> None:
+        self.state: State | None = None
+
+
+def _store(current: _Current, tag: bytes) -> Store:
+    """The steps' `Store` over the current record's state, its keys under `tag`."""
+
+    def read(key: bytes) -> bytes | None:
+        assert current.state is not None
+        value: bytes | None = current.state.get_bytes(tag + key)
+        return value
+
+    def write(key: bytes, value: bytes) -> None:
+        assert current.state is not None
+        current.state.set_bytes(tag + key, value)
+
+    return Store(read, write)
+
+
+def _topic(app: Application, name: str) -> Any:
+    """A topic of raw bytes: keys and values are made and read by the steps."""
+    return app.topic(name, key_serializer="bytes", value_serializer="bytes",
+                     key_deserializer="bytes", value_deserializer="bytes")
+
+
+def producer_send(app: Application) -> Send:
+    """The engine's `Send`: the app's producer, which every checkpoint flushes before it commits
+    (a record it could not deliver fails the checkpoint, and the app stops with it)."""
+    produce = private.producer(app).produce
+
+    async def send(topic: str, key: bytes | None, value: bytes) -> None:
+        produce(topic=topic, key=key, value=value)
+
+    return send
+
+
+def create_app(settings: WorkerSettings, rules: RulesConfig,
+               connection: Any = None) -> Application:
+    """The application, its dataframes and the steps; `connection` is a Quix `ConnectionConfig`
+    (SASL/TLS), or None for a plain bootstrap address."""
+    app = Application(
+        broker_address=connection or settings.bootstrap,
+        consumer_group=settings.app_id,
+        state_dir=settings.data_dir,
+        auto_offset_reset="earliest",
+        commit_interval=COMMIT_INTERVAL,
+        consumer_extra_config=dict(CONSUMER_CONFIG),
+        producer_extra_config=dict(PRODUCER_CONFIG),
+        consumer_poll_timeout=ALIGN_TICK,
+        processing_guarantee=GUARANTEES[settings.processing_guarantee],  # type: ignore[arg-type]
+        loglevel="WARNING",
+    )
+    out = Outputs(producer_send(app))
+
+    # Intake: every input topic, one step for all of them.
+    source = QuixSource(private.consumer(app),
+                        private.acknowledged_offsets(app, topics.INPUT_TOPICS))
+    intake = Intake(source, out, settings.idle_wait)
+    on_record, token = intake.on_record, source.token
+
+    def on_input(value: bytes | None, key: bytes | None, timestamp: int, headers: Any) -> None:
+        m = message_context()
+        topic, partition, offset = m.topic, m.partition, m.offset
+        finish(on_record(topic, partition, offset, key, value, token(topic, partition, offset)))
+
+    for name in topics.INPUT_TOPICS:
+        app.dataframe(_topic(app, name)).update(on_input, metadata=True)
+
+    ticks = {"release": 0.0, "reseek": 0.0}
+
+    def tick() -> None:
+        now = time.monotonic()
+        if now - ticks["release"] >= ALIGN_TICK:
+            ticks["release"] = now
+            finish(intake.release())
+        if now - ticks["reseek"] >= RESEEK_EVERY:
+            ticks["reseek"] = now
+            finish(intake.reseek())
+
+    def assigned(partitions: list[Any]) -> None:
+        source.assigned([tp for tp in partitions if tp.topic in topics.INPUT_TOPICS])
+
+    def revoked(partitions: list[Any]) -> None:
+        intake.revoked(source.revoked([tp for tp in partitions
+                                       if tp.topic in topics.INPUT_TOPICS]))
+
+    private.after_each_poll(app, tick)
+    private.on_rebalance(app, assigned, revoked)
+
+    # Ledger: the journal, with the persons' records and timelines in the dataframe's state.
+    ledger_state = _Current()
+    ledger = Ledger(rules, _store(ledger_state, PERSONS_TAG), _store(ledger_state, TIMELINE_TAG),
+                    out)
+    on_entry = ledger.on_entry
+
+    def on_journal(value: bytes | None, key: bytes | None, timestamp: int, headers: Any,
+                   state: State) -> None:
+        m = message_context()
+        ledger_state.state = state
+        # The committed offset is not known here: 0 keeps the last entries' outcomes, as folds
+        # that know no offsets do (streams.core.ledger.fold).
+        finish(on_entry(key, value, At(m.topic, m.partition, m.offset), 0, timestamp / 1000))
+
+    app.dataframe(_topic(app, topics.JOURNAL)).update(on_journal, metadata=True,
+                                                           stateful=True)
+
+    # Claims: the claims topic, with who holds each claimed key in the dataframe's state.
+    holders_state = _Current()
+    on_claim = Claims(rules, _store(holders_state, b""), out).on_claim
+
+    def on_claims(value: bytes | None, key: bytes | None, timestamp: int, headers: Any,
+                  state: State) -> None:
+        m = message_context()
+        holders_state.state = state
+        finish(on_claim(value, At(m.topic, m.partition, m.offset)))
+
+    app.dataframe(_topic(app, topics.CLAIMS)).update(on_claims, metadata=True,
+                                                          stateful=True)
+    return app

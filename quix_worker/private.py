@@ -1,0 +1,98 @@
+"""The only module that touches Quix Streams' private internals (quixstreams 3.28).
+
+The runtime boundary needs three things Quix's public API does not give, each taken here in one
+place so that an upgrade of Quix breaks this file and nothing else:
+
+- **Offsets of the input topics come from intake's acknowledgements.** Quix stores the offset of
+  every message once its dataframe returns, and its checkpoint commits the highest one. Intake
+  holds records for event-time alignment and only acknowledges them once journaled, in offset
+  order (`streams.pipeline.intake`): for the input topics, Quix's own store is skipped and the
+  acknowledgements are stored instead (`acknowledged_offsets`), so no checkpoint commits past a
+  record still held. A crash loses nothing held; its records are read again.
+- **Partition assignment and revocation** (`on_rebalance`): Quix handles them inside
+  `Application._on_assign`, `_on_revoke` and `_on_lost`; intake must learn which partitions it
+  lost (what they held is dropped: their new owner reads it again) and the committed offsets of
+  the partitions it got.
+- **A tick between polls** (`after_each_poll`): intake releases what waited for silent sources
+  even when no record arrives; Quix has no timers, so the tick runs after each poll of its loop.
+
+And the app's producer and consumer (`producer`, `consumer`): records sent through the app's own
+producer are flushed by each checkpoint before its offsets are committed (in the exactly-once mode,
+inside its transaction), and watermarks, committed offsets and seeks are the consumer's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from quixstreams import Application
+
+#: Stores one processed offset in the app's current checkpoint: (topic, partition, offset).
+StoreOffset = Callable[[str, int, int], None]
+
+
+def producer(app: Application) -> Any:
+    """The app's producer (a `quixstreams.internal_producer.InternalProducer`)."""
+    return app._producer  # noqa: SLF001
+
+
+def consumer(app: Application) -> Any:
+    """The app's consumer (a `quixstreams.internal_consumer.InternalConsumer`)."""
+    return app._consumer  # noqa: SLF001
+
+
+def acknowledged_offsets(app: Application, topics: Iterable[str]) -> StoreOffset:
+    """Stops Quix from storing the offsets of `topics` after each message, and returns what
+    stores one: the caller stores what it acknowledged, in offset order per partition."""
+    context = app._processing_context  # noqa: SLF001
+    original = context.store_offset
+    skipped = frozenset(topics)
+
+    def store_offset(topic: str, partition: int, offset: int) -> None:
+        if topic not in skipped:
+            original(topic=topic, partition=partition, offset=offset)
+
+    # An instance attribute: `Application._process_message` looks the method up on each message.
+    context.store_offset = store_offset  # type: ignore[method-assign]
+
+    def acknowledged(topic: str, partition: int, offset: int) -> None:
+        original(topic=topic, partition=partition, offset=offset)
+
+    return acknowledged
+
+
+def on_rebalance(app: Application, assigned: Callable[[list[Any]], None],
+                 revoked: Callable[[list[Any]], None]) -> None:
+    """Calls `assigned(partitions)` after Quix took partitions, and `revoked(partitions)` after
+    it gave them up (its checkpoint committed first) or lost them (nothing committed); both get
+    confluent-kafka `TopicPartition`s. Set before `app.run()`, which subscribes with them."""
+    on_assign, on_revoke, on_lost = app._on_assign, app._on_revoke, app._on_lost  # noqa: SLF001
+
+    def _on_assign(consumer: Any, partitions: list[Any]) -> None:
+        on_assign(consumer, partitions)
+        assigned(partitions)
+
+    def _on_revoke(consumer: Any, partitions: list[Any]) -> None:
+        on_revoke(consumer, partitions)
+        revoked(partitions)
+
+    def _on_lost(consumer: Any, partitions: list[Any]) -> None:
+        on_lost(consumer, partitions)
+        revoked(partitions)
+
+    app._on_assign = _on_assign  # type: ignore[method-assign, assignment]  # noqa: SLF001
+    app._on_revoke = _on_revoke  # type: ignore[method-assign, assignment]  # noqa: SLF001
+    app._on_lost = _on_lost  # type: ignore[method-assign, assignment]  # noqa: SLF001
+
+
+def after_each_poll(app: Application, tick: Callable[[], None]) -> None:
+    """Calls `tick()` after each poll of the app's loop (a message processed, or none within
+    the app's `consumer_poll_timeout`). Set before `app.run()`."""
+    process = app._process_message  # noqa: SLF001
+
+    def _process_message(dataframes: Any) -> None:
+        process(dataframes)
+        tick()
+
+    app._process_message = _process_message  # type: ignore[method-assign, assignment]  # noqa: SLF001

@@ -1,0 +1,100 @@
+"""Quix Streams' consumer as the intake step's `IntakeSource` (streams/pipeline/runtime.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from typing import Any
+
+from confluent_kafka import TopicPartition
+
+from quix_worker.private import StoreOffset
+
+#: An intake token: (its partition's assignment count when read, topic, partition, offset).
+Token = tuple[int, str, int, int]
+
+
+def finish(step: Coroutine[Any, Any, None]) -> None:
+    """Runs a step's coroutine to its end, here and now.
+
+    Quix calls the dataframes from a plain loop, not an event loop. The steps await only the
+    engine's send, which here hands the record to librdkafka without waiting, and an
+    uncontended lock: they never suspend. One that did would be a bug of this adapter.
+    """
+    try:
+        step.send(None)
+    except StopIteration:
+        return
+    step.close()
+    raise RuntimeError("a pipeline step waited on something under Quix Streams; its sends and "
+                       "locks must never wait here")
+
+
+class QuixSource:
+    """Watermarks, committed offsets, seeks and acknowledgements of the input topics."""
+
+    __slots__ = ("consumer", "_store", "_generation", "_committed", "_acked", "_tps")
+
+    def __init__(self, consumer: Any, store_offset: StoreOffset) -> None:
+        self.consumer = consumer
+        self._store = store_offset
+        # Per input partition, bumped when it is revoked: a token read before is not acknowledged.
+        self._generation: dict[tuple[str, int], int] = {}
+        # The group's committed offsets of the assigned input partitions, read at assignment.
+        self._committed: dict[tuple[str, int], int] = {}
+        # The last offset acknowledged per partition in this generation.
+        self._acked: dict[tuple[str, int], int] = {}
+        self._tps: dict[tuple[str, int], TopicPartition] = {}
+
+    def _tp(self, topic: str, partition: int) -> TopicPartition:
+        tp = self._tps.get((topic, partition))
+        if tp is None:
+            tp = self._tps[(topic, partition)] = TopicPartition(topic, partition)
+        return tp
+
+    def token(self, topic: str, partition: int, offset: int) -> Token:
+        """What intake acknowledges the record at `offset` with."""
+        return (self._generation.get((topic, partition), 0), topic, partition, offset)
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        # librdkafka's high watermark from its last fetch of the partition; negative before one.
+        _, high = self.consumer.get_watermark_offsets(self._tp(topic, partition), cached=True)
+        return high if high >= 0 else None
+
+    def committed(self, topic: str, partition: int) -> int | None:
+        return self._committed.get((topic, partition))
+
+    async def seek(self, topic: str, partition: int, offset: int) -> None:
+        self.consumer.seek(TopicPartition(topic, partition, offset))
+
+    def rebalancing(self) -> bool:
+        # Quix rebalances inside its consumer's poll, never while a step runs.
+        return False
+
+    def acknowledge(self, token: Token) -> None:
+        generation, topic, partition, offset = token
+        source = (topic, partition)
+        if generation != self._generation.get(source, 0):
+            return  # read before a revocation: the partition's owner reads it again
+        if offset <= self._acked.get(source, -1):
+            return  # read again after a seek: already acknowledged
+        self._acked[source] = offset
+        self._store(topic, partition, offset)
+
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        """Reads the committed offsets of newly assigned input partitions."""
+        if not partitions:
+            return
+        for tp in self.consumer.committed(partitions, timeout=30):
+            if tp.offset >= 0:
+                self._committed[(tp.topic, tp.partition)] = tp.offset
+            else:
+                self._committed.pop((tp.topic, tp.partition), None)
+
+    def revoked(self, partitions: list[TopicPartition]) -> set[tuple[str, int]]:
+        """Forgets the revoked input partitions; returns them as (topic, partition)."""
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        for source in gone:
+            self._generation[source] = self._generation.get(source, 0) + 1
+            self._committed.pop(source, None)
+            self._acked.pop(source, None)
+        return gone

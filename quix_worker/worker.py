@@ -1,0 +1,100 @@
+"""`mynapoint worker --engine quix`: one worker of the live pipeline on Quix Streams.
+
+The same flags and environment variables as the Faust worker (streams/pipeline/settings.py);
+what Quix does not have is said at start-up: no status API (the web port is not served), no
+standby replicas (a partition's new owner recovers its state from the changelog).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from streams.pipeline.settings import WorkerSettings, add_arguments, resolve, settings_from_args
+
+log = logging.getLogger("mynapoint")
+
+
+def connection(args: argparse.Namespace, bootstrap: str) -> Any:
+    """The SASL/TLS flags as a Quix `ConnectionConfig`, or None when none is set."""
+    mechanism, cafile = resolve(args, "sasl_mechanism"), resolve(args, "ssl_cafile")
+    if not mechanism and not cafile:
+        return None
+    from quixstreams.kafka.configuration import ConnectionConfig
+
+    fields: dict[str, Any] = {"bootstrap_servers": bootstrap}
+    if mechanism:
+        user, password = resolve(args, "sasl_username"), resolve(args, "sasl_password")
+        if not user or not password:
+            raise SystemExit(
+                "mynapoint worker: --sasl-mechanism needs --sasl-username and --sasl-password "
+                "(or MYNAPOINT_SASL_USERNAME / MYNAPOINT_SASL_PASSWORD)"
+            )
+        fields |= {"sasl_mechanism": mechanism, "sasl_username": user,
+                   "sasl_password": password,
+                   "security_protocol": "sasl_ssl" if cafile else "sasl_plaintext"}
+    else:
+        fields["security_protocol"] = "ssl"
+    if cafile:
+        fields["ssl_ca_location"] = cafile
+    return ConnectionConfig(**fields)
+
+
+def worker_topics() -> tuple[tuple[str, ...], dict[str, dict[str, str]]]:
+    """The topics the worker needs before it starts, and the configs of those that have one.
+    Quix creates its state's changelog topics itself."""
+    from clients.admin import ALL_TOPICS
+    from schemas import topics
+
+    return ALL_TOPICS, {t: dict(topics.HISTORY_CONFIG) for t in (topics.JOURNAL, topics.CLAIMS)}
+
+
+def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
+                 connection_config: Any = None) -> int:
+    from prometheus_client import start_http_server
+
+    from clients import admin
+    from quix_worker.app import create_app
+
+    logging.basicConfig(level=str(loglevel).upper(),
+                        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    names, configs = worker_topics()
+    admin.ensure_topics(settings.bootstrap, settings.partitions, names, configs=configs)
+    if settings.standby_replicas:
+        log.info("standby replicas: Quix Streams keeps none; a partition's new owner recovers "
+                 "its state from the changelog")
+    log.warning("the status API is not served by the Quix Streams worker (web port %s unused): "
+                "run a Faust worker for it", settings.web_port)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    app = create_app(settings, cfg, connection_config)
+    log.info("worker started on Quix Streams: group %s, %s partitions per topic",
+             settings.app_id, settings.partitions)
+    app.run()
+    return 0
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from streams.core.config import ConfigError, load_config
+
+    settings = settings_from_args(args)
+    try:
+        cfg = load_config(settings.config_path)
+    except ConfigError as exc:
+        print(f"mynapoint worker: {exc}", file=sys.stderr)
+        return 2
+    return start_worker(settings, cfg, loglevel=resolve(args, "loglevel"),
+                        connection_config=connection(args, settings.bootstrap))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m quix_worker.worker ...`: the same as `mynapoint worker --engine quix ...`."""
+    p = argparse.ArgumentParser(prog="mynapoint worker --engine quix", description=__doc__)
+    add_arguments(p)
+    return run_worker(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

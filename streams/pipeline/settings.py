@@ -1,0 +1,147 @@
+"""What one worker is started with, whatever its engine: the settings (`WorkerSettings`), the
+flags of `mynapoint worker` and how each is resolved (the flag, else its environment variable,
+else the default of `schemas.settings.ENV`). Each engine adds only its own form of the SASL/TLS
+credentials (agents/worker.py for Faust, quix_worker/worker.py for Quix Streams)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas import topics
+from schemas.settings import ENGINES, ENV, PROCESSING_GUARANTEES, env_help, from_env, is_true
+
+
+def _default(name: str) -> Any:
+    return ENV[name].default
+
+
+@dataclass
+class WorkerSettings:
+    bootstrap: str = _default("bootstrap")
+    app_id: str = _default("app_id")
+    data_dir: str = _default("data_dir")
+    partitions: int = topics.DEFAULT_PARTITIONS
+    config_path: str | None = None
+    web_port: int = int(_default("web_port"))
+    web_host: str = _default("web_host")
+    metrics_port: int | None = int(_default("metrics_port"))
+    metrics_host: str = _default("metrics_host")
+    broker_credentials: Any = None
+    tansu_compat: bool = False
+    # Event-time alignment: how long a silent input may hold back later events (seconds).
+    idle_wait: float = float(_default("idle_wait"))
+    # Faust's table_standby_replicas (Quix Streams has no standbys) and the processing guarantee
+    # (README "For SREs").
+    standby_replicas: int = int(_default("standby_replicas"))
+    processing_guarantee: str = _default("processing_guarantee")
+    # Bearer token of the status API (agents/web.py); None: no token asked.
+    status_token: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    # Which engine runs the steps (`schemas.settings.ENGINES`).
+    engine: str = _default("engine")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bootstrap", help="Kafka bootstrap servers host:port[,..] " + env_help("bootstrap"))
+    p.add_argument("--data-dir", help="where RocksDB tables live " + env_help("data_dir"))
+    p.add_argument("--partitions", type=int, help="partitions per topic " + env_help("partitions"))
+    p.add_argument("--config", help="rules configuration TOML " + env_help("config"))
+    p.add_argument("--web-port", type=int, help="Faust web port " + env_help("web_port"))
+    p.add_argument("--web-host", help="Faust web bind address " + env_help("web_host"))
+    p.add_argument("--web-canonical-url",
+                   help="URL other workers reach this one at, for the status API's routing "
+                   "(default http://WEB_HOST:WEB_PORT) " + env_help("web_canonical_url"))
+    p.add_argument("--status-token",
+                   help="bearer token the status API requires; prefer the environment variable "
+                   "(a flag shows in ps) " + env_help("status_token"))
+    p.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off " + env_help("metrics_port"))
+    p.add_argument("--metrics-host", help="Prometheus bind address " + env_help("metrics_host"))
+    p.add_argument("--app-id", help="consumer group and table prefix " + env_help("app_id"))
+    p.add_argument("--sasl-mechanism", help="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 " + env_help("sasl_mechanism"))
+    p.add_argument("--sasl-username", help=env_help("sasl_username"))
+    p.add_argument("--sasl-password", help=env_help("sasl_password"))
+    p.add_argument("--ssl-cafile", help="CA file: turns TLS on " + env_help("ssl_cafile"))
+    p.add_argument("--tansu-compat", action="store_true", default=None,
+                   help="work around the local Tansu broker's end-offset bug " + env_help("tansu_compat"))
+    p.add_argument("--loglevel", help=env_help("loglevel"))
+    p.add_argument("--standby-replicas", type=int,
+                   help="standby copies of each table partition kept warm on other workers, "
+                   "so a failover recovers little from the changelog; 0 = none "
+                   + env_help("standby_replicas"))
+    p.add_argument("--processing-guarantee", choices=PROCESSING_GUARANTEES,
+                   help="at_least_once (our effectively-once design alone) or exactly_once "
+                   "(Kafka transactions on top; Apache Kafka only: Tansu has none) "
+                   + env_help("processing_guarantee"))
+    p.add_argument("--engine", choices=ENGINES,
+                   help="the stream processing engine: faust (Faust agents and tables) or quix "
+                   "(Quix Streams; pip install 'mynapoint-stream[quix]'); the same topics, "
+                   "outcomes and metrics " + env_help("engine"))
+    p.add_argument("--idle-wait", type=float,
+                   help="seconds a silent input topic may hold back later events (event-time "
+                   "alignment; the latency cost for sparse topics) " + env_help("idle_wait"))
+
+
+def resolve(args: argparse.Namespace, name: str) -> Any:
+    """The flag if given, else the environment variable if set and not empty, else the default
+    (`schemas.settings.from_env`: a variable left blank in a manifest means "not set")."""
+    value = getattr(args, name, None)
+    if value is not None:
+        return value
+    return from_env(name)
+
+
+def _number(args: argparse.Namespace, name: str, kind: type, low: float, high: float,
+            meaning: str) -> Any:
+    """A numeric setting from its flag or environment variable, or a message saying what to set."""
+    raw = resolve(args, name)
+    flag, var = "--" + name.replace("_", "-"), ENV[name][0]
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not low <= value <= high:
+        raise SystemExit(f"mynapoint worker: {flag} ({var}) must be {meaning}; got {raw!r}")
+    return value
+
+
+def _guarantee(args: argparse.Namespace) -> str:
+    value = str(resolve(args, "processing_guarantee")).strip().lower()
+    if value not in PROCESSING_GUARANTEES:
+        raise SystemExit(f"mynapoint worker: --processing-guarantee "
+                         f"({ENV['processing_guarantee'].var}) must be one of "
+                         f"{', '.join(PROCESSING_GUARANTEES)}; got {value!r}")
+    return value
+
+
+def engine(args: argparse.Namespace) -> str:
+    value = str(resolve(args, "engine")).strip().lower()
+    if value not in ENGINES:
+        raise SystemExit(f"mynapoint worker: --engine ({ENV['engine'].var}) must be one of "
+                         f"{', '.join(ENGINES)}; got {value!r}")
+    return value
+
+
+def settings_from_args(args: argparse.Namespace, credentials: Any = None) -> WorkerSettings:
+    """The worker's settings; `credentials` are the engine's own form of the SASL/TLS flags."""
+    metrics_port = _number(args, "metrics_port", int, 0, 65535, "a port, 1-65535, or 0 for none")
+    return WorkerSettings(
+        bootstrap=resolve(args, "bootstrap"),
+        app_id=resolve(args, "app_id"),
+        data_dir=resolve(args, "data_dir"),
+        partitions=_number(args, "partitions", int, 1, 100_000, "a whole number of partitions"),
+        config_path=resolve(args, "config"),
+        web_port=_number(args, "web_port", int, 1, 65535, "a port, 1-65535"),
+        web_host=resolve(args, "web_host"),
+        metrics_port=metrics_port or None,
+        metrics_host=resolve(args, "metrics_host"),
+        idle_wait=_number(args, "idle_wait", float, 0.0, 86400.0, "seconds, 0 or more"),
+        standby_replicas=_number(args, "standby_replicas", int, 0, 100, "a count, 0 or more"),
+        processing_guarantee=_guarantee(args),
+        broker_credentials=credentials,
+        tansu_compat=is_true(resolve(args, "tansu_compat")),
+        status_token=resolve(args, "status_token") or None,
+        extra={"canonical_url": url} if (url := resolve(args, "web_canonical_url")) else {},
+        engine=engine(args),
+    )

@@ -1,0 +1,120 @@
+"""The Quix Streams adapter's side of the runtime boundary, without a broker: intake's
+acknowledgements become the stored offsets of the input topics (never past a held record, never
+backwards, never for a partition revoked since), and the steps run to their end without an
+event loop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from confluent_kafka import TopicPartition
+
+from quix_worker.app import PERSONS_TAG, TIMELINE_TAG, _Current, _store
+from quix_worker.source import QuixSource, finish
+
+
+class FakeConsumer:
+    def __init__(self, committed: dict[tuple[str, int], int], high: dict[tuple[str, int], int]):
+        self._committed, self._high = committed, high
+        self.seeks: list[tuple[str, int, int]] = []
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, self._committed.get((tp.topic, tp.partition),
+                                                                           -1001))
+                for tp in partitions]
+
+    def get_watermark_offsets(self, tp: TopicPartition, cached: bool) -> tuple[int, int]:
+        assert cached  # never a broker round trip on the hot path
+        return -1001, self._high.get((tp.topic, tp.partition), -1001)
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.seeks.append((tp.topic, tp.partition, tp.offset))
+
+
+def make(committed=None, high=None) -> tuple[QuixSource, FakeConsumer, list[tuple[str, int, int]]]:
+    consumer = FakeConsumer(committed or {}, high or {})
+    stored: list[tuple[str, int, int]] = []
+    return QuixSource(consumer, lambda t, p, o: stored.append((t, p, o))), consumer, stored
+
+
+def test_acknowledgements_are_stored_once_each_and_never_backwards():
+    source, _, stored = make()
+    for offset in (3, 4, 4, 2, 5):
+        source.acknowledge(source.token("a", 0, offset))
+    assert stored == [("a", 0, 3), ("a", 0, 4), ("a", 0, 5)]
+
+
+def test_a_token_read_before_its_partition_was_revoked_is_not_acknowledged():
+    source, _, stored = make()
+    before = source.token("a", 0, 7)
+    other = source.token("a", 1, 7)
+    assert source.revoked([TopicPartition("a", 0)]) == {("a", 0)}
+    source.acknowledge(before)
+    source.acknowledge(other)  # its partition stayed: acknowledged
+    source.acknowledge(source.token("a", 0, 7))  # read again after the revocation
+    assert stored == [("a", 1, 7), ("a", 0, 7)]
+
+
+def test_committed_offsets_are_read_at_assignment_and_forgotten_at_revocation():
+    source, _, _ = make(committed={("a", 0): 12})
+    source.assigned([TopicPartition("a", 0), TopicPartition("a", 1)])
+    assert (source.committed("a", 0), source.committed("a", 1)) == (12, None)
+    source.revoked([TopicPartition("a", 0)])
+    assert source.committed("a", 0) is None
+
+
+@pytest.mark.parametrize(("high", "expected"), [({("a", 0): 40}, 40), ({}, None),
+                                                ({("a", 0): 0}, 0)])
+def test_the_high_watermark_is_librdkafkas_cached_one(high, expected):
+    source, _, _ = make(high=high)
+    assert source.highwater("a", 0) == expected
+
+
+def test_seek_moves_the_consumer():
+    source, consumer, _ = make()
+    finish(source.seek("a", 2, 9))
+    assert consumer.seeks == [("a", 2, 9)]
+
+
+def test_finish_runs_a_step_that_never_waits_and_refuses_one_that_does():
+    ran: list[int] = []
+
+    async def quick() -> None:
+        ran.append(1)
+
+    finish(quick())
+    assert ran == [1]
+
+    class Suspends:
+        def __await__(self):
+            yield
+
+    async def waits() -> None:
+        await Suspends()
+
+    with pytest.raises(RuntimeError, match="waited"):
+        finish(waits())
+
+
+class FakeState:
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+    def get_bytes(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def set_bytes(self, key: bytes, value: bytes) -> None:
+        self.data[key] = value
+
+
+def test_the_ledgers_two_stores_share_the_persons_state_under_their_own_tags():
+    current = _Current()
+    persons, timeline = _store(current, PERSONS_TAG), _store(current, TIMELINE_TAG)
+    state: Any = FakeState()
+    current.state = state
+    persons.write(b"p1", b"record")
+    timeline.write(b"p1", b"head")
+    assert (persons.read(b"p1"), timeline.read(b"p1"), persons.read(b"p2")) == (b"record", b"head",
+                                                                                None)
+    assert state.data == {PERSONS_TAG + b"p1": b"record", TIMELINE_TAG + b"p1": b"head"}
