@@ -49,6 +49,13 @@ PRODUCER_CONFIG: dict[str, Any] = {
 GUARANTEES = {"at_least_once": "at-least-once", "exactly_once": "exactly-once"}
 
 
+def changelog_topic(app_id: str, source: str) -> str:
+    """The topic Quix Streams changelogs the state of the dataframe on `source` to (its own
+    naming: `changelog__{group}--{topic}--{store}`; this worker's dataframes use the default
+    store)."""
+    return f"changelog__{app_id}--{source}--default"
+
+
 class _Current:
     """The `State` of the record being handled (Quix hands one to each call)."""
 
@@ -79,6 +86,20 @@ def _topic(app: Application, name: str) -> Any:
                      key_deserializer="bytes", value_deserializer="bytes")
 
 
+def _history_topic(app: Application, name: str) -> Any:
+    """The journal or the claims topic, read by a stateful dataframe.
+
+    Quix derives its state's changelog settings from the source topic's `retention.ms` and
+    `retention.bytes` as the broker reports them. Tansu reports only what a topic was created
+    with, and a topic made by anything but a worker (a producer's auto-creation) has neither:
+    what is missing is taken as what a worker creates these topics with.
+    """
+    topic = _topic(app, name)
+    for setting, value in topics.HISTORY_CONFIG.items():
+        topic.broker_config.extra_config.setdefault(setting, value)
+    return topic
+
+
 def producer_send(app: Application) -> Send:
     """The engine's `Send`: the app's producer, which every checkpoint flushes before it commits
     (a record it could not deliver fails the checkpoint, and the app stops with it)."""
@@ -106,6 +127,8 @@ def create_app(settings: WorkerSettings, rules: RulesConfig,
         processing_guarantee=GUARANTEES[settings.processing_guarantee],  # type: ignore[arg-type]
         loglevel="WARNING",
     )
+    if settings.tansu_compat:
+        private.correct_end_offsets_for_tansu(app)
     out = Outputs(producer_send(app))
 
     # Intake: every input topic, one step for all of them.
@@ -149,15 +172,18 @@ def create_app(settings: WorkerSettings, rules: RulesConfig,
                     out)
     on_entry = ledger.on_entry
 
+    committed = private.committed_offsets(app)
+
     def on_journal(value: bytes | None, key: bytes | None, timestamp: int, headers: Any,
                    state: State) -> None:
         m = message_context()
         ledger_state.state = state
-        # The committed offset is not known here: 0 keeps the last entries' outcomes, as folds
-        # that know no offsets do (streams.core.ledger.fold).
-        finish(on_entry(key, value, At(m.topic, m.partition, m.offset), 0, timestamp / 1000))
+        # Everything below the committed offset was sent (each checkpoint flushes the producer
+        # before it commits); 0 when nothing was committed since the partition was assigned.
+        finish(on_entry(key, value, At(m.topic, m.partition, m.offset),
+                        committed.get((m.topic, m.partition), 0), timestamp / 1000))
 
-    app.dataframe(_topic(app, topics.JOURNAL)).update(on_journal, metadata=True,
+    app.dataframe(_history_topic(app, topics.JOURNAL)).update(on_journal, metadata=True,
                                                            stateful=True)
 
     # Claims: the claims topic, with who holds each claimed key in the dataframe's state.
@@ -170,6 +196,6 @@ def create_app(settings: WorkerSettings, rules: RulesConfig,
         holders_state.state = state
         finish(on_claim(value, At(m.topic, m.partition, m.offset)))
 
-    app.dataframe(_topic(app, topics.CLAIMS)).update(on_claims, metadata=True,
+    app.dataframe(_history_topic(app, topics.CLAIMS)).update(on_claims, metadata=True,
                                                           stateful=True)
     return app

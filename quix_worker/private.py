@@ -13,8 +13,15 @@ place so that an upgrade of Quix breaks this file and nothing else:
   `Application._on_assign`, `_on_revoke` and `_on_lost`; intake must learn which partitions it
   lost (what they held is dropped: their new owner reads it again) and the committed offsets of
   the partitions it got.
+- **What each checkpoint committed** (`committed_offsets`): the ledger forgets the outcomes of
+  journal entries below its partition's committed offset (everything before it was sent), which
+  keeps a person's record small; Quix does not say what it committed.
 - **A tick between polls** (`after_each_poll`): intake releases what waited for silent sources
   even when no record arrives; Quix has no timers, so the tick runs after each poll of its loop.
+
+On the local Tansu broker only (`tansu_compat`), the end offsets Quix's state recovery takes from
+ListOffsets are corrected from a Fetch (`correct_end_offsets_for_tansu`; the bug is in
+../shared/notes/BROKER.md and clients/end_offsets.py).
 
 And the app's producer and consumer (`producer`, `consumer`): records sent through the app's own
 producer are flushed by each checkpoint before its offsets are committed (in the exactly-once mode,
@@ -96,3 +103,60 @@ def after_each_poll(app: Application, tick: Callable[[], None]) -> None:
         tick()
 
     app._process_message = _process_message  # type: ignore[method-assign, assignment]  # noqa: SLF001
+
+
+def correct_end_offsets_for_tansu(app: Application) -> None:
+    """Makes the app consumer's ListOffsets answers (`get_watermark_offsets` not `cached`, which
+    Quix's state recovery uses for a changelog's end) right on Tansu.
+
+    Tansu answers ListOffsets(latest) with the first offset of a partition's last batch plus one.
+    A Fetch from that offset returns the last batch, and with it the true high watermark, which
+    librdkafka then caches: a side consumer (no group) asks for it.
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = app._consumer  # noqa: SLF001
+    reported = consumer.get_watermark_offsets
+    side: list[Any] = []
+
+    def get_watermark_offsets(partition: Any, timeout: float | None = None,
+                              cached: bool = False) -> tuple[int, int]:
+        low, high = reported(partition, timeout=timeout, cached=cached)
+        if cached or high <= low:
+            return low, high
+        if not side:
+            config = {k: v for k, v in consumer._consumer_config.items()  # noqa: SLF001
+                      if not k.startswith(("on_", "partition.assignment"))}
+            side.append(Consumer({**config, "group.id": "mynapoint-tansu-compat",
+                                  "enable.auto.commit": False, "auto.offset.reset": "latest"}))
+        fetcher = side[0]
+        tp = TopicPartition(partition.topic, partition.partition, high - 1)
+        fetcher.assign([tp])
+        try:
+            fetcher.consume(num_messages=1, timeout=10 if timeout is None else timeout)
+            _, fetched = fetcher.get_watermark_offsets(tp, cached=True)
+        finally:
+            fetcher.unassign()
+        return low, max(high, fetched)
+
+    consumer.get_watermark_offsets = get_watermark_offsets  # type: ignore[method-assign]
+
+
+def committed_offsets(app: Application) -> dict[tuple[str, int], int]:
+    """A dict Quix keeps up to date with the offsets each of its checkpoints committed (the next
+    offset to read, per (topic, partition)); entries of revoked partitions stay until the next
+    commit of the partition (they only ever fall behind: the partition's next owner commits)."""
+    context = app._processing_context  # noqa: SLF001
+    commit = context.commit_checkpoint
+    committed: dict[tuple[str, int], int] = {}
+
+    def commit_checkpoint(force: bool = False, revoking: bool = False) -> None:
+        before = context._checkpoint  # noqa: SLF001
+        commit(force=force, revoking=revoking)
+        if before is not None and context._checkpoint is not before:  # noqa: SLF001
+            # Committed (or closed empty): what it stored is what the group has now.
+            for tp, offset in before._tp_offsets.items():  # noqa: SLF001
+                committed[tp] = offset + 1
+
+    context.commit_checkpoint = commit_checkpoint  # type: ignore[method-assign]
+    return committed

@@ -10,11 +10,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from typing import Any
 
 from streams.pipeline.settings import WorkerSettings, add_arguments, resolve, settings_from_args
 
 log = logging.getLogger("mynapoint")
+
+# Quix Streams imports its schema registry client's httpx integration (unused here), which warns
+# at every start that it is deprecated: noise in an operator's log.
+warnings.filterwarnings("ignore", message="The httpx module is deprecated")
 
 
 def connection(args: argparse.Namespace, bootstrap: str) -> Any:
@@ -56,6 +61,7 @@ def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
     from prometheus_client import start_http_server
 
     from clients import admin
+    from quix_worker import metrics, private
     from quix_worker.app import create_app
 
     logging.basicConfig(level=str(loglevel).upper(),
@@ -67,9 +73,10 @@ def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
                  "its state from the changelog")
     log.warning("the status API is not served by the Quix Streams worker (web port %s unused): "
                 "run a Faust worker for it", settings.web_port)
+    app = create_app(settings, cfg, connection_config)
+    metrics.register_consumer(private.consumer(app))
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_host)
-    app = create_app(settings, cfg, connection_config)
     log.info("worker started on Quix Streams: group %s, %s partitions per topic",
              settings.app_id, settings.partitions)
     app.run()

@@ -85,10 +85,10 @@ def _contended(per_person: dict[str, list[dict[str, Any]]]) -> set[str]:
 
 
 def _run(broker, tmp: Path, lines: list[bytes], lagged: bool, seed: int,
-         expected: dict[str, list[dict[str, Any]]]) -> dict[str, list]:
+         expected: dict[str, list[dict[str, Any]]], engine: str) -> dict[str, list]:
     data, logs = tmp / "data", tmp / "logs"
     logs.mkdir(parents=True)
-    worker = WorkerProcess(broker, data, logs, config=DEMO_CONFIG,
+    worker = WorkerProcess(broker, data, logs, config=DEMO_CONFIG, engine=engine,
                            extra_args=["--idle-wait", str(IDLE)]).start()
     try:
         if not lagged:
@@ -125,7 +125,7 @@ def _run(broker, tmp: Path, lines: list[bytes], lagged: bool, seed: int,
         worker.stop()
 
 
-def test_lag_between_topic_producers_does_not_change_decisions(tmp_path, make_test_broker):
+def test_lag_between_topic_producers_does_not_change_decisions(tmp_path, make_test_broker, worker_engine):
     lines = _in_time_order(_valid(_history(people=5000, seed=21)))
     assert len(lines) >= 50_000
     expected = _time_order_reference(lines)
@@ -133,7 +133,7 @@ def test_lag_between_topic_producers_does_not_change_decisions(tmp_path, make_te
     for i, lagged in enumerate((False, True)):
         with make_test_broker() as broker:
             runs.append(_run(broker, tmp_path / f"run{i}", lines, lagged, seed=i,
-                             expected=expected))
+                             expected=expected, engine=worker_engine))
     interleaved, lagged_run = runs
     contended = _contended(interleaved) | _contended(lagged_run) | _contended(expected)
     assert set(interleaved) == set(lagged_run) == set(expected)
@@ -150,12 +150,12 @@ def _line(**fields: Any) -> bytes:
 
 
 def test_an_event_delayed_past_the_idle_wait_is_decided_in_arrival_order_and_marked_late(
-    fresh_broker, tmp_path
+    fresh_broker, tmp_path, worker_engine
 ):
     logs = tmp_path / "logs"
     logs.mkdir()
     worker = WorkerProcess(fresh_broker, tmp_path / "data", logs, config=DEMO_CONFIG,
-                           extra_args=["--idle-wait", "1.0"]).start()
+                           engine=worker_engine, extra_args=["--idle-wait", "1.0"]).start()
     p = "LATE0001"
     try:
         first = [
@@ -185,12 +185,12 @@ def test_an_event_delayed_past_the_idle_wait_is_decided_in_arrival_order_and_mar
         worker.stop()
 
 
-def test_kill_9_during_alignment_loses_and_doubles_nothing(fresh_broker, tmp_path):
+def test_kill_9_during_alignment_loses_and_doubles_nothing(fresh_broker, tmp_path, worker_engine):
     lines = _in_time_order(_valid(_history(people=1500, seed=33)))
     logs = tmp_path / "logs"
     logs.mkdir()
     worker = WorkerProcess(fresh_broker, tmp_path / "data", logs, config=DEMO_CONFIG,
-                           extra_args=["--idle-wait", str(IDLE)]).start()
+                           engine=worker_engine, extra_args=["--idle-wait", str(IDLE)]).start()
     rnd = random.Random(5)
     try:
         sent = _produce(fresh_broker.bootstrap, lines)
@@ -210,7 +210,7 @@ def test_kill_9_during_alignment_loses_and_doubles_nothing(fresh_broker, tmp_pat
         worker.stop()
 
 
-def test_a_dead_letter_does_not_commit_past_a_record_still_held(fresh_broker, tmp_path):
+def test_a_dead_letter_does_not_commit_past_a_record_still_held(fresh_broker, tmp_path, worker_engine):
     # docs/ARCHITECTURE.md, "Holes found on Apache Kafka": a bad record was acknowledged at
     # once, ahead of an earlier record of its partition still held for alignment, and Faust
     # committed past both; a stop then lost the held one for good.
@@ -219,7 +219,7 @@ def test_a_dead_letter_does_not_commit_past_a_record_still_held(fresh_broker, tm
     logs.mkdir()
     # The other input topics stay silent: the card waits for them for the whole idle wait.
     worker = WorkerProcess(fresh_broker, tmp_path / "data", logs, config=DEMO_CONFIG,
-                           extra_args=["--idle-wait", "3600"]).start()
+                           engine=worker_engine, extra_args=["--idle-wait", "3600"]).start()
     try:
         bad = msgspec.json.encode({"person_id": person, "type": "card.issued"})
         produce_raw(fresh_broker.bootstrap, topics.CARDS, [card_on_2020_08_01(person), bad])

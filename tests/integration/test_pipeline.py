@@ -214,11 +214,11 @@ def test_pipeline_equals_simulate_for_a_large_history(fresh_broker, worker_dirs,
         worker.stop()
 
 
-def test_recovery_from_changelogs_after_local_state_is_deleted(fresh_broker, worker_dirs):
+def test_recovery_from_changelogs_after_local_state_is_deleted(fresh_broker, worker_dirs, worker_engine):
     lines = _history(people=400, seed=5)
     half = len(lines) // 2
     data, logs = worker_dirs
-    worker = WorkerProcess(fresh_broker, data, logs, config=DEMO_CONFIG).start()
+    worker = WorkerProcess(fresh_broker, data, logs, config=DEMO_CONFIG, engine=worker_engine).start()
     try:
         sent = _produce(fresh_broker.bootstrap, lines[:half])
         Outcomes(fresh_broker.bootstrap).until_decisions(sent, 600, worker)
@@ -232,10 +232,10 @@ def test_recovery_from_changelogs_after_local_state_is_deleted(fresh_broker, wor
         worker.stop()
 
 
-def test_kill_9_at_random_moments_loses_and_doubles_nothing(fresh_broker, worker_dirs):
+def test_kill_9_at_random_moments_loses_and_doubles_nothing(fresh_broker, worker_dirs, worker_engine):
     lines = _history(people=1500, seed=9)
     data, logs = worker_dirs
-    worker = WorkerProcess(fresh_broker, data, logs, config=DEMO_CONFIG).start()
+    worker = WorkerProcess(fresh_broker, data, logs, config=DEMO_CONFIG, engine=worker_engine).start()
     rnd = random.Random(20261122)
     try:
         sent = _produce(fresh_broker.bootstrap, lines)
@@ -287,7 +287,7 @@ def _link(person: str, account: str) -> bytes:
          "service_id": "demo-pay", "service_account": account})
 
 
-def test_racing_links_to_one_account_accept_exactly_one(fresh_broker, worker_dirs):
+def test_racing_links_to_one_account_accept_exactly_one(fresh_broker, worker_dirs, worker_engine):
     # Pairs of people on different partitions link the same account at the same moment.
     people = [f"R{i:04d}" for i in range(400)]
     pairs = []
@@ -303,7 +303,7 @@ def test_racing_links_to_one_account_accept_exactly_one(fresh_broker, worker_dir
     setup = [line for i, (a, b, _) in enumerate(pairs)
              for line in _person_setup(a, 2 * i) + _person_setup(b, 2 * i + 1)]
     data, logs = worker_dirs
-    worker = WorkerProcess(fresh_broker, data, logs, config=DEMO_CONFIG).start()
+    worker = WorkerProcess(fresh_broker, data, logs, config=DEMO_CONFIG, engine=worker_engine).start()
     try:
         # Cards, then reservations: the order across input topics is issue 5's alignment, not
         # what this test is about, so each step waits for the previous step's decisions.

@@ -19,11 +19,11 @@ DEMO_CONFIG = str(ROOT / "streams" / "data" / "demo.toml")
 GARBAGE = [b"", b"\xc1\xc1", b'{"k": "event"}', msgspec.msgpack.encode({"k": "event", "v": 99})]
 
 
-def test_garbage_on_internal_topics_is_dead_lettered_and_decisions_go_on(fresh_broker, tmp_path):
+def test_garbage_on_internal_topics_is_dead_lettered_and_decisions_go_on(fresh_broker, tmp_path, worker_engine):
     bootstrap = fresh_broker.bootstrap
     logs = tmp_path / "logs"
     logs.mkdir()
-    worker = WorkerProcess(fresh_broker, tmp_path / "data", logs, config=DEMO_CONFIG).start()
+    worker = WorkerProcess(fresh_broker, tmp_path / "data", logs, config=DEMO_CONFIG, engine=worker_engine).start()
     try:
         # Keyed like real records (produce_raw keys by a person_id it finds; these have none, so
         # they go unkeyed): the first records the ledger and the claims agent read are garbage.
