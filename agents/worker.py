@@ -48,6 +48,10 @@ def run_worker(args: argparse.Namespace) -> int:
     from streams.core.config import ConfigError, load_config
 
     settings = settings_from_args(args)
+    if settings.engine != "faust":
+        print(f"mynapoint worker: this is the Faust worker; for --engine {settings.engine} run "
+              f"`mynapoint worker --engine {settings.engine}`", file=sys.stderr)
+        return 2
     try:
         cfg = load_config(settings.config_path)
     except ConfigError as exc:

@@ -86,6 +86,12 @@ def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
 def run_worker(args: argparse.Namespace) -> int:
     from streams.core.config import ConfigError, load_config
 
+    try:
+        import quixstreams  # noqa: F401
+    except ImportError:
+        print("mynapoint worker: --engine quix needs Quix Streams: pip install "
+              "'mynapoint-stream[quix]'", file=sys.stderr)
+        return 2
     settings = settings_from_args(args)
     try:
         cfg = load_config(settings.config_path)

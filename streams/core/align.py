@@ -14,6 +14,12 @@ offset) into the journal that the ledger folds. This is Kafka Streams' `max.task
   silent for `idle_wait` seconds (a source that never spoke counts as silent from the moment the
   partition was first seen). A source with records still to fetch is never idle, however long
   our own backlog keeps them from us: that is what keeps a backlog's order deterministic.
+- Silence is counted from the partition's waking too: when a record arrives on a partition that
+  has had no record from any source for `idle_wait` (the night's quiet, a pause between two
+  batches), every source's silence starts again then. Otherwise the first records of the burst
+  would find the other sources "silent for hours", and the consumer's high watermark of a source
+  whose earlier records are still in flight (another producer's batch, a fetch not answered yet)
+  would not show them: the burst's first records went out ahead of them, and those were late.
 - A record older than one already released from its partition is late: waiting cannot put it in
   order any more, so it is released at once, in arrival order, and marked late.
 
@@ -45,7 +51,9 @@ class Held:
 
 @dataclass(slots=True)
 class _Partition:
-    first_seen: float
+    # When the partition was first seen or last woke up after a quiet `idle_wait`: silence is
+    # counted from then at the earliest.
+    woke: float
     queues: dict[str, deque[Held]] = field(default_factory=dict)
     # Latest occurred_at shown by each source, and when it last delivered anything.
     frontier: dict[str, float] = field(default_factory=dict)
@@ -67,9 +75,7 @@ class Aligner:
 
     def add(self, topic: str, partition: int, offset: int, occurred_at: float, item: Any,
             now: float) -> None:
-        part = self.partitions.get(partition)
-        if part is None:
-            part = self.partitions[partition] = _Partition(first_seen=now)
+        part = self._arrival(partition, now)
         part.queues.setdefault(topic, deque()).append(Held(topic, partition, offset, occurred_at,
                                                            item))
         part.held += 1
@@ -81,11 +87,18 @@ class Aligner:
     def passed(self, topic: str, partition: int, offset: int, now: float) -> None:
         """Notes a record of a source that will not be journaled (a dead letter): the source has
         still moved on, and must not look as if it had more to deliver."""
-        part = self.partitions.get(partition)
-        if part is None:
-            part = self.partitions[partition] = _Partition(first_seen=now)
+        part = self._arrival(partition, now)
         part.last_arrival[topic] = now
         part.last_offset[topic] = offset
+
+    def _arrival(self, partition: int, now: float) -> _Partition:
+        """The partition a record just arrived on, woken if it had been quiet for `idle_wait`."""
+        part = self.partitions.get(partition)
+        if part is None:
+            part = self.partitions[partition] = _Partition(woke=now)
+        elif now - max(part.last_arrival.values(), default=part.woke) >= self.idle_wait:
+            part.woke = now
+        return part
 
     def release(self, now: float, has_more: HasMore | None = None,
                 partition: int | None = None) -> list[Held]:
@@ -157,7 +170,7 @@ class Aligner:
                 continue
             if has_more is not None and has_more(topic, p, part.last_offset.get(topic, -1) + 1):
                 return False  # not silent: the broker has more of it that we have not read yet
-            if now - part.last_arrival.get(topic, part.first_seen) >= idle:
+            if now - max(part.last_arrival.get(topic, part.woke), part.woke) >= idle:
                 continue
             return False
         return True

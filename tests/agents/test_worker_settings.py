@@ -116,3 +116,20 @@ def test_the_tables_changelogs_are_made_before_faust_starts_as_faust_makes_them(
     # What Faust asks for its own changelogs.
     for table in app.mynapoint_tables.values():  # type: ignore[attr-defined]
         assert table.changelog_topic.compacting and not table.changelog_topic.deleting
+
+
+def test_the_engine_comes_from_the_flag_or_the_environment(monkeypatch):
+    assert settings_from_args(parse()).engine == "faust"
+    assert settings_from_args(parse("--engine", "quix")).engine == "quix"
+    monkeypatch.setenv("MYNAPOINT_ENGINE", "Quix")
+    assert settings_from_args(parse()).engine == "quix"
+    monkeypatch.setenv("MYNAPOINT_ENGINE", "flink")
+    with pytest.raises(SystemExit, match="MYNAPOINT_ENGINE.*faust, quix.*'flink'"):
+        settings_from_args(parse())
+
+
+def test_the_faust_worker_refuses_another_engine(capsys):
+    from agents.worker import run_worker
+
+    assert run_worker(parse("--engine", "quix")) == 2
+    assert "--engine quix" in capsys.readouterr().err

@@ -155,7 +155,11 @@ def test_a_source_with_records_still_to_fetch_is_never_idle():
     for off, ts in enumerate((10.0, 20.0, 30.0, 40.0, 60.0)):
         aligner.add("a", 0, off, ts, f"a{off}", now=10 * IDLE)
     out = [h.item for h in aligner.release(now=10 * IDLE, has_more=has_more)]
-    assert out == ["a0", "a1", "a2", "a3", "b0", "a4"]
+    assert out == ["a0", "a1", "a2", "a3", "b0"]
+    # a4 is later than anything b showed: b must be silent for the idle wait, counted from the
+    # partition's waking at 10 * IDLE (it had been quiet since b0), not from b0's arrival.
+    assert aligner.release(now=10.5 * IDLE, has_more=has_more) == []
+    assert [h.item for h in aligner.release(now=11 * IDLE, has_more=has_more)] == ["a4"]
     assert not any(h.late for h in aligner.flush())
 
 
@@ -278,3 +282,36 @@ def test_what_is_taken_is_always_the_next_offset(deliveries):
     for o in taken:
         assert o <= furthest + 1  # never past a record not yet taken
         furthest = max(furthest, o)
+
+
+def test_after_a_quiet_spell_every_source_gets_the_idle_wait_again():
+    # A night's quiet, then a burst: the first record of source a must not go out because b was
+    # "silent for hours" while b's earlier records of the burst are still in flight (its high
+    # watermark not fetched yet). Seen on Apache Kafka as late decisions after a pause.
+    aligner = Aligner(("a", "b"), IDLE)
+    aligner.add("a", 0, 0, 10.0, "a0", now=0.0)
+    aligner.add("b", 0, 0, 11.0, "b0", now=0.0)
+    assert [h.item for h in aligner.release(now=0.0)] == ["a0"]
+    assert [h.item for h in aligner.release(now=IDLE)] == ["b0"]  # a silent for IDLE
+    quiet = 100 * IDLE
+    aligner.add("a", 0, 1, 30.0, "a1", now=quiet)
+    assert aligner.release(now=quiet + 0.5 * IDLE) == []  # b may still be on its way
+    aligner.add("b", 0, 1, 20.0, "b1", now=quiet + 0.5 * IDLE)
+    out = aligner.release(now=quiet + 0.5 * IDLE)
+    assert [(h.item, h.late) for h in out] == [("b1", False)]
+    assert [h.item for h in aligner.release(now=quiet + 1.5 * IDLE)] == ["a1"]
+
+
+def test_a_steady_source_does_not_wake_its_partition():
+    # Records that keep coming (gaps shorter than the idle wait) go out as soon as the silent
+    # sources have been silent for the idle wait: no extra wait on the steady path.
+    aligner = Aligner(("a", "b"), IDLE)
+    aligner.add("b", 0, 0, 1.0, "b0", now=0.0)
+    assert aligner.release(now=0.0) == []  # a has not spoken yet
+    released_at = {}
+    for i in range(1, 6):
+        now = i * 0.6 * IDLE
+        aligner.add("a", 0, i, 1.0 + i, f"a{i}", now=now)
+        released_at |= {h.item: i for h in aligner.release(now=now)}
+    # a1 waits for b's idle wait (from b0 at 0.0), then each record goes out as it comes.
+    assert released_at == {"b0": 1, "a1": 2, "a2": 2, "a3": 3, "a4": 4, "a5": 5}
