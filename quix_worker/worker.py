@@ -17,9 +17,18 @@ from streams.pipeline.settings import WorkerSettings, add_arguments, resolve, se
 
 log = logging.getLogger("mynapoint")
 
-# Quix Streams imports its schema registry client's httpx integration (unused here), which warns
-# at every start that it is deprecated: noise in an operator's log.
-warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+
+
+def _quiet_unused_deprecations() -> None:
+    """Quix Streams imports its schema registry client's OAuth integration (unused here), whose
+    library warns at every start that its httpx module is deprecated: noise in an operator's log.
+    That library forces its warnings on ("always") when its module loads, so the filter that
+    silences them is added after it."""
+    try:
+        from authlib.deprecate import AuthlibDeprecationWarning
+    except ImportError:
+        return
+    warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
 
 
 def connection(args: argparse.Namespace, bootstrap: str) -> Any:
@@ -60,6 +69,7 @@ def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
                  connection_config: Any = None) -> int:
     from prometheus_client import start_http_server
 
+    _quiet_unused_deprecations()
     from clients import admin
     from quix_worker import metrics, private
     from quix_worker.app import create_app
@@ -71,8 +81,8 @@ def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
     if settings.standby_replicas:
         log.info("standby replicas: Quix Streams keeps none; a partition's new owner recovers "
                  "its state from the changelog")
-    log.warning("the status API is not served by the Quix Streams worker (web port %s unused): "
-                "run a Faust worker for it", settings.web_port)
+    log.warning("the status API is not served by the Quix Streams worker yet (web port %s "
+                "unused): only Faust workers serve it", settings.web_port)
     app = create_app(settings, cfg, connection_config)
     metrics.register_consumer(private.consumer(app))
     if settings.metrics_port:
@@ -86,6 +96,7 @@ def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
 def run_worker(args: argparse.Namespace) -> int:
     from streams.core.config import ConfigError, load_config
 
+    _quiet_unused_deprecations()
     try:
         import quixstreams  # noqa: F401
     except ImportError:
