@@ -43,14 +43,15 @@ def _produce_cli(bootstrap: str, path: Path, *extra: str) -> str:
 
 
 def _decide(broker: BrokerProcess, tmp: Path, path: Path, sent: int, *extra: str,
-            wanted: set[str] | None = None) -> tuple[str, dict[str, list[dict[str, Any]]]]:
+            wanted: set[str] | None = None,
+            engine: str = "faust") -> tuple[str, dict[str, list[dict[str, Any]]]]:
     data, logs = tmp / "data", tmp / "logs"
     logs.mkdir(parents=True)
     report = _produce_cli(broker.bootstrap, path, *extra)
     assert "would send" not in report and f"{sent} events, bad lines: 0" in report, report
     # The worker starts on the whole backlog: the aligner then orders by what the broker holds,
     # not by how fast anything runs, so the order under test is the one `produce` sent.
-    worker = WorkerProcess(broker, data, logs, config=DEMO_CONFIG).start()
+    worker = WorkerProcess(broker, data, logs, config=DEMO_CONFIG, engine=engine).start()
     try:
         published = Outcomes(broker.bootstrap).until_decisions(sent, 900, worker)
         if wanted is not None:
@@ -61,7 +62,8 @@ def _decide(broker: BrokerProcess, tmp: Path, path: Path, sent: int, *extra: str
 
 
 def test_a_file_in_person_order_is_decided_as_in_event_time_order(tmp_path: Path,
-                                                                 make_test_broker) -> None:
+                                                                 make_test_broker,
+                                                                 worker_engine: str) -> None:
     lines = _per_person_file(list(generate(people=PEOPLE, seed=12, bad_ratio=0.0)))
     path = tmp_path / "per-person.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
@@ -71,7 +73,8 @@ def test_a_file_in_person_order_is_decided_as_in_event_time_order(tmp_path: Path
     wanted = {o["outcome_id"] for p, outs in expected.items() if p not in contended for o in outs}
 
     with make_test_broker() as broker:
-        report, got = _decide(broker, tmp_path / "sorted", path, len(lines), wanted=wanted)
+        report, got = _decide(broker, tmp_path / "sorted", path, len(lines), wanted=wanted,
+                              engine=worker_engine)
     moved = re.search(r"order: event time \(occurred_at, then topic order\): (\d+) of (\d+) "
                       r"events moved", report)
     assert moved, report
