@@ -48,12 +48,12 @@ def _produce(bootstrap: str, lines: list[bytes]) -> int:
 
 
 @pytest.fixture
-def live(fresh_broker, tmp_path):
+def live(fresh_broker, tmp_path, worker_engine):
     """A worker on a fresh broker; yields (bootstrap, worker)."""
     logs = tmp_path / "logs"
     logs.mkdir()
     worker = WorkerProcess(fresh_broker, tmp_path / "data", logs, config=DEMO_CONFIG,
-                           app_id=APP_ID).start()
+                           app_id=APP_ID, engine=worker_engine).start()
     try:
         yield fresh_broker.bootstrap, worker
     finally:
@@ -93,6 +93,9 @@ def _new_person(person: str) -> list[bytes]:
     ]
 
 
+# Replay compares each person with the Faust worker's `persons` changelog; it does not read the
+# Quix Streams worker's state yet (its changelog and key layout differ), so this runs on Faust.
+@pytest.mark.workers("faust")
 def test_replay_export_and_explain_after_a_live_run(live, tmp_path):
     bootstrap, worker = live
     sent = _run(bootstrap, worker, people=300, seed=13)
