@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from streams.pipeline.settings import add_arguments, resolve
+from streams.pipeline.settings import add_arguments, load_rules, resolve, sasl_login
 from streams.pipeline.settings import settings_from_args as neutral_settings
 
 __all__ = ["add_arguments", "resolve", "run_worker", "settings_from_args", "start_worker"]
@@ -25,12 +25,7 @@ def credentials(args: argparse.Namespace) -> Any:
     cafile = resolve(args, "ssl_cafile")
     context = ssl.create_default_context(cafile=cafile) if cafile else None
     if mechanism:
-        user, password = resolve(args, "sasl_username"), resolve(args, "sasl_password")
-        if not user or not password:
-            raise SystemExit(
-                "mynapoint worker: --sasl-mechanism needs --sasl-username and --sasl-password "
-                "(or MYNAPOINT_SASL_USERNAME / MYNAPOINT_SASL_PASSWORD)"
-            )
+        user, password = sasl_login(args)
         return faust.SASLCredentials(
             username=user, password=password, mechanism=mechanism, ssl_context=context
         )
@@ -45,17 +40,13 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from streams.core.config import ConfigError, load_config
-
     settings = settings_from_args(args)
     if settings.engine != "faust":
         print(f"mynapoint worker: this is the Faust worker; for --engine {settings.engine} run "
               f"`mynapoint worker --engine {settings.engine}`", file=sys.stderr)
         return 2
-    try:
-        cfg = load_config(settings.config_path)
-    except ConfigError as exc:
-        print(f"mynapoint worker: {exc}", file=sys.stderr)
+    cfg = load_rules(settings)
+    if cfg is None:
         return 2
     return start_worker(settings, cfg, loglevel=resolve(args, "loglevel"))
 

@@ -13,7 +13,14 @@ import sys
 import warnings
 from typing import Any
 
-from streams.pipeline.settings import WorkerSettings, add_arguments, resolve, settings_from_args
+from streams.pipeline.settings import (
+    WorkerSettings,
+    add_arguments,
+    load_rules,
+    resolve,
+    sasl_login,
+    settings_from_args,
+)
 
 log = logging.getLogger("mynapoint")
 
@@ -40,12 +47,7 @@ def connection(args: argparse.Namespace, bootstrap: str) -> Any:
 
     fields: dict[str, Any] = {"bootstrap_servers": bootstrap}
     if mechanism:
-        user, password = resolve(args, "sasl_username"), resolve(args, "sasl_password")
-        if not user or not password:
-            raise SystemExit(
-                "mynapoint worker: --sasl-mechanism needs --sasl-username and --sasl-password "
-                "(or MYNAPOINT_SASL_USERNAME / MYNAPOINT_SASL_PASSWORD)"
-            )
+        user, password = sasl_login(args)
         fields |= {"sasl_mechanism": mechanism, "sasl_username": user,
                    "sasl_password": password,
                    "security_protocol": "sasl_ssl" if cafile else "sasl_plaintext"}
@@ -94,8 +96,6 @@ def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from streams.core.config import ConfigError, load_config
-
     _quiet_unused_deprecations()
     try:
         import quixstreams  # noqa: F401
@@ -104,10 +104,8 @@ def run_worker(args: argparse.Namespace) -> int:
               "'mynapoint-stream[quix]'", file=sys.stderr)
         return 2
     settings = settings_from_args(args)
-    try:
-        cfg = load_config(settings.config_path)
-    except ConfigError as exc:
-        print(f"mynapoint worker: {exc}", file=sys.stderr)
+    cfg = load_rules(settings)
+    if cfg is None:
         return 2
     return start_worker(settings, cfg, loglevel=resolve(args, "loglevel"),
                         connection_config=connection(args, settings.bootstrap))

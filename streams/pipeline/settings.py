@@ -6,6 +6,7 @@ credentials (agents/worker.py for Faust, quix_worker/worker.py for Quix Streams)
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,6 +122,29 @@ def engine(args: argparse.Namespace) -> str:
         raise SystemExit(f"mynapoint worker: --engine ({ENV['engine'].var}) must be one of "
                          f"{', '.join(ENGINES)}; got {value!r}")
     return value
+
+
+def sasl_login(args: argparse.Namespace) -> tuple[str, str]:
+    """The SASL username and password, which `--sasl-mechanism` needs both of."""
+    user, password = resolve(args, "sasl_username"), resolve(args, "sasl_password")
+    if not user or not password:
+        raise SystemExit(
+            "mynapoint worker: --sasl-mechanism needs --sasl-username and --sasl-password "
+            "(or MYNAPOINT_SASL_USERNAME / MYNAPOINT_SASL_PASSWORD)"
+        )
+    return user, password
+
+
+def load_rules(settings: WorkerSettings) -> Any:
+    """The rules of `settings.config_path`, or None after saying on stderr why they cannot be
+    read (the worker then exits 2)."""
+    from streams.core.config import ConfigError, load_config
+
+    try:
+        return load_config(settings.config_path)
+    except ConfigError as exc:
+        print(f"mynapoint worker: {exc}", file=sys.stderr)
+        return None
 
 
 def settings_from_args(args: argparse.Namespace, credentials: Any = None) -> WorkerSettings:
