@@ -107,11 +107,7 @@ def main() -> None:
         rows = [f"| {stamp} | aiokafka relay, 2 hops | {relay:,.0f} | 1.000 |"]
         rows += [f"| {stamp} | {name} | {rate:,.0f} | {rate / relay:.3f} |"
                  for name, rate in rates.items()]
-        docs = ROOT / "docs" / "BENCHMARKS.md"
-        text = docs.read_text(encoding="utf-8")
-        end = text.index(TABLE_END)
-        docs.write_text(text[:end] + "".join(r + "\n" for r in rows) + text[end:],
-                        encoding="utf-8")
+        bp.record(rows, TABLE_END)
 
 
 if __name__ == "__main__":

@@ -217,10 +217,11 @@ def main() -> None:
         record(rows)
 
 
-def record(rows: list[str]) -> None:
+def record(rows: list[str], marker: str = TABLE_END) -> None:
+    """Adds `rows` to the table of docs/BENCHMARKS.md that ends at `marker`."""
     docs = ROOT / "docs" / "BENCHMARKS.md"
     text = docs.read_text(encoding="utf-8")
-    end = text.index(TABLE_END)
+    end = text.index(marker)
     docs.write_text(text[:end] + "".join(r + "\n" for r in rows) + text[end:], encoding="utf-8")
 
 
