@@ -30,6 +30,9 @@ ALIGN_TICK = 0.1
 #: How often the engine should call `Intake.reseek`: a hole in a source's offsets that was sought
 #: and not yet read is sought again (seconds).
 RESEEK_EVERY = 1.0
+#: A source the broker has more of that delivered nothing for this long (seconds) is read again
+#: from its next offset (`Intake.reseek`): the consumer has lost its place in it.
+STARVED_AFTER = 10.0
 
 
 def validate_record(key: bytes | None, value: bytes | None) -> Event:
@@ -91,6 +94,9 @@ class Intake:
         # One releaser at a time: a send can wait (a full producer buffer), and a release from
         # another task meanwhile would put its records in the journal among this one's.
         self._releasing = asyncio.Lock()
+        # When a starved source was last sought (monotonic seconds): sought again only after
+        # another STARVED_AFTER without a record.
+        self._starved_sought: dict[tuple[str, int], float] = {}
 
     async def on_record(self, topic: str, partition: int, offset: int, key: bytes | None,
                         value: bytes | None, token: Any) -> None:
@@ -105,6 +111,7 @@ class Intake:
             if verdict is FOUND:  # one warning per hole; SEEK: the same one, sought again
                 log.warning("%s/%s: the consumer skipped offsets %s to %s; reading them again",
                             topic, partition, at, offset - 1)
+                metrics.labelled(metrics.REREADS, topic).inc()
             await source.seek(topic, partition, at)
             return
         metrics.labelled(metrics.EVENTS_IN, topic, "intake").inc()
@@ -177,13 +184,30 @@ class Intake:
             acknowledge(token)
         self._deferred.clear()
 
-    async def reseek(self) -> None:
+    async def reseek(self, now: float | None = None) -> None:
         """Seeks again every hole sought and not yet read: its re-read may have been dropped
-        again with nothing after it to deliver (Faust's fetch loop finishing an older batch)."""
+        again with nothing after it to deliver (Faust's fetch loop finishing an older batch).
+
+        And reads again a source the broker has more of that delivered nothing for
+        `STARVED_AFTER` seconds: a record skipped at the end of a source leaves no later record
+        to show the hole, and alignment would hold its partition's records for it for ever.
+        """
         if self.source.rebalancing():
             return
         for (topic, partition), offset in self.continuity.holes():
             await self.source.seek(topic, partition, offset)
+        now = time.monotonic() if now is None else now
+        sought = self._starved_sought
+        for topic, partition, nxt in self.aligner.starved(now, STARVED_AFTER, self._has_more):
+            if now - sought.get((topic, partition), float("-inf")) < STARVED_AFTER:
+                continue
+            sought[(topic, partition)] = now
+            at = max(nxt, self.source.committed(topic, partition) or 0)
+            log.warning("%s/%s: nothing read for %.0f s although the broker holds offsets up to "
+                        "%s; reading again from offset %s", topic, partition, STARVED_AFTER,
+                        self.source.highwater(topic, partition), at)
+            metrics.labelled(metrics.REREADS, topic).inc()
+            await self.source.seek(topic, partition, at)
 
     def revoked(self, sources: set[tuple[str, int]]) -> None:
         """The engine took these (input topic, partition) away: what they held was never
@@ -191,3 +215,5 @@ class Intake:
         self.aligner.drop({partition for _, partition in sources})
         self.in_order.drop(sources)
         self.continuity.drop(sources)
+        for source in sources:
+            self._starved_sought.pop(source, None)

@@ -41,6 +41,12 @@ REPEATS = Counter(
     "Journal entries seen again (redelivery); their outcomes were re-sent as exact repeats",
 )
 LATE = Counter("mynapoint_late_events", "Events released after later ones, by topic", ["topic"])
+REREADS = Counter(
+    "mynapoint_rereads",
+    "Input sources read again because the consumer lost its place in them (a hole in the offsets, "
+    "or a source the broker has more of that delivered nothing), by topic",
+    ["topic"],
+)
 HELD = Gauge("mynapoint_aligner_held", "Input records held by event-time alignment")
 LATENCY = Histogram(
     "mynapoint_processing_seconds", "Time the ledger spends on one journal entry",
@@ -61,6 +67,7 @@ for _reason in DEAD_LETTER_REASONS:
     DEAD_LETTERS.labels(_reason)
 for _topic in topics.INPUT_TOPICS:
     LATE.labels(_topic)
+    REREADS.labels(_topic)
     EVENTS_IN.labels(_topic, "intake")  # the dead-letter alert's denominator
 ALERTS.labels(ALERT_ACCOUNT_SHARED)
 

@@ -29,6 +29,8 @@ def test_alerted_counters_exist_for_every_known_label_value():
     assert dead >= set(codec.DEAD_LETTER_REASONS)
     late = {dict(k)["topic"] for k in samples("mynapoint_late_events_total")}
     assert late >= set(topics.INPUT_TOPICS)
+    rereads = {dict(k)["topic"] for k in samples("mynapoint_rereads_total")}
+    assert rereads >= set(topics.INPUT_TOPICS)
     intake = {dict(k)["topic"] for k in samples("mynapoint_records_in_total")}
     assert intake >= set(topics.INPUT_TOPICS)
     codes = {dict(k)["code"] for k in samples("mynapoint_alerts_total")}

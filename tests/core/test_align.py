@@ -163,6 +163,31 @@ def test_a_source_with_records_still_to_fetch_is_never_idle():
     assert not any(h.late for h in aligner.flush())
 
 
+def test_a_source_with_more_to_fetch_that_delivers_nothing_is_starved():
+    # Seen on Apache Kafka after a rebalance: the only record of `certificates` in a partition was
+    # never delivered (no later record showed the hole), and everything else of the partition
+    # waited for it for ever. `starved` names such sources so the intake can read them again.
+    ends = {("a", 0): 1, ("b", 0): 3}  # the broker's high watermarks
+
+    def has_more(topic: str, partition: int, next_offset: int) -> bool:
+        return ends.get((topic, partition), 0) > next_offset
+
+    aligner = Aligner(("a", "b"), IDLE)
+    aligner.add("b", 0, 0, 50.0, "b0", now=0.0)
+    aligner.add("b", 0, 1, 60.0, "b1", now=1.0)
+    assert aligner.release(now=100.0, has_more=has_more) == []  # a has more: never idle
+    assert aligner.starved(5.0, 10.0, has_more) == []
+    # a: nothing read since the partition was first seen; b: offset 2 not delivered since b1.
+    assert aligner.starved(10.0, 10.0, has_more) == [("a", 0, 0)]
+    assert aligner.starved(11.0, 10.0, has_more) == [("a", 0, 0), ("b", 0, 2)]
+    ends[("b", 0)] = 2  # b1 was b's last record: nothing missing there
+    assert aligner.starved(100.0, 10.0, has_more) == [("a", 0, 0)]
+    aligner.add("a", 0, 0, 55.0, "a0", now=100.0)  # read again
+    assert aligner.starved(105.0, 10.0, has_more) == []
+    assert [h.item for h in aligner.release(now=100.0, has_more=has_more)] == ["b0", "a0"]
+    assert [h.item for h in aligner.release(now=100.0 + IDLE, has_more=has_more)] == ["b1"]
+
+
 def test_a_dead_lettered_record_moves_its_source_on():
     # The broker's high watermark counts bad records too; once intake has passed them, the
     # source has nothing more to deliver and may go idle.

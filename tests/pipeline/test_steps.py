@@ -16,7 +16,7 @@ from schemas.outcomes import DeadLetter, Decision
 from streams.core.config import build_config
 from streams.core.ledger import RECORD_ENCODER, fold
 from streams.pipeline.claims import Claims
-from streams.pipeline.intake import Intake
+from streams.pipeline.intake import STARVED_AFTER, Intake
 from streams.pipeline.ledger import Ledger
 from streams.pipeline.outputs import Outputs
 from streams.pipeline.runtime import At, Store
@@ -175,6 +175,27 @@ def test_a_hole_in_a_source_is_sought_not_taken():
     assert source.acked == ["t0"] and len(sent.on(topics.JOURNAL)) == 1
     asyncio.run(step.reseek())  # not read yet: sought again
     assert source.sought == [(topics.CARDS, 0, 1)] * 2
+
+
+def test_a_source_that_stops_delivering_is_read_again_from_its_next_offset():
+    step, source, sent = intake(idle_wait=0)
+    ends = {(topics.CARDS, 0): 2, (topics.LINKS, 0): 1}
+    source.highwater = lambda topic, partition: ends.get((topic, partition), 0)  # type: ignore[method-assign]
+    asyncio.run(step.on_record(topics.CARDS, 0, 0, b"P1",
+                               line("P1", "2020-08-01T09:00:00+09:00", "e1"), "t0"))
+    assert sent.on(topics.JOURNAL) == []  # links has a record we have not read: c0 waits
+    t0 = step.aligner.partitions[0].woke
+    asyncio.run(step.reseek(now=t0 + STARVED_AFTER - 1))
+    assert source.sought == []
+    asyncio.run(step.reseek(now=t0 + STARVED_AFTER))
+    assert sorted(source.sought) == [(topics.CARDS, 0, 1), (topics.LINKS, 0, 0)]
+    asyncio.run(step.reseek(now=t0 + STARVED_AFTER + 1))  # not again before another wait
+    assert len(source.sought) == 2
+    asyncio.run(step.reseek(now=t0 + 2 * STARVED_AFTER))
+    assert len(source.sought) == 4
+    source.balancing = True  # no seeks during a rebalance
+    asyncio.run(step.reseek(now=t0 + 4 * STARVED_AFTER))
+    assert len(source.sought) == 4
 
 
 # -- ledger
