@@ -1,7 +1,8 @@
 """Reading the pipeline's recorded history from Kafka without joining any consumer group.
 
-`replay`, `export`, `explain` and `audit` read the journal, the output topics and the `persons`
-table's changelog from their first offsets with a group-less consumer (no group, no commits), so
+`replay`, `export`, `explain` and `audit` read the journal, the output topics and the changelog
+of the persons' records (the Faust worker's `persons` table, or the Quix Streams worker's journal
+state, whose timeline chunks are skipped) from their first offsets with a group-less consumer (no group, no commits), so
 running workers are never disturbed: no rebalance, no moved offsets.
 
 Where to stop: at start, each partition's end is taken once, from the high watermark of a Fetch
@@ -238,15 +239,38 @@ async def read_history(
     whole, then kept by person.
     """
     app = app_id or default_app_id()
-    changelog = changelog_topic(app)
+    changelogs = persons_changelogs(app)
     wanted = ([topics.JOURNAL] if journal else []) + (list(OUTCOME_TOPICS) if outcomes else [])
     subset = await _subset(bootstrap, partitions, timeout, client_kwargs)
-    only = {topics.JOURNAL: subset.only, changelog: subset.only} if subset else None
-    dump = await read_topics(bootstrap, wanted, optional=[changelog] if tables else [],
+    only = {t: subset.only for t in (topics.JOURNAL, *changelogs)} if subset else None
+    dump = await read_topics(bootstrap, wanted, optional=list(changelogs) if tables else [],
                              only=only, timeout=timeout, **client_kwargs)
     with no_cyclic_gc():
-        history = _history_of(dump, bootstrap, app, changelog, tables)
+        history = _history_of(dump, bootstrap, app, tables)
         return keep_subset(history, subset) if subset else history
+
+
+def persons_changelogs(app_id: str) -> tuple[str, str]:
+    """Where each engine's worker changelogs the persons' records: the Faust worker's `persons`
+    table, the Quix Streams worker's journal state (which holds the timelines too)."""
+    return changelog_topic(app_id), topics.quix_changelog_topic(app_id, topics.JOURNAL)
+
+
+def persons_records(dump: TopicDump, app_id: str) -> tuple[str, list[tuple[Any, bytes]]] | None:
+    """The persons changelog found in `dump` and its records, each with its person_id key; None
+    when neither engine's is there. The Faust worker's is taken when both are (a deployment that
+    changed engines keeps the older one until it is deleted)."""
+    faust, quix = persons_changelogs(app_id)
+    if faust not in dump.missing:
+        return faust, [(r, r.key) for r in dump.records.get(faust, ()) if r.key is not None]
+    if quix not in dump.missing:
+        out = []
+        for r in dump.records.get(quix, ()):
+            person = topics.quix_person_of(r.key) if r.key is not None else None
+            if person is not None:
+                out.append((r, person))
+        return quix, out
+    return None
 
 
 async def _subset(bootstrap: str, partitions: frozenset[int] | None, timeout: float,
@@ -262,8 +286,7 @@ async def _subset(bootstrap: str, partitions: frozenset[int] | None, timeout: fl
         raise HistoryError(str(exc)) from None
 
 
-def _history_of(dump: TopicDump, bootstrap: str, app: str, changelog: str,
-                tables: bool) -> History:
+def _history_of(dump: TopicDump, bootstrap: str, app: str, tables: bool) -> History:
     history = History(source=f"{bootstrap} (app id {app})")
     history.header = {"source": bootstrap, "app_id": app, "ends": dump.ends}
     add_journal_records(history, ((r.partition, r.offset, r.key, r.value)
@@ -272,11 +295,12 @@ def _history_of(dump: TopicDump, bootstrap: str, app: str, changelog: str,
         for r in dump.records.get(t, ()):
             obj, err = decode_outcome(r.value)
             history.outcomes.append(Published(t, r.partition, r.offset, obj, err))
-    if tables and changelog not in dump.missing:
+    found = persons_records(dump, app) if tables else None
+    if found is not None:
+        changelog, records = found
         history.records = {}
-        for r in dump.records.get(changelog, ()):
-            if r.key is not None:
-                set_table_raw(history, f"{changelog}/{r.partition}/{r.offset}", r.key, r.value)
+        for r, person in records:
+            set_table_raw(history, f"{changelog}/{r.partition}/{r.offset}", person, r.value)
     return history
 
 
@@ -308,13 +332,14 @@ async def export_history(
     `read_history`); the header names them.
     """
     app = app_id or default_app_id()
-    changelog = changelog_topic(app)
+    changelogs = persons_changelogs(app)
     subset = await _subset(bootstrap, partitions, timeout, client_kwargs)
-    only = {topics.JOURNAL: subset.only, changelog: subset.only} if subset else None
+    only = {t: subset.only for t in (topics.JOURNAL, *changelogs)} if subset else None
     dump = await read_topics(bootstrap, [topics.JOURNAL, *OUTCOME_TOPICS],
-                             optional=[changelog] if tables else [], only=only, timeout=timeout,
-                             **client_kwargs)
-    with_tables = tables and changelog not in dump.missing
+                             optional=list(changelogs) if tables else [], only=only,
+                             timeout=timeout, **client_kwargs)
+    found = persons_records(dump, app) if tables else None
+    with_tables = found is not None
     counts = ExportCounts(tables=with_tables)
     out.write(header_line(rules_version=rules_version, config_toml=config_toml, app_id=app,
                           source=bootstrap, ends=dump.ends, tables=with_tables, subset=subset))
@@ -334,11 +359,10 @@ async def export_history(
                 continue
             out.write(outcome_line(t, r.partition, r.offset, r.key, r.value))
             counts.outcomes += 1
-    if with_tables:
+    if found is not None:
         latest: dict[bytes, Any] = {}
-        for r in dump.records.get(changelog, ()):
-            if r.key is not None:
-                latest[r.key] = r
+        for r, person in found[1]:
+            latest[person] = r
         for key in sorted(latest, key=lambda k: (latest[k].partition, latest[k].offset)):
             r = latest[key]
             if r.value is None:

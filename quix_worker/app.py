@@ -31,8 +31,8 @@ from streams.pipeline.settings import WorkerSettings
 
 #: Keys of the ledger's state, under the person (Quix scopes a dataframe's state to the record's
 #: key): the person's `LedgerRecord`, and the timeline's chunks (streams/core/timeline.py).
-PERSONS_TAG = b"p:"
-TIMELINE_TAG = b"t:"
+PERSONS_TAG = topics.QUIX_PERSONS_TAG
+TIMELINE_TAG = topics.QUIX_TIMELINE_TAG
 
 #: Quix's tuning: offsets committed every second as the Faust worker does; librdkafka's
 #: murmur2 partitioner, which is Kafka's default one (librdkafka's own default is not), so both
@@ -47,13 +47,6 @@ PRODUCER_CONFIG: dict[str, Any] = {
     "linger.ms": 10,
 }
 GUARANTEES = {"at_least_once": "at-least-once", "exactly_once": "exactly-once"}
-
-
-def changelog_topic(app_id: str, source: str) -> str:
-    """The topic Quix Streams changelogs the state of the dataframe on `source` to (its own
-    naming: `changelog__{group}--{topic}--{store}`; this worker's dataframes use the default
-    store)."""
-    return f"changelog__{app_id}--{source}--default"
 
 
 class _Current:

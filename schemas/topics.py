@@ -72,6 +72,33 @@ def changelog_topic(app_id: str, table: str = "persons") -> str:
     return f"{app_id}-{table}-changelog"
 
 
+def quix_changelog_topic(app_id: str, source: str) -> str:
+    """The topic Quix Streams changelogs the state of the dataframe on `source` to (its own
+    naming: `changelog__{group}--{topic}--{store}`; the Quix worker's dataframes use the default
+    store)."""
+    return f"changelog__{app_id}--{source}--default"
+
+
+#: The Quix Streams worker keeps the ledger's two stores in the journal dataframe's state: a
+#: person's record under `QUIX_PERSONS_TAG + person_id`, the timeline's chunks under
+#: `QUIX_TIMELINE_TAG + ...`. Quix prefixes every state key with the record's key and `|`, so a
+#: person's record is `person_id|p:person_id` in the store and its changelog.
+QUIX_PERSONS_TAG = b"p:"
+QUIX_TIMELINE_TAG = b"t:"
+
+
+def quix_person_of(state_key: bytes) -> bytes | None:
+    """The person_id whose record a Quix state (or changelog) key holds; None for other keys
+    (timeline chunks)."""
+    n = len(state_key) - len(QUIX_PERSONS_TAG) - 1
+    if n <= 0 or n % 2:
+        return None
+    person = state_key[:n // 2]
+    if state_key != person + b"|" + QUIX_PERSONS_TAG + person:
+        return None
+    return person
+
+
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 hash (the Java client's `Utils.murmur2`), unsigned, as aiokafka's."""
     length = len(data)

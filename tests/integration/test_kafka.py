@@ -108,9 +108,7 @@ COMPACT_FAST = {
 def _changelogs(engine: str) -> list[str]:
     """The engine's changelog topics, the one holding the persons' records first."""
     if engine == "quix":
-        from quix_worker.app import changelog_topic as quix_changelog
-
-        return [quix_changelog(APP_ID, t) for t in (topics.JOURNAL, topics.CLAIMS)]
+        return [topics.quix_changelog_topic(APP_ID, t) for t in (topics.JOURNAL, topics.CLAIMS)]
     return [changelog_topic(APP_ID, t) for t in ("persons", "claims", "timeline")]
 
 

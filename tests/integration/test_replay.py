@@ -93,9 +93,6 @@ def _new_person(person: str) -> list[bytes]:
     ]
 
 
-# Replay compares each person with the Faust worker's `persons` changelog; it does not read the
-# Quix Streams worker's state yet (its changelog and key layout differ), so this runs on Faust.
-@pytest.mark.workers("faust")
 def test_replay_export_and_explain_after_a_live_run(live, tmp_path):
     bootstrap, worker = live
     sent = _run(bootstrap, worker, people=300, seed=13)

@@ -12,6 +12,7 @@ from confluent_kafka import TopicPartition
 
 from quix_worker.app import PERSONS_TAG, TIMELINE_TAG, _Current, _store
 from quix_worker.source import QuixSource, finish
+from schemas import topics
 
 
 class FakeConsumer:
@@ -118,3 +119,16 @@ def test_the_ledgers_two_stores_share_the_persons_state_under_their_own_tags():
     assert (persons.read(b"p1"), timeline.read(b"p1"), persons.read(b"p2")) == (b"record", b"head",
                                                                                 None)
     assert state.data == {PERSONS_TAG + b"p1": b"record", TIMELINE_TAG + b"p1": b"head"}
+
+
+def test_a_persons_record_is_found_by_its_key_in_the_state_changelog():
+    # Replay and export read the Quix worker's journal state changelog: a person's record is the
+    # key Quix builds from the record's key (the prefix), its separator and the state key.
+    from quixstreams.state.metadata import SEPARATOR
+
+    for person in (b"P0001", b"p|1", b"x"):
+        assert topics.quix_person_of(person + SEPARATOR + PERSONS_TAG + person) == person
+    assert topics.quix_person_of(b"P0001" + SEPARATOR + TIMELINE_TAG + b"P0001") is None
+    assert topics.quix_person_of(b"P0001" + SEPARATOR + TIMELINE_TAG + b"P0001:3") is None
+    assert topics.quix_person_of(b"P0001" + SEPARATOR + PERSONS_TAG + b"P0002") is None
+    assert topics.quix_person_of(b"") is None
