@@ -26,6 +26,8 @@ from devtools.brokers import DEFAULT_ENGINE, ENGINES, BrokerError, make_broker
 from devtools.brokers.process import stop_process
 from devtools.progress import Progress
 from schemas import topics
+from schemas.settings import ENGINES as WORKER_ENGINES
+from schemas.settings import ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / "streams" / "data" / "demo.toml"
@@ -39,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
                    help="local broker: tansu (default: memory storage, starts at once) or kafka "
                    "(Apache Kafka from Maven Central; needs Java 17+ and Maven)")
+    p.add_argument("--worker", choices=WORKER_ENGINES, default=None,
+                   help="the worker's engine: faust or quix (Quix Streams, the `quix` extra); "
+                   f"default ${ENV['engine'].var}, else faust")
     p.add_argument("--port", type=int, default=None, help="broker port (default: a free one)")
     p.add_argument("--metrics-port", type=int, default=9108)
     p.add_argument("--web-port", type=int, default=6066)
@@ -163,8 +168,10 @@ def run_dev(args: argparse.Namespace) -> int:
                       else "off (--metrics-port 0)")
         print(f"  broker      {bootstrap}\n  worker      log {log_path}\n"
               f"  metrics     {metrics_at}", file=sys.stderr)
+        # `mynapoint worker` itself, which picks the engine (--worker, else $MYNAPOINT_ENGINE).
+        engine = ["--engine", args.worker] if args.worker else []
         worker = subprocess.Popen(
-            [sys.executable, "-m", "agents.worker", "--bootstrap", bootstrap,
+            [sys.executable, "-m", "cli.main", "worker", *engine, "--bootstrap", bootstrap,
              "--data-dir", str(work / "data"), "--partitions", str(args.partitions),
              "--config", args.config, "--metrics-port", str(args.metrics_port),
              "--web-port", str(args.web_port), *broker.worker_flags],

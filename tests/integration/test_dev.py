@@ -32,9 +32,10 @@ def child_pids(pid: int) -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == pid]
 
 
-def test_dev_runs_the_demo_and_prints_the_summary(broker_engine):
+def test_dev_runs_the_demo_and_prints_the_summary(broker_engine, worker_engine):
     metrics_port = free_port()
-    done = subprocess.run(dev("--exit", "--engine", broker_engine, "--web-port", str(free_port()),
+    done = subprocess.run(dev("--exit", "--engine", broker_engine, "--worker", worker_engine,
+                              "--web-port", str(free_port()),
                               "--metrics-port", str(metrics_port)), cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
