@@ -35,6 +35,8 @@ from typing import Any
 
 from quixstreams import Application
 
+from schemas.topics import is_quix_changelog
+
 #: Stores one processed offset in the app's current checkpoint: (topic, partition, offset).
 StoreOffset = Callable[[str, int, int], None]
 
@@ -122,13 +124,16 @@ def correct_end_offsets_for_tansu(app: Application) -> None:
     def get_watermark_offsets(partition: Any, timeout: float | None = None,
                               cached: bool = False) -> tuple[int, int]:
         low, high = reported(partition, timeout=timeout, cached=cached)
-        if cached or high <= low:
+        # Only a changelog's end matters (Quix checks a source topic's low watermark alone), and
+        # a Fetch per partition at every assignment costs seconds on dozens of source partitions.
+        if cached or high <= low or not is_quix_changelog(partition.topic):
             return low, high
         if not side:
             config = {k: v for k, v in consumer._consumer_config.items()  # noqa: SLF001
                       if not k.startswith(("on_", "partition.assignment"))}
             side.append(Consumer({**config, "group.id": "mynapoint-tansu-compat",
-                                  "enable.auto.commit": False, "auto.offset.reset": "latest"}))
+                                  "enable.auto.commit": False, "auto.offset.reset": "latest",
+                                  "fetch.wait.max.ms": 10}))
         fetcher = side[0]
         tp = TopicPartition(partition.topic, partition.partition, high - 1)
         fetcher.assign([tp])

@@ -76,7 +76,14 @@ def quix_changelog_topic(app_id: str, source: str) -> str:
     """The topic Quix Streams changelogs the state of the dataframe on `source` to (its own
     naming: `changelog__{group}--{topic}--{store}`; the Quix worker's dataframes use the default
     store)."""
-    return f"changelog__{app_id}--{source}--default"
+    return f"{QUIX_CHANGELOG_PREFIX}{app_id}--{source}--default"
+
+
+QUIX_CHANGELOG_PREFIX = "changelog__"
+
+
+def is_quix_changelog(topic: str) -> bool:
+    return topic.startswith(QUIX_CHANGELOG_PREFIX)
 
 
 #: The Quix Streams worker keeps the ledger's two stores in the journal dataframe's state: a
