@@ -75,8 +75,10 @@ def wait_until(check, timeout: float, what: str, workers: list[WorkerProcess],
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; last: {last}\n{tails}")
 
 
-def published_outcomes(bootstrap: str, decisions: int, timeout: float) -> list[dict[str, Any]]:
-    """Distinct outcomes (first occurrence of each outcome_id), once `decisions` are out."""
+def published_outcomes(bootstrap: str, decisions: int, timeout: float,
+                       workers: list[WorkerProcess]) -> list[dict[str, Any]]:
+    """Distinct outcomes (first occurrence of each outcome_id), once `decisions` are out (on a
+    timeout, the error shows how many were and the `workers`' last log lines)."""
     seen: set[str] = set()
     read = {"n": 0}
 
@@ -87,7 +89,12 @@ def published_outcomes(bootstrap: str, decisions: int, timeout: float) -> list[d
         read["n"] = len(records)
         return len(seen) >= decisions
 
-    consume_sync(bootstrap, OUTCOME_TOPICS, until=enough, timeout=timeout)
+    try:
+        consume_sync(bootstrap, OUTCOME_TOPICS, until=enough, timeout=timeout)
+    except AssertionError as exc:
+        tails = "\n".join(f"--- worker on port {w.web_port}:\n{w.log_tail(40)}" for w in workers)
+        raise AssertionError(f"{len(seen)} of {decisions} distinct decisions published: {exc}\n"
+                             f"{tails}") from None
     # Read on to the high watermark, so grants published just after the last decision count.
     records = consume_sync(bootstrap, OUTCOME_TOPICS, timeout=timeout)
     distinct: dict[str, dict[str, Any]] = {}
@@ -130,7 +137,7 @@ def test_status_api_answers_for_every_partition_from_both_workers(fresh_broker, 
                     for o in batch if type(o) is Decision}
     report = run_blocking(produce_lines(lines, bootstrap, partitions=PARTITIONS, timeout=120))
     assert report.total_sent == len(lines)
-    outcomes = published_outcomes(bootstrap, len(expected_ids), timeout=600)
+    outcomes = published_outcomes(bootstrap, len(expected_ids), timeout=600, workers=workers)
 
     by_person: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for o in outcomes:

@@ -104,7 +104,8 @@ def test_status_page_in_a_browser_on_two_workers(fresh_broker, two_workers, brow
     report = run_blocking(produce_lines(lines, fresh_broker.bootstrap, partitions=PARTITIONS,
                                         timeout=120))
     assert report.total_sent == len(lines)
-    outcomes = published_outcomes(fresh_broker.bootstrap, len(expected_ids), timeout=600)
+    outcomes = published_outcomes(fresh_broker.bootstrap, len(expected_ids), timeout=600,
+                                  workers=workers)
     by_person: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for o in outcomes:
         by_person[o["person_id"]].append(o)
