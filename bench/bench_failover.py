@@ -23,6 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import bench_pipeline  # noqa: E402
 
 from clients.admin import ALL_TOPICS, ensure_topics  # noqa: E402
 from clients.connect import free_port, run_blocking  # noqa: E402
@@ -102,11 +105,7 @@ def main() -> None:
         rows.append(f"| {time.strftime('%Y-%m-%d')} | {args.engine} | {sent:,} | {standbys} | "
                     f"{took:.1f} | {os.cpu_count()} CPU, Python {platform.python_version()} |")
     if args.record:
-        docs = ROOT / "docs" / "BENCHMARKS.md"
-        text = docs.read_text(encoding="utf-8")
-        end = text.index(TABLE_END)
-        docs.write_text(text[:end] + "".join(r + "\n" for r in rows) + text[end:],
-                        encoding="utf-8")
+        bench_pipeline.record(rows, TABLE_END)
 
 
 if __name__ == "__main__":
