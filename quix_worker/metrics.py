@@ -3,12 +3,15 @@
 The counters every engine keeps on the hot path are in streams/pipeline/metrics.py (imported
 here). Consumer lag and partition ownership are read when scraped from the app's consumer
 (librdkafka's handle is safe to use from the scrape thread; the high watermarks are its cached
-ones, the committed offsets one request to the group coordinator). Table sizes
-(`mynapoint_table_keys`) are not reported by this engine yet.
+ones, the committed offsets one request to the group coordinator). State sizes
+(`mynapoint_table_keys`) are RocksDB's own estimate for the state partitions the worker holds,
+by the state's table: `journal` (the ledger's state: each person's record and timeline chunks,
+which this engine keeps in one store) and `claims`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -22,11 +25,30 @@ from schemas import topics
 DATA_TOPICS = frozenset((*topics.INPUT_TOPICS, topics.JOURNAL, topics.CLAIMS))
 
 
+#: The `mynapoint_table_keys` label of each stateful dataframe's state, by its source topic.
+TABLE_OF_STATE = {topics.JOURNAL: "journal", topics.CLAIMS: "claims"}
+
+
 class _Collector:
     def __init__(self) -> None:
         self.consumer: Any = None
+        self.databases: Callable[[], dict[str, list[Any]]] | None = None
 
     def collect(self):
+        sizes = GaugeMetricFamily(
+            "mynapoint_table_keys",
+            "Keys in each table's active partitions on this worker (RocksDB's estimate)",
+            labels=["table"],
+        )
+        if self.databases is not None:
+            try:
+                for source, dbs in sorted(self.databases().items()):
+                    keys = sum(db.property_int_value("rocksdb.estimate-num-keys") or 0
+                               for db in dbs)
+                    sizes.add_metric([TABLE_OF_STATE.get(source, source)], float(keys))
+            except Exception:  # noqa: BLE001 - a store closed by a rebalance mid-scrape
+                pass
+        yield sizes
         lag = GaugeMetricFamily(
             "mynapoint_consumer_lag", "Records behind the high watermark, by topic and partition",
             labels=["topic", "partition"],
@@ -59,3 +81,8 @@ REGISTRY.register(_COLLECTOR)
 
 def register_consumer(consumer: Any) -> None:
     _COLLECTOR.consumer = consumer
+
+
+def register_state(databases: Callable[[], dict[str, list[Any]]]) -> None:
+    """`databases()`: the RocksDB databases of the worker's state partitions, by source topic."""
+    _COLLECTOR.databases = databases

@@ -51,6 +51,18 @@ def consumer(app: Application) -> Any:
     return app._consumer  # noqa: SLF001
 
 
+def state_databases(app: Application) -> dict[str, list[Any]]:
+    """The RocksDB databases (rocksdict `Rdict`s) of the state partitions this worker holds, by
+    the topic of the stateful dataframe they belong to (its stream id)."""
+    out: dict[str, list[Any]] = {}
+    for stream_id, stores in list(app._state_manager.stores.items()):  # noqa: SLF001
+        for store in list(stores.values()):
+            out.setdefault(str(stream_id), []).extend(
+                partition._db  # type: ignore[attr-defined]  # noqa: SLF001
+                for partition in list(store.partitions.values()))
+    return out
+
+
 def acknowledged_offsets(app: Application, topics: Iterable[str]) -> StoreOffset:
     """Stops Quix from storing the offsets of `topics` after each message, and returns what
     stores one: the caller stores what it acknowledged, in offset order per partition."""

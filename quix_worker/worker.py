@@ -87,6 +87,7 @@ def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
                 "unused): only Faust workers serve it", settings.web_port)
     app = create_app(settings, cfg, connection_config)
     metrics.register_consumer(private.consumer(app))
+    metrics.register_state(lambda: private.state_databases(app))
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_host)
     log.info("worker started on Quix Streams: group %s, %s partitions per topic",
