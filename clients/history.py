@@ -2,8 +2,8 @@
 
 `replay`, `export`, `explain` and `audit` read the journal, the output topics and the changelog
 of the persons' records (the Faust worker's `persons` table, or the Quix Streams worker's journal
-state, whose timeline chunks are skipped) from their first offsets with a group-less consumer (no group, no commits), so
-running workers are never disturbed: no rebalance, no moved offsets.
+state, whose timeline chunks are skipped) from their first offsets with a group-less consumer
+(no group, no commits), so running workers are never disturbed: no rebalance, no moved offsets.
 
 Where to stop: at start, each partition's end is taken once, from the high watermark of a Fetch
 response (`clients.end_offsets.corrected_end_offsets`), never from `end_offsets()` alone, which

@@ -135,9 +135,12 @@ class Intake:
         hw = self.source.highwater(topic, partition)
         if hw is None:
             return False
+        return hw > self._next_to_read(topic, partition, next_offset)
+
+    def _next_to_read(self, topic: str, partition: int, next_offset: int) -> int:
         # A source this worker has read nothing of since it took the partition starts at the
         # group's committed offset; everything before that was journaled by an earlier owner.
-        return hw > max(next_offset, self.source.committed(topic, partition) or 0)
+        return max(next_offset, self.source.committed(topic, partition) or 0)
 
     async def release(self, partition: int | None = None) -> None:
         """Sends the journal every held record that alignment lets go, in event-time order (of
@@ -202,7 +205,7 @@ class Intake:
             if now - sought.get((topic, partition), float("-inf")) < STARVED_AFTER:
                 continue
             sought[(topic, partition)] = now
-            at = max(nxt, self.source.committed(topic, partition) or 0)
+            at = self._next_to_read(topic, partition, nxt)
             log.warning("%s/%s: nothing read for %.0f s although the broker holds offsets up to "
                         "%s; reading again from offset %s", topic, partition, STARVED_AFTER,
                         self.source.highwater(topic, partition), at)
