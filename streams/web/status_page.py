@@ -4,11 +4,11 @@ A fixed HTML document with its script inline: staff type the status API's bearer
 person_id; the page calls the status API (`/persons/{id}` and `/persons/{id}/history`, same
 origin) with `Authorization: Bearer <token>` and shows the answer in Japanese with English
 alongside. So routing to the worker that owns the person's partition, the token check, the
-read-only guard and the redactions are all the API's (agents/web.py); the page adds none of its
+read-only guard and the redactions are all the API's (streams/web/http.py); the page adds none of its
 own and reads no table.
 
 - The page itself holds no data: it is the same bytes for everyone, so GET /status is the one
-  path the token guard lets through (agents/web.py `make_guard`). Every data call carries the
+  path the token guard lets through (streams/web/http.py `make_guard`). Every data call carries the
   token; a wrong one shows a message and nothing else.
 - The token is kept in the tab's sessionStorage (gone when the tab closes), never in a URL.
 - No My Number, ever: an input that is 12 digits once full-width digits, spaces and hyphens are
@@ -378,17 +378,3 @@ def build_page() -> tuple[bytes, dict[str, str]]:
         "X-Frame-Options": "DENY",
     }
     return html.encode("utf-8"), headers
-
-
-def register(app: Any) -> None:
-    """Adds GET /status to the Faust app `app` (called by agents.web.register_views)."""
-    from aiohttp import web as aioweb
-    from faust.web import View
-
-    body, headers = build_page()
-
-    @app.page(PAGE_PATH, name="status_page")
-    class StatusPageView(View):
-        async def get(self, request: Any) -> Any:
-            return aioweb.Response(body=body, status=200, content_type="text/html",
-                                   charset="utf-8", headers=headers)

@@ -1,4 +1,4 @@
-"""The support desks' page as a document (agents/status_page.py); in a browser on live workers:
+"""The support desks' page as a document (streams/web/status_page.py); in a browser on live workers:
 tests/integration/test_status_page.py."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import json
 import re
 from html.parser import HTMLParser
 
-from agents import status_page
+from streams.web import status_page
 from schemas.events import PERSON_ID_PATTERN
 from streams.audit.explain import CAMPAIGN_LABELS
 

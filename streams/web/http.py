@@ -1,0 +1,156 @@
+"""The status API over HTTP, on any engine: the answers, the guard every request passes, and the
+headers workers forward requests with. The engines add only how a request reaches the worker that
+owns the person's partition, and how that worker reads its state (agents/web.py on Faust,
+quix_worker/web.py on Quix Streams).
+
+    GET /persons/{person_id}           the person's current status (streams/web/documents.py)
+    GET /persons/{person_id}/history   the person's published outcomes
+    GET /openapi.json                  the OpenAPI 3.1 description of the above
+    GET /status                        the support desks' page (streams/web/status_page.py)
+
+Guarantees, on both engines:
+- with a token configured, every request (any path and method, this API's description included)
+  without `Authorization: Bearer <token>` is answered 401; the comparison is constant-time; the
+  one exception is `GET /status`, a fixed page that holds no data (its calls carry the token);
+- read-only: every method but GET is answered 405, whatever the path;
+- a malformed person_id is answered 400 and never echoed (a 12-digit id may be a My Number);
+- a person's answer comes from the one worker that owns the person's partition; a worker that is
+  rebalancing or recovering, or an owner that does not answer within `ROUTE_TIMEOUT`, gives 503
+  with `Retry-After`; a stored record no version of the ledger can read gives 500.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web as aioweb
+
+from streams.core.config import RulesConfig
+from streams.core.timeline import history as timeline_history
+from streams.core.versions import VersionError
+from streams.web import status_page
+from streams.web.documents import (
+    DOC_ENCODER,
+    JSON,
+    ErrorBody,
+    ServedBy,
+    bearer_ok,
+    history_document,
+    load_record,
+    status_document,
+)
+
+log = logging.getLogger("mynapoint.web")
+
+#: How long a request may take, forwarding to the owner included, before it is answered 503.
+ROUTE_TIMEOUT = 10.0
+RETRY_AFTER_SECONDS = "2"
+PERSON_PATHS = ("/persons/{person_id}", "/persons/{person_id}/history")
+#: Marks a request one worker forwards to another: the receiver answers from its own state only
+#: and never forwards it again (421 when it does not own the person's partition).
+FORWARDED_HEADER = "X-Mynapoint-Forwarded"
+MISDIRECTED = 421
+#: Headers of an owner's answer that a forwarding worker relays.
+RELAYED_HEADERS = ("Retry-After", "WWW-Authenticate", "Allow")
+BAD_PERSON_ID = "person_id must be 1-64 of [A-Za-z0-9_-] and not a 12-digit number"
+
+
+def json_response(status: int, body: bytes, headers: dict[str, str] | None = None) -> Any:
+    return aioweb.Response(body=body, status=status, content_type=JSON, headers=headers)
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> Any:
+    return json_response(status, DOC_ENCODER.encode(ErrorBody(error=message)), headers)
+
+
+def unavailable(message: str) -> Any:
+    return error(503, message, {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+NOT_READY = "the worker is rebalancing or recovering its tables; retry shortly"
+NO_ANSWER = "the worker that owns this person's partition did not answer; retry"
+
+
+def make_guard(token: str | None) -> Any:
+    """aiohttp middleware for every path: the bearer token (401), then GET only (405)."""
+
+    @aioweb.middleware
+    async def guard(request: Any, handler: Any) -> Any:
+        if request.method == "GET" and request.path == status_page.PAGE_PATH:
+            return await handler(request)  # a fixed page without data; its calls are guarded
+        if not bearer_ok(request.headers.get("Authorization"), token):
+            return error(401, "missing or wrong bearer token",
+                         {"WWW-Authenticate": 'Bearer realm="mynapoint"'})
+        if request.method != "GET":
+            return error(405, "this API is read-only: only GET", {"Allow": "GET"})
+        try:
+            return await handler(request)
+        except aioweb.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return error(exc.status, exc.reason.lower())
+
+    return guard
+
+
+def unroutable(url: Any) -> bool:
+    """True for a canonical URL other workers cannot reach (no host, or a wildcard address)."""
+    return str(getattr(url, "host", "") or "") in ("", "0.0.0.0", "::", "[::]")
+
+
+def warn_about(canonical_url: Any, token: str | None, host: str, port: int) -> None:
+    """Start-up warnings: a canonical URL nobody can forward to, and no token."""
+    if unroutable(canonical_url):
+        log.warning(
+            "status API: this worker's canonical URL %s cannot be reached by other workers, so "
+            "requests for people on other workers' partitions cannot be forwarded; set "
+            "--web-canonical-url (MYNAPOINT_WEB_CANONICAL_URL)", canonical_url)
+    if not token:
+        log.warning("status API: no --status-token set; the API answers anyone who can reach "
+                    "%s:%s", host, port)
+
+
+def status_answer(person_id: str, raw: bytes | None, rules: RulesConfig,
+                  served_by: ServedBy) -> Any:
+    """The owner's answer to GET /persons/{person_id}, from the person's stored ledger record
+    (`raw`, None: unknown), as of the answering worker's wall clock."""
+    try:
+        record = load_record(raw)
+    except VersionError as exc:
+        log.error("status API: %s's stored record cannot be read: %s", person_id, exc)
+        return error(500, "this person's stored record cannot be read by this worker "
+                     "version; upgrade the workers")
+    if record is None:
+        return error(404, "no such person")
+    now = dt.datetime.fromtimestamp(time.time(), dt.UTC)
+    doc = status_document(person_id, record, rules, now, served_by)
+    return json_response(200, DOC_ENCODER.encode(doc))
+
+
+def history_answer(person_id: str, read: Callable[[bytes], bytes | None],
+                   known: Callable[[bytes], bool], rules: RulesConfig,
+                   served_by: ServedBy) -> Any:
+    """The owner's answer to GET /persons/{person_id}/history: `read(key)` reads the timeline's
+    store, `known(key)` says whether the person has a ledger record."""
+    key = person_id.encode()
+    lines = timeline_history(key, read(key), read)
+    if lines is None and not known(key):
+        return error(404, "no such person")
+    return json_response(200, DOC_ENCODER.encode(
+        history_document(person_id, lines, served_by, rules)))
+
+
+@functools.cache
+def _page() -> tuple[bytes, dict[str, str]]:
+    return status_page.build_page()
+
+
+def page_response() -> Any:
+    body, headers = _page()
+    return aioweb.Response(body=body, status=200, content_type="text/html", charset="utf-8",
+                           headers=headers)
