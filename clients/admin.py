@@ -156,3 +156,14 @@ async def _wait_usable(admin: Any, wanted: list[str], deadline: float) -> dict[s
             raise TimeoutError
         # Topic creation propagates asynchronously on Apache Kafka: ask again shortly.
         await asyncio.sleep(min(0.1, _left(deadline)))
+
+
+async def group_members(admin: Any, group: str) -> list[tuple[str, str]]:
+    """The members of consumer group `group` as (member_id, client_id), through a started
+    `AIOKafkaAdminClient` (Tansu reports member ids only: client_id is then "")."""
+    members: list[tuple[str, str]] = []
+    for response in await admin.describe_consumer_groups([group]):
+        for described in response.groups:
+            for member in described[5]:
+                members.append((str(member[0]), str(member[1] or "")))
+    return members

@@ -28,6 +28,7 @@ from streams.pipeline.ledger import Ledger
 from streams.pipeline.outputs import Outputs
 from streams.pipeline.runtime import At, Send, Store
 from streams.pipeline.settings import WorkerSettings
+from streams.web import peers
 
 #: Keys of the ledger's state, under the person (Quix scopes a dataframe's state to the record's
 #: key): the person's `LedgerRecord`, and the timeline's chunks (streams/core/timeline.py).
@@ -114,7 +115,9 @@ def create_app(settings: WorkerSettings, rules: RulesConfig,
         state_dir=settings.data_dir,
         auto_offset_reset="earliest",
         commit_interval=COMMIT_INTERVAL,
-        consumer_extra_config=dict(CONSUMER_CONFIG),
+        # The client id carries the status API's URL, for the other workers (quix_worker/web.py).
+        consumer_extra_config={**CONSUMER_CONFIG,
+                               "client.id": peers.client_id(settings.canonical_url)},
         producer_extra_config=dict(PRODUCER_CONFIG),
         consumer_poll_timeout=ALIGN_TICK,
         processing_guarantee=GUARANTEES[settings.processing_guarantee],  # type: ignore[arg-type]

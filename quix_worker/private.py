@@ -19,6 +19,11 @@ place so that an upgrade of Quix breaks this file and nothing else:
 - **A tick between polls** (`after_each_poll`): intake releases what waited for silent sources
   even when no record arrives; Quix has no timers, so the tick runs after each poll of its loop.
 
+- **Reads of the ledger's state from the status API's thread** (`StateReads`): Quix opens and
+  closes state partitions in its rebalance callbacks; a lock held around those callbacks and
+  around each read keeps a read from meeting a closed database. Reads see what the last
+  checkpoint wrote (Quix writes a transaction's changes at its checkpoint).
+
 On the local Tansu broker only (`tansu_compat`), the end offsets Quix's state recovery takes from
 ListOffsets are corrected from a Fetch (`correct_end_offsets_for_tansu`; the bug is in
 ../shared/notes/BROKER.md and clients/end_offsets.py).
@@ -30,6 +35,7 @@ inside its transaction), and watermarks, committed offsets and seeks are the con
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -177,3 +183,49 @@ def committed_offsets(app: Application) -> dict[tuple[str, int], int]:
 
     context.commit_checkpoint = commit_checkpoint  # type: ignore[method-assign]
     return committed
+
+
+#: What `StateReads.read` answers when this worker does not hold the partition, or is recovering it.
+NOT_OWNED = "not owned"
+RECOVERING = "recovering"
+
+
+class StateReads:
+    """Reads of one stateful dataframe's state from another thread than Quix's (the status API).
+
+    `read(partition, fn)` calls `fn(get)` under the lock, `get(key)` reading the partition's
+    RocksDB (None: no such key), and returns what `fn` returns; or `NOT_OWNED` when this worker
+    does not hold the partition, `RECOVERING` while Quix recovers it from its changelog. Set up
+    before `app.run()`.
+    """
+
+    def __init__(self, app: Application, source: str) -> None:
+        self._app = app
+        self._source = source
+        self._lock = threading.Lock()
+        for name in ("_on_assign", "_on_revoke", "_on_lost"):
+            callback = getattr(app, name)
+
+            def locked(consumer: Any, partitions: list[Any], _callback: Any = callback) -> None:
+                with self._lock:
+                    _callback(consumer, partitions)
+
+            setattr(app, name, locked)
+
+    def read(self, partition: int, fn: Callable[[Callable[[bytes], bytes | None]], Any]) -> Any:
+        with self._lock:
+            stores = self._app._state_manager.stores.get(self._source) or {}  # noqa: SLF001
+            store = stores.get("default")
+            held = store.partitions.get(partition) if store is not None else None
+            if held is None:
+                return NOT_OWNED
+            recovery = self._app._state_manager._recovery_manager  # noqa: SLF001
+            if recovery is not None and partition in recovery.partitions:
+                return RECOVERING
+            db = held._db  # type: ignore[attr-defined]  # noqa: SLF001
+
+            def get(key: bytes) -> bytes | None:
+                value = db.get(key)
+                return value if value is None else bytes(value)
+
+            return fn(get)

@@ -1,8 +1,9 @@
 """`mynapoint worker --engine quix`: one worker of the live pipeline on Quix Streams.
 
 The same flags and environment variables as the Faust worker (streams/pipeline/settings.py);
-what Quix does not have is said at start-up: no status API (the web port is not served), no
-standby replicas (a partition's new owner recovers its state from the changelog).
+what Quix does not have is said at start-up: no standby replicas (a partition's new owner
+recovers its state from the changelog). The status API is served on the web port as the Faust
+worker serves it (quix_worker/web.py).
 """
 
 from __future__ import annotations
@@ -73,19 +74,28 @@ def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
 
     _quiet_unused_deprecations()
     from clients import admin
+    from clients.history import client_kwargs_from_env
     from quix_worker import metrics, private
     from quix_worker.app import create_app
+    from quix_worker.web import StatusServer
+    from schemas import topics
 
     logging.basicConfig(level=str(loglevel).upper(),
                         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
     names, configs = worker_topics()
-    admin.ensure_topics(settings.bootstrap, settings.partitions, names, configs=configs)
+    report = admin.ensure_topics(settings.bootstrap, settings.partitions, names, configs=configs)
     if settings.standby_replicas:
         log.info("standby replicas: Quix Streams keeps none; a partition's new owner recovers "
                  "its state from the changelog")
-    log.warning("the status API is not served by the Quix Streams worker yet (web port %s "
-                "unused): only Faust workers serve it", settings.web_port)
     app = create_app(settings, cfg, connection_config)
+    StatusServer(
+        private.StateReads(app, topics.JOURNAL), cfg, host=settings.web_host,
+        port=settings.web_port, canonical_url=settings.canonical_url,
+        token=settings.status_token,
+        partitions=report.partitions.get(topics.JOURNAL, settings.partitions),
+        bootstrap=settings.bootstrap, group=settings.app_id,
+        client_kwargs=client_kwargs_from_env(),
+    ).start()
     metrics.register_consumer(private.consumer(app))
     metrics.register_state(lambda: private.state_databases(app))
     if settings.metrics_port:

@@ -92,6 +92,13 @@ def is_quix_changelog(topic: str) -> bool:
 #: person's record is `person_id|p:person_id` in the store and its changelog.
 QUIX_PERSONS_TAG = b"p:"
 QUIX_TIMELINE_TAG = b"t:"
+QUIX_PREFIX_SEPARATOR = b"|"
+
+
+def quix_state_key(person: bytes, tag: bytes, key: bytes) -> bytes:
+    """The key under which the Quix worker's ledger state holds `key` of the store `tag` (the
+    persons' or the timeline's) for `person`, in RocksDB and in the changelog."""
+    return person + QUIX_PREFIX_SEPARATOR + tag + key
 
 
 def quix_person_of(state_key: bytes) -> bytes | None:
@@ -101,7 +108,7 @@ def quix_person_of(state_key: bytes) -> bytes | None:
     if n <= 0 or n % 2:
         return None
     person = state_key[:n // 2]
-    if state_key != person + b"|" + QUIX_PERSONS_TAG + person:
+    if state_key != quix_state_key(person, QUIX_PERSONS_TAG, person):
         return None
     return person
 

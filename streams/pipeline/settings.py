@@ -43,6 +43,12 @@ class WorkerSettings:
     # Which engine runs the steps (`schemas.settings.ENGINES`).
     engine: str = _default("engine")
 
+    @property
+    def canonical_url(self) -> str:
+        """The URL other workers reach this worker's status API at (`--web-canonical-url`)."""
+        url = self.extra.get("canonical_url")
+        return str(url) if url else f"http://{self.web_host}:{self.web_port}"
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap", help="Kafka bootstrap servers host:port[,..] " + env_help("bootstrap"))

@@ -27,6 +27,7 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web as aioweb
 
@@ -100,7 +101,7 @@ def make_guard(token: str | None) -> Any:
 
 def unroutable(url: Any) -> bool:
     """True for a canonical URL other workers cannot reach (no host, or a wildcard address)."""
-    return str(getattr(url, "host", "") or "") in ("", "0.0.0.0", "::", "[::]")
+    return (urlsplit(str(url)).hostname or "") in ("", "0.0.0.0", "::")
 
 
 def warn_about(canonical_url: Any, token: str | None, host: str, port: int) -> None:

@@ -111,9 +111,10 @@ def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def two_workers(fresh_broker, tmp_path):
+def two_workers(fresh_broker, tmp_path, worker_engine):
     with worker_group(fresh_broker, tmp_path, 2, partitions=PARTITIONS, config=DEMO_CONFIG,
-                      app_id="mynapoint-status-it", extra_args=["--status-token", TOKEN]) as workers:
+                      app_id="mynapoint-status-it", extra_args=["--status-token", TOKEN],
+                      engine=worker_engine) as workers:
         yield workers
 
 

@@ -67,9 +67,10 @@ def browser():
 
 
 @pytest.fixture
-def two_workers(fresh_broker, tmp_path):
+def two_workers(fresh_broker, tmp_path, worker_engine):
     with worker_group(fresh_broker, tmp_path, 2, partitions=PARTITIONS, config=DEMO_CONFIG,
-                      app_id="mynapoint-status-page-it", extra_args=["--status-token", TOKEN]) as workers:
+                      app_id="mynapoint-status-page-it", extra_args=["--status-token", TOKEN],
+                      engine=worker_engine) as workers:
         yield workers
 
 

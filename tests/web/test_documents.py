@@ -11,8 +11,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from streams.web import documents as web
-from streams.web import http
 from schemas.codec import OUTCOME_ENCODER
 from schemas.journal import AnswerEntry, EventEntry
 from schemas.outcomes import Alert, Decision, Grant
@@ -21,6 +19,8 @@ from streams.core.claims import Claims
 from streams.core.config import build_config
 from streams.core.ledger import RECORD_ENCODER, LedgerRecord, fold, remembered_lines
 from streams.core.timeline import history, writes_after_fold
+from streams.web import documents as web
+from streams.web import http
 from tests.builders import (
     card,
     insurance,

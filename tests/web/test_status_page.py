@@ -9,9 +9,9 @@ import json
 import re
 from html.parser import HTMLParser
 
-from streams.web import status_page
 from schemas.events import PERSON_ID_PATTERN
 from streams.audit.explain import CAMPAIGN_LABELS
+from streams.web import status_page
 
 
 class _Page(HTMLParser):
