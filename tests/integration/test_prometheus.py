@@ -78,7 +78,7 @@ def _old_reservations(before: datetime) -> list[bytes]:
 
 
 def test_prometheus_scrapes_a_worker_the_dashboard_has_data_and_the_alerts_fire(
-    fresh_broker, tmp_path
+    fresh_broker, tmp_path, worker_engine
 ):
     require("prometheus")
     bootstrap = fresh_broker.bootstrap
@@ -90,7 +90,8 @@ def test_prometheus_scrapes_a_worker_the_dashboard_has_data_and_the_alerts_fire(
     worker = WorkerProcess(fresh_broker, tmp_path / "data", logs, config=DEMO_CONFIG,
                            partitions=PARTITIONS,
                            extra_args=["--metrics-port", str(metrics_port),
-                                       "--idle-wait", "4"]).start()
+                                       "--idle-wait", "4"],
+                           engine=worker_engine).start()
     prom = Prometheus(tmp_path / "prometheus", [f"127.0.0.1:{metrics_port}"])
     assert prom.port != PACKAGED_PORT
     try:
