@@ -29,19 +29,18 @@ For the crash test only: MYNAPOINT_RESCALE_CRASH_AT=<step> (a step name above, o
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from clients.admin import TOPIC_ALREADY_EXISTS, topic_errors
-from clients.history import HistoryError, read_topics
+from clients.admin import topic_errors
+from clients.offline import OfflineFailed, OfflineJob, Outgoing
 from schemas import topics
 from schemas.topics import TABLES, changelog_topic
 from streams.audit.rescale import (
@@ -59,11 +58,9 @@ from streams.audit.rescale import (
 STATE_VERSION = 1
 SOURCE_HEADER = "mynapoint-rescale-source"
 CRASH_ENV = "MYNAPOINT_RESCALE_CRASH_AT"
-_DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs config_source: set on the topic itself
-_UNKNOWN_TOPIC = 3
 
 
-class RescaleFailed(RuntimeError):
+class RescaleFailed(OfflineFailed):
     """The rescale stopped; the message says what to do."""
 
 
@@ -156,44 +153,28 @@ def crash_point(name: str) -> None:
 
 
 Say = Callable[[str], None]
-# A record to send: topic, partition, key, value, headers.
-Outgoing = tuple[str, int, bytes | None, bytes | None, list[tuple[str, bytes]]]
 
 
-class Rescaler:
+class Rescaler(OfflineJob):
+    command = "rescale"
+    failure = RescaleFailed
+
     def __init__(self, bootstrap: str, app_id: str, to_partitions: int, rules_version: str,
                  state_path: Path, *, say: Say, timeout: float = 300.0,
                  **client_kwargs: Any):
-        self.bootstrap = bootstrap
-        self.app_id = app_id
+        super().__init__(bootstrap, app_id, timeout=timeout, **client_kwargs)
         self.m = to_partitions
         self.rules_version = rules_version
         self.state_path = state_path
         self.say = say
-        self.timeout = timeout
-        self.client_kwargs = client_kwargs
-        self.admin: Any = None
         self.summary = Summary(to_partitions=to_partitions)
         self._journal_plan: JournalAt | None = None
 
     # --- the steps -----------------------------------------------------------------------------
 
     async def run(self) -> Summary:
-        from aiokafka.admin import AIOKafkaAdminClient
-
         started = time.monotonic()
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap,
-                                         request_timeout_ms=60_000, **self.client_kwargs)
-        from clients.connect import quiet_connect_errors
-
-        try:
-            with quiet_connect_errors():
-                await asyncio.wait_for(self.admin.start(), min(self.timeout, 60))
-        except Exception as exc:  # noqa: BLE001 - any failure to connect says the same
-            await self.admin.close()
-            raise RescaleFailed(f"cannot reach a Kafka broker at {self.bootstrap} "
-                                f"({exc or type(exc).__name__}): pass --bootstrap HOST:PORT "
-                                "or set MYNAPOINT_BOOTSTRAP") from None
+        await self.connect()
         try:
             state = await self._check()
             if not state.done("snapshot"):
@@ -210,7 +191,7 @@ class Rescaler:
             if not state.done("offsets"):
                 await self._offsets(state)
         finally:
-            await self.admin.close()
+            await self.close()
         self.summary.seconds = time.monotonic() - started
         return self.summary
 
@@ -259,27 +240,6 @@ class Rescaler:
         self.say(f"checked: no worker of {self.app_id!r} running, {n} -> {self.m} partitions, "
                  f"rules {self.rules_version}")
         return state
-
-    async def _refuse_active_members(self) -> None:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                described = await self.admin.describe_consumer_groups([self.app_id])
-                break
-            except Exception as exc:  # noqa: BLE001 - the coordinator may be loading: retried
-                if time.monotonic() > deadline:
-                    raise RescaleFailed(f"cannot describe the consumer group {self.app_id!r} "
-                                        f"({exc!r})") from None
-                await asyncio.sleep(0.5)
-        for response in described:
-            for group in response.groups:
-                error, _gid, state_name, _ptype, _proto, members = group[:6]
-                if members:
-                    hosts = sorted({str(m[2]) for m in members})
-                    raise RescaleFailed(
-                        f"{len(members)} worker(s) of app {self.app_id!r} are still running "
-                        f"(group state {state_name}, from {', '.join(hosts)}): stop every worker "
-                        "first, then run rescale again")
 
     async def _check_rules(self) -> None:
         """The rules the latest published outcomes were decided under must be --config's: the
@@ -397,7 +357,8 @@ class Rescaler:
         total = sum(len(r) for r in records)
         self.say(f"rebuild {topic}: delete, create with {self.m} partitions, write {total:,} "
                  "records")
-        await self._recreate(topic, d["configs"].get(topic, {}), d["replicas"].get(topic, 1))
+        await self._recreate(topic, self.m, d["configs"].get(topic, {}),
+                             d["replicas"].get(topic, 1))
         batch: list[Outgoing] = [(topic, q, k, v, []) for q, recs in enumerate(records) for k, v in recs]
         half = len(batch) // 2
         await self._send(batch[:half])
@@ -439,114 +400,6 @@ class Rescaler:
         self.summary.committed = len(offsets)
         self.say(f"offsets: committed for {len(offsets)} partitions of group {self.app_id!r}")
         state.mark("offsets")
-
-    # --- Kafka helpers -------------------------------------------------------------------------
-
-    async def _read(self, wanted: list[str], **kwargs: Any) -> Any:
-        try:
-            return await read_topics(self.bootstrap, wanted, timeout=self.timeout,
-                                     **kwargs, **self.client_kwargs)
-        except HistoryError as exc:
-            raise RescaleFailed(str(exc)) from None
-
-    async def _partition_counts(self, names: list[str]) -> dict[str, int]:
-        described = await self.admin.describe_topics(names)
-        out = {}
-        for t in described:
-            if t.get("error_code", 0) == 0 and t.get("partitions"):
-                out[t["topic"]] = len(t["partitions"])
-        return out
-
-    async def _replication(self, names: list[str]) -> dict[str, int]:
-        described = await self.admin.describe_topics(names)
-        out = {}
-        for t in described:
-            parts = t.get("partitions") or []
-            if t.get("error_code", 0) == 0 and parts:
-                out[t["topic"]] = max(len(p.get("replicas") or [1]) for p in parts)
-        return out
-
-    async def _wait_counts(self, names: list[str], m: int) -> None:
-        deadline = time.monotonic() + self.timeout
-        while True:
-            counts = await self._partition_counts(names)
-            if all(counts.get(t) == m for t in names):
-                return
-            if time.monotonic() > deadline:
-                raise RescaleFailed(f"{names} did not reach {m} partitions in {self.timeout:g} s")
-            await asyncio.sleep(0.2)
-
-    async def _committed(self) -> dict[str, dict[int, int]]:
-        offsets = await self.admin.list_consumer_group_offsets(self.app_id)
-        out: dict[str, dict[int, int]] = {}
-        for tp, meta in offsets.items():
-            if meta.offset >= 0:
-                out.setdefault(tp.topic, {})[tp.partition] = int(meta.offset)
-        return out
-
-    async def _topic_configs(self, names: list[str]) -> dict[str, dict[str, str]]:
-        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
-        present = set(await self.admin.list_topics())
-        out: dict[str, dict[str, str]] = {}
-        for name in names:
-            if name not in present:
-                continue
-            responses = await self.admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, name)])
-            for response in responses:
-                for res in response.resources:
-                    entries = res[4]
-                    out[name] = {e[0]: e[1] for e in entries
-                                 if len(e) > 3 and e[3] == _DYNAMIC_TOPIC_CONFIG
-                                 and e[1] is not None}
-        return out
-
-    async def _recreate(self, topic: str, configs: Mapping[str, str], replicas: int) -> None:
-        from aiokafka.admin import NewTopic
-
-        deadline = time.monotonic() + self.timeout
-        if topic in set(await self.admin.list_topics()):
-            await self.admin.delete_topics([topic], timeout_ms=60_000)
-        # Deletion is asynchronous: the topic is created again once it is gone.
-        while True:
-            if topic not in set(await self.admin.list_topics()):
-                response = await self.admin.create_topics(
-                    [NewTopic(topic, self.m, replicas, topic_configs=dict(configs))],
-                    timeout_ms=60_000)
-                _, code, message = topic_errors(response)[0]
-                if code == 0:
-                    break
-                if code != TOPIC_ALREADY_EXISTS:
-                    raise RescaleFailed(f"cannot create {topic}: error {code} {message}")
-            if time.monotonic() > deadline:
-                raise RescaleFailed(f"{topic} was not deleted within {self.timeout:g} s: run "
-                                    "rescale again")
-            await asyncio.sleep(0.2)
-        await self._wait_counts([topic], self.m)
-
-    async def _send(self, records: list[Outgoing]) -> None:
-        if not records:
-            return
-        from aiokafka import AIOKafkaProducer
-
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
-                                    enable_idempotence=True, linger_ms=5,
-                                    max_batch_size=1 << 20, **self.client_kwargs)
-        await producer.start()
-        try:
-            pending = []
-            for topic, partition, key, value, headers in records:
-                pending.append(await producer.send(topic, value=value, key=key,
-                                                   partition=partition, headers=headers or None))
-                if len(pending) >= 20_000:
-                    await asyncio.gather(*pending)
-                    pending.clear()
-            await producer.flush()
-            await asyncio.gather(*pending)
-        finally:
-            await producer.stop()
-
 
 def _by_partition(records: list[Any]) -> dict[int, list[Any]]:
     out: dict[int, list[Any]] = {}

@@ -1,0 +1,196 @@
+"""What the offline commands over an app's topics share (`mynapoint rescale`, `mynapoint
+takeover`): they run while every worker of the app is stopped, and read, recreate and write its
+topics through aiokafka's admin client and producer.
+
+    job = SomeJob(bootstrap, app_id, timeout=300.0, **client_kwargs)   # an OfflineJob subclass
+    await job.connect()        # raises job.failure with what to do when no broker answers
+    try: ... finally: await job.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from clients.admin import TOPIC_ALREADY_EXISTS, topic_errors
+from clients.history import HistoryError, read_topics
+
+_DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs config_source: set on the topic itself
+
+# A record to send: topic, partition, key, value, headers.
+Outgoing = tuple[str, int, bytes | None, bytes | None, list[tuple[str, bytes]]]
+
+
+class OfflineFailed(RuntimeError):
+    """An offline job stopped; the message says what to do."""
+
+
+class OfflineJob:
+    """The Kafka side of an offline command: its admin client and the helpers built on it."""
+
+    #: The command's name, in messages (\"run {command} again\").
+    command = "the command"
+    #: The exception the job raises, with what to do.
+    failure: type[Exception] = OfflineFailed
+
+    def __init__(self, bootstrap: str, app_id: str, *, timeout: float = 300.0,
+                 **client_kwargs: Any) -> None:
+        self.bootstrap = bootstrap
+        self.app_id = app_id
+        self.timeout = timeout
+        self.client_kwargs = client_kwargs
+        self.admin: Any = None
+
+    async def connect(self) -> None:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        from clients.connect import quiet_connect_errors
+
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap,
+                                         request_timeout_ms=60_000, **self.client_kwargs)
+        try:
+            with quiet_connect_errors():
+                await asyncio.wait_for(self.admin.start(), min(self.timeout, 60))
+        except Exception as exc:  # noqa: BLE001 - any failure to connect says the same
+            await self.admin.close()
+            raise self.failure(f"cannot reach a Kafka broker at {self.bootstrap} "
+                               f"({exc or type(exc).__name__}): pass --bootstrap HOST:PORT "
+                               "or set MYNAPOINT_BOOTSTRAP") from None
+
+    async def close(self) -> None:
+        await self.admin.close()
+
+    async def _refuse_active_members(self) -> None:
+        """Stops the job while any worker of the app's consumer group is running."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                described = await self.admin.describe_consumer_groups([self.app_id])
+                break
+            except Exception as exc:  # noqa: BLE001 - the coordinator may be loading: retried
+                if time.monotonic() > deadline:
+                    raise self.failure(f"cannot describe the consumer group {self.app_id!r} "
+                                        f"({exc!r})") from None
+                await asyncio.sleep(0.5)
+        for response in described:
+            for group in response.groups:
+                error, _gid, state_name, _ptype, _proto, members = group[:6]
+                if members:
+                    hosts = sorted({str(m[2]) for m in members if m[2]})
+                    # Tansu names no member's host, and keeps a stopped worker as a member.
+                    where = (f"from {', '.join(hosts)}" if hosts else
+                             "no host named: on the local Tansu broker, a stopped worker stays a "
+                             "member, so this command needs Apache Kafka")
+                    raise self.failure(
+                        f"{len(members)} worker(s) of app {self.app_id!r} are still running "
+                        f"(group state {state_name}, {where}): stop every worker first, then run "
+                        f"{self.command} again")
+
+    async def _read(self, wanted: list[str], **kwargs: Any) -> Any:
+        try:
+            return await read_topics(self.bootstrap, wanted, timeout=self.timeout,
+                                     **kwargs, **self.client_kwargs)
+        except HistoryError as exc:
+            raise self.failure(str(exc)) from None
+
+    async def _partition_counts(self, names: list[str]) -> dict[str, int]:
+        described = await self.admin.describe_topics(names)
+        out = {}
+        for t in described:
+            if t.get("error_code", 0) == 0 and t.get("partitions"):
+                out[t["topic"]] = len(t["partitions"])
+        return out
+
+    async def _replication(self, names: list[str]) -> dict[str, int]:
+        described = await self.admin.describe_topics(names)
+        out = {}
+        for t in described:
+            parts = t.get("partitions") or []
+            if t.get("error_code", 0) == 0 and parts:
+                out[t["topic"]] = max(len(p.get("replicas") or [1]) for p in parts)
+        return out
+
+    async def _wait_counts(self, names: list[str], m: int) -> None:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            counts = await self._partition_counts(names)
+            if all(counts.get(t) == m for t in names):
+                return
+            if time.monotonic() > deadline:
+                raise self.failure(f"{names} did not reach {m} partitions in {self.timeout:g} s")
+            await asyncio.sleep(0.2)
+
+    async def _committed(self) -> dict[str, dict[int, int]]:
+        offsets = await self.admin.list_consumer_group_offsets(self.app_id)
+        out: dict[str, dict[int, int]] = {}
+        for tp, meta in offsets.items():
+            if meta.offset >= 0:
+                out.setdefault(tp.topic, {})[tp.partition] = int(meta.offset)
+        return out
+
+    async def _topic_configs(self, names: list[str]) -> dict[str, dict[str, str]]:
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+        present = set(await self.admin.list_topics())
+        out: dict[str, dict[str, str]] = {}
+        for name in names:
+            if name not in present:
+                continue
+            responses = await self.admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name)])
+            for response in responses:
+                for res in response.resources:
+                    entries = res[4]
+                    out[name] = {e[0]: e[1] for e in entries
+                                 if len(e) > 3 and e[3] == _DYNAMIC_TOPIC_CONFIG
+                                 and e[1] is not None}
+        return out
+
+    async def _recreate(self, topic: str, partitions: int, configs: Mapping[str, str],
+                        replicas: int) -> None:
+        """Deletes `topic` if it exists and creates it empty with `partitions`."""
+        from aiokafka.admin import NewTopic
+
+        deadline = time.monotonic() + self.timeout
+        if topic in set(await self.admin.list_topics()):
+            await self.admin.delete_topics([topic], timeout_ms=60_000)
+        # Deletion is asynchronous: the topic is created again once it is gone.
+        while True:
+            if topic not in set(await self.admin.list_topics()):
+                response = await self.admin.create_topics(
+                    [NewTopic(topic, partitions, replicas, topic_configs=dict(configs))],
+                    timeout_ms=60_000)
+                _, code, message = topic_errors(response)[0]
+                if code == 0:
+                    break
+                if code != TOPIC_ALREADY_EXISTS:
+                    raise self.failure(f"cannot create {topic}: error {code} {message}")
+            if time.monotonic() > deadline:
+                raise self.failure(f"{topic} was not deleted within {self.timeout:g} s: run "
+                                   f"{self.command} again")
+            await asyncio.sleep(0.2)
+        await self._wait_counts([topic], partitions)
+
+    async def _send(self, records: list[Outgoing]) -> None:
+        if not records:
+            return
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+                                    enable_idempotence=True, linger_ms=5,
+                                    max_batch_size=1 << 20, **self.client_kwargs)
+        await producer.start()
+        try:
+            pending = []
+            for topic, partition, key, value, headers in records:
+                pending.append(await producer.send(topic, value=value, key=key,
+                                                   partition=partition, headers=headers or None))
+                if len(pending) >= 20_000:
+                    await asyncio.gather(*pending)
+                    pending.clear()
+            await producer.flush()
+            await asyncio.gather(*pending)
+        finally:
+            await producer.stop()
