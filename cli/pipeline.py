@@ -24,6 +24,9 @@ def register(sub: Any, lazy: Lazy) -> None:
     from cli.rescale import register as register_rescale
 
     register_rescale(sub, lazy)
+    from cli.takeover import register as register_takeover
+
+    register_takeover(sub, lazy)
     return None
 
 

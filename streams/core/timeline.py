@@ -30,7 +30,7 @@ open chunk. The ledger forgets the lines of entries that can no longer be lost a
 with none: an empty `lines` is always found, so nothing before it is appended again. An older
 reader ignores the third element of a head (msgpack arrays of `array_like` Structs may be longer).
 
-Pure: no framework imports; `streams/pipeline/ledger.py` reads and writes the table, `agents/web.py` reads it.
+Pure: no framework imports; `streams/pipeline/ledger.py` reads and writes the table, `streams/web/http.py` reads it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,62 @@
+"""`mynapoint takeover --to quix|faust`: move a stopped deployment's state to the other engine.
+
+Argparse wiring and the command; the Kafka work is `clients.takeover`, the layouts
+`streams.audit.takeover`. docs/RUNBOOK.md "Changing the engine" is the procedure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from schemas.settings import ENGINES, ENV, NO_BROKER, flag_or_env
+
+Lazy = Callable[[str, str], Callable[[argparse.Namespace], int]]
+
+
+def register(sub: Any, lazy: Lazy) -> None:
+    s = sub.add_parser(
+        "takeover",
+        help="move a stopped app's state from one engine's changelogs to the other's",
+        description=(
+            "Run while every worker of the app is stopped. Copies the state (each person's "
+            "record and timeline, the claim holders) from the changelogs of the engine the app "
+            "ran on to those of the other engine (--to), then deletes the old ones. The consumer "
+            "group's offsets stay as they are, so workers started with --engine TO, the same "
+            "--app-id and empty data directories go on where the old ones stopped. On Apache "
+            "Kafka (Tansu keeps stopped workers in the group). "
+            "docs/RUNBOOK.md, \"Changing the engine\"."
+        ),
+    )
+    s.add_argument("--to", required=True, choices=ENGINES,
+                   help="the engine the app's workers will run on")
+    s.add_argument("--bootstrap", metavar="HOST:PORT",
+                   help=f"Kafka bootstrap servers (default: ${ENV['bootstrap'].var})")
+    s.add_argument("--app-id", help=f"the workers' --app-id (default: ${ENV['app_id'].var}, "
+                   f"else {ENV['app_id'].default})")
+    s.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="give up a single read or topic operation after this long (default 600)")
+    s.set_defaults(func=lazy("cli.takeover", "cmd_takeover"))
+
+
+def cmd_takeover(args: argparse.Namespace) -> int:
+    from clients.history import client_kwargs_from_env, default_app_id
+    from clients.takeover import TakeoverFailed, takeover
+
+    def say(line: str) -> None:
+        print(f"mynapoint takeover: {line}", file=sys.stderr, flush=True)
+
+    bootstrap = flag_or_env("bootstrap", args.bootstrap)
+    if not bootstrap:
+        print(f"mynapoint takeover: {NO_BROKER}", file=sys.stderr)
+        return 2
+    try:
+        summary = takeover(bootstrap, args.app_id or default_app_id(), args.to, say=say,
+                           timeout=args.timeout, **client_kwargs_from_env())
+    except TakeoverFailed as exc:
+        print(f"mynapoint takeover: {exc}", file=sys.stderr)
+        return 2
+    print(summary.render())
+    return 0

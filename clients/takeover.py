@@ -1,0 +1,183 @@
+"""`mynapoint takeover --to quix|faust`, the Kafka side: move a stopped deployment's state from one
+engine's changelogs to the other's (the layouts: `streams.audit.takeover`).
+
+Steps, with every worker of the app stopped:
+
+    check     no member in the app's consumer group; the journal exists; the state is in the
+              other engine's changelogs (or nowhere yet: a deployment with no state)
+    read      the source changelogs, latest value per key (as compaction keeps it)
+    write     the target engine's changelogs: deleted if they exist, created with the journal's
+              partition count (compacted, as the engines make them), filled with the rows
+    retire    the source changelogs deleted, so that the state lives in one engine's changelogs
+              only and an engine started by mistake finds none (it would start empty, and the
+              check of a second takeover says where the state is)
+
+Apache Kafka only: the local Tansu broker keeps a stopped worker in the group's members, so the
+check refuses, and the other engine's workers could not join the group (their group protocol
+differs from the stopped member's).
+
+The group's committed offsets stay as they are: the new engine's workers go on where the old
+ones stopped. A run that stops before `retire` is run again as a whole (the source is still
+there, and `write` recreates the target). The workers of the new engine start on empty data
+directories: a directory an earlier run of that engine left holds state that is no longer true.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from clients.offline import OfflineFailed, OfflineJob, Outgoing
+from schemas import topics
+from schemas.settings import ENGINES
+from streams.audit.rescale import latest_values
+from streams.audit.takeover import (
+    QUIX_COLUMN_FAMILY,
+    QUIX_COLUMN_FAMILY_HEADER,
+    QUIX_STATE_OF_TABLE,
+    TakeoverError,
+    to_faust,
+    to_quix,
+)
+
+Say = Callable[[str], None]
+
+
+class TakeoverFailed(OfflineFailed):
+    """The takeover stopped; the message says what to do."""
+
+
+def state_topics(engine: str, app_id: str) -> dict[str, str]:
+    """The changelog topics `engine`'s workers keep the state in: Faust's per table, Quix's per
+    stateful dataframe's source topic."""
+    if engine == "faust":
+        return {t: topics.changelog_topic(app_id, t) for t in QUIX_STATE_OF_TABLE}
+    sources = dict.fromkeys(s for s, _ in QUIX_STATE_OF_TABLE.values())
+    return {s: topics.quix_changelog_topic(app_id, s) for s in sources}
+
+
+@dataclass
+class Summary:
+    source: str = ""
+    target: str = ""
+    partitions: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    retired: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def render(self) -> str:
+        lines = [f"took over the state from {self.source} to {self.target} "
+                 f"({self.partitions} partitions) in {self.seconds:.1f} s:"]
+        lines += [f"  {topic}: {n:,} rows" for topic, n in self.rows.items()]
+        lines.append(f"  retired: {', '.join(self.retired) or 'nothing (there was no state)'}")
+        lines.append(f"start the {self.target} workers (--engine {self.target}) with the same "
+                     "--app-id, on empty data directories")
+        return "\n".join(lines)
+
+
+class Takeover(OfflineJob):
+    command = "takeover"
+    failure = TakeoverFailed
+
+    def __init__(self, bootstrap: str, app_id: str, to_engine: str, *, say: Say,
+                 timeout: float = 300.0, **client_kwargs: Any) -> None:
+        super().__init__(bootstrap, app_id, timeout=timeout, **client_kwargs)
+        if to_engine not in ENGINES:
+            raise TakeoverFailed(f"--to must be one of {', '.join(ENGINES)}, not {to_engine!r}")
+        self.target = to_engine
+        self.source = next(e for e in ENGINES if e != to_engine)
+        self.say = say
+        self.summary = Summary(source=self.source, target=self.target)
+
+    async def run(self) -> Summary:
+        started = time.monotonic()
+        await self.connect()
+        try:
+            await self._refuse_active_members()
+            n, present = await self._check()
+            rows = await self._read_state(n, present)
+            await self._write(n, rows)
+            retired = [t for t in state_topics(self.source, self.app_id).values()
+                       if t in present]
+            if retired:
+                await self.admin.delete_topics(retired, timeout_ms=60_000)
+            self.summary.retired = retired
+            self.say(f"retired {', '.join(retired) or 'nothing'}")
+        finally:
+            await self.close()
+        self.summary.seconds = time.monotonic() - started
+        return self.summary
+
+    async def _check(self) -> tuple[int, set[str]]:
+        present = set(await self.admin.list_topics())
+        if topics.JOURNAL not in present:
+            raise TakeoverFailed(f"{topics.JOURNAL} does not exist on {self.bootstrap}: nothing "
+                                 "to take over (start the workers of the engine you want)")
+        n = (await self._partition_counts([topics.JOURNAL]))[topics.JOURNAL]
+        source = set(state_topics(self.source, self.app_id).values())
+        target = set(state_topics(self.target, self.app_id).values())
+        if not source & present and target & present:
+            raise TakeoverFailed(
+                f"the state of app {self.app_id!r} is in the {self.target} workers' changelogs "
+                f"({', '.join(sorted(target & present))}) and not in the {self.source} ones: it "
+                f"was taken over already; start the {self.target} workers")
+        self.summary.partitions = n
+        self.say(f"checked: no worker of {self.app_id!r} running, {n} partitions, state in "
+                 f"{', '.join(sorted(source & present)) or 'no changelog yet'}")
+        return n, present
+
+    async def _read_state(self, n: int, present: set[str]) -> dict[str, dict[bytes, bytes]]:
+        """The source state's rows (latest per key), by Faust table or by Quix source topic."""
+        names = {name: topic for name, topic in state_topics(self.source, self.app_id).items()
+                 if topic in present}
+        if not names:
+            return {}
+        counts = await self._partition_counts(list(names.values()))
+        odd = {t: c for t, c in counts.items() if c != n}
+        if odd:
+            raise TakeoverFailed(f"changelogs with another partition count than the journal's "
+                                 f"{n}: {odd}; rescale or repair them first")
+        dump = await self._read(list(names.values()))
+        rows: dict[str, dict[bytes, bytes]] = {}
+        for name, topic in names.items():
+            records = dump.records.get(topic, [])
+            if self.source == "quix":
+                records = [r for r in records if _column_family(r) == QUIX_COLUMN_FAMILY]
+            rows[name] = latest_values((r.key, r.value) for r in records)
+            self.say(f"read {topic}: {len(rows[name]):,} rows")
+        return rows
+
+    async def _write(self, n: int, rows: dict[str, dict[bytes, bytes]]) -> None:
+        try:
+            layout = to_quix(rows, n) if self.target == "quix" else to_faust(rows, n)
+        except TakeoverError as exc:
+            raise TakeoverFailed(str(exc)) from None
+        headers = ([(QUIX_COLUMN_FAMILY_HEADER, QUIX_COLUMN_FAMILY)]
+                   if self.target == "quix" else [])
+        replicas = (await self._replication([topics.JOURNAL])).get(topics.JOURNAL, 1)
+        for name, topic in state_topics(self.target, self.app_id).items():
+            parts = layout.get(name, [[] for _ in range(n)])
+            await self._recreate(topic, n, dict(topics.CHANGELOG_CONFIG), replicas)
+            records: list[Outgoing] = [(topic, p, key, value, headers)
+                                       for p, part in enumerate(parts) for key, value in part]
+            await self._send(records)
+            self.summary.rows[topic] = len(records)
+            self.say(f"wrote {topic}: {len(records):,} rows")
+
+
+def _column_family(record: Any) -> bytes | None:
+    for name, value in record.headers or ():
+        if name == QUIX_COLUMN_FAMILY_HEADER:
+            return bytes(value)
+    return None
+
+
+def takeover(bootstrap: str, app_id: str, to_engine: str, *, say: Say, timeout: float = 300.0,
+             **client_kwargs: Any) -> Summary:
+    """Runs a takeover; raises TakeoverFailed with what to do."""
+    from clients.connect import run_blocking
+
+    return run_blocking(Takeover(bootstrap, app_id, to_engine, say=say, timeout=timeout,
+                                 **client_kwargs).run())

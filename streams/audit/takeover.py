@@ -1,0 +1,117 @@
+"""Takeover, the pure part: one engine's stored state, laid out as the other engine stores it.
+
+`mynapoint takeover --to quix|faust` (clients/takeover.py does the Kafka I/O) moves a stopped
+deployment from one engine to the other. Both engines run the same steps over the same topics and
+the same consumer group (`--app-id`), and keep the same rows (a person's ledger record, the
+timeline's chunks, the claim holders); only where they keep them differs:
+
+| rows | Faust: table (its changelog topic) | Quix Streams: the stateful dataframe's state |
+|---|---|---|
+| a person's record | `persons`, key `person_id` | the journal's, key `person_id|p:person_id` |
+| timeline chunks | `timeline`, key `person_id[\\x00n]` | the journal's, key `person_id|t:person_id[\\x00n]` |
+| claim holders | `claims`, key `row` | the claims', key `claim_key|row` |
+
+(Quix prefixes each state key with the key of the record being processed and `|`: the person for
+the journal, the claim key for the claims.) Every row stays on the partition of its routing key,
+so the rows are copied, never decided again; the group's committed offsets stay as they are, so the
+new engine's workers go on where the old ones stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from schemas import topics
+from schemas.topics import partition_for_key
+from streams.audit.rescale import Record, routing_key
+
+#: Quix's state rows of each Faust table: the source topic of the stateful dataframe, and the tag
+#: before the row's key (streams/pipeline's stores on Quix, quix_worker/app.py).
+QUIX_STATE_OF_TABLE: dict[str, tuple[str, bytes]] = {
+    "persons": (topics.JOURNAL, topics.QUIX_PERSONS_TAG),
+    "timeline": (topics.JOURNAL, topics.QUIX_TIMELINE_TAG),
+    "claims": (topics.CLAIMS, b""),
+}
+#: The column family every row of the Quix worker's state is in (its changelog records say it in
+#: a header, which Quix's recovery requires).
+QUIX_COLUMN_FAMILY = b"default"
+QUIX_COLUMN_FAMILY_HEADER = "__column_family__"
+
+
+class TakeoverError(ValueError):
+    """The stored state cannot be taken over as it is (the message says what to do)."""
+
+
+def quix_key(table: str, row: bytes) -> bytes:
+    """Where the Quix worker keeps the row `row` of the Faust table `table`."""
+    _, tag = QUIX_STATE_OF_TABLE[table]
+    return routing_key(table, row) + topics.QUIX_PREFIX_SEPARATOR + tag + row
+
+
+def faust_row(source: str, key: bytes) -> tuple[str, bytes] | None:
+    """(table, row) of a key of the Quix worker's state on `source`; None for a key that is not
+    one of the rows the steps keep."""
+    sep = topics.QUIX_PREFIX_SEPARATOR
+    if source == topics.JOURNAL:
+        # A person_id has no `|` (CONTRACT.md's pattern), so the first one ends the prefix.
+        prefix, found, rest = key.partition(sep)
+        if not found:
+            return None
+        for table in ("persons", "timeline"):
+            _, tag = QUIX_STATE_OF_TABLE[table]
+            if rest.startswith(tag) and routing_key(table, rest[len(tag):]) == prefix:
+                return table, rest[len(tag):]
+        return None
+    if source == topics.CLAIMS:
+        # A claim key may hold `|` (an account): the prefix is the one the row routes to.
+        at = key.find(sep)
+        while at >= 0:
+            row = key[at + len(sep):]
+            if routing_key("claims", row) == key[:at]:
+                return "claims", row
+            at = key.find(sep, at + 1)
+        return None
+    return None
+
+
+def to_quix(tables: Mapping[str, Mapping[bytes, bytes]], partitions: int
+            ) -> dict[str, list[list[Record]]]:
+    """The Faust tables' rows (latest value per key) as the Quix worker's state changelogs, by
+    source topic, each a list of `partitions` partitions in a deterministic order (by key)."""
+    out: dict[str, list[list[Record]]] = {
+        source: [[] for _ in range(partitions)]
+        for source in dict.fromkeys(s for s, _ in QUIX_STATE_OF_TABLE.values())}
+    for table in QUIX_STATE_OF_TABLE:
+        source, _ = QUIX_STATE_OF_TABLE[table]
+        rows = tables.get(table, {})
+        for row in sorted(rows):
+            p = partition_for_key(routing_key(table, row), partitions)
+            out[source][p].append((quix_key(table, row), rows[row]))
+    return out
+
+
+def to_faust(states: Mapping[str, Mapping[bytes, bytes]], partitions: int
+             ) -> dict[str, list[list[Record]]]:
+    """The Quix worker's state rows (latest value per key, by source topic) as the Faust tables'
+    changelogs, by table, each a list of `partitions` partitions in a deterministic order (by
+    key, as `mynapoint rescale` writes them).
+
+    Raises `TakeoverError` for a key that is none of the steps' rows: it would be lost.
+    """
+    out: dict[str, list[list[Record]]] = {t: [[] for _ in range(partitions)]
+                                          for t in QUIX_STATE_OF_TABLE}
+    for source, rows in states.items():
+        for key in sorted(rows):
+            found = faust_row(source, key)
+            if found is None:
+                raise TakeoverError(
+                    f"the Quix state of {source} holds a key that is none of the pipeline's rows "
+                    f"({key[:60]!r}): was it written by another version of the worker? Take over "
+                    "with that version")
+            table, row = found
+            out[table][partition_for_key(routing_key(table, row), partitions)].append(
+                (row, rows[key]))
+    for parts in out.values():
+        for part in parts:
+            part.sort(key=lambda record: record[0] or b"")
+    return out
