@@ -11,16 +11,47 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from clients.admin import TOPIC_ALREADY_EXISTS, topic_errors
 from clients.history import HistoryError, read_topics
+from schemas import topics
+from streams.audit.rescale import latest_values
+from streams.audit.takeover import (
+    QUIX_COLUMN_FAMILY,
+    QUIX_COLUMN_FAMILY_HEADER,
+    QUIX_STATE_OF_TABLE,
+)
 
 _DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs config_source: set on the topic itself
 
 # A record to send: topic, partition, key, value, headers.
 Outgoing = tuple[str, int, bytes | None, bytes | None, list[tuple[str, bytes]]]
+
+
+def state_topics(engine: str, app_id: str) -> dict[str, str]:
+    """The changelog topics `engine`'s workers keep the state in: Faust's per table, Quix's per
+    stateful dataframe's source topic."""
+    if engine == "faust":
+        return {t: topics.changelog_topic(app_id, t) for t in QUIX_STATE_OF_TABLE}
+    sources = dict.fromkeys(s for s, _ in QUIX_STATE_OF_TABLE.values())
+    return {s: topics.quix_changelog_topic(app_id, s) for s in sources}
+
+
+def state_rows(engine: str, records: Iterable[Any]) -> dict[bytes, bytes]:
+    """The latest value per key of a state changelog's records (as compaction keeps it); of a
+    Quix changelog, only the rows of the state itself (its column family `default`)."""
+    if engine == "quix":
+        records = [r for r in records if _column_family(r) == QUIX_COLUMN_FAMILY]
+    return latest_values((r.key, r.value) for r in records)
+
+
+def _column_family(record: Any) -> bytes | None:
+    for name, value in record.headers or ():
+        if name == QUIX_COLUMN_FAMILY_HEADER:
+            return bytes(value)
+    return None
 
 
 class OfflineFailed(RuntimeError):

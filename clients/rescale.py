@@ -7,15 +7,17 @@ doing any step twice:
 
     check     no member in the app's consumer group; M > N; the rules the outcomes carry
     snapshot  the group's committed offsets, the whole journal, the unanswered claims and the
-              three tables' changelogs (latest value per key) -> the state file (fsync'd)
+              state changelogs (latest value per key) -> the state file (fsync'd): Faust's
+              three tables', or the Quix worker's two states' (taken in the tables' layout,
+              streams.audit.takeover), whichever engine the app runs on
     grow      inputs and outputs to M partitions (CreatePartitions: records stay where they are)
     inputs    input records after the committed offsets that are not journaled yet, re-sent
               (keyed, with a header naming their source) to their partition at M; the ends the
               old partitions had are recorded first, and a re-run skips the records whose source
               header it finds already sent
     rebuild   journal, claims and the changelogs: deleted, created with M partitions (same
-              topic configs), filled from the snapshot; one topic at a time, each refilled whole
-              when a run stopped in its middle
+              topic configs), filled from the snapshot (the changelogs in their engine's
+              layout); one topic at a time, each refilled whole when a run stopped in its middle
     offsets   the group's committed offsets: old input partitions at the ends recorded by
               `inputs` (the originals of moved records are never read), the journal at the
               entries the ledger had folded, claims at 0
@@ -40,19 +42,28 @@ from typing import Any
 import msgspec
 
 from clients.admin import topic_errors
-from clients.offline import OfflineFailed, OfflineJob, Outgoing
+from clients.offline import OfflineFailed, OfflineJob, Outgoing, state_rows, state_topics
 from schemas import topics
-from schemas.topics import TABLES, changelog_topic
+from schemas.settings import ENGINES
+from schemas.topics import TABLES
 from streams.audit.rescale import (
     JournalAt,
+    Record,
     RescaleError,
     claims_at,
     input_moves,
     journal_at,
     journaled_sources,
-    latest_values,
     published_versions,
     table_at,
+)
+from streams.audit.takeover import (
+    QUIX_COLUMN_FAMILY,
+    QUIX_COLUMN_FAMILY_HEADER,
+    QUIX_STATE_OF_TABLE,
+    TakeoverError,
+    quix_key,
+    to_faust,
 )
 
 STATE_VERSION = 1
@@ -64,9 +75,11 @@ class RescaleFailed(OfflineFailed):
     """The rescale stopped; the message says what to do."""
 
 
-def internal_topics(app_id: str) -> tuple[str, ...]:
-    """The topics rebuilt whole: the journal, claims, and the tables' changelogs."""
-    return (topics.JOURNAL, topics.CLAIMS, *(changelog_topic(app_id, t) for t in TABLES))
+def internal_topics(app_id: str, engine: str | None = "faust") -> tuple[str, ...]:
+    """The topics rebuilt whole: the journal, claims, and the state changelogs of the `engine`
+    the app runs on (none when no worker wrote any)."""
+    changelogs = state_topics(engine, app_id).values() if engine else ()
+    return (topics.JOURNAL, topics.CLAIMS, *changelogs)
 
 
 def grown_topics() -> tuple[str, ...]:
@@ -183,7 +196,7 @@ class Rescaler(OfflineJob):
                 await self._grow(state)
             if not state.done("inputs"):
                 await self._inputs(state)
-            for t in internal_topics(self.app_id):
+            for t in internal_topics(self.app_id, state.data.get("engine", "faust")):
                 if not state.done(f"rebuild:{t}"):
                     await self._rebuild(state, t)
                 else:
@@ -257,25 +270,32 @@ class Rescaler(OfflineJob):
         self.say("snapshot: reading the committed offsets, the journal, the claims and the "
                  "tables ...")
         committed = await self._committed()
-        internal = internal_topics(self.app_id)
+        engine = await self._engine()
+        internal = internal_topics(self.app_id, engine)
         configs = await self._topic_configs(list(internal))
         replicas = await self._replication(list(internal))
         journal = await self._read([topics.JOURNAL])
         claims = await self._read([topics.CLAIMS],
                                   start={topics.CLAIMS: committed.get(topics.CLAIMS, {})})
-        changelogs = [changelog_topic(self.app_id, t) for t in TABLES]
-        tables_dump = await self._read([], optional=changelogs)
+        changelogs = state_topics(engine, self.app_id) if engine else {}
+        states_dump = await self._read([], optional=list(changelogs.values()))
+        rows = {name: state_rows(engine or "faust", states_dump.records.get(topic, []))
+                for name, topic in changelogs.items()}
+        if engine == "quix":
+            # The rows in the Faust tables' layout (the one the rebuild works in).
+            n = int(state.data["from"])
+            rows = {table: {k: v for part in parts for k, v in part
+                            if k is not None and v is not None}
+                    for table, parts in to_faust(rows, n).items()}
         d = state.data
+        d["engine"] = engine
         d["committed"] = committed
         d["configs"] = configs
         d["replicas"] = replicas
         d["journal"] = {p: [(r.offset, r.key, r.value) for r in recs] for p, recs in
                         _by_partition(journal.records.get(topics.JOURNAL, [])).items()}
         d["claims"] = [(r.key, r.value) for r in claims.records.get(topics.CLAIMS, [])]
-        d["tables"] = {t: latest_values((r.key, r.value) for r in
-                                        tables_dump.records.get(changelog_topic(self.app_id, t),
-                                                                []))
-                       for t in TABLES}
+        d["tables"] = {t: rows.get(t, {}) for t in TABLES}
         n_journal = sum(len(v) for v in d["journal"].values())
         self.say(f"snapshot: {n_journal:,} journal entries, {len(d['claims']):,} unanswered "
                  "claims, table rows: " + ", ".join(f"{t} {len(v):,}" for t, v in
@@ -352,14 +372,16 @@ class Rescaler(OfflineJob):
         elif topic == topics.CLAIMS:
             records = claims_at(d["claims"], self.m)
         else:
-            table = next(t for t in TABLES if changelog_topic(self.app_id, t) == topic)
-            records = table_at(table, d["tables"][table], self.m, n=d["from"], moved=at.moved)
+            records = self._changelog_at(d, topic, at)
         total = sum(len(r) for r in records)
         self.say(f"rebuild {topic}: delete, create with {self.m} partitions, write {total:,} "
                  "records")
         await self._recreate(topic, self.m, d["configs"].get(topic, {}),
                              d["replicas"].get(topic, 1))
-        batch: list[Outgoing] = [(topic, q, k, v, []) for q, recs in enumerate(records) for k, v in recs]
+        headers = ([(QUIX_COLUMN_FAMILY_HEADER, QUIX_COLUMN_FAMILY)]
+                   if topics.is_quix_changelog(topic) else [])
+        batch: list[Outgoing] = [(topic, q, k, v, headers) for q, recs in enumerate(records)
+                                 for k, v in recs]
         half = len(batch) // 2
         await self._send(batch[:half])
         crash_point(f"rebuild:{topic}:half")
@@ -367,6 +389,32 @@ class Rescaler(OfflineJob):
         d["rebuilt"][topic] = total
         self.summary.rebuilt[topic] = total
         state.mark(f"rebuild:{topic}")
+
+    def _changelog_at(self, d: dict[str, Any], topic: str, at: JournalAt) -> list[list[Record]]:
+        """A state changelog at M: the tables' rows where an M-partition deployment keeps them,
+        in the layout of the engine the app runs on (streams.audit.takeover)."""
+        engine = d.get("engine") or "faust"
+        name = next(k for k, v in state_topics(engine, self.app_id).items() if v == topic)
+        tables = [name] if engine == "faust" else [
+            t for t, (source, _) in QUIX_STATE_OF_TABLE.items() if source == name]
+        out: list[list[Record]] = [[] for _ in range(self.m)]
+        for table in tables:
+            parts = table_at(table, d["tables"][table], self.m, n=d["from"], moved=at.moved)
+            for q, rows in enumerate(parts):
+                out[q].extend(rows if engine == "faust" else
+                              [(quix_key(table, k), v) for k, v in rows if k is not None])
+        return out
+
+    async def _engine(self) -> str | None:
+        """The engine whose changelogs hold the app's state (None: no worker wrote any)."""
+        present = set(await self.admin.list_topics())
+        found = [e for e in ENGINES if set(state_topics(e, self.app_id).values()) & present]
+        if len(found) > 1:
+            raise RescaleFailed(
+                f"both engines' changelogs of app {self.app_id!r} exist: the state must live in "
+                "one (`mynapoint takeover` moves it and deletes the other's); delete the "
+                "changelogs of the engine the app does not run on, then rescale")
+        return found[0] if found else None
 
     def _journal_at(self, d: dict[str, Any]) -> JournalAt:
         """The rebuilt journal, from the snapshot (the same on every run: it is deterministic)."""
@@ -418,5 +466,5 @@ def rescale(bootstrap: str, app_id: str, to_partitions: int, rules_version: str,
                  timeout=timeout, **client_kwargs)
     try:
         return run_blocking(r.run())
-    except RescaleError as exc:
+    except (RescaleError, TakeoverError) as exc:
         raise RescaleFailed(str(exc)) from None

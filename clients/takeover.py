@@ -29,14 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from clients.offline import OfflineFailed, OfflineJob, Outgoing
+from clients.offline import OfflineFailed, OfflineJob, Outgoing, state_rows, state_topics
 from schemas import topics
 from schemas.settings import ENGINES
-from streams.audit.rescale import latest_values
 from streams.audit.takeover import (
     QUIX_COLUMN_FAMILY,
     QUIX_COLUMN_FAMILY_HEADER,
-    QUIX_STATE_OF_TABLE,
     TakeoverError,
     to_faust,
     to_quix,
@@ -47,15 +45,6 @@ Say = Callable[[str], None]
 
 class TakeoverFailed(OfflineFailed):
     """The takeover stopped; the message says what to do."""
-
-
-def state_topics(engine: str, app_id: str) -> dict[str, str]:
-    """The changelog topics `engine`'s workers keep the state in: Faust's per table, Quix's per
-    stateful dataframe's source topic."""
-    if engine == "faust":
-        return {t: topics.changelog_topic(app_id, t) for t in QUIX_STATE_OF_TABLE}
-    sources = dict.fromkeys(s for s, _ in QUIX_STATE_OF_TABLE.values())
-    return {s: topics.quix_changelog_topic(app_id, s) for s in sources}
 
 
 @dataclass
@@ -142,10 +131,7 @@ class Takeover(OfflineJob):
         dump = await self._read(list(names.values()))
         rows: dict[str, dict[bytes, bytes]] = {}
         for name, topic in names.items():
-            records = dump.records.get(topic, [])
-            if self.source == "quix":
-                records = [r for r in records if _column_family(r) == QUIX_COLUMN_FAMILY]
-            rows[name] = latest_values((r.key, r.value) for r in records)
+            rows[name] = state_rows(self.source, dump.records.get(topic, []))
             self.say(f"read {topic}: {len(rows[name]):,} rows")
         return rows
 
@@ -165,13 +151,6 @@ class Takeover(OfflineJob):
             await self._send(records)
             self.summary.rows[topic] = len(records)
             self.say(f"wrote {topic}: {len(records):,} rows")
-
-
-def _column_family(record: Any) -> bytes | None:
-    for name, value in record.headers or ():
-        if name == QUIX_COLUMN_FAMILY_HEADER:
-            return bytes(value)
-    return None
 
 
 def takeover(bootstrap: str, app_id: str, to_engine: str, *, say: Say, timeout: float = 300.0,

@@ -1,6 +1,7 @@
-"""`mynapoint rescale` on a real Apache Kafka: half of a history decided on 4 partitions, the
-worker stopped, a slice sent while no worker runs (records sent before the growth that no worker
-consumed), rescale to 8, a worker with `--partitions 8` on a fresh data dir, the rest sent: per
+"""`mynapoint rescale` on a real Apache Kafka, with the workers of either engine (the rescale
+rebuilds the state changelogs in the layout of the engine the app runs on): half of a history
+decided on 4 partitions, the worker stopped, a slice sent while no worker runs (records sent
+before the growth that no worker consumed), rescale to 8, a worker with `--partitions 8` on a fresh data dir, the rest sent: per
 person exactly what `simulate` gives for the whole history in event-time order; no payment
 account granted to two people; the reservation count carried over. Also with the rescale
 stopped half-way through rewriting the journal, then run again. And the refusals: a worker
@@ -25,10 +26,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from clients.offline import state_rows, state_topics
 from clients.rescale import CRASH_ENV
 from schemas import topics
 from schemas.journal import JOURNAL_DECODER, AnswerEntry
-from schemas.topics import changelog_topic
+from streams.audit.takeover import faust_row
 from streams.core.claims import BUDGET_COUNT_KEY, RESERVED_PREFIX
 from tests.integration.conftest import consume_sync
 from tests.integration.test_kafka import _assert_as_simulate, _expect, _produce, _sorted_history
@@ -58,17 +60,31 @@ def _rescale(bootstrap: str, state: Path, *, to: int = 8, config: str | None = D
     return _cli(*args, env=env)
 
 
-def _partition_counts(bootstrap: str) -> dict[str, int]:
+def _partition_counts(bootstrap: str, engine: str) -> dict[str, int]:
     from clients.connect import run_blocking
     from clients.history import read_topics
 
     names = [*topics.INPUT_TOPICS, *topics.OUTPUT_TOPICS, topics.JOURNAL, topics.CLAIMS,
-             *(changelog_topic(APP_ID, t) for t in ("persons", "claims", "timeline"))]
+             *state_topics(engine, APP_ID).values()]
     dump = run_blocking(read_topics(bootstrap, names, tail=0, timeout=60))
     return dump.partitions
 
 
-def _assert_claims_hold(bootstrap: str, expected: dict[str, list[dict]]) -> None:
+def _claims_table(bootstrap: str, engine: str) -> dict[bytes, bytes]:
+    """The live claims rows (latest value per row key), from the engine's changelog."""
+    topic = state_topics(engine, APP_ID)["claims" if engine == "faust" else topics.CLAIMS]
+    rows = state_rows(engine, consume_sync(bootstrap, [topic], timeout=120))
+    if engine == "faust":
+        return rows
+    out = {}
+    for key, value in rows.items():
+        found = faust_row(topics.CLAIMS, key)
+        assert found is not None, key
+        out[found[1]] = value
+    return out
+
+
+def _assert_claims_hold(bootstrap: str, expected: dict[str, list[dict]], engine: str) -> None:
     # Every account granted to one person only, over the whole journal (before and after).
     holders: dict[str, set[str]] = defaultdict(set)
     reserved: set[str] = set()
@@ -84,11 +100,9 @@ def _assert_claims_hold(bootstrap: str, expected: dict[str, list[dict]]) -> None
     assert not shared, shared
     # The budget count of the live claims table carried over the rescale: it counts every
     # reservation granted, the ones before it too.
-    table: dict[bytes, bytes | None] = {}
-    for r in consume_sync(bootstrap, [changelog_topic(APP_ID, "claims")], timeout=120):
-        table[r.key] = r.value
+    table = _claims_table(bootstrap, engine)
     count = int(table.get(BUDGET_COUNT_KEY) or b"0")
-    rows = {k for k, v in table.items() if v is not None and k.startswith(RESERVED_PREFIX)}
+    rows = {k for k in table if k.startswith(RESERVED_PREFIX)}
     accepted = {p for p, outs in expected.items() for o in outs
                 if o.get("kind") == "decision" and o.get("type") == "mykey.reserved"
                 and o.get("accepted")}
@@ -163,7 +177,7 @@ def _what_is_missing(bootstrap: str, wanted: set[str], expected: dict[str, list[
             f"{[(o.get('event_id'), o['kind']) for o in expected.get(person or '', [])]}")
 
 
-def _scenario(broker, tmp_path: Path, crash_at: str | None) -> None:
+def _scenario(broker, tmp_path: Path, crash_at: str | None, engine: str) -> None:
     bootstrap = broker.bootstrap
     lines = _sorted_history(PEOPLE, seed=41)
     n = len(lines)
@@ -173,7 +187,8 @@ def _scenario(broker, tmp_path: Path, crash_at: str | None) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     state = tmp_path / "rescale.state"
-    worker = WorkerProcess(broker, tmp_path / "data-4", logs, config=DEMO_CONFIG).start()
+    worker = WorkerProcess(broker, tmp_path / "data-4", logs, config=DEMO_CONFIG,
+                           engine=engine).start()
     try:
         _produce(bootstrap, first)
         Outcomes(bootstrap).until_ids(wanted_first, 600, worker)
@@ -189,7 +204,7 @@ def _scenario(broker, tmp_path: Path, crash_at: str | None) -> None:
     assert smaller.returncode == 2 and "larger than 4" in smaller.stderr, smaller.stderr
     other_rules = _rescale(bootstrap, tmp_path / "refused.state", config=None)
     assert other_rules.returncode == 2 and "decided under rules" in other_rules.stderr
-    assert set(_partition_counts(bootstrap).values()) == {4}
+    assert set(_partition_counts(bootstrap, engine).values()) == {4}
 
     if crash_at is not None:
         crashed = _rescale(bootstrap, state, env={CRASH_ENV: crash_at})
@@ -200,14 +215,14 @@ def _scenario(broker, tmp_path: Path, crash_at: str | None) -> None:
     assert "rescaled from 4 to 8 partitions" in done.stdout
     if crash_at is not None:
         assert "finishing" in done.stdout + done.stderr
-    assert set(_partition_counts(bootstrap).values()) == {8}
+    assert set(_partition_counts(bootstrap, engine).values()) == {8}
     again = _rescale(bootstrap, state)
     assert again.returncode == 2 and "already done" in again.stderr
 
     logs_8 = tmp_path / "logs-8"  # the worker at 4 partitions logged to `logs`
     logs_8.mkdir()
     worker = WorkerProcess(broker, tmp_path / "data-8", logs_8, partitions=8,
-                           config=DEMO_CONFIG).start()
+                           config=DEMO_CONFIG, engine=engine).start()
     try:
         _produce(bootstrap, rest)
         try:
@@ -218,7 +233,7 @@ def _scenario(broker, tmp_path: Path, crash_at: str | None) -> None:
         _assert_as_simulate(published, expected, contended)
     finally:
         worker.stop()
-    _assert_claims_hold(bootstrap, expected)
+    _assert_claims_hold(bootstrap, expected, engine)
 
     # Replay of the rescaled topics: nothing differs; two halves add up to the whole.
     base = ["replay", "--bootstrap", bootstrap, "--config", DEMO_CONFIG, "--app-id", APP_ID,
@@ -242,9 +257,10 @@ def _scenario(broker, tmp_path: Path, crash_at: str | None) -> None:
     assert want["people"] == len({msgspec.json.decode(x)["person_id"] for x in lines})
 
 
-def test_rescale_4_to_8_decides_as_simulate(fresh_broker, tmp_path):
-    _scenario(fresh_broker, tmp_path, crash_at=None)
+def test_rescale_4_to_8_decides_as_simulate(fresh_broker, tmp_path, worker_engine):
+    _scenario(fresh_broker, tmp_path, crash_at=None, engine=worker_engine)
 
 
-def test_rescale_crashed_half_way_then_run_again(fresh_broker, tmp_path):
-    _scenario(fresh_broker, tmp_path, crash_at=f"rebuild:{topics.JOURNAL}:half")
+def test_rescale_crashed_half_way_then_run_again(fresh_broker, tmp_path, worker_engine):
+    _scenario(fresh_broker, tmp_path, crash_at=f"rebuild:{topics.JOURNAL}:half",
+              engine=worker_engine)
