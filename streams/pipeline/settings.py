@@ -55,8 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="where RocksDB tables live " + env_help("data_dir"))
     p.add_argument("--partitions", type=int, help="partitions per topic " + env_help("partitions"))
     p.add_argument("--config", help="rules configuration TOML " + env_help("config"))
-    p.add_argument("--web-port", type=int, help="Faust web port " + env_help("web_port"))
-    p.add_argument("--web-host", help="Faust web bind address " + env_help("web_host"))
+    p.add_argument("--web-port", type=int, help="port of the status API (the web server) " + env_help("web_port"))
+    p.add_argument("--web-host", help="bind address of the status API " + env_help("web_host"))
     p.add_argument("--web-canonical-url",
                    help="URL other workers reach this one at, for the status API's routing "
                    "(default http://WEB_HOST:WEB_PORT) " + env_help("web_canonical_url"))

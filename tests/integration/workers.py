@@ -50,7 +50,7 @@ class WorkerProcess:
         self.app_id = app_id
         self.extra_args = list(extra_args or [])
         self.engine = engine
-        # The Faust web port of the current run (a fresh free port on every start).
+        # The status API's port of the current run (a fresh free port on every start).
         self.web_port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
