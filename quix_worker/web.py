@@ -72,7 +72,11 @@ class _Peers:
             return self.urls
         if self.admin is None:
             admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.kwargs)
-            await admin.start()
+            try:
+                await admin.start()
+            except BaseException:
+                await admin.close()
+                raise
             self.admin = admin
         self.urls = urls_of(await group_members(self.admin, self.group))
         self.at = time.monotonic()
