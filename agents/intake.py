@@ -12,6 +12,8 @@ from schemas import topics
 from streams.pipeline.intake import ALIGN_TICK, RESEEK_EVERY, Intake
 from streams.pipeline.outputs import Outputs
 
+INPUTS = frozenset(topics.INPUT_TOPICS)
+
 
 class FaustSource:
     """Faust's consumer as the intake step's `IntakeSource`; tokens are Faust events."""
@@ -33,6 +35,10 @@ class FaustSource:
         # The high watermark of the consumer's last fetch (correct on Tansu too).
         hw: int | None = self.app.consumer.highwater(self._tp(topic, partition))
         return hw
+
+    def owned(self) -> list[tuple[str, int]]:
+        return [(tp.topic, tp.partition) for tp in self.app.consumer.assignment()
+                if tp.topic in INPUTS]
 
     def committed(self, topic: str, partition: int) -> int | None:
         # Faust does not know it before its seek after a rebalance, nor tell 0 from none.

@@ -32,7 +32,7 @@ def finish(step: Coroutine[Any, Any, None]) -> None:
 class QuixSource:
     """Watermarks, committed offsets, seeks and acknowledgements of the input topics."""
 
-    __slots__ = ("consumer", "_store", "_generation", "_committed", "_acked", "_tps")
+    __slots__ = ("consumer", "_store", "_generation", "_committed", "_acked", "_tps", "_owned")
 
     def __init__(self, consumer: Any, store_offset: StoreOffset) -> None:
         self.consumer = consumer
@@ -44,6 +44,8 @@ class QuixSource:
         # The last offset acknowledged per partition in this generation.
         self._acked: dict[tuple[str, int], int] = {}
         self._tps: dict[tuple[str, int], TopicPartition] = {}
+        # The input partitions assigned now.
+        self._owned: set[tuple[str, int]] = set()
 
     def _tp(self, topic: str, partition: int) -> TopicPartition:
         tp = self._tps.get((topic, partition))
@@ -80,8 +82,12 @@ class QuixSource:
         self._acked[source] = offset
         self._store(topic, partition, offset)
 
+    def owned(self) -> list[tuple[str, int]]:
+        return list(self._owned)
+
     def assigned(self, partitions: list[TopicPartition]) -> None:
         """Reads the committed offsets of newly assigned input partitions."""
+        self._owned.update((tp.topic, tp.partition) for tp in partitions)
         if not partitions:
             return
         for tp in self.consumer.committed(partitions, timeout=30):
@@ -93,6 +99,7 @@ class QuixSource:
     def revoked(self, partitions: list[TopicPartition]) -> set[tuple[str, int]]:
         """Forgets the revoked input partitions; returns them as (topic, partition)."""
         gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._owned -= gone
         for source in gone:
             self._generation[source] = self._generation.get(source, 0) + 1
             self._committed.pop(source, None)

@@ -97,6 +97,8 @@ class Intake:
         # When a starved source was last sought (monotonic seconds): sought again only after
         # another STARVED_AFTER without a record.
         self._starved_sought: dict[tuple[str, int], float] = {}
+        # Assigned input partitions the consumer has fetched nothing of yet, since when.
+        self._unfetched: dict[tuple[str, int], float] = {}
 
     async def on_record(self, topic: str, partition: int, offset: int, key: bytes | None,
                         value: bytes | None, token: Any) -> None:
@@ -211,6 +213,30 @@ class Intake:
                         self.source.highwater(topic, partition), at)
             metrics.labelled(metrics.REREADS, topic).inc()
             await self.source.seek(topic, partition, at)
+        await self._kick_unfetched(now)
+
+    async def _kick_unfetched(self, now: float) -> None:
+        """Seeks an assigned input partition the consumer has not fetched at all (no high
+        watermark) for `STARVED_AFTER` seconds to where it resumes. Seen on Apache Kafka with Faust
+        after a rescale: the worker owned the new partitions and read nothing of them for
+        minutes; alignment takes such a source as idle, and the starved check above cannot see
+        it (it knows only partitions that delivered, with a high watermark)."""
+        unfetched, sought = {}, self._starved_sought
+        for topic, partition in self.source.owned():
+            if self.source.highwater(topic, partition) is not None:
+                continue
+            source = (topic, partition)
+            since = unfetched[source] = self._unfetched.get(source, now)
+            if (now - since < STARVED_AFTER
+                    or now - sought.get(source, float("-inf")) < STARVED_AFTER):
+                continue
+            sought[source] = now
+            at = self._next_to_read(topic, partition, 0)
+            log.warning("%s/%s: nothing fetched for %.0f s since this worker took it; reading it "
+                        "from offset %s", topic, partition, now - since, at)
+            metrics.labelled(metrics.REREADS, topic).inc()
+            await self.source.seek(topic, partition, at)
+        self._unfetched = unfetched
 
     def revoked(self, sources: set[tuple[str, int]]) -> None:
         """The engine took these (input topic, partition) away: what they held was never
@@ -220,3 +246,4 @@ class Intake:
         self.continuity.drop(sources)
         for source in sources:
             self._starved_sought.pop(source, None)
+            self._unfetched.pop(source, None)

@@ -18,7 +18,7 @@ folding, claims, dead letters and metrics are written once, whatever runs them:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NamedTuple, Protocol
 
 #: Sends one record: (topic, key, value). Awaited for the hand-over to the producer, not delivery.
@@ -60,6 +60,9 @@ class IntakeSource(Protocol):
 
     def highwater(self, topic: str, partition: int) -> int | None:
         """The partition's high watermark as of the consumer's last fetch; None before one."""
+
+    def owned(self) -> Iterable[tuple[str, int]]:
+        """The input (topic, partition)s the engine has assigned to this worker now."""
 
     def committed(self, topic: str, partition: int) -> int | None:
         """The group's committed offset of the partition as the engine knows it; None if

@@ -45,9 +45,13 @@ class Source:
         self.acked: list[Any] = []
         self.sought: list[tuple[str, int, int]] = []
         self.balancing = False
+        self.assignment: list[tuple[str, int]] = []
 
     def highwater(self, topic: str, partition: int) -> int | None:
         return None
+
+    def owned(self) -> list[tuple[str, int]]:
+        return self.assignment
 
     def committed(self, topic: str, partition: int) -> int | None:
         return None
@@ -196,6 +200,35 @@ def test_a_source_that_stops_delivering_is_read_again_from_its_next_offset():
     source.balancing = True  # no seeks during a rebalance
     asyncio.run(step.reseek(now=t0 + 4 * STARVED_AFTER))
     assert len(source.sought) == 4
+
+
+def test_an_owned_partition_never_fetched_is_sought_where_it_resumes():
+    step, source, sent = intake(idle_wait=0)
+    source.assignment = [(topics.CARDS, 5), (topics.LINKS, 5)]
+    known = {(topics.LINKS, 5): 0}  # links/5 fetched (empty); cards/5 never fetched
+    source.highwater = lambda topic, partition: known.get((topic, partition))  # type: ignore[method-assign]
+    asyncio.run(step.reseek(now=100.0))
+    asyncio.run(step.reseek(now=100.0 + STARVED_AFTER - 1))
+    assert source.sought == []
+    asyncio.run(step.reseek(now=100.0 + STARVED_AFTER))
+    assert source.sought == [(topics.CARDS, 5, 0)]  # nothing committed known: from the start
+    asyncio.run(step.reseek(now=100.0 + STARVED_AFTER + 1))  # not again before another wait
+    assert len(source.sought) == 1
+    source.committed = lambda topic, partition: 7  # type: ignore[method-assign]
+    asyncio.run(step.reseek(now=100.0 + 2 * STARVED_AFTER))
+    assert source.sought[-1] == (topics.CARDS, 5, 7)
+    # Fetched at last: never again; and a partition taken away and given back starts afresh.
+    known[(topics.CARDS, 5)] = 9
+    asyncio.run(step.reseek(now=100.0 + 4 * STARVED_AFTER))
+    assert len(source.sought) == 2
+    del known[(topics.CARDS, 5)]
+    step.revoked({(topics.CARDS, 5)})
+    asyncio.run(step.reseek(now=200.0))
+    asyncio.run(step.reseek(now=200.0 + STARVED_AFTER - 1))
+    assert len(source.sought) == 2
+    source.balancing = True
+    asyncio.run(step.reseek(now=200.0 + 2 * STARVED_AFTER))
+    assert len(source.sought) == 2
 
 
 # -- ledger

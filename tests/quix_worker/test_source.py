@@ -61,8 +61,10 @@ def test_committed_offsets_are_read_at_assignment_and_forgotten_at_revocation():
     source, _, _ = make(committed={("a", 0): 12})
     source.assigned([TopicPartition("a", 0), TopicPartition("a", 1)])
     assert (source.committed("a", 0), source.committed("a", 1)) == (12, None)
+    assert sorted(source.owned()) == [("a", 0), ("a", 1)]
     source.revoked([TopicPartition("a", 0)])
     assert source.committed("a", 0) is None
+    assert source.owned() == [("a", 1)]
 
 
 @pytest.mark.parametrize(("high", "expected"), [({("a", 0): 40}, 40), ({}, None),
