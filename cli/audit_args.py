@@ -8,12 +8,10 @@ implementation (`cli.audit`) only when it runs, and that loads Kafka only for --
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import Any
 
+from cli import Lazy
 from schemas.settings import ENV
-
-Lazy = Callable[[str, str], Callable[[argparse.Namespace], int]]
 
 _BOOTSTRAP_HELP = ("read the topics of this Kafka (group-less: running workers are not disturbed; "
                    f"default ${ENV['bootstrap'].var} when no other source is given)")

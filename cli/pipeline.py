@@ -4,12 +4,10 @@ aiokafka or rocksdict: each command loads its implementation only when it runs."
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import Any
 
+from cli import Lazy
 from schemas.settings import ENV
-
-Lazy = Callable[[str, str], Callable[[argparse.Namespace], int]]
 
 
 def register(sub: Any, lazy: Lazy) -> None:

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cli import Lazy
 from schemas.settings import ENV, NO_BROKER, flag_or_env, from_env
-
-Lazy = Callable[[str, str], Callable[[argparse.Namespace], int]]
 
 
 def register(sub: Any, lazy: Lazy) -> None:

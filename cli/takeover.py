@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from typing import Any
 
+from cli import Lazy
 from schemas.settings import ENGINES, ENV, NO_BROKER, flag_or_env
-
-Lazy = Callable[[str, str], Callable[[argparse.Namespace], int]]
 
 
 def register(sub: Any, lazy: Lazy) -> None:
