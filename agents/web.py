@@ -24,12 +24,19 @@ from aiohttp import ClientError
 
 from agents.faust_private import add_middleware
 from streams.core.config import RulesConfig
-from streams.web.documents import DOC_ENCODER, ServedBy, openapi_document, valid_person_id
+from streams.web.documents import (
+    DOC_ENCODER,
+    HISTORY_PATH,
+    OPENAPI_PATH,
+    STATUS_PATH,
+    ServedBy,
+    openapi_document,
+    valid_person_id,
+)
 from streams.web.http import (
     BAD_PERSON_ID,
     NO_ANSWER,
     NOT_READY,
-    PERSON_PATHS,
     ROUTE_TIMEOUT,
     error,
     history_answer,
@@ -82,9 +89,7 @@ def register_views(app: Any, tables: dict[str, Any], rules: RulesConfig, token: 
         except (ClientError, TimeoutError):
             return unavailable(NO_ANSWER)
 
-    status_path, history_path = PERSON_PATHS
-
-    @app.page(status_path, name="person_status")
+    @app.page(STATUS_PATH, name="person_status")
     class PersonStatusView(View):
         async def get(self, request: Any, person_id: str) -> Any:
             return await answer(request, person_id, self.owner)
@@ -97,7 +102,7 @@ def register_views(app: Any, tables: dict[str, Any], rules: RulesConfig, token: 
             key = person_id.encode()
             return status_answer(person_id, persons.get(key), rules, served_by(key))
 
-    @app.page(history_path, name="person_history")
+    @app.page(HISTORY_PATH, name="person_history")
     class PersonHistoryView(View):
         async def get(self, request: Any, person_id: str) -> Any:
             return await answer(request, person_id, self.owner)
@@ -111,7 +116,7 @@ def register_views(app: Any, tables: dict[str, Any], rules: RulesConfig, token: 
             return history_answer(person_id, timeline.get, lambda k: persons.get(k) is not None,
                                   rules, served_by(key))
 
-    @app.page("/openapi.json", name="openapi")
+    @app.page(OPENAPI_PATH, name="openapi")
     class OpenApiView(View):
         async def get(self, request: Any) -> Any:
             return json_response(200, openapi_body)

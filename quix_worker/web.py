@@ -26,14 +26,21 @@ from aiohttp import web as aioweb
 from quix_worker import private
 from schemas import topics
 from streams.core.config import RulesConfig
-from streams.web.documents import DOC_ENCODER, ServedBy, openapi_document, valid_person_id
+from streams.web.documents import (
+    DOC_ENCODER,
+    HISTORY_PATH,
+    OPENAPI_PATH,
+    STATUS_PATH,
+    ServedBy,
+    openapi_document,
+    valid_person_id,
+)
 from streams.web.http import (
     BAD_PERSON_ID,
     FORWARDED_HEADER,
     MISDIRECTED,
     NO_ANSWER,
     NOT_READY,
-    PERSON_PATHS,
     RELAYED_HEADERS,
     ROUTE_TIMEOUT,
     error,
@@ -101,13 +108,8 @@ class StatusServer:
 
     # --- reading this worker's state --------------------------------------------------------
 
-    def _partition(self, key: bytes) -> int:
-        return topics.partition_for_key(key, self.partitions)
-
-    def _local(self, person_id: str, history: bool) -> Any:
+    def _local(self, person_id: str, key: bytes, partition: int, history: bool) -> Any:
         """The answer from this worker's state, or `private.NOT_OWNED` / `RECOVERING`."""
-        key = person_id.encode()
-        partition = self._partition(key)
         served_by = ServedBy(partition=partition, worker=self.url)
         persons, timeline = topics.QUIX_PERSONS_TAG, topics.QUIX_TIMELINE_TAG
 
@@ -155,7 +157,9 @@ class StatusServer:
         person_id = request.match_info["person_id"]
         if not valid_person_id(person_id):
             return error(400, BAD_PERSON_ID)
-        local = self._local(person_id, history)
+        key = person_id.encode()
+        partition = topics.partition_for_key(key, self.partitions)
+        local = self._local(person_id, key, partition, history)
         if local is private.RECOVERING:
             return unavailable(NOT_READY)
         if local is not private.NOT_OWNED:
@@ -164,7 +168,7 @@ class StatusServer:
             return error(MISDIRECTED, "this worker does not own this person's partition")
         try:
             async with asyncio.timeout(ROUTE_TIMEOUT):
-                return await self._forward(request, self._partition(person_id.encode()))
+                return await self._forward(request, partition)
         except Exception as exc:  # noqa: BLE001 - the group could not be described, or timeout
             log.info("status API: forwarding failed: %r", exc)
             return unavailable(NO_ANSWER)
@@ -173,7 +177,6 @@ class StatusServer:
 
     def web_app(self) -> aioweb.Application:
         app = aioweb.Application(middlewares=[make_guard(self.token)])
-        status_path, history_path = PERSON_PATHS
 
         async def person_status(request: Any) -> Any:
             return await self._person(request, history=False)
@@ -187,9 +190,9 @@ class StatusServer:
         async def page(request: Any) -> Any:
             return page_response()
 
-        app.router.add_get(status_path, person_status, allow_head=False)
-        app.router.add_get(history_path, person_history, allow_head=False)
-        app.router.add_get("/openapi.json", openapi, allow_head=False)
+        app.router.add_get(STATUS_PATH, person_status, allow_head=False)
+        app.router.add_get(HISTORY_PATH, person_history, allow_head=False)
+        app.router.add_get(OPENAPI_PATH, openapi, allow_head=False)
         app.router.add_get(PAGE_PATH, page, allow_head=False)
         return app
 

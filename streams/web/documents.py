@@ -41,6 +41,10 @@ from streams.web.status_page import PAGE_PATH
 
 PERSON_ID_RE = re.compile(PERSON_ID_PATTERN)
 JSON = "application/json"
+#: The API's paths (the page's is `status_page.PAGE_PATH`).
+STATUS_PATH = "/persons/{person_id}"
+HISTORY_PATH = "/persons/{person_id}/history"
+OPENAPI_PATH = "/openapi.json"
 
 
 # --- request checks ---------------------------------------------------------------------------
@@ -340,12 +344,12 @@ def openapi_document(token_required: bool) -> dict[str, Any]:
             ),
         },
         "paths": {
-            "/persons/{person_id}": {"get": person_op(
+            STATUS_PATH: {"get": person_op(
                 "A person's current status", "PersonStatus",
                 "Card, MyKey (set or not), registrations, linked service, points and what remains "
                 "to the cap per campaign. `renewal_wait_now` is evaluated on the worker's wall "
                 "clock for display only; every rule uses the events' own times.")},
-            "/persons/{person_id}/history": {"get": person_op(
+            HISTORY_PATH: {"get": person_op(
                 "A person's published outcomes", "PersonHistory",
                 "Decisions, grants and alerts, in the order they were published, and each in "
                 "plain words (`texts`, by outcome_id: what `mynapoint explain` says).")},
@@ -357,7 +361,7 @@ def openapi_document(token_required: bool) -> dict[str, Any]:
                 "responses": {"200": {"description": "HTML page",
                                       "content": {"text/html": {"schema": {"type": "string"}}}}},
             }},
-            "/openapi.json": {"get": {
+            OPENAPI_PATH: {"get": {
                 "summary": "This description",
                 "responses": {"200": {"description": "OpenAPI 3.1 document",
                                       "content": {JSON: {"schema": {"type": "object"}}}}},

@@ -51,7 +51,6 @@ log = logging.getLogger("mynapoint.web")
 #: How long a request may take, forwarding to the owner included, before it is answered 503.
 ROUTE_TIMEOUT = 10.0
 RETRY_AFTER_SECONDS = "2"
-PERSON_PATHS = ("/persons/{person_id}", "/persons/{person_id}/history")
 #: Marks a request one worker forwards to another: the receiver answers from its own state only
 #: and never forwards it again (421 when it does not own the person's partition).
 FORWARDED_HEADER = "X-Mynapoint-Forwarded"

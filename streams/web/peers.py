@@ -56,10 +56,7 @@ class Owners:
         """Whom to ask, in order: the last known owner, then every other peer but `me`."""
         others = [p for p in peers if p != me]
         last = self._owner.get(partition)
-        if last in others:
-            others.remove(last)  # type: ignore[arg-type]
-            others.insert(0, last)  # type: ignore[arg-type]
-        return others
+        return sorted(others, key=lambda p: p != last)  # stable: the rest keep their order
 
     def answered(self, partition: int, url: str) -> None:
         self._owner[partition] = url
