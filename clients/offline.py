@@ -22,6 +22,7 @@ from streams.audit.takeover import (
     QUIX_COLUMN_FAMILY,
     QUIX_COLUMN_FAMILY_HEADER,
     QUIX_STATE_OF_TABLE,
+    QUIX_STATE_SOURCES,
 )
 
 _DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs config_source: set on the topic itself
@@ -35,8 +36,7 @@ def state_topics(engine: str, app_id: str) -> dict[str, str]:
     stateful dataframe's source topic."""
     if engine == "faust":
         return {t: topics.changelog_topic(app_id, t) for t in QUIX_STATE_OF_TABLE}
-    sources = dict.fromkeys(s for s, _ in QUIX_STATE_OF_TABLE.values())
-    return {s: topics.quix_changelog_topic(app_id, s) for s in sources}
+    return {s: topics.quix_changelog_topic(app_id, s) for s in QUIX_STATE_SOURCES}
 
 
 def state_rows(engine: str, records: Iterable[Any]) -> dict[bytes, bytes]:

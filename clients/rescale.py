@@ -60,10 +60,9 @@ from streams.audit.rescale import (
 from streams.audit.takeover import (
     QUIX_COLUMN_FAMILY,
     QUIX_COLUMN_FAMILY_HEADER,
-    QUIX_STATE_OF_TABLE,
     TakeoverError,
-    quix_key,
-    to_faust,
+    faust_tables,
+    to_quix,
 )
 
 STATE_VERSION = 1
@@ -282,11 +281,7 @@ class Rescaler(OfflineJob):
         rows = {name: state_rows(engine or "faust", states_dump.records.get(topic, []))
                 for name, topic in changelogs.items()}
         if engine == "quix":
-            # The rows in the Faust tables' layout (the one the rebuild works in).
-            n = int(state.data["from"])
-            rows = {table: {k: v for part in parts for k, v in part
-                            if k is not None and v is not None}
-                    for table, parts in to_faust(rows, n).items()}
+            rows = faust_tables(rows)  # in the tables' layout, the one the rebuild works in
         d = state.data
         d["engine"] = engine
         d["committed"] = committed
@@ -395,15 +390,9 @@ class Rescaler(OfflineJob):
         in the layout of the engine the app runs on (streams.audit.takeover)."""
         engine = d.get("engine") or "faust"
         name = next(k for k, v in state_topics(engine, self.app_id).items() if v == topic)
-        tables = [name] if engine == "faust" else [
-            t for t, (source, _) in QUIX_STATE_OF_TABLE.items() if source == name]
-        out: list[list[Record]] = [[] for _ in range(self.m)]
-        for table in tables:
-            parts = table_at(table, d["tables"][table], self.m, n=d["from"], moved=at.moved)
-            for q, rows in enumerate(parts):
-                out[q].extend(rows if engine == "faust" else
-                              [(quix_key(table, k), v) for k, v in rows if k is not None])
-        return out
+        if engine == "faust":
+            return table_at(name, d["tables"][name], self.m, n=d["from"], moved=at.moved)
+        return to_quix(d["tables"], self.m, n=d["from"], moved=at.moved)[name]
 
     async def _engine(self) -> str | None:
         """The engine whose changelogs hold the app's state (None: no worker wrote any)."""

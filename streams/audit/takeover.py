@@ -22,8 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from schemas import topics
-from schemas.topics import partition_for_key
-from streams.audit.rescale import Record, routing_key
+from streams.audit.rescale import Record, routing_key, table_at
 
 #: Quix's state rows of each Faust table: the source topic of the stateful dataframe, and the tag
 #: before the row's key (streams/pipeline's stores on Quix, quix_worker/app.py).
@@ -32,6 +31,8 @@ QUIX_STATE_OF_TABLE: dict[str, tuple[str, bytes]] = {
     "timeline": (topics.JOURNAL, topics.QUIX_TIMELINE_TAG),
     "claims": (topics.CLAIMS, b""),
 }
+#: The source topics of the Quix worker's stateful dataframes, one changelog each.
+QUIX_STATE_SOURCES = tuple(dict.fromkeys(source for source, _ in QUIX_STATE_OF_TABLE.values()))
 #: The column family every row of the Quix worker's state is in (its changelog records say it in
 #: a header, which Quix's recovery requires).
 QUIX_COLUMN_FAMILY = b"default"
@@ -74,34 +75,31 @@ def faust_row(source: str, key: bytes) -> tuple[str, bytes] | None:
     return None
 
 
-def to_quix(tables: Mapping[str, Mapping[bytes, bytes]], partitions: int
-            ) -> dict[str, list[list[Record]]]:
+def to_quix(tables: Mapping[str, Mapping[bytes, bytes]], partitions: int, *, n: int = 0,
+            moved: Mapping[tuple[int, int], int] | None = None) -> dict[str, list[list[Record]]]:
     """The Faust tables' rows (latest value per key) as the Quix worker's state changelogs, by
-    source topic, each a list of `partitions` partitions in a deterministic order (by key)."""
-    out: dict[str, list[list[Record]]] = {
-        source: [[] for _ in range(partitions)]
-        for source in dict.fromkeys(s for s, _ in QUIX_STATE_OF_TABLE.values())}
-    for table in QUIX_STATE_OF_TABLE:
-        source, _ = QUIX_STATE_OF_TABLE[table]
-        rows = tables.get(table, {})
-        for row in sorted(rows):
-            p = partition_for_key(routing_key(table, row), partitions)
-            out[source][p].append((quix_key(table, row), rows[row]))
+    source topic, each a list of `partitions` partitions in a deterministic order: each table's
+    rows placed as `streams.audit.rescale.table_at` places them (with `n` and `moved`, the
+    journal offsets they remember moved as a rescale from `n` partitions moves them)."""
+    out: dict[str, list[list[Record]]] = {source: [[] for _ in range(partitions)]
+                                          for source in QUIX_STATE_SOURCES}
+    for table, (source, _) in QUIX_STATE_OF_TABLE.items():
+        placed = table_at(table, tables.get(table, {}), partitions, n=n, moved=moved)
+        for part, rows in zip(out[source], placed, strict=True):
+            part.extend((quix_key(table, row), value) for row, value in rows
+                        if row is not None)
     return out
 
 
-def to_faust(states: Mapping[str, Mapping[bytes, bytes]], partitions: int
-             ) -> dict[str, list[list[Record]]]:
+def faust_tables(states: Mapping[str, Mapping[bytes, bytes]]) -> dict[str, dict[bytes, bytes]]:
     """The Quix worker's state rows (latest value per key, by source topic) as the Faust tables'
-    changelogs, by table, each a list of `partitions` partitions in a deterministic order (by
-    key, as `mynapoint rescale` writes them).
+    rows, by table.
 
     Raises `TakeoverError` for a key that is none of the steps' rows: it would be lost.
     """
-    out: dict[str, list[list[Record]]] = {t: [[] for _ in range(partitions)]
-                                          for t in QUIX_STATE_OF_TABLE}
+    tables: dict[str, dict[bytes, bytes]] = {t: {} for t in QUIX_STATE_OF_TABLE}
     for source, rows in states.items():
-        for key in sorted(rows):
+        for key, value in rows.items():
             found = faust_row(source, key)
             if found is None:
                 raise TakeoverError(
@@ -109,9 +107,13 @@ def to_faust(states: Mapping[str, Mapping[bytes, bytes]], partitions: int
                     f"({key[:60]!r}): was it written by another version of the worker? Take over "
                     "with that version")
             table, row = found
-            out[table][partition_for_key(routing_key(table, row), partitions)].append(
-                (row, rows[key]))
-    for parts in out.values():
-        for part in parts:
-            part.sort(key=lambda record: record[0] or b"")
-    return out
+            tables[table][row] = value
+    return tables
+
+
+def to_faust(states: Mapping[str, Mapping[bytes, bytes]], partitions: int
+             ) -> dict[str, list[list[Record]]]:
+    """The Quix worker's state rows as the Faust tables' changelogs, by table, each a list of
+    `partitions` partitions, placed and ordered as `streams.audit.rescale.table_at` does."""
+    return {table: table_at(table, rows, partitions)
+            for table, rows in faust_tables(states).items()}
