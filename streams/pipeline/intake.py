@@ -202,18 +202,26 @@ class Intake:
         for (topic, partition), offset in self.continuity.holes():
             await self.source.seek(topic, partition, offset)
         now = time.monotonic() if now is None else now
-        sought = self._starved_sought
         for topic, partition, nxt in self.aligner.starved(now, STARVED_AFTER, self._has_more):
-            if now - sought.get((topic, partition), float("-inf")) < STARVED_AFTER:
+            if not self._due((topic, partition), now):
                 continue
-            sought[(topic, partition)] = now
             at = self._next_to_read(topic, partition, nxt)
             log.warning("%s/%s: nothing read for %.0f s although the broker holds offsets up to "
                         "%s; reading again from offset %s", topic, partition, STARVED_AFTER,
                         self.source.highwater(topic, partition), at)
-            metrics.labelled(metrics.REREADS, topic).inc()
-            await self.source.seek(topic, partition, at)
+            await self._read_again(topic, partition, at)
         await self._kick_unfetched(now)
+
+    def _due(self, source: tuple[str, int], now: float) -> bool:
+        """Whether `source` may be read again now: at most once per `STARVED_AFTER`."""
+        if now - self._starved_sought.get(source, float("-inf")) < STARVED_AFTER:
+            return False
+        self._starved_sought[source] = now
+        return True
+
+    async def _read_again(self, topic: str, partition: int, at: int) -> None:
+        metrics.labelled(metrics.REREADS, topic).inc()
+        await self.source.seek(topic, partition, at)
 
     async def _kick_unfetched(self, now: float) -> None:
         """Seeks an assigned input partition the consumer has not fetched at all (no high
@@ -221,21 +229,18 @@ class Intake:
         after a rescale: the worker owned the new partitions and read nothing of them for
         minutes; alignment takes such a source as idle, and the starved check above cannot see
         it (it knows only partitions that delivered, with a high watermark)."""
-        unfetched, sought = {}, self._starved_sought
+        unfetched = {}
         for topic, partition in self.source.owned():
             if self.source.highwater(topic, partition) is not None:
                 continue
             source = (topic, partition)
             since = unfetched[source] = self._unfetched.get(source, now)
-            if (now - since < STARVED_AFTER
-                    or now - sought.get(source, float("-inf")) < STARVED_AFTER):
+            if now - since < STARVED_AFTER or not self._due(source, now):
                 continue
-            sought[source] = now
             at = self._next_to_read(topic, partition, 0)
             log.warning("%s/%s: nothing fetched for %.0f s since this worker took it; reading it "
                         "from offset %s", topic, partition, now - since, at)
-            metrics.labelled(metrics.REREADS, topic).inc()
-            await self.source.seek(topic, partition, at)
+            await self._read_again(topic, partition, at)
         self._unfetched = unfetched
 
     def revoked(self, sources: set[tuple[str, int]]) -> None:
