@@ -47,6 +47,14 @@ def state_rows(engine: str, records: Iterable[Any]) -> dict[bytes, bytes]:
     return latest_values((r.key, r.value) for r in records)
 
 
+def state_headers(topic: str) -> list[tuple[str, bytes]]:
+    """The headers a row written to the state changelog `topic` carries: on a Quix changelog,
+    the column family its recovery requires; none on Faust's."""
+    if topics.is_quix_changelog(topic):
+        return [(QUIX_COLUMN_FAMILY_HEADER, QUIX_COLUMN_FAMILY)]
+    return []
+
+
 def _column_family(record: Any) -> bytes | None:
     for name, value in record.headers or ():
         if name == QUIX_COLUMN_FAMILY_HEADER:

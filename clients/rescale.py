@@ -42,7 +42,14 @@ from typing import Any
 import msgspec
 
 from clients.admin import topic_errors
-from clients.offline import OfflineFailed, OfflineJob, Outgoing, state_rows, state_topics
+from clients.offline import (
+    OfflineFailed,
+    OfflineJob,
+    Outgoing,
+    state_headers,
+    state_rows,
+    state_topics,
+)
 from schemas import topics
 from schemas.settings import ENGINES
 from schemas.topics import TABLES
@@ -58,8 +65,6 @@ from streams.audit.rescale import (
     table_at,
 )
 from streams.audit.takeover import (
-    QUIX_COLUMN_FAMILY,
-    QUIX_COLUMN_FAMILY_HEADER,
     TakeoverError,
     faust_tables,
     to_quix,
@@ -373,8 +378,7 @@ class Rescaler(OfflineJob):
                  "records")
         await self._recreate(topic, self.m, d["configs"].get(topic, {}),
                              d["replicas"].get(topic, 1))
-        headers = ([(QUIX_COLUMN_FAMILY_HEADER, QUIX_COLUMN_FAMILY)]
-                   if topics.is_quix_changelog(topic) else [])
+        headers = state_headers(topic)
         batch: list[Outgoing] = [(topic, q, k, v, headers) for q, recs in enumerate(records)
                                  for k, v in recs]
         half = len(batch) // 2

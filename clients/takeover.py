@@ -29,12 +29,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from clients.offline import OfflineFailed, OfflineJob, Outgoing, state_rows, state_topics
+from clients.offline import (
+    OfflineFailed,
+    OfflineJob,
+    Outgoing,
+    state_headers,
+    state_rows,
+    state_topics,
+)
 from schemas import topics
 from schemas.settings import ENGINES
 from streams.audit.takeover import (
-    QUIX_COLUMN_FAMILY,
-    QUIX_COLUMN_FAMILY_HEADER,
     TakeoverError,
     to_faust,
     to_quix,
@@ -140,12 +145,11 @@ class Takeover(OfflineJob):
             layout = to_quix(rows, n) if self.target == "quix" else to_faust(rows, n)
         except TakeoverError as exc:
             raise TakeoverFailed(str(exc)) from None
-        headers = ([(QUIX_COLUMN_FAMILY_HEADER, QUIX_COLUMN_FAMILY)]
-                   if self.target == "quix" else [])
         replicas = (await self._replication([topics.JOURNAL])).get(topics.JOURNAL, 1)
         for name, topic in state_topics(self.target, self.app_id).items():
             parts = layout.get(name, [[] for _ in range(n)])
             await self._recreate(topic, n, dict(topics.CHANGELOG_CONFIG), replicas)
+            headers = state_headers(topic)
             records: list[Outgoing] = [(topic, p, key, value, headers)
                                        for p, part in enumerate(parts) for key, value in part]
             await self._send(records)
