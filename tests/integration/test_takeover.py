@@ -45,20 +45,31 @@ def person_of(line: bytes) -> str | None:
         return None
 
 
+def run_takeover(bootstrap: str, to: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", "takeover", "--to", to, "--bootstrap", bootstrap,
+         "--app-id", APP_ID, "--timeout", "120"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
 def takeover(bootstrap: str, to: str) -> str:
     """Runs `mynapoint takeover --to TO`; a worker that has just stopped may still be a member of
     the group for a moment (until the broker sees it leave): that refusal is retried."""
     deadline = time.monotonic() + 120
     while True:
-        done = subprocess.run(
-            [sys.executable, "-m", "cli.main", "takeover", "--to", to, "--bootstrap", bootstrap,
-             "--app-id", APP_ID, "--timeout", "120"],
-            cwd=ROOT, capture_output=True, text=True, timeout=300)
+        done = run_takeover(bootstrap, to)
         if done.returncode == 0:
             return done.stdout
         assert "still running" in done.stderr, done.stderr
         assert time.monotonic() < deadline, done.stderr
         time.sleep(1)  # waiting for the group to be empty, not for luck
+
+
+def persons_changelog(engine: str) -> str:
+    """The changelog that holds the persons' records on `engine`."""
+    if engine == "quix":
+        return topics.quix_changelog_topic(APP_ID, topics.JOURNAL)
+    return topics.changelog_topic(APP_ID, "persons")
 
 
 def test_takeover_from_faust_to_quix_and_back_goes_on_where_each_stopped(fresh_broker, tmp_path):
@@ -69,25 +80,17 @@ def test_takeover_from_faust_to_quix_and_back_goes_on_where_each_stopped(fresh_b
     spanning = set.intersection(*({person_of(line) for line in part} for part in parts))
     assert len(spanning) >= 50  # people decided by all three runs
     sent = 0
-    published: list = []
     for run, engine in enumerate(("faust", "quix", "faust")):
         if run:
             out = takeover(bootstrap, engine)
             assert f"to {engine}" in out
-            source = {"quix": "faust", "faust": "quix"}[engine]
-            changelog = (topics.quix_changelog_topic(APP_ID, topics.JOURNAL) if engine == "quix"
-                         else topics.changelog_topic(APP_ID, "persons"))
-            assert f"{changelog}: " in out, out
+            assert f"{persons_changelog(engine)}: " in out, out
             # The state lives in one engine's changelogs only: a second takeover says where.
-            again = subprocess.run(
-                [sys.executable, "-m", "cli.main", "takeover", "--to", engine, "--bootstrap",
-                 bootstrap, "--app-id", APP_ID], cwd=ROOT, capture_output=True, text=True,
-                timeout=300)
+            again = run_takeover(bootstrap, engine)
             assert again.returncode == 2 and "taken over already" in again.stderr, again.stderr
             retired = out.split("retired:")[1].splitlines()[0]
-            old = (topics.changelog_topic(APP_ID, "persons") if source == "faust"
-                   else topics.quix_changelog_topic(APP_ID, topics.JOURNAL))
-            assert old in retired, out
+            source = "faust" if engine == "quix" else "quix"
+            assert persons_changelog(source) in retired, out
         logs = tmp_path / f"logs-{run}"
         logs.mkdir()
         worker = WorkerProcess(fresh_broker, tmp_path / f"data-{run}", logs, config=DEMO_CONFIG,
