@@ -97,8 +97,8 @@ class Intake:
         # When a starved source was last sought (monotonic seconds): sought again only after
         # another STARVED_AFTER without a record.
         self._starved_sought: dict[tuple[str, int], float] = {}
-        # Assigned input partitions the consumer has fetched nothing of yet, since when.
-        self._unfetched: dict[tuple[str, int], float] = {}
+        # Owned input partitions that have delivered nothing yet, since when.
+        self._undelivered: dict[tuple[str, int], float] = {}
 
     async def on_record(self, topic: str, partition: int, offset: int, key: bytes | None,
                         value: bytes | None, token: Any) -> None:
@@ -210,7 +210,7 @@ class Intake:
                         "%s; reading again from offset %s", topic, partition, STARVED_AFTER,
                         self.source.highwater(topic, partition), at)
             await self._read_again(topic, partition, at)
-        await self._kick_unfetched(now)
+        await self._kick_undelivered(now)
 
     def _due(self, source: tuple[str, int], now: float) -> bool:
         """Whether `source` may be read again now: at most once per `STARVED_AFTER`."""
@@ -223,25 +223,30 @@ class Intake:
         metrics.labelled(metrics.REREADS, topic).inc()
         await self.source.seek(topic, partition, at)
 
-    async def _kick_unfetched(self, now: float) -> None:
-        """Seeks an assigned input partition the consumer has not fetched at all (no high
-        watermark) for `STARVED_AFTER` seconds to where it resumes. Seen on Apache Kafka with Faust
+    async def _kick_undelivered(self, now: float) -> None:
+        """Seeks an owned input partition that has delivered nothing for `STARVED_AFTER` seconds
+        since this worker took it, although the broker has more of it (or the consumer has not
+        even fetched it: no high watermark), to where it resumes. Seen on Apache Kafka with Faust
         after a rescale: the worker owned the new partitions and read nothing of them for
-        minutes; alignment takes such a source as idle, and the starved check above cannot see
-        it (it knows only partitions that delivered, with a high watermark)."""
-        unfetched = {}
+        minutes. Alignment takes such a source as idle, and the starved check above cannot see
+        it: it watches only the partitions that delivered something."""
+        undelivered = {}
         for topic, partition in self.source.owned():
-            if self.source.highwater(topic, partition) is not None:
+            if partition in self.aligner.partitions:
+                continue  # delivered something: the starved check watches it
+            if (self.source.highwater(topic, partition) is not None
+                    and not self._has_more(topic, partition, 0)):
                 continue
             source = (topic, partition)
-            since = unfetched[source] = self._unfetched.get(source, now)
+            since = undelivered[source] = self._undelivered.get(source, now)
             if now - since < STARVED_AFTER or not self._due(source, now):
                 continue
             at = self._next_to_read(topic, partition, 0)
-            log.warning("%s/%s: nothing fetched for %.0f s since this worker took it; reading it "
-                        "from offset %s", topic, partition, now - since, at)
+            log.warning("%s/%s: nothing delivered for %.0f s since this worker took it, although "
+                        "the broker holds offsets up to %s; reading it from offset %s", topic,
+                        partition, now - since, self.source.highwater(topic, partition), at)
             await self._read_again(topic, partition, at)
-        self._unfetched = unfetched
+        self._undelivered = undelivered
 
     def revoked(self, sources: set[tuple[str, int]]) -> None:
         """The engine took these (input topic, partition) away: what they held was never
@@ -251,4 +256,4 @@ class Intake:
         self.continuity.drop(sources)
         for source in sources:
             self._starved_sought.pop(source, None)
-            self._unfetched.pop(source, None)
+            self._undelivered.pop(source, None)

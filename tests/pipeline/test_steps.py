@@ -202,36 +202,39 @@ def test_a_source_that_stops_delivering_is_read_again_from_its_next_offset():
     assert len(source.sought) == 4
 
 
-def test_an_owned_partition_never_fetched_is_sought_where_it_resumes():
+def test_an_owned_partition_that_delivers_nothing_is_sought_where_it_resumes():
     step, source, sent = intake(idle_wait=0)
-    source.assignment = [(topics.CARDS, 5), (topics.LINKS, 5)]
-    known = {(topics.LINKS, 5): 0}  # links/5 fetched (empty); cards/5 never fetched
+    source.assignment = [(topics.CARDS, 5), (topics.LINKS, 5), (topics.PAYMENTS, 6)]
+    # cards/5 never fetched; links/5 fetched and empty; payments/6 fetched, records not delivered.
+    known = {(topics.LINKS, 5): 0, (topics.PAYMENTS, 6): 4}
     source.highwater = lambda topic, partition: known.get((topic, partition))  # type: ignore[method-assign]
     asyncio.run(step.reseek(now=100.0))
     asyncio.run(step.reseek(now=100.0 + STARVED_AFTER - 1))
     assert source.sought == []
     asyncio.run(step.reseek(now=100.0 + STARVED_AFTER))
-    assert source.sought == [(topics.CARDS, 5, 0)]  # nothing committed known: from the start
+    # Nothing committed known: from the start.
+    assert sorted(source.sought) == [(topics.CARDS, 5, 0), (topics.PAYMENTS, 6, 0)]
     asyncio.run(step.reseek(now=100.0 + STARVED_AFTER + 1))  # not again before another wait
-    assert len(source.sought) == 1
-    source.committed = lambda topic, partition: 7  # type: ignore[method-assign]
-    asyncio.run(step.reseek(now=100.0 + 2 * STARVED_AFTER))
-    assert source.sought[-1] == (topics.CARDS, 5, 7)
-    # Fetched at last: never again; and a partition taken away and given back starts afresh.
-    known[(topics.CARDS, 5)] = 9
-    asyncio.run(step.reseek(now=100.0 + 4 * STARVED_AFTER))
     assert len(source.sought) == 2
+    source.committed = lambda topic, partition: 4 if partition == 6 else 7  # type: ignore[method-assign]
+    asyncio.run(step.reseek(now=100.0 + 2 * STARVED_AFTER))
+    # payments/6 is read up to its end by the committed offset: nothing more to read there.
+    assert source.sought[2:] == [(topics.CARDS, 5, 7)]
+    # A record delivered on partition 5: the starved check watches it from now on.
+    asyncio.run(step.on_record(topics.CARDS, 5, 7, b"P1",
+                               line("P1", "2020-08-01T09:00:00+09:00", "e1"), "t7"))
+    known[(topics.CARDS, 5)] = 8
+    asyncio.run(step.reseek(now=100.0 + 3 * STARVED_AFTER))
+    assert len(source.sought) == 3
+    # A partition taken away and given back starts afresh; no seeks during a rebalance.
+    step.revoked({(topics.CARDS, 5), (topics.LINKS, 5)})
     del known[(topics.CARDS, 5)]
-    step.revoked({(topics.CARDS, 5)})
     asyncio.run(step.reseek(now=200.0))
     asyncio.run(step.reseek(now=200.0 + STARVED_AFTER - 1))
-    assert len(source.sought) == 2
+    assert len(source.sought) == 3
     source.balancing = True
     asyncio.run(step.reseek(now=200.0 + 2 * STARVED_AFTER))
-    assert len(source.sought) == 2
-
-
-# -- ledger
+    assert len(source.sought) == 3
 
 
 def journal_entry(offset: int) -> bytes:
