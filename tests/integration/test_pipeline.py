@@ -123,7 +123,10 @@ def _assert_equivalent(bootstrap: str, published: list[dict[str, Any]],
               for o in outs}
     if not wanted <= {o["outcome_id"] for o in published}:
         # The last outcomes may still be on their way (or re-sent after a crash).
-        published = Outcomes(bootstrap).until_ids(wanted, 300, worker)
+        try:
+            published = Outcomes(bootstrap).until_ids(wanted, 300, worker)
+        except AssertionError as exc:
+            raise AssertionError(_missing(reference, wanted, published, worker)) from exc
         contended |= _contended(published)
     distinct, repeats = distinct_by_id(published)
     got = by_person(distinct)
@@ -154,6 +157,28 @@ def _first_difference(got: list[dict[str, Any]], expected: list[dict[str, Any]])
         if len(g.get(kind, [])) != len(e.get(kind, [])):
             return kind, len(g.get(kind, [])), len(e.get(kind, []))
     return None
+
+
+def _missing(reference: dict[str, list[dict[str, Any]]], wanted: set[str],
+             published: list[dict[str, Any]], worker: WorkerProcess | None) -> str:
+    """What a run that never published some expected outcomes left undone: who, on which
+    partition, from which outcome on, and the end of the worker's log."""
+    seen = {o["outcome_id"] for o in published}
+    people = {p: [o for o in outs if o["outcome_id"] in wanted and o["outcome_id"] not in seen]
+              for p, outs in reference.items()}
+    people = {p: outs for p, outs in people.items() if outs}
+    lines = [f"{sum(map(len, people.values()))} expected outcomes of {len(people)} people never "
+             f"published (of {len(wanted)} expected)"]
+    partitions: dict[int, int] = {}
+    for p in people:
+        partitions[partition_of(p)] = partitions.get(partition_of(p), 0) + 1
+    lines.append(f"people by partition: {dict(sorted(partitions.items()))}")
+    for p, outs in list(people.items())[:5]:
+        lines.append(f"  {p} (partition {partition_of(p)}): {len(outs)} missing from "
+                     f"{outs[0]['kind']} {outs[0].get('event_id')} {outs[0].get('code')}")
+    if worker is not None:
+        lines.append(f"the worker's log ends with:\n{worker.log_tail(30)}")
+    return "\n".join(lines)
 
 
 def _contended(outcomes: list[dict[str, Any]]) -> set[str]:
