@@ -53,8 +53,11 @@ def _in_time_order(lines: list[bytes]) -> list[bytes]:
     return [lines[i] for i in order]
 
 
-def _time_order_reference(lines: list[bytes]) -> dict[str, list[dict[str, Any]]]:
-    """`simulate` over the history in per-person time order (ties: topic order, then file order)."""
+def _time_order_reference(lines: list[bytes], *, repeats: bool = False
+                          ) -> dict[str, list[dict[str, Any]]]:
+    """`simulate` over the history in per-person time order (ties: topic order, then file order);
+    identical outcomes (an event sent again gets the same decision) once, or with `repeats` as
+    often as simulate gives them."""
     events = [EVENT_DECODER.decode(line) for line in lines]
     order = sorted(range(len(events)), key=lambda i: (
         events[i].occurred_at.timestamp(), RANK[TOPIC_BY_TYPE[type(events[i]).__struct_config__.tag]],
@@ -64,7 +67,7 @@ def _time_order_reference(lines: list[bytes]) -> dict[str, list[dict[str, Any]]]
     for i in order:
         for o in engine.process(events[i]):
             out[o.person_id].append(msgspec.json.decode(OUTCOME_ENCODER.encode(o)))
-    return {p: _first_of_each(outs) for p, outs in out.items()}
+    return {p: outs if repeats else _first_of_each(outs) for p, outs in out.items()}
 
 
 def _per_person(published: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
