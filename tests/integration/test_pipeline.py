@@ -8,6 +8,7 @@ import shutil
 import signal
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -169,13 +170,13 @@ def _missing(reference: dict[str, list[dict[str, Any]]], wanted: set[str],
     people = {p: outs for p, outs in people.items() if outs}
     lines = [f"{sum(map(len, people.values()))} expected outcomes of {len(people)} people never "
              f"published (of {len(wanted)} expected)"]
-    partitions: dict[int, int] = {}
-    for p in people:
-        partitions[partition_of(p)] = partitions.get(partition_of(p), 0) + 1
+    partitions = Counter(partition_of(p) for p in people)
     lines.append(f"people by partition: {dict(sorted(partitions.items()))}")
     for p, outs in list(people.items())[:5]:
+        first = outs[0]
         lines.append(f"  {p} (partition {partition_of(p)}): {len(outs)} missing from "
-                     f"{outs[0]['kind']} {outs[0].get('event_id')} {outs[0].get('code')}")
+                     f"{first['kind']} {first.get('event_id')} "
+                     f"{first.get('reason') or first.get('code')}")
     if worker is not None:
         lines.append(f"the worker's log ends with:\n{worker.log_tail(30)}")
     return "\n".join(lines)
