@@ -26,7 +26,7 @@ import faust
 
 from agents import claims as claims_agent
 from agents import intake, ledger, metrics, web
-from agents.faust_private import flush_before_transactional_commits
+from agents.faust_private import flush_before_transactional_commits, seek_before_resuming_streams
 from agents.outputs import outputs
 from agents.settings import TUNING, WorkerSettings
 from schemas import topics
@@ -80,6 +80,8 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
 
     # Offsets are committed only after everything sent so far was delivered, in both modes.
     flush_before_transactional_commits(app)
+    # ... and never past a record an agent has not handled yet.
+    seek_before_resuming_streams(app)
 
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                            "value_serializer": "raw"}

@@ -1,7 +1,7 @@
 """Every use of Faust's private internals, in one module (faust-streaming 0.15).
 
 Faust's public API does not cover a few things the worker needs; each is reached here and nowhere
-else, and tests/agents/test_worker_faust.py pins each name, so a Faust upgrade that moves one
+else, and tests/agents/test_faust_private.py pins each name, so a Faust upgrade that moves one
 fails a test instead of a worker:
 
 - `committed_offset(app, tp)`: the group's committed offset of a partition, which Faust keeps in
@@ -16,7 +16,10 @@ fails a test instead of a worker:
   local Tansu broker, whose ListOffsets(latest) answer is short (see `clients.end_offsets`);
 - `flush_before_transactional_commits(app)`: in the exactly-once mode, the app's producer is
   flushed before offsets are committed, as Faust already does in the at-least-once mode (see the
-  function).
+  function);
+- `seek_before_resuming_streams(app)`: after a rebalance (and at start), the stream partitions are
+  fetched only once they were sought to their committed offsets, so that Faust never counts
+  records still waiting in an agent's buffer as acknowledged (see the function).
 
 The Tansu workaround: where Faust 0.15.3 depends on end offsets
 ----------------------------------------------------------------
@@ -193,3 +196,83 @@ def flush_before_transactional_commits(app: Any) -> None:
             return await super().commit(offsets, start_new_transaction=start_new_transaction)
 
     app.transport.TransactionManager = FlushingTransactionManager  # type: ignore[misc]
+
+
+def seek_before_resuming_streams(app: Any) -> None:
+    """Makes the consumer seek the stream partitions to their committed offsets before it fetches
+    them, after every rebalance and at start.
+
+    What Faust 0.15 does: once the tables are recovered, `Recovery._resume_streams` (and
+    `Recovery.on_recovery_completed`) resume the stream partitions (`Consumer.resume_partitions`)
+    and then await `Consumer.perform_seek`, which seeks them to the committed offsets and resets
+    the consumer's read offsets (`Consumer._read_offset`) to those. When the tables needed
+    recovery, the flow already runs, so the fetcher delivers records of the resumed partitions
+    in between. `perform_seek` then moves their read offsets back, and the next record of the
+    earlier fetch looks like a jump forward: `Consumer._drain_messages` takes the offsets in
+    between for a gap no record will fill (`Consumer._add_gap`, meant for compacted topics and
+    transaction markers) and counts them as acknowledged. They are records waiting in an agent's
+    buffer. The next commit passes them, and a worker killed before it handled them loses them:
+    seen as a claim request never answered (its person waited for ever) after two SIGKILLs on
+    Apache Kafka; journal entries and input records are exposed the same way. With a diagnostic
+    log, three of four runs of two SIGKILLs showed such a gap after a restart, of 28 to 50
+    records, on every journal and claims partition.
+
+    Installs, on this app's transport (before its consumer exists), a subclass of the
+    transport's `Consumer` (the class `Transport.create_consumer` instantiates) whose
+    `resume_partitions` holds back the stream partitions (those that are not a table's
+    changelog) until the next `perform_seek` has sought them; changelog partitions are resumed
+    at once, as before. Both places that resume stream partitions await `perform_seek` right
+    after; a seek releases what was held back before it began (Faust also seeks from `getmany`
+    when the flow stopped under it), whether or not it succeeded (Faust's own order, then).
+    Records fetched after the seek start at the committed offsets, so no gap appears and nothing
+    is acknowledged before it is handled.
+
+    Holding partitions back opens a second way to the same gap, also closed here. Faust passes its
+    live set of active partitions to the fetch (`AIOKafkaConsumerThread._fetch_records` ->
+    aiokafka `Fetcher.fetched_records(partitions)`), which runs later on the consumer's thread;
+    aiokafka takes an empty set for "every partition". When recovery pauses the changelogs while
+    the streams are held, the set is empty, the fetch returns the held partitions' records, and
+    Faust's `getmany` drops them (not active) after aiokafka has moved past them: seen in the
+    same diagnostic runs. The consumer thread made here fetches a copy of the set taken when the
+    fetch runs, and nothing when it is empty.
+    """
+    base = app.transport.Consumer
+
+    class SeekFirstConsumer(base):  # type: ignore[misc,valid-type]
+        _mynapoint_awaiting_seek: set[Any] | None = None
+
+        def resume_partitions(self, tps: Any) -> None:
+            tpset = set(tps)
+            streams = {tp for tp in tpset if not self._is_changelog_tp(tp)}  # noqa: SLF001
+            if streams:
+                if self._mynapoint_awaiting_seek is None:
+                    self._mynapoint_awaiting_seek = set()
+                self._mynapoint_awaiting_seek |= streams
+            super().resume_partitions(tpset - streams)
+
+        def _new_consumer_thread(self) -> Any:
+            thread = super()._new_consumer_thread()
+            fetch = thread._fetch_records  # noqa: SLF001
+
+            async def fetch_active(consumer: Any, active_partitions: Any,
+                                   timeout: float | None = None,
+                                   max_records: int | None = None) -> Any:
+                # The set as it is now: Faust hands over its live set of active partitions.
+                wanted = frozenset(active_partitions)
+                if not wanted:
+                    return {}  # aiokafka would take an empty set for "every partition"
+                return await fetch(consumer, wanted, timeout=timeout, max_records=max_records)
+
+            thread._fetch_records = fetch_active  # noqa: SLF001
+            return thread
+
+        async def perform_seek(self) -> None:
+            # Only what was held back before this seek began is sought by it.
+            held, self._mynapoint_awaiting_seek = self._mynapoint_awaiting_seek, None
+            try:
+                await super().perform_seek()
+            finally:
+                if held:
+                    super().resume_partitions(held & set(self.assignment()))
+
+    app.transport.Consumer = SeekFirstConsumer

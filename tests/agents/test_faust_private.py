@@ -2,7 +2,8 @@
 no terminal spinner turning the root logger to DEBUG, the consumer's committed offsets (intake and
 the lag gauge), the RocksDB databases of active partitions (table sizes), the web app's middleware
 list (the status API's guard), the transaction manager of the exactly-once mode (flushed before
-it commits). Each name is pinned here so a Faust upgrade fails a test first.
+it commits), the consumer's resume and seek after a rebalance (stream partitions sought before
+they are fetched). Each name is pinned here so a Faust upgrade fails a test first.
 
 The spinner: at WARNING, Faust's trap made every `logger.debug` on the hot path build a record."""
 
@@ -138,3 +139,133 @@ def test_the_worker_app_flushes_before_transactional_commits(tmp_path):
     app = create_app(WorkerSettings(data_dir=str(tmp_path), processing_guarantee="exactly_once"))
     assert app.consumer.transactions.commit.__qualname__.startswith(
         "flush_before_transactional_commits.")
+
+
+def test_faust_resumes_the_stream_partitions_before_it_seeks_them():
+    # Why `seek_before_resuming_streams` exists: Faust's recovery resumes the stream partitions,
+    # then seeks them to their committed offsets, which resets the consumer's read offsets; a
+    # record fetched in between makes the next one look like a jump, whose offsets Faust counts
+    # as acknowledged. If this fails, Faust seeks first now: drop ours.
+    import inspect
+
+    from faust.tables.recovery import Recovery
+    from faust.transport.consumer import Consumer
+
+    for method in (Recovery._resume_streams, Recovery.on_recovery_completed):
+        source = inspect.getsource(method)
+        assert source.index("consumer.resume_partitions(") < source.index("consumer.perform_seek()")
+    seek = inspect.getsource(Consumer.perform_seek)
+    assert "read_offset.update(" in seek and "seek_to_committed()" in seek
+    drain = inspect.getsource(Consumer._drain_messages)
+    assert "self._add_gap(tp, r_offset + 1, offset)" in drain
+
+
+def test_stream_partitions_are_fetched_only_once_sought_to_their_committed_offsets():
+    import asyncio
+
+    from faust.types import TP
+
+    from agents.faust_private import seek_before_resuming_streams
+
+    app = faust.App("mynapoint-seek-test", broker="kafka://127.0.0.1:1", store="memory://")
+    seek_before_resuming_streams(app)
+    table = app.Table("persons", partitions=4)
+    consumer = app.consumer
+    journal, changelog = TP("mynapoint.journal", 2), TP(table.changelog_topic.get_topic_name(), 2)
+    assigned = {journal, changelog}
+    consumer.assignment = lambda: assigned
+    consumer.pause_partitions(assigned)
+    active = consumer._get_active_partitions()
+    seen: list[set[TP]] = []
+
+    async def seek_to_committed() -> dict[TP, int]:
+        seen.append(set(active))  # what the fetcher could fetch while the seek runs
+        return {journal: 41}
+
+    consumer.seek_to_committed = seek_to_committed
+    # Recovery resumes the stream partitions (and any changelog one), then awaits the seek.
+    consumer.resume_partitions({journal, changelog})
+    assert active == {changelog}  # the changelog at once; the journal waits for the seek
+    asyncio.run(consumer.perform_seek())
+    assert seen == [{changelog}]
+    assert active == {journal, changelog}
+    assert consumer._read_offset[journal] == 41
+
+
+def test_a_seek_that_began_before_a_partition_was_resumed_does_not_release_it():
+    # Faust also seeks from `getmany` when the flow stopped under it, at any moment.
+    import asyncio
+
+    from faust.types import TP
+
+    from agents.faust_private import seek_before_resuming_streams
+
+    app = faust.App("mynapoint-seek-test", broker="kafka://127.0.0.1:1", store="memory://")
+    seek_before_resuming_streams(app)
+    consumer = app.consumer
+    journal = TP("mynapoint.journal", 0)
+    consumer.assignment = lambda: {journal}
+    consumer.pause_partitions({journal})
+    active = consumer._get_active_partitions()
+
+    async def run() -> None:
+        started, finish = asyncio.Event(), asyncio.Event()
+
+        async def slow_seek() -> dict[TP, int]:
+            started.set()
+            await finish.wait()
+            return {}
+
+        consumer.seek_to_committed = slow_seek
+        earlier = asyncio.ensure_future(consumer.perform_seek())
+        await started.wait()
+        consumer.resume_partitions({journal})
+        finish.set()
+        await earlier
+        assert journal not in active  # that seek may have run before the resume
+        await consumer.perform_seek()
+        assert journal in active
+
+    asyncio.run(run())
+
+
+def test_the_worker_app_seeks_before_it_resumes_streams(tmp_path):
+    from agents.app import create_app
+    from agents.settings import WorkerSettings
+
+    app = create_app(WorkerSettings(data_dir=str(tmp_path)))
+    assert type(app.consumer).__qualname__ == "seek_before_resuming_streams.<locals>.SeekFirstConsumer"
+
+
+def test_the_consumer_thread_fetches_the_partitions_active_when_the_fetch_runs(monkeypatch):
+    # aiokafka's `Fetcher.fetched_records(partitions)` returns every partition's records for an
+    # empty `partitions`; Faust would then drop those of paused partitions after aiokafka moved
+    # past them. Pinned: Faust hands its live set to `_fetch_records` on the consumer thread.
+    import asyncio
+    import inspect
+
+    from faust.transport.consumer import Consumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+    from faust.types import TP
+
+    from agents.faust_private import seek_before_resuming_streams
+
+    assert "active_partitions = self._get_active_partitions()" in inspect.getsource(
+        Consumer._wait_next_records)
+    calls: list[object] = []
+
+    async def fetched(self, consumer, active_partitions, timeout=None, max_records=None):
+        calls.append(active_partitions)
+        return {"records": True}
+
+    monkeypatch.setattr(AIOKafkaConsumerThread, "_fetch_records", fetched)
+    app = faust.App("mynapoint-fetch-test", broker="kafka://127.0.0.1:1", store="memory://")
+    seek_before_resuming_streams(app)
+    thread = app.consumer._new_consumer_thread()
+    live = {TP("mynapoint.journal", 1)}
+    assert asyncio.run(thread._fetch_records(None, live, timeout=1.0)) == {"records": True}
+    assert calls == [frozenset(live)]
+    live.clear()
+    assert calls == [frozenset({TP("mynapoint.journal", 1)})]  # a copy, not the live set
+    assert asyncio.run(thread._fetch_records(None, live, timeout=1.0)) == {}
+    assert len(calls) == 1  # nothing fetched for no partition
