@@ -91,7 +91,7 @@ def test_sigkill_and_restart_on_apache_kafka_decide_as_simulate(fresh_broker, tm
     try:
         sent = _produce(fresh_broker.bootstrap, lines)
         _kill_at_random_moments(worker, fresh_broker.bootstrap, sent, random.Random(31), 2, 0.7)
-        published = Outcomes(fresh_broker.bootstrap).until_ids(wanted, 900, worker)
+        published = Outcomes(fresh_broker.bootstrap).until_ids(wanted, 900, worker, expected)
         _assert_as_simulate(published, expected, contended)
     finally:
         worker.stop()
@@ -200,7 +200,7 @@ def test_recovery_after_the_changelogs_were_compacted(make_test_broker, tmp_path
             shutil.rmtree(tmp_path / "data")  # the disk is lost: tables come from changelogs
             worker.start()
             sent += _produce(broker.bootstrap, lines[half:])
-            published = Outcomes(broker.bootstrap).until_ids(wanted, 900, worker)
+            published = Outcomes(broker.bootstrap).until_ids(wanted, 900, worker, expected)
             _assert_as_simulate(published, expected, contended)
         finally:
             worker.stop()
@@ -214,7 +214,7 @@ def test_failover_to_the_other_worker_with_a_standby(fresh_broker, tmp_path, wor
         sent = _produce(fresh_broker.bootstrap, lines)
         Outcomes(fresh_broker.bootstrap).until_decisions(sent // 3, 600, survivor)
         victim.kill()  # SIGKILL, and it stays down
-        published = Outcomes(fresh_broker.bootstrap).until_ids(wanted, 900, survivor)
+        published = Outcomes(fresh_broker.bootstrap).until_ids(wanted, 900, survivor, expected)
         _assert_as_simulate(published, expected, contended)
 
 
@@ -235,7 +235,7 @@ def test_exactly_once_mode_under_sigkill_decides_as_simulate(fresh_broker, tmp_p
     try:
         sent = _produce(fresh_broker.bootstrap, lines)
         _kill_at_random_moments(worker, fresh_broker.bootstrap, sent, random.Random(61), 2, 0.7)
-        published = Outcomes(fresh_broker.bootstrap).until_ids(wanted, 900, worker)
+        published = Outcomes(fresh_broker.bootstrap).until_ids(wanted, 900, worker, expected)
         _assert_as_simulate(published, expected, contended)
         committed = consume_sync(fresh_broker.bootstrap, OUTCOME_TOPICS, timeout=120,
                                  isolation_level="read_committed")

@@ -71,14 +71,24 @@ class Outcomes:
 
         return self._read(enough, timeout)
 
-    def until_ids(self, ids: set[str], timeout: float, worker: WorkerProcess | None = None):
+    def until_ids(self, ids: set[str], timeout: float, worker: WorkerProcess | None = None,
+                  reference: dict[str, list[dict[str, Any]]] | None = None):
+        """Everything published once every outcome of `ids` was. Given the `reference` (outcomes
+        by person), a timeout says who waits, on which partition, from which outcome on."""
         def enough(records: list[Any]) -> bool:
             if worker is not None:
                 worker.assert_alive()
             seen = {msgspec.json.decode(r.value)["outcome_id"] for r in records}
             return ids <= seen
 
-        return self._read(enough, timeout)
+        try:
+            return self._read(enough, timeout)
+        except AssertionError as exc:
+            if reference is None or "the worker died" in str(exc):
+                raise
+            published = [msgspec.json.decode(r.value)
+                         for r in consume_sync(self.bootstrap, OUTCOME_TOPICS, timeout=120)]
+            raise AssertionError(_missing(reference, ids, published, worker)) from exc
 
 
 def _every(check, step: int):
@@ -124,10 +134,7 @@ def _assert_equivalent(bootstrap: str, published: list[dict[str, Any]],
               for o in outs}
     if not wanted <= {o["outcome_id"] for o in published}:
         # The last outcomes may still be on their way (or re-sent after a crash).
-        try:
-            published = Outcomes(bootstrap).until_ids(wanted, 300, worker)
-        except AssertionError as exc:
-            raise AssertionError(_missing(reference, wanted, published, worker)) from exc
+        published = Outcomes(bootstrap).until_ids(wanted, 300, worker, reference)
         contended |= _contended(published)
     distinct, repeats = distinct_by_id(published)
     got = by_person(distinct)
