@@ -32,9 +32,9 @@ import bench_pipeline as bp  # noqa: E402
 
 from clients.connect import free_port  # noqa: E402
 from schemas import topics  # noqa: E402
+from schemas.settings import WORKER_MODULES  # noqa: E402
 
 TABLE_END = "<!-- bench:engines:end -->"
-WORKER_MODULES = {"faust": "agents.worker", "quix": "quix_worker.worker"}
 
 QUIX_RELAY = r'''
 import sys, warnings

@@ -35,7 +35,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import msgspec  # noqa: E402
-from bench_engines import WORKER_MODULES  # noqa: E402
 from bench_pipeline import record  # noqa: E402
 
 from clients.admin import ALL_TOPICS, ensure_topics  # noqa: E402
@@ -44,6 +43,7 @@ from clients.produce import event_time_order, plan, produce_lines  # noqa: E402
 from devtools.brokers import make_broker  # noqa: E402
 from devtools.demo import generate  # noqa: E402
 from schemas import topics  # noqa: E402
+from schemas.settings import WORKER_MODULES  # noqa: E402
 from streams.audit.simulate import simulate_to  # noqa: E402
 from streams.core.config import load_config  # noqa: E402
 

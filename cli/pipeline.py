@@ -40,8 +40,9 @@ def _register_worker(sub: Any, lazy: Lazy) -> None:
         "Quix Streams (--engine quix). Every flag can also be set by its environment variable.",
     )
     add_arguments(s)
-    engines = {"faust": lazy("agents.worker", "run_worker"),
-               "quix": lazy("quix_worker.worker", "run_worker")}
+    from schemas.settings import WORKER_MODULES
+
+    engines = {name: lazy(module, "run_worker") for name, module in WORKER_MODULES.items()}
 
     def run(args: argparse.Namespace) -> int:
         from streams.pipeline.settings import engine

@@ -45,9 +45,11 @@ ENV: dict[str, Setting] = {
 #: What `--processing-guarantee` takes (Faust's `processing_guarantee`, Quix Streams' too).
 PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
 
-#: What `mynapoint worker --engine` takes: the stream processing engine that runs the pipeline's
-#: steps (agents/ on Faust, the default; quix_worker/ on Quix Streams).
-ENGINES = ("faust", "quix")
+#: The module of each engine's worker (`python -m <module>`, or `mynapoint worker --engine`), each
+#: with a `run_worker(args)`: the stream processing engine that runs the pipeline's steps.
+WORKER_MODULES = {"faust": "agents.worker", "quix": "quix_worker.worker"}
+#: What `mynapoint worker --engine` takes (Faust, the default; Quix Streams).
+ENGINES = tuple(WORKER_MODULES)
 
 
 def from_env(name: str, environ: Mapping[str, str] | None = None) -> str | None:

@@ -20,6 +20,7 @@ from devtools.brokers import BrokerProcess
 from schemas import topics
 from schemas.codec import EVENT_DECODER, OUTCOME_ENCODER, BadInput, decode_event
 from schemas.journal import JOURNAL_DECODER, EventEntry
+from schemas.settings import WORKER_MODULES
 from schemas.topics import partition_for_key
 from streams.core.config import RulesConfig
 from streams.core.engine import Engine
@@ -30,7 +31,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 #: The module each engine's worker runs as (`mynapoint worker --engine ENGINE`).
-WORKER_MODULES = {"faust": "agents.worker", "quix": "quix_worker.worker"}
 
 
 class WorkerProcess:
