@@ -223,7 +223,8 @@ def seek_before_resuming_streams(app: Any) -> None:
     changelog) until the next `perform_seek` has sought them; changelog partitions are resumed
     at once, as before. Both places that resume stream partitions await `perform_seek` right
     after; a seek releases what was held back before it began (Faust also seeks from `getmany`
-    when the flow stopped under it), whether or not it succeeded (Faust's own order, then).
+    when the flow stopped under it), whether or not it succeeded (Faust's own order, then),
+    unless a new rebalance began meanwhile (its recovery resumes and seeks them again).
     Records fetched after the seek start at the committed offsets, so no gap appears and nothing
     is acknowledged before it is handled.
 
@@ -267,12 +268,14 @@ def seek_before_resuming_streams(app: Any) -> None:
             return thread
 
         async def perform_seek(self) -> None:
-            # Only what was held back before this seek began is sought by it.
+            # Only what was held back before this seek began is sought by it; after a new
+            # rebalance meanwhile, that rebalance's recovery resumes (and seeks) them itself.
             held, self._mynapoint_awaiting_seek = self._mynapoint_awaiting_seek, None
+            generation = self.app.consumer_generation_id
             try:
                 await super().perform_seek()
             finally:
-                if held:
+                if held and self.app.consumer_generation_id == generation:
                     super().resume_partitions(held & set(self.assignment()))
 
     app.transport.Consumer = SeekFirstConsumer

@@ -269,3 +269,28 @@ def test_the_consumer_thread_fetches_the_partitions_active_when_the_fetch_runs(m
     assert calls == [frozenset({TP("mynapoint.journal", 1)})]  # a copy, not the live set
     assert asyncio.run(thread._fetch_records(None, live, timeout=1.0)) == {}
     assert len(calls) == 1  # nothing fetched for no partition
+
+
+def test_a_seek_overtaken_by_a_new_rebalance_leaves_the_partitions_to_that_rebalance():
+    import asyncio
+
+    from faust.types import TP
+
+    from agents.faust_private import seek_before_resuming_streams
+
+    app = faust.App("mynapoint-seek-test", broker="kafka://127.0.0.1:1", store="memory://")
+    seek_before_resuming_streams(app)
+    consumer = app.consumer
+    journal = TP("mynapoint.journal", 0)
+    consumer.assignment = lambda: {journal}
+    consumer.pause_partitions({journal})
+    active = consumer._get_active_partitions()
+
+    async def seek_during_a_rebalance() -> dict[TP, int]:
+        app.consumer_generation_id += 1  # a new rebalance began while this seek ran
+        return {}
+
+    consumer.seek_to_committed = seek_during_a_rebalance
+    consumer.resume_partitions({journal})
+    asyncio.run(consumer.perform_seek())
+    assert journal not in active
