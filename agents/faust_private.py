@@ -246,9 +246,7 @@ def seek_before_resuming_streams(app: Any) -> None:
             tpset = set(tps)
             streams = {tp for tp in tpset if not self._is_changelog_tp(tp)}  # noqa: SLF001
             if streams:
-                if self._mynapoint_awaiting_seek is None:
-                    self._mynapoint_awaiting_seek = set()
-                self._mynapoint_awaiting_seek |= streams
+                self._mynapoint_awaiting_seek = (self._mynapoint_awaiting_seek or set()) | streams
             super().resume_partitions(tpset - streams)
 
         def _new_consumer_thread(self) -> Any:

@@ -192,10 +192,10 @@ def test_stream_partitions_are_fetched_only_once_sought_to_their_committed_offse
     assert consumer._read_offset[journal] == 41
 
 
-def test_a_seek_that_began_before_a_partition_was_resumed_does_not_release_it():
-    # Faust also seeks from `getmany` when the flow stopped under it, at any moment.
-    import asyncio
-
+def _held_journal(seek_to_committed):
+    """A worker-like app's consumer, assigned one journal partition that is paused (as during a
+    rebalance), seeking with `seek_to_committed(app)`; with the consumer's live set of active
+    partitions."""
     from faust.types import TP
 
     from agents.faust_private import seek_before_resuming_streams
@@ -206,17 +206,23 @@ def test_a_seek_that_began_before_a_partition_was_resumed_does_not_release_it():
     journal = TP("mynapoint.journal", 0)
     consumer.assignment = lambda: {journal}
     consumer.pause_partitions({journal})
-    active = consumer._get_active_partitions()
+    consumer.seek_to_committed = lambda: seek_to_committed(app)
+    return consumer, journal, consumer._get_active_partitions()
+
+
+def test_a_seek_that_began_before_a_partition_was_resumed_does_not_release_it():
+    # Faust also seeks from `getmany` when the flow stopped under it, at any moment.
+    import asyncio
 
     async def run() -> None:
         started, finish = asyncio.Event(), asyncio.Event()
 
-        async def slow_seek() -> dict[TP, int]:
+        async def slow_seek(app) -> dict:
             started.set()
             await finish.wait()
             return {}
 
-        consumer.seek_to_committed = slow_seek
+        consumer, journal, active = _held_journal(slow_seek)
         earlier = asyncio.ensure_future(consumer.perform_seek())
         await started.wait()
         consumer.resume_partitions({journal})
@@ -274,23 +280,11 @@ def test_the_consumer_thread_fetches_the_partitions_active_when_the_fetch_runs(m
 def test_a_seek_overtaken_by_a_new_rebalance_leaves_the_partitions_to_that_rebalance():
     import asyncio
 
-    from faust.types import TP
-
-    from agents.faust_private import seek_before_resuming_streams
-
-    app = faust.App("mynapoint-seek-test", broker="kafka://127.0.0.1:1", store="memory://")
-    seek_before_resuming_streams(app)
-    consumer = app.consumer
-    journal = TP("mynapoint.journal", 0)
-    consumer.assignment = lambda: {journal}
-    consumer.pause_partitions({journal})
-    active = consumer._get_active_partitions()
-
-    async def seek_during_a_rebalance() -> dict[TP, int]:
+    async def seek_during_a_rebalance(app) -> dict:
         app.consumer_generation_id += 1  # a new rebalance began while this seek ran
         return {}
 
-    consumer.seek_to_committed = seek_during_a_rebalance
+    consumer, journal, active = _held_journal(seek_during_a_rebalance)
     consumer.resume_partitions({journal})
     asyncio.run(consumer.perform_seek())
     assert journal not in active

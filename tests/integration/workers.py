@@ -30,9 +30,6 @@ from tests.builders import card
 ROOT = Path(__file__).resolve().parents[2]
 
 
-#: The module each engine's worker runs as (`mynapoint worker --engine ENGINE`).
-
-
 class WorkerProcess:
     """`python -m agents.worker` (or the `engine`'s worker) against the test broker; killable with
     any signal."""
