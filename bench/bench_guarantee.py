@@ -39,7 +39,7 @@ from bench_pipeline import record  # noqa: E402
 
 from clients.admin import ALL_TOPICS, ensure_topics  # noqa: E402
 from clients.connect import free_port, run_blocking  # noqa: E402
-from clients.produce import event_time_order, plan, produce_lines  # noqa: E402
+from clients.produce import in_send_order, produce_lines  # noqa: E402
 from devtools.brokers import make_broker  # noqa: E402
 from devtools.demo import generate  # noqa: E402
 from schemas import topics  # noqa: E402
@@ -57,9 +57,7 @@ _ID = msgspec.json.Decoder(dict)
 
 def history(people: int, seed: int) -> list[bytes]:
     """A generated history (valid lines only) in the event-time order `mynapoint produce` sends."""
-    lines = list(generate(people=people, seed=seed, bad_ratio=0.0))
-    ordered, _ = event_time_order(enumerate(plan(line) for line in lines))
-    return [lines[i] for i, _ in ordered]
+    return in_send_order(generate(people=people, seed=seed, bad_ratio=0.0))
 
 
 def expected_decisions(lines: list[bytes]) -> int:

@@ -116,6 +116,14 @@ def event_time_order(numbered: Iterable[tuple[int, Planned]]) -> tuple[list[tupl
     return items, moved_count([lineno for lineno, _ in items])
 
 
+def in_send_order(lines: Iterable[bytes]) -> list[bytes]:
+    """Event lines in the order `produce` sends them (`event_time_order`), as they were given;
+    raises `BadInput` on a line that is not a valid event."""
+    given = list(lines)
+    ordered, _ = event_time_order(enumerate(plan(line) for line in given))
+    return [given[i] for i, _ in ordered]
+
+
 def moved_count(order: Sequence[int]) -> int:
     """The fewest elements to move to turn the ascending order into `order` (distinct numbers):
     len(order) minus its longest increasing subsequence. 0 for a file already in send order; 1

@@ -14,11 +14,13 @@ from clients.produce import (
     TOPIC_RANK,
     cmd_produce,
     event_time_order,
+    in_send_order,
     moved_count,
     plan,
     produce_file,
     produce_lines,
 )
+from schemas.codec import BadInput
 from schemas.topics import INPUT_TOPICS
 from tests.builders import account_reg, card, link, pay, renew, reserve, to_lines
 
@@ -98,6 +100,20 @@ ROWS = [
 @pytest.mark.parametrize(("events", "expected", "moved"), ROWS)
 def test_send_order(events: list[Any], expected: list[str], moved: int) -> None:
     assert _order(events) == (expected, moved)
+
+
+@pytest.mark.parametrize(("events", "expected", "moved"), ROWS)
+def test_lines_in_send_order_are_the_given_bytes_in_that_order(
+        events: list[Any], expected: list[str], moved: int) -> None:
+    lines = to_lines(events)
+    ordered = in_send_order(lines)
+    assert [_event_id(line) for line in ordered] == expected
+    assert sorted(ordered) == sorted(lines)  # the very lines, none re-encoded
+
+
+def test_lines_in_send_order_refuse_a_bad_line() -> None:
+    with pytest.raises(BadInput):
+        in_send_order([*to_lines([card("A", NINE_JST)]), b'{"type": "card.issued"}'])
 
 
 @pytest.mark.parametrize(

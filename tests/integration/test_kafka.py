@@ -22,7 +22,7 @@ import msgspec
 import pytest
 
 from clients.connect import run_blocking
-from clients.produce import event_time_order, plan, produce_lines
+from clients.produce import in_send_order, produce_lines
 from devtools.demo import generate
 from schemas import topics
 from schemas.topics import changelog_topic
@@ -49,9 +49,7 @@ APP_ID = "mynapoint-it"
 
 def _sorted_history(people: int, seed: int) -> list[bytes]:
     """A generated history (valid lines only) in the event-time order `mynapoint produce` sends."""
-    lines = list(generate(people=people, seed=seed, bad_ratio=0.0))
-    ordered, _ = event_time_order(enumerate(plan(line) for line in lines))
-    return [lines[i] for i, _ in ordered]
+    return in_send_order(generate(people=people, seed=seed, bad_ratio=0.0))
 
 
 def _produce(bootstrap: str, lines: list[bytes]) -> int:
