@@ -89,28 +89,34 @@ def acknowledged_offsets(app: Application, topics: Iterable[str]) -> StoreOffset
     return acknowledged
 
 
+#: Quix's rebalance callbacks (`Application._on_assign`, `_on_revoke`, `_on_lost`), which the app
+#: hands to confluent-kafka's `subscribe` in `run()`.
+_REBALANCE_CALLBACKS = ("_on_assign", "_on_revoke", "_on_lost")
+_Rebalance = Callable[[Any, list[Any]], None]
+
+
+def _wrap_rebalance(app: Application, wrap: Callable[[str, _Rebalance], _Rebalance]) -> None:
+    """Replaces each of the app's rebalance callbacks by `wrap(name, callback)`."""
+    for name in _REBALANCE_CALLBACKS:
+        setattr(app, name, wrap(name, getattr(app, name)))
+
+
 def on_rebalance(app: Application, assigned: Callable[[list[Any]], None],
                  revoked: Callable[[list[Any]], None]) -> None:
     """Calls `assigned(partitions)` after Quix took partitions, and `revoked(partitions)` after
     it gave them up (its checkpoint committed first) or lost them (nothing committed); both get
     confluent-kafka `TopicPartition`s. Set before `app.run()`, which subscribes with them."""
-    on_assign, on_revoke, on_lost = app._on_assign, app._on_revoke, app._on_lost  # noqa: SLF001
 
-    def _on_assign(consumer: Any, partitions: list[Any]) -> None:
-        on_assign(consumer, partitions)
-        assigned(partitions)
+    def then(name: str, callback: _Rebalance) -> _Rebalance:
+        ours = assigned if name == "_on_assign" else revoked
 
-    def _on_revoke(consumer: Any, partitions: list[Any]) -> None:
-        on_revoke(consumer, partitions)
-        revoked(partitions)
+        def called(consumer: Any, partitions: list[Any]) -> None:
+            callback(consumer, partitions)
+            ours(partitions)
 
-    def _on_lost(consumer: Any, partitions: list[Any]) -> None:
-        on_lost(consumer, partitions)
-        revoked(partitions)
+        return called
 
-    app._on_assign = _on_assign  # type: ignore[method-assign, assignment]  # noqa: SLF001
-    app._on_revoke = _on_revoke  # type: ignore[method-assign, assignment]  # noqa: SLF001
-    app._on_lost = _on_lost  # type: ignore[method-assign, assignment]  # noqa: SLF001
+    _wrap_rebalance(app, then)
 
 
 def after_each_poll(app: Application, tick: Callable[[], None]) -> None:
@@ -203,14 +209,14 @@ class StateReads:
         self._app = app
         self._source = source
         self._lock = threading.Lock()
-        for name in ("_on_assign", "_on_revoke", "_on_lost"):
-            callback = getattr(app, name)
+        _wrap_rebalance(app, self._locked)
 
-            def locked(consumer: Any, partitions: list[Any], _callback: Any = callback) -> None:
-                with self._lock:
-                    _callback(consumer, partitions)
+    def _locked(self, name: str, callback: _Rebalance) -> _Rebalance:
+        def locked(consumer: Any, partitions: list[Any]) -> None:
+            with self._lock:
+                callback(consumer, partitions)
 
-            setattr(app, name, locked)
+        return locked
 
     def read(self, partition: int, fn: Callable[[Callable[[bytes], bytes | None]], Any]) -> Any:
         with self._lock:
