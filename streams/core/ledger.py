@@ -308,15 +308,22 @@ def _ask_again(rec: LedgerRecord, entry: JournalEntry) -> list[ClaimRequest]:
     waiting request, or while draining the queue behind an answer) may have died with it. Claims
     are idempotent, so asking again is harmless, and without it the person would wait forever.
     """
-    w = rec.waiting
-    if w is None:
+    if rec.waiting is None:
         return []
     person_id = (
         decode_event_fast(entry.value).person_id if type(entry) is EventEntry
         else entry.person_id  # type: ignore[union-attr]
     )
-    return [ClaimRequest(kind=w.claim_kind, key=w.claim_key, person_id=person_id,
-                         event_id=w.event_id)]
+    return [waiting_request(person_id, rec)]
+
+
+def waiting_request(person_id: str, record: LedgerRecord) -> ClaimRequest:
+    """The claim request that the record's waiting request needs answered, as first sent: what a
+    redelivery asks again, and what `mynapoint reask` sends for a request that waits too long."""
+    w = record.waiting
+    assert w is not None
+    return ClaimRequest(kind=w.claim_kind, key=w.claim_key, person_id=person_id,
+                        event_id=w.event_id)
 
 
 def _fold_answer(rec: LedgerRecord, entry: AnswerEntry, cfg: RulesConfig, at: int,
