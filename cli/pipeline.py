@@ -25,6 +25,9 @@ def register(sub: Any, lazy: Lazy) -> None:
     from cli.takeover import register as register_takeover
 
     register_takeover(sub, lazy)
+    from cli.reask import register as register_reask
+
+    register_reask(sub, lazy)
     return None
 
 

@@ -1,0 +1,67 @@
+"""`mynapoint reask [--send]`: list the requests that wait for a claim's answer, and ask again.
+
+Argparse wiring and the command; the Kafka work is `clients.reask`. docs/RUNBOOK.md "A request
+waits for a claim's answer" is the procedure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from cli import Lazy
+from schemas.settings import ENV, NO_BROKER, flag_or_env
+
+
+def register(sub: Any, lazy: Lazy) -> None:
+    s = sub.add_parser(
+        "reask",
+        help="list the requests waiting for a claim's answer; --send asks their claims again",
+        description=(
+            "Reads every person's record from the app's persons changelog and lists the requests "
+            "that wait for the answer to a cross-person claim (an account's holder, a place in "
+            "the reservation budget): person, event and claim, one a line. With --send, their "
+            "claim requests are sent again to the claims topic. Safe while the workers run: a "
+            "claim asked again gets the same answer, and an answer for a request already "
+            "decided is a repeat. docs/RUNBOOK.md, \"A request waits for a claim's answer\"."
+        ),
+    )
+    s.add_argument("--send", action="store_true",
+                   help="send the waiting requests' claims again (default: only list them)")
+    s.add_argument("--bootstrap", metavar="HOST:PORT",
+                   help=f"Kafka bootstrap servers (default: ${ENV['bootstrap'].var})")
+    s.add_argument("--app-id", help=f"the workers' --app-id (default: ${ENV['app_id'].var}, "
+                   f"else {ENV['app_id'].default})")
+    s.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="give up reading or sending after this long (default 120)")
+    s.set_defaults(func=lazy("cli.reask", "cmd_reask"))
+
+
+def cmd_reask(args: argparse.Namespace) -> int:
+    from clients.connect import run_blocking
+    from clients.history import client_kwargs_from_env, default_app_id
+    from clients.reask import ReaskFailed, send_requests, waiting_requests
+
+    bootstrap = flag_or_env("bootstrap", args.bootstrap)
+    if not bootstrap:
+        print(f"mynapoint reask: {NO_BROKER}", file=sys.stderr)
+        return 2
+    kwargs = client_kwargs_from_env()
+    try:
+        waiting = run_blocking(waiting_requests(bootstrap, args.app_id or default_app_id(),
+                                                timeout=args.timeout, **kwargs))
+        for r in waiting:
+            print(f"{r.person_id}\t{r.event_id}\t{r.kind}\t{r.key}")
+        if not waiting:
+            print("mynapoint reask: no request waits for a claim's answer", file=sys.stderr)
+        elif args.send:
+            sent = run_blocking(send_requests(bootstrap, waiting, timeout=args.timeout, **kwargs))
+            print(f"mynapoint reask: asked again for {sent:,} waiting requests", file=sys.stderr)
+        else:
+            print(f"mynapoint reask: {len(waiting):,} requests wait for a claim's answer; "
+                  "--send asks again", file=sys.stderr)
+    except ReaskFailed as exc:
+        print(f"mynapoint reask: {exc}", file=sys.stderr)
+        return 2
+    return 0
