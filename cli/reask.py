@@ -33,8 +33,8 @@ def register(sub: Any, lazy: Lazy) -> None:
                    help=f"Kafka bootstrap servers (default: ${ENV['bootstrap'].var})")
     s.add_argument("--app-id", help=f"the workers' --app-id (default: ${ENV['app_id'].var}, "
                    f"else {ENV['app_id'].default})")
-    s.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
-                   help="give up reading or sending after this long (default 120)")
+    s.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="give up reading or sending after this long (default 600)")
     s.set_defaults(func=lazy("cli.reask", "cmd_reask"))
 
 

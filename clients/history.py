@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -102,6 +102,7 @@ async def read_topics(
     only: Mapping[str, Collection[int]] | None = None,
     start: Mapping[str, Mapping[int, int]] | None = None,
     tail: int | None = None,
+    on_records: Callable[[list[Any]], None] | None = None,
     timeout: float = 120.0,
     **client_kwargs: Any,
 ) -> TopicDump:
@@ -109,7 +110,8 @@ async def read_topics(
     the end each partition had when reading began. A missing `wanted` topic is a HistoryError.
     `only` maps a topic to the partitions to read of it (the others: all); `start` a topic's
     partition to the offset to read it from (default: its first); `tail`: only the last `tail`
-    records of each partition."""
+    records of each partition. `on_records`, when given, gets the records as they are read (one
+    partition's at a time, in offset order) instead of the dump, whose lists then stay empty."""
     from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import KafkaError
 
@@ -179,10 +181,11 @@ async def read_topics(
             else:
                 consumer.pause(tp)
         per_tp: dict[Any, list[Any]] = {tp: [] for tp in tps}
+        last = dict.fromkeys(tps, -1)  # the offset of the last record taken of each partition
+        read = 0
         while remaining:
             left = deadline - time.monotonic()
             if left <= 0:
-                read = sum(len(v) for v in per_tp.values())
                 raise HistoryError(
                     f"timed out after {timeout:g} s reading {sorted(names)} from {bootstrap}: "
                     f"{read:,} records read, {len(remaining)} partition(s) not at their end"
@@ -190,14 +193,17 @@ async def read_topics(
             batch = await consumer.getmany(*remaining, timeout_ms=int(min(left, 0.5) * 1000) + 1)
             for tp, recs in batch.items():
                 end = ends[tp]
-                keep = per_tp[tp]
-                for r in recs:
-                    if r.offset < end:
-                        keep.append(r)
+                taken = [r for r in recs if r.offset < end]
+                if not taken:
+                    continue
+                last[tp] = taken[-1].offset
+                read += len(taken)
+                if on_records is None:
+                    per_tp[tp].extend(taken)
+                else:
+                    on_records(taken)
             for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp] or (
-                    per_tp[tp] and per_tp[tp][-1].offset >= ends[tp] - 1
-                ):
+                if await consumer.position(tp) >= ends[tp] or last[tp] >= ends[tp] - 1:
                     remaining.discard(tp)
                     consumer.pause(tp)
         for tp in tps:
@@ -260,17 +266,32 @@ def persons_records(dump: TopicDump, app_id: str) -> tuple[str, list[tuple[Any, 
     """The persons changelog found in `dump` and its records, each with its person_id key; None
     when neither engine's is there. The Faust worker's is taken when both are (a deployment that
     changed engines keeps the older one until it is deleted)."""
-    faust, quix = persons_changelogs(app_id)
-    if faust not in dump.missing:
-        return faust, [(r, r.key) for r in dump.records.get(faust, ()) if r.key is not None]
-    if quix not in dump.missing:
-        out = []
-        for r in dump.records.get(quix, ()):
-            person = topics.quix_person_of(r.key) if r.key is not None else None
-            if person is not None:
-                out.append((r, person))
-        return quix, out
+    changelog = persons_changelog_in(dump, app_id)
+    if changelog is None:
+        return None
+    out = []
+    for r in dump.records.get(changelog, ()):
+        person = person_of_row(changelog, r.key)
+        if person is not None:
+            out.append((r, person))
+    return changelog, out
+
+
+def persons_changelog_in(dump: TopicDump, app_id: str) -> str | None:
+    """Which persons changelog `dump` found (read with both as `optional`): the Faust worker's when
+    both are there (a deployment that changed engines keeps the older one until it is deleted)."""
+    for changelog in persons_changelogs(app_id):
+        if changelog not in dump.missing:
+            return changelog
     return None
+
+
+def person_of_row(changelog: str, key: bytes | None) -> bytes | None:
+    """The person_id key of a persons changelog record's key; None for a row that is not a
+    person's record (the Quix worker's journal state holds the timelines too)."""
+    if key is None:
+        return None
+    return topics.quix_person_of(key) if topics.is_quix_changelog(changelog) else key
 
 
 async def _subset(bootstrap: str, partitions: frozenset[int] | None, timeout: float,

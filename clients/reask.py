@@ -7,8 +7,8 @@ again whenever one of the person's journal entries is delivered again, which cov
 in a crash. A person with no later entry, whose claim was lost some other way, would wait for
 ever: this command finds such requests and asks again.
 
-It reads every person's record from the persons changelog (either engine's, as `mynapoint
-replay` does), lists the ones waiting, and with `send` produces their claim requests again to the
+It reads the persons changelog (either engine's) to its end, keeping only the people whose
+latest record waits, lists them, and with `send` produces their claim requests again to the
 claims topic, keyed by the claim key like the ledger's (Kafka's default partitioner). Safe while
 the workers run: a claim asked again gets the same answer (streams/core/claims.py), and an answer
 for a request that no longer waits is taken as a repeat (streams/core/ledger.py).
@@ -19,36 +19,79 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from clients.history import HistoryError, read_history
+from clients.history import (
+    HistoryError,
+    person_of_row,
+    persons_changelog_in,
+    persons_changelogs,
+    read_topics,
+)
 from schemas import topics
+from schemas.codec import DECODE_ERRORS
 from schemas.journal import JOURNAL_ENCODER, ClaimRequest
-from streams.core.ledger import waiting_request
+from streams.core.ledger import LedgerRecord, waiting_request
+from streams.core.versions import VersionError, decode_ledger_record
 
 
 class ReaskFailed(RuntimeError):
     """What stopped the command, with what to do."""
 
 
-async def waiting_requests(bootstrap: str, app_id: str, *, timeout: float = 120.0,
+async def waiting_requests(bootstrap: str, app_id: str, *, timeout: float = 600.0,
                            **client_kwargs: Any) -> list[ClaimRequest]:
-    """The claim request of every person's waiting request, by person id."""
+    """The claim request of every person's waiting request, by person id.
+
+    The persons changelog is read as it streams by: what is kept is the people whose latest
+    record waits, so memory follows their number, not the number of people."""
+    changelogs = list(persons_changelogs(app_id))
     try:
-        history = await read_history(bootstrap, app_id=app_id, journal=False, outcomes=False,
-                                     tables=True, timeout=timeout, **client_kwargs)
+        found = await read_topics(bootstrap, [], optional=changelogs,
+                                  only=dict.fromkeys(changelogs, ()), timeout=timeout,
+                                  **client_kwargs)
+        changelog = persons_changelog_in(found, app_id)
+        if changelog is None:
+            raise ReaskFailed(
+                f"no persons changelog of app {app_id!r} on {bootstrap}: pass the workers' "
+                "--app-id (a deployment that never decided an event has none)")
+        scan = _Scan(changelog)
+        await read_topics(bootstrap, [changelog], on_records=scan.take, timeout=timeout,
+                          **client_kwargs)
     except HistoryError as exc:
         raise ReaskFailed(str(exc)) from None
-    if history.records is None:
+    if scan.unreadable:
         raise ReaskFailed(
-            f"no persons changelog of app {app_id!r} on {bootstrap}: pass the workers' --app-id "
-            "(a deployment that never decided an event has none)")
-    if history.unreadable:
-        where, why = history.unreadable[0]
-        raise ReaskFailed(
-            f"{len(history.unreadable)} stored records cannot be read ({where}: {why}); run the "
+            f"{scan.unreadable:,} stored records cannot be read ({scan.first_error}); run the "
             "version of mynapoint that wrote them")
-    return [waiting_request(person, record)
-            for person, record in sorted(history.records.items())
-            if record.waiting is not None]
+    return [waiting_request(person.decode("utf-8", "replace"), record)
+            for person, record in sorted(scan.waiting.items())]
+
+
+class _Scan:
+    """The people whose latest record in a persons changelog waits for a claim's answer."""
+
+    def __init__(self, changelog: str) -> None:
+        self.changelog = changelog
+        self.waiting: dict[bytes, LedgerRecord] = {}
+        self.unreadable = 0
+        self.first_error = ""
+
+    def take(self, records: list[Any]) -> None:
+        for r in records:
+            person = person_of_row(self.changelog, r.key)
+            if person is None:
+                continue
+            record = None
+            if r.value is not None:
+                try:
+                    record = decode_ledger_record(r.value)
+                except (VersionError, *DECODE_ERRORS) as exc:
+                    self.unreadable += 1
+                    self.first_error = self.first_error or (
+                        f"{self.changelog}/{r.partition}/{r.offset}: {exc}")
+            if record is not None and record.waiting is not None:
+                self.waiting[person] = record
+            else:
+                self.waiting.pop(person, None)
 
 
 async def send_requests(bootstrap: str, requests: list[ClaimRequest], *, timeout: float = 120.0,
