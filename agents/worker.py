@@ -74,11 +74,16 @@ def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:
     from agents.app import create_app
     from agents.faust_private import quiet_worker
     from clients import admin
+    from clients.offline import state_elsewhere
 
     if settings.tansu_compat:
         from agents.faust_private import patch_for_tansu
 
         patch_for_tansu()
+    refused = state_elsewhere("faust", settings.app_id, admin.topic_names(settings.bootstrap))
+    if refused:
+        print(f"mynapoint worker: {refused}", file=sys.stderr)
+        return 2
     names, configs = worker_topics(settings.app_id)
     admin.ensure_topics(settings.bootstrap, settings.partitions, names, configs=configs)
     app = create_app(settings, cfg)

@@ -122,6 +122,29 @@ def ensure_topics(
     return run_blocking(ensure_topics_async(bootstrap, partitions, tuple(topics), **kwargs))
 
 
+async def topic_names_async(bootstrap: str, *, timeout: float = 30.0,
+                            **client_kwargs: Any) -> set[str]:
+    """The names of the topics on `bootstrap`."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap,
+                                request_timeout_ms=max(int(timeout * 1000), 1000), **client_kwargs)
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        return set(await asyncio.wait_for(admin.list_topics(), timeout))
+    except TimeoutError:
+        raise TopicError(f"no answer from {bootstrap} within {timeout:g} s") from None
+    finally:
+        await admin.close()
+
+
+def topic_names(bootstrap: str, **kwargs: Any) -> set[str]:
+    """Blocking form of `topic_names_async` (same arguments)."""
+    from clients.connect import run_blocking
+
+    return run_blocking(topic_names_async(bootstrap, **kwargs))
+
+
 def _left(deadline: float) -> float:
     return max(deadline - time.monotonic(), 0.001)
 

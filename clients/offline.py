@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from clients.admin import TOPIC_ALREADY_EXISTS, topic_errors
 from clients.history import HistoryError, read_topics
 from schemas import topics
+from schemas.settings import ENGINES
 from streams.audit.rescale import latest_values
 from streams.audit.takeover import (
     QUIX_COLUMN_FAMILY,
@@ -37,6 +38,24 @@ def state_topics(engine: str, app_id: str) -> dict[str, str]:
     if engine == "faust":
         return {t: topics.changelog_topic(app_id, t) for t in QUIX_STATE_OF_TABLE}
     return {s: topics.quix_changelog_topic(app_id, s) for s in QUIX_STATE_SOURCES}
+
+
+def state_elsewhere(engine: str, app_id: str, present: Collection[str]) -> str | None:
+    """Why a worker of `engine` must not start for `app_id`, given the topics `present`: none of
+    its engine's state changelogs is there, and another engine's are (the state was taken over,
+    or the app ran only on the other engine), so it would decide on an empty state and its
+    changelogs would then stand beside the real ones. None when it may start."""
+    if any(t in present for t in state_topics(engine, app_id).values()):
+        return None
+    for other in ENGINES:
+        found = sorted(t for t in state_topics(other, app_id).values() if t in present)
+        if other != engine and found:
+            return (
+                f"the state of app {app_id!r} is in the {other} workers' changelogs "
+                f"({', '.join(found)}), not in the {engine} workers': start the workers with "
+                f"--engine {other}, or stop them all and run `mynapoint takeover --to {engine}` "
+                "first (docs/RUNBOOK.md, \"Changing the engine\")")
+    return None
 
 
 def state_rows(engine: str, records: Iterable[Any]) -> dict[bytes, bytes]:

@@ -75,6 +75,7 @@ def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
     _quiet_unused_deprecations()
     from clients import admin
     from clients.history import client_kwargs_from_env
+    from clients.offline import state_elsewhere
     from quix_worker import metrics, private
     from quix_worker.app import create_app
     from quix_worker.web import StatusServer
@@ -82,6 +83,10 @@ def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
 
     logging.basicConfig(level=str(loglevel).upper(),
                         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    refused = state_elsewhere("quix", settings.app_id, admin.topic_names(settings.bootstrap))
+    if refused:
+        print(f"mynapoint worker: {refused}", file=sys.stderr)
+        return 2
     names, configs = worker_topics()
     report = admin.ensure_topics(settings.bootstrap, settings.partitions, names, configs=configs)
     if settings.standby_replicas:
