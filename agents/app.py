@@ -35,7 +35,7 @@ from streams.core.config import RulesConfig, load_config
 __all__ = ["TUNING", "WorkerSettings", "create_app"]
 
 
-def _raw_table(app: faust.App, name: str, partitions: int) -> Any:
+def raw_table(app: faust.App, name: str, partitions: int) -> Any:
     """A table of bytes -> bytes: values are msgpack made by the core, not Faust's JSON.
 
     Faust derives a table's serializers from its key/value types and falls back to JSON for plain
@@ -90,7 +90,7 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
     claims = app.topic(topics.CLAIMS, partitions=settings.partitions, **raw)
 
     # `schemas.topics.TABLES`, whose changelogs the worker creates before Faust starts.
-    tables = {name: _raw_table(app, name, settings.partitions) for name in topics.TABLES}
+    tables = {name: raw_table(app, name, settings.partitions) for name in topics.TABLES}
     persons, holders = tables["persons"], tables["claims"]
     # Each person's published outcomes, as JSON lines in chunks (streams/core/timeline.py), for the
     # status API.

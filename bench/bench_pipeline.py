@@ -12,7 +12,9 @@ person_id, on a fresh local Tansu broker) and make the same number of hops:
   ceiling of any pipeline made of Faust agents;
 - pipeline: `mynapoint worker` (intake -> journal -> ledger -> outcomes, with RocksDB tables and
   changelogs, event-time alignment and claims), with one worker and with two (`--workers`; the
-  relay runs two processes on the machine's cores, so two workers is the like-for-like figure).
+  relay runs two processes on the machine's cores, so two workers is the like-for-like figure);
+- skeleton (`--skeleton WRITES ...`): one Faust worker sending only the records the pipeline's
+  design sends per event (`SKELETON`), no rules: the ceiling of any pipeline of this design.
 
 The clock runs from the first output record to the last one, so start-up and group joins are
 excluded on both sides. Usage: .venv/bin/python bench/bench_pipeline.py [--people N] [--record]
@@ -88,6 +90,45 @@ async def relay(stream):
         await out.send(key=event.key, value=event.value)
 from agents.faust_private import quiet_worker
 quiet_worker(app, "info").execute_from_commandline()
+'''
+
+
+#: The records the pipeline's design sends through Faust per input event, and nothing else: one
+#: Faust worker whose intake agent sends each input record to the journal and whose ledger agent,
+#: for each journal record, writes `table_writes` RocksDB table values (each changelogged) and
+#: sends 1.4 outcome records (a decision, plus a second record for two events in five), all
+#: through the producer as the worker sends. No decoding, no rules, no alignment, no claims.
+SKELETON = r'''
+import sys
+import faust
+from agents.faust_private import quiet_worker
+from agents.settings import TUNING
+bootstrap, sources, journal, decisions, others, app_id, web_port, data_dir, writes = sys.argv[1:]
+app = faust.App(app_id, broker=f"kafka://{bootstrap}", store="rocksdb://", datadir=data_dir,
+                web_port=int(web_port), web_host="127.0.0.1", web_bind="127.0.0.1",
+                topic_partitions=4, topic_replication_factor=1,
+                consumer_auto_offset_reset="earliest", stream_wait_empty=False, **TUNING)
+raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+inputs = app.topic(*sources.split(","), **raw)
+entries = app.topic(journal, partitions=4, **raw)
+from agents.app import raw_table
+tables = [raw_table(app, f"skeleton-{i}", 4) for i in range(int(writes))]
+send = app.producer.send
+@app.agent(inputs, name="intake")
+async def intake(stream):
+    async for event in stream.events():
+        await send(journal, event.key, event.value, None, None, None)
+@app.agent(entries, name="ledger")
+async def ledger(stream):
+    n = 0
+    async for event in stream.events():
+        for table in tables:
+            table[event.key] = event.value
+        await send(decisions, event.key, event.value, None, None, None)
+        n += 1
+        if n % 5 < 2:
+            await send(others, event.key, event.value, None, None, None)
+quiet_worker(app, "warning").execute_from_commandline()
 '''
 
 
@@ -184,6 +225,18 @@ def run_pipeline(lines: list[bytes], idle_wait: float = 3.0, workers: int = 1,
     return _measure(lines, made, commands, topics.DECISIONS, 1800, engine)
 
 
+def run_skeleton(lines: list[bytes], table_writes: int, engine: str = "tansu") -> float:
+    """`SKELETON` in one process, in events/s."""
+    journal, decisions, others = "bench.skeleton.journal", "bench.skeleton.out", "bench.skeleton.more"
+
+    def commands(bs: str, tmp: str, flags: tuple[str, ...]) -> list[list[str]]:
+        return [[sys.executable, "-c", SKELETON, bs, ",".join(topics.INPUT_TOPICS), journal,
+                 decisions, others, "bench-skeleton", str(free_port()), os.path.join(tmp, "w"),
+                 str(table_writes)]]
+
+    return _measure(lines, (journal, decisions, others), commands, decisions, 900, engine)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--people", type=int, default=5000)
@@ -191,6 +244,9 @@ def main() -> None:
                     help="pipeline runs to make, by number of workers (default: 1 2)")
     ap.add_argument("--engine", choices=("tansu", "kafka"), default="tansu",
                     help="the local broker every run uses (default: tansu)")
+    ap.add_argument("--skeleton", type=int, nargs="*", default=[], metavar="WRITES",
+                    help="also run, in one Faust worker, only the records the design sends per "
+                         "event (journal, WRITES table writes, 1.4 outcomes), for each WRITES")
     ap.add_argument("--record", action="store_true",
                     help="add the result to the table in docs/BENCHMARKS.md")
     args = ap.parse_args()
@@ -202,6 +258,11 @@ def main() -> None:
     frelay = run_relay(lines, faust_agents=True, engine=args.engine)
     print(f"Faust relay, 2 hops, 2 workers: {frelay:,.0f} events/s "
           f"({frelay / relay:.3f} of the relay)", flush=True)
+    for writes in args.skeleton:
+        rate = run_skeleton(lines, writes, engine=args.engine)
+        print(f"skeleton, 1 worker, the design's records only (journal, {writes} table writes, "
+              f"1.4 outcomes): {rate:,.0f} events/s: {rate / frelay:.3f} of the Faust relay",
+              flush=True)
     rows = []
     for n in args.workers:
         rate = run_pipeline(lines, workers=n, engine=args.engine)
