@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.tables import store
+from agents.tables import Changelogs
 from streams.core.config import RulesConfig
 from streams.pipeline.claims import Claims
 from streams.pipeline.outputs import Outputs
@@ -13,9 +13,13 @@ from streams.pipeline.outputs import Outputs
 
 def register(app: Any, claims: Any, holders: Any, out: Outputs, rules: RulesConfig) -> None:
     """Adds the claims agent to `app`."""
-    on_claim = Claims(rules, store(holders), out).on_claim
+    changelogs = Changelogs(app)
+    on_claim = Claims(rules, changelogs.store(holders), out).on_claim
 
     @app.agent(claims, name="claims")
     async def claims_agent(stream: Any) -> None:
         async for event in stream.events():
-            await on_claim(event.value, event.message)
+            try:
+                await on_claim(event.value, event.message)
+            finally:
+                await changelogs.send()  # the table's changelog records, before the ack

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.faust_private import committed_offset
-from agents.tables import store
+from agents.tables import Changelogs
 from streams.core.config import RulesConfig
 from streams.pipeline.ledger import Ledger
 from streams.pipeline.outputs import Outputs
@@ -15,7 +15,8 @@ from streams.pipeline.outputs import Outputs
 def register(app: Any, journal: Any, persons: Any, timeline: Any, out: Outputs,
              rules: RulesConfig) -> None:
     """Adds the ledger agent to `app`."""
-    step = Ledger(rules, store(persons), store(timeline), out)
+    changelogs = Changelogs(app)
+    step = Ledger(rules, changelogs.store(persons), changelogs.store(timeline), out)
     on_entry = step.on_entry
 
     @app.agent(journal, name="ledger")
@@ -24,5 +25,8 @@ def register(app: Any, journal: Any, persons: Any, timeline: Any, out: Outputs,
             msg = event.message
             # Everything below the committed offset was sent (the producer is flushed before
             # commits, in both modes).
-            await on_entry(event.key, event.value, msg, committed_offset(app, msg.tp) or 0,
-                           getattr(msg, "timestamp", None))
+            try:
+                await on_entry(event.key, event.value, msg, committed_offset(app, msg.tp) or 0,
+                               getattr(msg, "timestamp", None))
+            finally:
+                await changelogs.send()  # the tables' changelog records, before the ack

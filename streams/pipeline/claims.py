@@ -43,7 +43,7 @@ class Claims:
                                       f"mynapoint workers may write to {topics.CLAIMS}"),
                              where, value)
             return
-        read, write = self.holders
+        read, write = self.holders.read, self.holders.write
         key = req.key.encode()
         if req.kind == "account":
             current = read(key)
@@ -59,6 +59,7 @@ class Claims:
             if ans.granted and not already:
                 write(person_key, b"1")
                 write(BUDGET_COUNT_KEY, str(new_count).encode())
+        await self.holders.changelog()
         reply = AnswerEntry(claim_kind=req.kind, claim_key=req.key, person_id=req.person_id,
                             event_id=req.event_id, granted=ans.granted, holder=ans.holder)
         metrics.labelled(metrics.CLAIMS, req.kind, "granted" if ans.granted else "refused").inc()

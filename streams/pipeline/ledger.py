@@ -126,6 +126,8 @@ class Ledger:
                     key, timeline.read(key),
                     lambda upto: remembered_lines(record_now, upto)):
                 timeline.write(tkey, tvalue)
+        await self.persons.changelog()
+        await self.timeline.changelog()
         for req in folded.claims:
             await out.send(topics.CLAIMS, req.key.encode(), JOURNAL_ENCODER.encode(req))
         await out.publish(key, folded.outcomes)

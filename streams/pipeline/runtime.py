@@ -6,7 +6,8 @@ with each record through these few shapes, so that event-time alignment, effecti
 folding, claims, dead letters and metrics are written once, whatever runs them:
 
 - `Store`: the state of one table, for the partition of the record being handled: a read and a
-  whole-value write (the engine changelogs each write);
+  whole-value write (the engine changelogs each write; a step awaits `changelog()` after its
+  writes for a record);
 - `Send`: send one record to a topic, partitioned by its key with Kafka's default partitioner;
   the engine delivers everything sent before it commits any offset;
 - `Where`: the topic, partition and offset of the record being handled (dead letters name it);
@@ -25,6 +26,10 @@ from typing import Any, NamedTuple, Protocol
 Send = Callable[[str, bytes | None, bytes], Awaitable[None]]
 
 
+async def _changelogged_already() -> None:
+    return None
+
+
 class Store(NamedTuple):
     """One table's state for the current record's partition."""
 
@@ -32,6 +37,11 @@ class Store(NamedTuple):
     read: Callable[[bytes], bytes | None]
     #: Replaces a key's value whole (table values are immutable).
     write: Callable[[bytes, bytes], None]
+    #: Awaited by a step right after its writes for a record, before it sends anything else:
+    #: the engine hands the writes' changelog records to its producer, so that they go out
+    #: ahead of the record's other sends. Nothing to do for an engine that changelogs a write as
+    #: it is made (the default), or at its checkpoint.
+    changelog: Callable[[], Awaitable[None]] = _changelogged_already
 
 
 class Where(Protocol):

@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
 import faust
+from faust.types import TP
 from prometheus_client import CollectorRegistry, Counter
 
-from agents.tables import getter, store
+from agents.tables import Changelogs, getter
 from streams.pipeline import metrics
 
 
@@ -40,12 +45,128 @@ def test_labelled_is_the_child_labels_gives():
     assert metrics.labelled(counter, "x", "z") is not child
 
 
-def test_store_writes_through_the_table():
-    # A whole-value assignment: the write Faust changelogs.
+class FakeSent:
+    """What the producer's `send` gives back: a future of the record's metadata."""
+
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self.md = SimpleNamespace(topic=topic, partition=partition, offset=offset)
+        self.callbacks: list[Any] = []
+
+    def add_done_callback(self, callback: Any) -> None:
+        self.callbacks.append(callback)
+
+    def cancelled(self) -> bool:
+        return False
+
+    def exception(self) -> None:
+        return None
+
+    def result(self) -> Any:
+        return self.md
+
+    def deliver(self) -> None:
+        for callback in self.callbacks:
+            callback(self)
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, ...]] = []
+        self.futures: list[FakeSent] = []
+
+    async def send(self, topic: str, key: bytes, value: bytes, partition: int,
+                   timestamp: Any, headers: Any) -> FakeSent:
+        self.sent.append((topic, key, value, partition, timestamp, headers))
+        fut = FakeSent(topic, partition, 100 + len(self.futures))
+        self.futures.append(fut)
+        return fut
+
+
+class FakeManager:
+    def __init__(self) -> None:
+        self.on_commit: list[tuple[Any, Any, int]] = []
+
+    def persist_offset_on_commit(self, store: Any, tp: Any, offset: int) -> None:
+        self.on_commit.append((store, tp, offset))
+
+
+def _changelogged(in_transaction: bool) -> tuple[Any, Any, Changelogs, list[Any]]:
     _, table = _table()
-    written: list[bytes] = []
-    table.on_key_set = lambda key, value: written.append(key)  # type: ignore[attr-defined]
-    read, write = store(table)
+    persisted: list[tuple[Any, int]] = []
+    table.data.set_persisted_offset = lambda tp, offset: persisted.append((tp, offset))  # type: ignore[attr-defined]
+    table.partition_for_key = lambda key: 3  # type: ignore[attr-defined]  # the event's
+    app = SimpleNamespace(producer=FakeProducer(), tables=FakeManager(),
+                          in_transaction=in_transaction)
+    return app, table, Changelogs(app), persisted
+
+
+def test_a_write_goes_to_the_store_at_once_and_to_the_changelog_on_send():
+    app, table, changelogs, persisted = _changelogged(in_transaction=False)
+    seen: list[bytes] = []
+    table.on_key_get = seen.append  # type: ignore[attr-defined]
+    read, write, changelog = changelogs.store(table)
     write(b"P1", b"v1")
-    assert read(b"P1") == b"v1" == table[b"P1"]  # type: ignore[index]
-    assert written == [b"P1"]
+    write(b"P1", b"v2")
+    write(b"P2", b"w1")
+    # The store has the values before anything is sent, and reads see them.
+    assert read(b"P1") == b"v2" and read(b"P2") == b"w1" and seen == [b"P1", b"P2"]
+    assert app.producer.sent == []
+    asyncio.run(changelog())  # what a step awaits after its writes
+    topic = table.changelog_topic.get_topic_name()  # type: ignore[attr-defined]
+    assert topic == "test-tables-t-changelog"
+    # Every write, in order, to the partition Faust gives the key (the current event's).
+    assert app.producer.sent == [(topic, b"P1", b"v1", 3, None, None),
+                                 (topic, b"P1", b"v2", 3, None, None),
+                                 (topic, b"P2", b"w1", 3, None, None)]
+    asyncio.run(changelogs.send())  # nothing written since: nothing sent again
+    assert len(app.producer.sent) == 3
+    # Once delivered, the changelog offset is recorded in the store, as Faust records it.
+    assert persisted == []
+    for fut in app.producer.futures:
+        fut.deliver()
+    assert persisted == [(TP(topic, 3), 100), (TP(topic, 3), 101), (TP(topic, 3), 102)]
+    assert app.tables.on_commit == []
+
+
+def test_in_a_transaction_the_offset_is_recorded_at_the_commit():
+    app, table, changelogs, persisted = _changelogged(in_transaction=True)
+    _, write, _ = changelogs.store(table)
+    write(b"P1", b"v1")
+    asyncio.run(changelogs.send())
+    app.producer.futures[0].deliver()
+    topic = table.changelog_topic.get_topic_name()  # type: ignore[attr-defined]
+    assert app.tables.on_commit == [(table.data, TP(topic, 3), 100)]  # type: ignore[attr-defined]
+    assert persisted == []
+
+
+def test_the_changelog_records_are_the_ones_the_table_would_send():
+    # What `table[key] = value` (`Table.on_key_set`) hands to the changelog topic: the same
+    # key and value bytes (raw serializers), to the partition of `partition_for_key`.
+    _, table = _table()
+    calls: list[tuple[Any, ...]] = []
+    table.partition_for_key = lambda key: 3  # type: ignore[attr-defined]
+    table.changelog_topic.send_soon = (  # type: ignore[attr-defined]
+        lambda **kw: calls.append((kw["key"], kw["value"], kw["partition"], kw["key_serializer"],
+                                   kw["value_serializer"]))
+        or SimpleNamespace(message=SimpleNamespace(partition=kw["partition"])))
+    table[b"P1"] = b"v1"  # type: ignore[index]
+    assert calls == [(b"P1", b"v1", 3, "raw", "raw")]
+
+
+def test_faust_records_changelog_offsets_as_changelogs_mirrors():
+    # Pins what `Changelogs._persist_offset` mirrors: a Faust upgrade that records changelog
+    # offsets another way fails here, not in a recovery that starts at the wrong offset.
+    import inspect
+
+    from faust.stores.base import Store as BaseStore
+    from faust.tables.base import Collection
+    from faust.tables.manager import TableManager
+
+    sent = inspect.getsource(Collection._on_changelog_sent)
+    assert "self.app.in_transaction" in sent
+    assert "self.app.tables.persist_offset_on_commit(" in sent
+    assert "self.data.set_persisted_offset(res.topic_partition, res.offset)" in sent
+    assert callable(TableManager.persist_offset_on_commit)
+    assert callable(BaseStore.set_persisted_offset)
+    on_key_set = inspect.getsource(faust.Table.on_key_set)
+    assert "self.send_changelog(self.partition_for_key(key), key, value)" in on_key_set

@@ -256,6 +256,40 @@ def test_the_ledger_stores_the_fold_and_publishes_its_outcomes():
     assert key == b"P1" and isinstance(OUTCOME_DECODER.decode(value), Decision)
 
 
+class Logged:
+    """A store and the engine's sends writing one log, to check the order of a step's calls."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def store(self, name: str) -> Store:
+        data: dict[bytes, bytes] = {}
+
+        def write(key: bytes, value: bytes) -> None:
+            self.log.append(f"write {name}")
+            data[key] = value
+
+        async def changelog() -> None:
+            self.log.append(f"changelog {name}")
+
+        return Store(data.get, write, changelog)
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        self.log.append(f"send {topic}")
+
+
+def test_the_steps_hand_over_their_writes_changelogs_before_anything_else_is_sent():
+    engine = Logged()
+    ledger = Ledger(CFG, engine.store("persons"), engine.store("timeline"), Outputs(engine.send))
+    asyncio.run(ledger.on_entry(b"P1", journal_entry(5), At(topics.JOURNAL, 0, 5), committed=0))
+    assert engine.log == ["write persons", "write timeline", "changelog persons",
+                          "changelog timeline", f"send {topics.DECISIONS}"]
+    engine.log.clear()
+    claims = Claims(CFG, engine.store("claims"), Outputs(engine.send))
+    asyncio.run(claims.on_claim(claim("P1", "l1"), At(topics.CLAIMS, 0, 0)))
+    assert engine.log == ["write claims", "changelog claims", f"send {topics.JOURNAL}"]
+
+
 def test_the_ledger_dead_letters_an_entry_it_cannot_read_and_stores_nothing():
     persons, people = dict_store()
     timeline, _ = dict_store()
