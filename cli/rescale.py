@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cli import Lazy
+from cli import Lazy, add_app_arguments
 from schemas.settings import ENV, NO_BROKER, flag_or_env, from_env
 
 
@@ -28,12 +28,9 @@ def register(sub: Any, lazy: Lazy) -> None:
             "from its state file). docs/RUNBOOK.md, \"Scaling\"."
         ),
     )
-    s.add_argument("--bootstrap", metavar="HOST:PORT",
-                   help=f"Kafka bootstrap servers (default: ${ENV['bootstrap'].var})")
+    add_app_arguments(s)
     s.add_argument("--to-partitions", type=int, required=True, metavar="M",
                    help="the new partition count (larger than today's)")
-    s.add_argument("--app-id", help=f"the workers' --app-id (default: ${ENV['app_id'].var}, "
-                   f"else {ENV['app_id'].default})")
     s.add_argument("--config", metavar="FILE",
                    help="the rules configuration the workers run with (default: "
                    f"${ENV['config'].var}, else RULES.md's defaults); refused if the published "

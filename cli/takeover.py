@@ -10,8 +10,8 @@ import argparse
 import sys
 from typing import Any
 
-from cli import Lazy
-from schemas.settings import ENGINES, ENV, NO_BROKER, flag_or_env
+from cli import Lazy, add_app_arguments
+from schemas.settings import ENGINES, NO_BROKER, flag_or_env
 
 
 def register(sub: Any, lazy: Lazy) -> None:
@@ -30,10 +30,7 @@ def register(sub: Any, lazy: Lazy) -> None:
     )
     s.add_argument("--to", required=True, choices=ENGINES,
                    help="the engine the app's workers will run on")
-    s.add_argument("--bootstrap", metavar="HOST:PORT",
-                   help=f"Kafka bootstrap servers (default: ${ENV['bootstrap'].var})")
-    s.add_argument("--app-id", help=f"the workers' --app-id (default: ${ENV['app_id'].var}, "
-                   f"else {ENV['app_id'].default})")
+    add_app_arguments(s)
     s.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                    help="give up a single read or topic operation after this long (default 600)")
     s.set_defaults(func=lazy("cli.takeover", "cmd_takeover"))
