@@ -17,6 +17,7 @@ import msgspec
 import pytest
 
 from clients.connect import run_blocking
+from clients.history import persons_changelogs
 from clients.offline import state_headers
 from devtools.demo import generate
 from schemas import topics
@@ -66,11 +67,11 @@ def lose_a_claim(bootstrap: str, engine: str) -> None:
     """Writes PERSON's waiting record to the persons changelog, where a worker recovers it."""
     from aiokafka import AIOKafkaProducer
 
+    faust, quix = persons_changelogs(APP_ID)
     if engine == "quix":
-        topic = topics.quix_changelog_topic(APP_ID, topics.JOURNAL)
-        key = quix_key("persons", PERSON.encode())
+        topic, key = quix, quix_key("persons", PERSON.encode())
     else:
-        topic, key = topics.changelog_topic(APP_ID, "persons"), PERSON.encode()
+        topic, key = faust, PERSON.encode()
 
     async def send() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
