@@ -49,6 +49,21 @@ def by_label(samples, name: str, *labels: str) -> dict[tuple[str, ...], float]:
     return out
 
 
+def progress(s, records: int, valid: int, bad: int) -> str:
+    """Where a worker that has not decided everything stands, by its own metrics."""
+    lines = [
+        f"records in: {sum(by_label(s, 'mynapoint_records_in_total', 'topic').values()):g} of "
+        f"{records}; decisions: {sum(by_label(s, 'mynapoint_decisions_total', 'type').values()):g}"
+        f" of {valid}; dead letters: "
+        f"{sum(by_label(s, 'mynapoint_dead_letters_total', 'reason').values()):g} of {bad}",
+        f"held by alignment: {by_label(s, 'mynapoint_aligner_held')}; claims answered: "
+        f"{by_label(s, 'mynapoint_claims_total', 'kind', 'answer')}",
+        f"records in by topic: {by_label(s, 'mynapoint_records_in_total', 'topic')}",
+        f"consumer lag: {by_label(s, 'mynapoint_consumer_lag', 'topic', 'partition')}",
+    ]
+    return "\n".join(lines)
+
+
 def test_metrics_match_the_records(fresh_broker, tmp_path, worker_engine):
     bootstrap = fresh_broker.bootstrap
     lines = list(generate(people=300, seed=31, bad_ratio=0.01))
@@ -78,7 +93,11 @@ def test_metrics_match_the_records(fresh_broker, tmp_path, worker_engine):
                     and sum(by_label(s, "mynapoint_dead_letters_total", "reason").values())
                     >= len(bad))
 
-        wait_for(decided, 300, "every record decided or dead-lettered", worker=worker)
+        try:
+            wait_for(decided, 300, "every record decided or dead-lettered", worker=worker)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{progress(scrape(port), len(lines), len(valid), len(bad))}"
+                                 ) from None
 
         records = consume_sync(bootstrap, [topics.DECISIONS, topics.GRANTS, topics.ALERTS,
                                            topics.DEADLETTER], timeout=120)

@@ -222,7 +222,8 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.5, worker=Non
         if worker is not None:
             worker.assert_alive()
         time.sleep(poll)  # polling a condition, not waiting on luck
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+    tail = f"; the worker's log ends with:\n{worker.log_tail(60)}" if worker is not None else ""
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{tail}")
 
 
 OUTCOME_TOPICS = (topics.DECISIONS, topics.GRANTS, topics.ALERTS)
