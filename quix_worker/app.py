@@ -22,6 +22,7 @@ from quix_worker import private
 from quix_worker.source import QuixSource, finish
 from schemas import topics
 from streams.core.config import RulesConfig
+from streams.pipeline import metrics
 from streams.pipeline.claims import Claims
 from streams.pipeline.intake import ALIGN_TICK, RESEEK_EVERY, Intake
 from streams.pipeline.ledger import Ledger
@@ -163,18 +164,20 @@ def create_app(settings: WorkerSettings, rules: RulesConfig,
     def assigned(partitions: list[Any]) -> None:
         source.assigned([tp for tp in partitions if tp.topic in topics.INPUT_TOPICS])
 
-    def revoked(partitions: list[Any]) -> None:
-        intake.revoked(source.revoked([tp for tp in partitions
-                                       if tp.topic in topics.INPUT_TOPICS]))
-
-    private.after_each_poll(app, tick)
-    private.on_rebalance(app, assigned, revoked)
-
     # Ledger: the journal, with the persons' records and timelines in the dataframe's state.
     ledger_state = _Current()
     ledger = Ledger(rules, _store(ledger_state, PERSONS_TAG), _store(ledger_state, TIMELINE_TAG),
                     out)
     on_entry = ledger.on_entry
+    metrics.watch_claim_waits(ledger.waits)
+
+    def revoked(partitions: list[Any]) -> None:
+        intake.revoked(source.revoked([tp for tp in partitions
+                                       if tp.topic in topics.INPUT_TOPICS]))
+        ledger.revoked({tp.partition for tp in partitions if tp.topic == topics.JOURNAL})
+
+    private.after_each_poll(app, tick)
+    private.on_rebalance(app, assigned, revoked)
 
     committed = private.committed_offsets(app)
 

@@ -4,7 +4,7 @@ keep the person's timeline (streams/core/timeline.py), ask for claims, publish t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from schemas import topics
 from schemas.codec import (
@@ -88,10 +88,53 @@ def fold_stored(key: bytes | None, entry_value: bytes | None,
         ) from exc
 
 
+class ClaimWaits:
+    """The persons whose decision waits for a claim's answer, as this worker's ledger last folded
+    them, and since when: what the `mynapoint_claim_waits` gauges report (streams/pipeline/metrics.py).
+
+    A person counts from the fold that leaves their record waiting to the fold that ends the wait
+    (the answer's, normally milliseconds later); a wait for another request starts the clock
+    again. Only the journal partitions this worker holds count: `revoked` forgets the others, and
+    their new owner counts a waiting person from its next fold of them. A person who was already
+    waiting when this worker took the partition, and has no new journal entry, is not counted:
+    `mynapoint reask` lists every waiting request from the changelog (docs/RUNBOOK.md).
+
+    Read by the metrics scrape from its own thread: `count` and `oldest` only read, in single
+    operations on the dict.
+    """
+
+    __slots__ = ("_since",)
+
+    def __init__(self) -> None:
+        #: person key -> (journal partition, the waiting request's event id, monotonic seconds).
+        self._since: dict[bytes, tuple[int, str, float]] = {}
+
+    def waiting(self, key: bytes, partition: int, event_id: str, now: float) -> None:
+        current = self._since.get(key)
+        if current is None or current[1] != event_id:
+            self._since[key] = (partition, event_id, now)
+
+    def done(self, key: bytes) -> None:
+        self._since.pop(key, None)
+
+    def revoked(self, partitions: Collection[int]) -> None:
+        for key, (partition, _, _) in list(self._since.items()):
+            if partition in partitions:
+                del self._since[key]
+
+    def count(self) -> int:
+        return len(self._since)
+
+    def oldest(self, now: float) -> float:
+        """Seconds the longest wait has lasted at `now`; 0 when nobody waits."""
+        since = [s for _, _, s in list(self._since.values())]
+        return max(0.0, now - min(since)) if since else 0.0
+
+
 class Ledger:
     """Handles the journal: one call per journal record, in the partition's order."""
 
-    __slots__ = ("rules", "persons", "timeline", "out")
+    __slots__ = ("rules", "persons", "timeline", "out", "waits")
 
     def __init__(self, rules: RulesConfig, persons: Store, timeline: Store, out: Outputs) -> None:
         self.rules = rules
@@ -100,6 +143,12 @@ class Ledger:
         #: Each person's published outcomes, as JSON lines in chunks, for the status API.
         self.timeline = timeline
         self.out = out
+        #: Who waits for a claim's answer, for the gauges; `revoked` when partitions go.
+        self.waits = ClaimWaits()
+
+    def revoked(self, partitions: Collection[int]) -> None:
+        """The engine took these journal partitions away."""
+        self.waits.revoked(partitions)
 
     async def on_entry(self, key: bytes | None, value: bytes | None, where: Where, committed: int,
                        timestamp: float | None = None) -> None:
@@ -128,6 +177,11 @@ class Ledger:
                 timeline.write(tkey, tvalue)
         await self.persons.changelog()
         await self.timeline.changelog()
+        waiting = folded.record.waiting
+        if waiting is None:
+            self.waits.done(key)
+        else:
+            self.waits.waiting(key, where.partition, waiting.event_id, time.monotonic())
         for req in folded.claims:
             await out.send(topics.CLAIMS, req.key.encode(), JOURNAL_ENCODER.encode(req))
         await out.publish(key, folded.outcomes)

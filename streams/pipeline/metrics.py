@@ -48,6 +48,15 @@ REREADS = Counter(
     ["topic"],
 )
 HELD = Gauge("mynapoint_aligner_held", "Input records held by event-time alignment")
+CLAIM_WAITS = Gauge(
+    "mynapoint_claim_waits",
+    "Persons whose decision waits for a claim's answer (on the journal partitions this worker "
+    "holds)",
+)
+CLAIM_WAIT_OLDEST = Gauge(
+    "mynapoint_claim_wait_oldest_seconds",
+    "How long the longest of those waits has lasted (0 when nobody waits)",
+)
 LATENCY = Histogram(
     "mynapoint_processing_seconds", "Time the ledger spends on one journal entry",
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0),
@@ -102,6 +111,12 @@ def count_outcome(o: Outcome) -> None:
         labelled(ALERTS, o.code).inc()
     elif type(o) is DeadLetter:
         labelled(DEAD_LETTERS, o.reason).inc()
+
+
+def watch_claim_waits(waits: Any) -> None:
+    """Reports the ledger's `ClaimWaits` (streams/pipeline/ledger.py) at every scrape."""
+    CLAIM_WAITS.set_function(waits.count)
+    CLAIM_WAIT_OLDEST.set_function(lambda: waits.oldest(time.monotonic()))
 
 
 def observe_latency(started: float, record_timestamp: float | None) -> None:

@@ -57,7 +57,9 @@ def progress(s, records: int, valid: int, bad: int) -> str:
         f" of {valid}; dead letters: "
         f"{sum(by_label(s, 'mynapoint_dead_letters_total', 'reason').values()):g} of {bad}",
         f"held by alignment: {by_label(s, 'mynapoint_aligner_held')}; claims answered: "
-        f"{by_label(s, 'mynapoint_claims_total', 'kind', 'answer')}",
+        f"{by_label(s, 'mynapoint_claims_total', 'kind', 'answer')}; waiting for an answer: "
+        f"{by_label(s, 'mynapoint_claim_waits')}, the longest for "
+        f"{by_label(s, 'mynapoint_claim_wait_oldest_seconds')} s",
         f"records in by topic: {by_label(s, 'mynapoint_records_in_total', 'topic')}",
         f"consumer lag: {by_label(s, 'mynapoint_consumer_lag', 'topic', 'partition')}",
     ]
@@ -112,6 +114,10 @@ def test_metrics_match_the_records(fresh_broker, tmp_path, worker_engine):
         # Offsets are committed about every second; then nothing is behind on the inputs.
         wait_for(lag_drained, 120, "consumer lag on the inputs to reach 0", worker=worker)
         s = scrape(port)
+        # Every claim was answered, and the ledger saw each answer: nobody waits any more.
+        assert by_label(s, "mynapoint_claims_total", "kind")
+        assert s[("mynapoint_claim_waits", ())] == 0
+        assert s[("mynapoint_claim_wait_oldest_seconds", ())] == 0
         lag_series = {lbl for (n, lbl) in s if n == "mynapoint_consumer_lag"}
         assert {dict(lbl)["topic"] for lbl in lag_series} >= set(topics.INPUT_TOPICS)
 

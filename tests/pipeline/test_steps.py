@@ -4,10 +4,12 @@ from them, record by record. The engines themselves run the same steps in tests/
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import msgspec
 import pytest
+from prometheus_client import REGISTRY
 
 from schemas import topics
 from schemas.codec import OUTCOME_DECODER, UNREADABLE_CLAIM, UNREADABLE_JOURNAL_ENTRY
@@ -15,12 +17,13 @@ from schemas.journal import JOURNAL_DECODER, JOURNAL_ENCODER, ClaimRequest, Even
 from schemas.outcomes import DeadLetter, Decision
 from streams.core.config import build_config
 from streams.core.ledger import RECORD_ENCODER, fold
+from streams.pipeline import metrics
 from streams.pipeline.claims import Claims
 from streams.pipeline.intake import STARVED_AFTER, Intake
-from streams.pipeline.ledger import Ledger
+from streams.pipeline.ledger import ClaimWaits, Ledger
 from streams.pipeline.outputs import Outputs
 from streams.pipeline.runtime import At, Store
-from tests.builders import card
+from tests.builders import card, phase1_linked
 
 CFG = build_config({"services": [{"id": "demo-pay", "name": "Demo Pay"}]})
 
@@ -336,3 +339,64 @@ def test_a_claim_that_cannot_be_read_is_a_dead_letter(value):
     dl = OUTCOME_DECODER.decode(out)
     assert isinstance(dl, DeadLetter) and dl.reason == UNREADABLE_CLAIM
     assert sent.on(topics.JOURNAL) == [] and held == {}
+
+
+# -- who waits for a claim's answer (the `mynapoint_claim_waits` gauges)
+
+
+def test_a_person_waits_from_the_fold_that_asks_a_claim_to_the_fold_of_its_answer():
+    persons, _ = dict_store()
+    timeline, _ = dict_store()
+    holders, _ = dict_store()
+    sent = Sent()
+    ledger = Ledger(CFG, persons, timeline, Outputs(sent))
+    claims = Claims(CFG, holders, Outputs(sent))
+    offsets = iter(range(100))
+
+    async def fold_line(event: Any) -> None:
+        offset = next(offsets)
+        entry = EventEntry(topic=topics.TOPIC_BY_TYPE[event["type"]],
+                           partition=0, offset=offset,
+                           value=msgspec.json.encode(event))
+        await ledger.on_entry(b"P1", JOURNAL_ENCODER.encode(entry), At(topics.JOURNAL, 3, offset),
+                              committed=0)
+
+    async def run() -> list[int]:
+        counts = []
+        for event in phase1_linked("P1"):
+            await fold_line(event)
+            counts.append(ledger.waits.count())
+        [(_, request)] = sent.on(topics.CLAIMS)
+        await claims.on_claim(request, At(topics.CLAIMS, 0, 0))
+        [(_, answer)] = sent.on(topics.JOURNAL)
+        await ledger.on_entry(b"P1", answer, At(topics.JOURNAL, 3, next(offsets)), committed=0)
+        counts.append(ledger.waits.count())
+        return counts
+
+    # card, reservation, link (asks the account's claim), the answer
+    assert asyncio.run(run()) == [0, 0, 1, 0]
+
+
+def test_claim_waits_report_the_longest_wait_and_forget_revoked_partitions():
+    waits = ClaimWaits()
+    assert (waits.count(), waits.oldest(100.0)) == (0, 0.0)
+    waits.waiting(b"P1", 3, "l1", 10.0)
+    waits.waiting(b"P2", 1, "l2", 40.0)
+    waits.waiting(b"P1", 3, "l1", 50.0)  # the same request folded again: still waiting since 10
+    assert (waits.count(), waits.oldest(100.0)) == (2, 90.0)
+    waits.waiting(b"P1", 3, "l3", 70.0)  # waiting for another request now: its clock starts
+    assert waits.oldest(100.0) == 60.0
+    waits.revoked({1})
+    assert (waits.count(), waits.oldest(100.0)) == (1, 30.0)
+    waits.done(b"P1")
+    waits.done(b"P9")  # nobody: nothing happens
+    assert (waits.count(), waits.oldest(100.0)) == (0, 0.0)
+
+
+def test_the_gauges_read_the_claim_waits_they_watch_at_each_scrape():
+    waits = ClaimWaits()
+    metrics.watch_claim_waits(waits)
+    assert REGISTRY.get_sample_value("mynapoint_claim_waits") == 0
+    waits.waiting(b"P1", 0, "l1", time.monotonic() - 30)
+    assert REGISTRY.get_sample_value("mynapoint_claim_waits") == 1
+    assert REGISTRY.get_sample_value("mynapoint_claim_wait_oldest_seconds") >= 30
