@@ -6,6 +6,9 @@ fails a test instead of a worker:
 
 - `committed_offset(app, tp)`: the group's committed offset of a partition, which Faust keeps in
   `Consumer._committed_offset` (intake's event-time alignment, the consumer-lag gauge);
+- `created_consumer(app)`, `created_assignor(app)`: the consumer (`App._consumer`) and the
+  partition assignor, only once Faust has made them, for the metrics scrape, which must not make
+  them from its own thread (see the functions);
 - `active_rocksdb(table)`: the RocksDB databases of a table's active partitions,
   `Store._dbs_for_actives` (the table-size gauge reads RocksDB's own key estimate);
 - `add_middleware(app, mw)`: an aiohttp middleware on Faust's web app, `app.web.web_app`
@@ -84,6 +87,27 @@ def committed_offset(app: Any, tp: Any) -> int | None:
     """The consumer group's committed offset of `tp` as this worker last knew it; None if none.
     Not on Faust's ConsumerT interface; its Consumer implementation keeps it."""
     return app.consumer._committed_offset.get(tp)  # noqa: SLF001
+
+
+def created_consumer(app: Any) -> Any | None:
+    """The app's consumer if Faust has made it (at the app's start), else None, without making it.
+
+    `App.consumer` makes the consumer on first use, and with it the thread that runs aiokafka,
+    bound to the event loop of the thread that asked. Asked first from a metrics scrape (its own
+    thread) while the worker was still starting, it was bound to the wrong loop: the worker's
+    start failed ("attached to a different loop") and the process hung, alive, deciding nothing.
+    Faust keeps it in `App._consumer`."""
+    return getattr(app, "_consumer", None)
+
+
+def created_assignor(app: Any) -> Any | None:
+    """The app's partition assignor if Faust has made it, else None, without making it (it is a
+    lazy `cached_property`, made on first use like the consumer, and read by the consumer)."""
+    lazy = getattr(type(app), "assignor", None)
+    is_set = getattr(lazy, "is_set", None)
+    if is_set is None:  # not Faust's lazy property: whatever the app holds
+        return getattr(app, "assignor", None)
+    return app.assignor if is_set(app) else None
 
 
 def active_rocksdb(table: Any) -> list[Any] | None:

@@ -14,7 +14,12 @@ from prometheus_client import REGISTRY, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
 import streams.pipeline.metrics  # noqa: F401 - registers the counters every engine keeps
-from agents.faust_private import active_rocksdb, committed_offset
+from agents.faust_private import (
+    active_rocksdb,
+    committed_offset,
+    created_assignor,
+    created_consumer,
+)
 
 #: Label names of the gauges computed at scrape time (they have no samples before a worker runs).
 COLLECTED_LABELS = {
@@ -65,9 +70,11 @@ class _Collector:
             labels=list(COLLECTED_LABELS["mynapoint_consumer_lag"]),
         )
         app = self.app
-        if app is not None:
+        # Only what Faust has made: a scrape while the worker starts must not make the consumer
+        # or the assignor from this thread (`faust_private.created_consumer`).
+        consumer = created_consumer(app) if app is not None else None
+        if consumer is not None:
             try:
-                consumer = app.consumer
                 for tp in consumer.assignment():
                     hw = consumer.highwater(tp)
                     pos = committed_offset(app, tp)
@@ -81,9 +88,10 @@ class _Collector:
             "1 for each partition this worker owns (actively processes), by topic and partition",
             labels=list(COLLECTED_LABELS["mynapoint_partition_owned"]),
         )
-        if app is not None:
+        assignor = created_assignor(app) if app is not None else None
+        if assignor is not None:
             try:
-                for tp in sorted(app.assignor.assigned_actives()):
+                for tp in sorted(assignor.assigned_actives()):
                     owned.add_metric([tp.topic, str(tp.partition)], 1.0)
             except Exception:  # noqa: BLE001 - before the first assignment nothing is owned
                 pass

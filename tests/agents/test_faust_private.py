@@ -288,3 +288,14 @@ def test_a_seek_overtaken_by_a_new_rebalance_leaves_the_partitions_to_that_rebal
     consumer.resume_partitions({journal})
     asyncio.run(consumer.perform_seek())
     assert journal not in active
+
+
+def test_faust_still_keeps_what_created_consumer_and_created_assignor_read():
+    import inspect
+
+    import faust
+
+    app = faust.App("mynapoint-pin")
+    assert app._consumer is None  # noqa: SLF001 - nothing made yet
+    assert "self._consumer = self._new_consumer()" in inspect.getsource(faust.App.consumer.fget)
+    assert callable(faust.App.assignor.is_set) and not faust.App.assignor.is_set(app)

@@ -77,3 +77,31 @@ def test_faust_assignor_still_has_what_the_gauge_reads():
     from faust.assignor.partition_assignor import PartitionAssignor
 
     assert callable(PartitionAssignor.assigned_actives)
+
+
+def test_a_scrape_while_the_worker_starts_makes_none_of_fausts_parts(tmp_path):
+    # Faust makes its consumer (with the thread that runs aiokafka, bound to the event loop of
+    # the thread that asks) and its assignor on first use. A scrape, from its own thread, that
+    # came before the worker's start had made them made them there: the start then failed
+    # ("attached to a different loop") and the worker hung, deciding nothing.
+    import argparse
+    import threading
+
+    from agents.app import create_app
+    from agents.faust_private import created_assignor, created_consumer
+    from agents.worker import add_arguments, settings_from_args
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    app = create_app(settings_from_args(p.parse_args(["--data-dir", str(tmp_path)])))
+    collector = metrics._Collector()
+    collector.app = app
+    names: list[str] = []
+    scrape = threading.Thread(target=lambda: names.extend(f.name for f in collector.collect()))
+    scrape.start()
+    scrape.join()
+    assert {"mynapoint_consumer_lag", "mynapoint_partition_owned"} <= set(names)
+    assert created_consumer(app) is None and created_assignor(app) is None
+    # Once Faust has made them (its start does, on its own loop), the scrape reads them.
+    consumer, assignor = app.consumer, app.assignor
+    assert created_consumer(app) is consumer and created_assignor(app) is assignor
