@@ -98,9 +98,18 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
     metrics.register_tables(tables)
 
     out = outputs(app)
-    intake.register(app, inputs, out, settings.idle_wait)
-    ledger.register(app, journal, persons, timeline, out, rules)
+    intake_step = intake.register(app, inputs, out, settings.idle_wait)
+    ledger_step = ledger.register(app, journal, persons, timeline, out, rules)
     claims_agent.register(app, claims, holders, out, rules)
+
+    # One handler for what a rebalance takes away: each step forgets its partitions. Faust's
+    # stub wants a receiver taking any positional arguments; the signal sends one (`revoked`)
+    # plus `signal=` as a keyword.
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def forget_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        intake_step.revoked({(tp.topic, tp.partition) for tp in revoked
+                             if tp.topic in topics.INPUT_TOPICS})
+        ledger_step.revoked({tp.partition for tp in revoked if tp.topic == topics.JOURNAL})
 
     app.mynapoint_rules = rules  # type: ignore[attr-defined]
     app.mynapoint_tables = tables  # type: ignore[attr-defined]

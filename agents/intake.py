@@ -57,8 +57,8 @@ class FaustSource:
             token.ack()
 
 
-def register(app: Any, inputs: Any, out: Outputs, idle_wait: float) -> None:
-    """Adds the intake agent, its timers and its revocation handler to `app`."""
+def register(app: Any, inputs: Any, out: Outputs, idle_wait: float) -> Intake:
+    """Adds the intake agent and its timers to `app`; returns its step (for `revoked`)."""
     step = Intake(FaustSource(app), out, idle_wait)
     on_record = step.on_record
 
@@ -82,9 +82,4 @@ def register(app: Any, inputs: Any, out: Outputs, idle_wait: float) -> None:
     async def reseek_holes() -> None:
         await step.reseek()
 
-    # Faust's stub wants a receiver taking any positional arguments; the signal sends one
-    # (`revoked`) plus `signal=` as a keyword.
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-    async def forget_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-        step.revoked({(tp.topic, tp.partition) for tp in revoked
-                      if tp.topic in topics.INPUT_TOPICS})
+    return step

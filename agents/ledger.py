@@ -7,7 +7,6 @@ from typing import Any
 
 from agents.faust_private import committed_offset
 from agents.tables import Changelogs
-from schemas import topics
 from streams.core.config import RulesConfig
 from streams.pipeline import metrics
 from streams.pipeline.ledger import Ledger
@@ -15,18 +14,12 @@ from streams.pipeline.outputs import Outputs
 
 
 def register(app: Any, journal: Any, persons: Any, timeline: Any, out: Outputs,
-             rules: RulesConfig) -> None:
-    """Adds the ledger agent to `app`."""
+             rules: RulesConfig) -> Ledger:
+    """Adds the ledger agent to `app`; returns its step (for `revoked`)."""
     changelogs = Changelogs(app)
     step = Ledger(rules, changelogs.store(persons), changelogs.store(timeline), out)
     on_entry = step.on_entry
     metrics.watch_claim_waits(step.waits)
-
-    # Faust's stub wants a receiver taking any positional arguments; the signal sends one
-    # (`revoked`) plus `signal=` as a keyword.
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-    async def forget_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-        step.revoked({tp.partition for tp in revoked if tp.topic == topics.JOURNAL})
 
     @app.agent(journal, name="ledger")
     async def ledger(stream: Any) -> None:
@@ -39,3 +32,5 @@ def register(app: Any, journal: Any, persons: Any, timeline: Any, out: Outputs,
                                getattr(msg, "timestamp", None))
             finally:
                 await changelogs.send()  # the tables' changelog records, before the ack
+
+    return step
