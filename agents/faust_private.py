@@ -103,11 +103,7 @@ def created_consumer(app: Any) -> Any | None:
 def created_assignor(app: Any) -> Any | None:
     """The app's partition assignor if Faust has made it, else None, without making it (it is a
     lazy `cached_property`, made on first use like the consumer, and read by the consumer)."""
-    lazy = getattr(type(app), "assignor", None)
-    is_set = getattr(lazy, "is_set", None)
-    if is_set is None:  # not Faust's lazy property: whatever the app holds
-        return getattr(app, "assignor", None)
-    return app.assignor if is_set(app) else None
+    return app.assignor if type(app).assignor.is_set(app) else None
 
 
 def active_rocksdb(table: Any) -> list[Any] | None:

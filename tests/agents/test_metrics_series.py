@@ -47,28 +47,30 @@ def test_every_dead_letter_reason_in_the_code_is_listed():
     assert used and used <= set(codec.DEAD_LETTER_REASONS)
 
 
-class _Assignor:
-    def __init__(self, actives):
-        self.actives = actives
+def _app(tmp_path):
+    import argparse
 
-    def assigned_actives(self):
-        return self.actives
+    from agents.app import create_app
+    from agents.worker import add_arguments, settings_from_args
 
-
-class _App:
-    def __init__(self, actives):
-        self.assignor = _Assignor(actives)
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    return create_app(settings_from_args(p.parse_args(["--data-dir", str(tmp_path)])))
 
 
-def test_partition_ownership_follows_the_active_assignment():
+def test_partition_ownership_follows_the_active_assignment(tmp_path, monkeypatch):
     from faust.types import TP
 
+    app = _app(tmp_path)
     collector = metrics._Collector()
-    collector.app = _App({TP(topics.JOURNAL, 2), TP(topics.JOURNAL, 0), TP(topics.CARDS, 0)})
+    collector.app = app
+    actives = {TP(topics.JOURNAL, 2), TP(topics.JOURNAL, 0), TP(topics.CARDS, 0)}
+    # Faust's assignor (made here, as the worker's start makes it), with an assignment.
+    monkeypatch.setattr(app.assignor, "assigned_actives", lambda: set(actives))
     [owned] = [f for f in collector.collect() if f.name == "mynapoint_partition_owned"]
     assert {(s.labels["topic"], s.labels["partition"], s.value) for s in owned.samples} == {
         (topics.JOURNAL, "0", 1.0), (topics.JOURNAL, "2", 1.0), (topics.CARDS, "0", 1.0)}
-    collector.app = _App(set())  # everything revoked
+    actives.clear()  # everything revoked
     [owned] = [f for f in collector.collect() if f.name == "mynapoint_partition_owned"]
     assert owned.samples == []
 
@@ -84,16 +86,11 @@ def test_a_scrape_while_the_worker_starts_makes_none_of_fausts_parts(tmp_path):
     # the thread that asks) and its assignor on first use. A scrape, from its own thread, that
     # came before the worker's start had made them made them there: the start then failed
     # ("attached to a different loop") and the worker hung, deciding nothing.
-    import argparse
     import threading
 
-    from agents.app import create_app
     from agents.faust_private import created_assignor, created_consumer
-    from agents.worker import add_arguments, settings_from_args
 
-    p = argparse.ArgumentParser()
-    add_arguments(p)
-    app = create_app(settings_from_args(p.parse_args(["--data-dir", str(tmp_path)])))
+    app = _app(tmp_path)
     collector = metrics._Collector()
     collector.app = app
     names: list[str] = []
