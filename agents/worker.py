@@ -73,19 +73,20 @@ def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:
     from agents import metrics
     from agents.app import create_app
     from agents.faust_private import quiet_worker
-    from clients import admin
-    from clients.offline import state_elsewhere
+    from clients.admin import Refused
+    from clients.offline import ensure_worker_topics
 
     if settings.tansu_compat:
         from agents.faust_private import patch_for_tansu
 
         patch_for_tansu()
-    refused = state_elsewhere("faust", settings.app_id, admin.topic_names(settings.bootstrap))
-    if refused:
+    names, configs = worker_topics(settings.app_id)
+    try:
+        ensure_worker_topics("faust", settings.app_id, settings.bootstrap, settings.partitions,
+                             names, configs)
+    except Refused as refused:
         print(f"mynapoint worker: {refused}", file=sys.stderr)
         return 2
-    names, configs = worker_topics(settings.app_id)
-    admin.ensure_topics(settings.bootstrap, settings.partitions, names, configs=configs)
     app = create_app(settings, cfg)
     metrics.register_app(app)
     if settings.metrics_port:

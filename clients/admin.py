@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,10 @@ TOPIC_ALREADY_EXISTS = 36
 
 class TopicError(RuntimeError):
     """A topic could not be created, or did not become usable in time."""
+
+
+class Refused(TopicError):
+    """`ensure_topics` created nothing: its `refuse` check said why (the message)."""
 
 
 @dataclass
@@ -50,10 +54,14 @@ async def ensure_topics_async(
     replication_factor: int = 1,
     configs: Mapping[str, Mapping[str, str]] | None = None,
     timeout: float = 30.0,
+    refuse: Callable[[set[str]], str | None] | None = None,
     **client_kwargs: Any,
 ) -> TopicsReport:
     """Creates the missing `topics` with `partitions` partitions and waits until every one of them
-    has a leader for each partition. `configs` maps a topic name to its topic configs."""
+    has a leader for each partition. `configs` maps a topic name to its topic configs.
+
+    `refuse`, given the names of the topics present, may say why nothing must be created: then
+    `Refused` is raised with that reason, and nothing was created."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     if partitions < 1:
@@ -71,6 +79,9 @@ async def ensure_topics_async(
     try:
         await asyncio.wait_for(admin.start(), timeout)
         present = set(await asyncio.wait_for(admin.list_topics(), _left(deadline)))
+        why = refuse(present) if refuse is not None else None
+        if why:
+            raise Refused(why)
         missing = [t for t in wanted if t not in present]
         if missing:
             new = [

@@ -14,7 +14,7 @@ import time
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from clients.admin import TOPIC_ALREADY_EXISTS, topic_errors
+from clients.admin import TOPIC_ALREADY_EXISTS, TopicsReport, ensure_topics, topic_errors
 from clients.history import HistoryError, read_topics
 from schemas import topics
 from schemas.settings import ENGINES
@@ -56,6 +56,16 @@ def state_elsewhere(engine: str, app_id: str, present: Collection[str]) -> str |
                 f"--engine {other}, or stop them all and run `mynapoint takeover --to {engine}` "
                 "first (docs/RUNBOOK.md, \"Changing the engine\")")
     return None
+
+
+def ensure_worker_topics(engine: str, app_id: str, bootstrap: str, partitions: int,
+                         names: Iterable[str],
+                         configs: Mapping[str, Mapping[str, str]]) -> TopicsReport:
+    """Creates the topics a worker of `engine` needs (`names`, with their `configs`), unless the
+    app's state is in the other engine's changelogs (`state_elsewhere`): then raises
+    `clients.admin.Refused` saying why, having created nothing."""
+    return ensure_topics(bootstrap, partitions, names, configs=configs,
+                         refuse=lambda present: state_elsewhere(engine, app_id, present))
 
 
 def state_rows(engine: str, records: Iterable[Any]) -> dict[bytes, bytes]:

@@ -73,9 +73,9 @@ def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
     from prometheus_client import start_http_server
 
     _quiet_unused_deprecations()
-    from clients import admin
+    from clients.admin import Refused
     from clients.history import client_kwargs_from_env
-    from clients.offline import state_elsewhere
+    from clients.offline import ensure_worker_topics
     from quix_worker import metrics, private
     from quix_worker.app import create_app
     from quix_worker.web import StatusServer
@@ -83,12 +83,13 @@ def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
 
     logging.basicConfig(level=str(loglevel).upper(),
                         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
-    refused = state_elsewhere("quix", settings.app_id, admin.topic_names(settings.bootstrap))
-    if refused:
+    names, configs = worker_topics()
+    try:
+        report = ensure_worker_topics("quix", settings.app_id, settings.bootstrap,
+                                      settings.partitions, names, configs)
+    except Refused as refused:
         print(f"mynapoint worker: {refused}", file=sys.stderr)
         return 2
-    names, configs = worker_topics()
-    report = admin.ensure_topics(settings.bootstrap, settings.partitions, names, configs=configs)
     if settings.standby_replicas:
         log.info("standby replicas: Quix Streams keeps none; a partition's new owner recovers "
                  "its state from the changelog")
