@@ -19,6 +19,7 @@ from agents.faust_private import (
     committed_offset,
     created_assignor,
     created_consumer,
+    created_store,
 )
 
 #: Label names of the gauges computed at scrape time (they have no samples before a worker runs).
@@ -29,8 +30,9 @@ COLLECTED_LABELS = {
 }
 
 
-def table_keys(table: Any) -> int:
-    """How many keys a table holds, without reading them.
+def table_keys(table: Any) -> int | None:
+    """How many keys a table holds, without reading them; None before Faust has made the table's
+    store (`agents.faust_private.created_store`: a scrape must not make it).
 
     `len(table)` on a RocksDB table walks every key in Python, in the scrape thread and holding
     the GIL: seconds per scrape with millions of people, stalling the agents meanwhile. RocksDB
@@ -40,9 +42,12 @@ def table_keys(table: Any) -> int:
     `agents.faust_private.active_rocksdb`; other stores, and a Faust without it, fall back to
     `len`.
     """
-    dbs = active_rocksdb(table)
+    store = created_store(table)
+    if store is None:
+        return None
+    dbs = active_rocksdb(store)
     if dbs is None:
-        return len(table)
+        return len(store)
     return sum(db.property_int_value("rocksdb.estimate-num-keys") or 0 for db in dbs)
 
 
@@ -61,9 +66,11 @@ class _Collector:
         )
         for name, table in self.tables.items():
             try:
-                sizes.add_metric([name], float(table_keys(table)))
+                keys = table_keys(table)
             except Exception:  # noqa: BLE001 - a table mid-recovery must not break the scrape
                 continue
+            if keys is not None:
+                sizes.add_metric([name], float(keys))
         yield sizes
         lag = GaugeMetricFamily(
             "mynapoint_consumer_lag", "Records behind the high watermark, by topic and partition",

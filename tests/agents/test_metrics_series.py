@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import REGISTRY
 
@@ -93,11 +94,16 @@ def test_a_scrape_while_the_worker_starts_makes_none_of_fausts_parts(tmp_path):
     app = _app(tmp_path)
     collector = metrics._Collector()
     collector.app = app
-    names: list[str] = []
-    scrape = threading.Thread(target=lambda: names.extend(f.name for f in collector.collect()))
+    collector.tables.update(app.mynapoint_tables)
+    families: dict[str, Any] = {}
+    scrape = threading.Thread(
+        target=lambda: families.update((f.name, f) for f in collector.collect()))
     scrape.start()
     scrape.join()
-    assert {"mynapoint_consumer_lag", "mynapoint_partition_owned"} <= set(names)
+    assert {"mynapoint_consumer_lag", "mynapoint_partition_owned"} <= set(families)
+    # The tables' RocksDB stores find their active partitions through the assignor: none yet.
+    assert {(s.labels["table"], s.value) for s in families["mynapoint_table_keys"].samples} == {
+        (name, 0.0) for name in app.mynapoint_tables}
     assert created_consumer(app) is None and created_assignor(app) is None
     # Once Faust has made them (its start does, on its own loop), the scrape reads them.
     consumer, assignor = app.consumer, app.assignor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faust
 import rocksdict
 
 from agents.metrics import table_keys
@@ -14,6 +15,8 @@ class FakeStore:
 
     def __init__(self, dbs):
         self.dbs = dbs
+        self.app = faust.App("mynapoint-metrics-test")
+        self.app.assignor  # noqa: B018 - made, as the worker's start makes it
 
     def _dbs_for_actives(self):
         return iter(self.dbs)
@@ -21,7 +24,7 @@ class FakeStore:
 
 class FakeTable:
     def __init__(self, store):
-        self.data = store
+        self._data = store  # as Faust keeps it once made
 
     def __len__(self):
         raise AssertionError("len() walks every key: the gauge must not call it")
@@ -40,7 +43,11 @@ def test_rocksdb_tables_are_sized_from_the_estimate(tmp_path):
 
 
 def test_other_stores_fall_back_to_len():
-    assert table_keys({b"a": b"1", b"b": b"2"}) == 2
+    assert table_keys(FakeTable({b"a": b"1", b"b": b"2"})) == 2
+
+
+def test_a_table_whose_store_faust_has_not_made_has_no_size():
+    assert table_keys(FakeTable(None)) is None
 
 
 def test_faust_rocksdb_store_still_has_what_the_gauge_reads(tmp_path):
