@@ -60,7 +60,7 @@ def run_quix_relay(lines: list[bytes], broker: str) -> float:
         return [[sys.executable, "-c", QUIX_RELAY, bs, src, dst, group]
                 for src, dst, group in hops]
 
-    return bp._measure(lines, (bp.MID, bp.OUT), commands, bp.OUT, 900, broker)
+    return bp._measure(lines, (bp.MID, bp.OUT), commands, bp.OUT, 900, broker).rate
 
 
 def run_worker(lines: list[bytes], engine: str, workers: int, broker: str) -> float:
@@ -74,7 +74,7 @@ def run_worker(lines: list[bytes], engine: str, workers: int, broker: str) -> fl
         ]
 
     made = topics.OUTPUT_TOPICS + (topics.JOURNAL, topics.CLAIMS)
-    return bp._measure(lines, made, commands, topics.DECISIONS, 1800, broker)
+    return bp._measure(lines, made, commands, topics.DECISIONS, 1800, broker).rate
 
 
 def main() -> None:
@@ -87,9 +87,9 @@ def main() -> None:
     args = ap.parse_args()
     lines = bp._history(args.people)
     print(f"{len(lines):,} events for {args.people:,} people, {args.broker}", flush=True)
-    relay = bp.run_relay(lines, repeat=bp.RELAY_REPEAT, engine=args.broker)
+    relay = bp.run_relay(lines, repeat=bp.RELAY_REPEAT, engine=args.broker).rate
     print(f"aiokafka relay, 2 hops: {relay:,.0f} events/s", flush=True)
-    rates = {"Faust relay, 2 hops": bp.run_relay(lines, faust_agents=True, engine=args.broker),
+    rates = {"Faust relay, 2 hops": bp.run_relay(lines, faust_agents=True, engine=args.broker).rate,
              "Quix relay, 2 hops": run_quix_relay(lines, args.broker)}
     for name, rate in rates.items():
         print(f"{name}: {rate:,.0f} events/s ({rate / relay:.3f} of the aiokafka relay)",

@@ -202,14 +202,14 @@ async def ledger(bootstrap: str, data_dir: str) -> None:
 def run_lean(lines: list[bytes], at_once: bool = False) -> float:
     here = str(Path(__file__).resolve())
 
-    def commands(bs: str, tmp: str) -> list[list[str]]:
+    def commands(bs: str, tmp: str, flags: tuple[str, ...] = ()) -> list[list[str]]:
         return [[sys.executable, here, "--role", "intake", "--bootstrap", bs]
                 + (["--at-once"] if at_once else []),
                 [sys.executable, here, "--role", "ledger", "--bootstrap", bs,
                  "--data-dir", os.path.join(tmp, "lean")]]
 
     made = topics.OUTPUT_TOPICS + (topics.JOURNAL, CHANGELOG)
-    return _measure(lines, made, commands, topics.DECISIONS, 900)
+    return _measure(lines, made, commands, topics.DECISIONS, 900, "tansu").rate
 
 
 def main() -> None:
@@ -231,7 +231,7 @@ def main() -> None:
         return
     lines = _history(args.people)
     print(f"{len(lines):,} events for {args.people:,} people", flush=True)
-    relay = run_relay(lines, repeat=RELAY_REPEAT)
+    relay = run_relay(lines, repeat=RELAY_REPEAT).rate
     print(f"bare aiokafka relay, 2 hops, 2 processes ({RELAY_REPEAT} x the history): "
           f"{relay:,.0f} events/s", flush=True)
     lean = run_lean(lines)

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,9 +139,33 @@ quiet_worker(app, "warning").execute_from_commandline()
 '''
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time used so far by the processes `pids` (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+@dataclass(frozen=True)
+class Run:
+    """One measured run: events/s, and the CPU its processes used over the same interval."""
+
+    rate: float
+    cpu_us: float  # CPU microseconds per event, all the run's processes together
+    cores: float  # CPU seconds per second of the interval: how many cores they kept busy
+
+    def usage(self) -> str:
+        return f"{self.cpu_us:.0f} us of CPU an event, {self.cores:.2f} cores busy"
+
+
 async def _time_outputs(bootstrap: str, names: list[str], expected: int, count_topic: str,
-                        timeout: float) -> float:
-    """Seconds from the first to the `expected`-th record on `count_topic`."""
+                        timeout: float, pids: list[int]) -> tuple[float, float]:
+    """Seconds from the first to the `expected`-th record on `count_topic`, and the CPU seconds
+    the processes `pids` used meanwhile."""
     from aiokafka import AIOKafkaConsumer
 
     c = AIOKafkaConsumer(*names, bootstrap_servers=bootstrap, group_id=None,
@@ -158,13 +183,15 @@ async def _time_outputs(bootstrap: str, names: list[str], expected: int, count_t
                 if tp.topic == count_topic and recs:
                     if first is None:
                         first = time.monotonic()
+                        cpu_first = _cpu_seconds(pids)
                     n += len(recs)
         took = time.monotonic() - (first or time.monotonic())
+        cpu = _cpu_seconds(pids) - cpu_first
         if took < MIN_SECONDS:
             # First and last record came in a handful of fetches: the rate would be noise.
             raise SystemExit(f"{count_topic}: all {expected} records within {took:.3f} s, too "
                              f"short to measure; give more --people")
-        return took
+        return took, cpu
     finally:
         await c.stop()
 
@@ -181,10 +208,10 @@ def _history(people: int) -> list[bytes]:
 
 
 def _measure(lines: list[bytes], made_topics: tuple[str, ...], commands, count_topic: str,
-             timeout: float, engine: str) -> float:
+             timeout: float, engine: str) -> Run:
     """Events/s of the processes `commands(bootstrap, tmpdir, worker_flags)` starts on a fresh
     broker of `engine` holding `lines`, from their first record on `count_topic` to the
-    `len(lines)`-th."""
+    `len(lines)`-th, and the CPU those processes used meanwhile (not the broker's)."""
     with make_broker(engine) as broker, tempfile.TemporaryDirectory() as tmp:
         bs = broker.bootstrap
         ensure_topics(bs, 4, topics.INPUT_TOPICS + made_topics)
@@ -192,17 +219,18 @@ def _measure(lines: list[bytes], made_topics: tuple[str, ...], commands, count_t
         procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL) for cmd in commands(bs, tmp, broker.worker_flags)]
         try:
-            took = asyncio.run(_time_outputs(bs, [count_topic], len(lines), count_topic, timeout))
+            took, cpu = asyncio.run(_time_outputs(bs, [count_topic], len(lines), count_topic,
+                                                  timeout, [p.pid for p in procs]))
         finally:
             for p in procs:
                 p.terminate()
             for p in procs:
                 p.wait(timeout=60)
-        return len(lines) / took
+        return Run(len(lines) / took, 1e6 * cpu / len(lines), cpu / took)
 
 
 def run_relay(lines: list[bytes], faust_agents: bool = False, repeat: int = 1,
-              engine: str = "tansu") -> float:
+              engine: str = "tansu") -> Run:
     """The bare relay (aiokafka, or Faust agents with `faust_agents`), in events/s, over the
     history sent `repeat` times (a relay does not look at the records, only their number)."""
     hops = [(",".join(topics.INPUT_TOPICS), MID, "relay-a"), (MID, OUT, "relay-b")]
@@ -217,7 +245,7 @@ def run_relay(lines: list[bytes], faust_agents: bool = False, repeat: int = 1,
 
 
 def run_pipeline(lines: list[bytes], idle_wait: float = 3.0, workers: int = 1,
-                 engine: str = "tansu") -> float:
+                 engine: str = "tansu") -> Run:
     def commands(bs: str, tmp: str, flags: tuple[str, ...]) -> list[list[str]]:
         return [
             [sys.executable, "-m", "agents.worker", "--bootstrap", bs,
@@ -231,7 +259,7 @@ def run_pipeline(lines: list[bytes], idle_wait: float = 3.0, workers: int = 1,
     return _measure(lines, made, commands, topics.DECISIONS, 1800, engine)
 
 
-def run_skeleton(lines: list[bytes], table_writes: str, engine: str = "tansu") -> float:
+def run_skeleton(lines: list[bytes], table_writes: str, engine: str = "tansu") -> Run:
     """`SKELETON` in one process, in events/s."""
     journal, decisions, others = "bench.skeleton.journal", "bench.skeleton.out", "bench.skeleton.more"
 
@@ -261,20 +289,22 @@ def main() -> None:
     args = ap.parse_args()
     lines = _history(args.people)
     print(f"{len(lines):,} events for {args.people:,} people", flush=True)
-    relay = run_relay(lines, repeat=RELAY_REPEAT, engine=args.engine)
+    relay = run_relay(lines, repeat=RELAY_REPEAT, engine=args.engine).rate
     print(f"bare aiokafka relay, 2 hops, 2 processes ({RELAY_REPEAT} x the history): "
           f"{relay:,.0f} events/s", flush=True)
-    frelay = run_relay(lines, faust_agents=True, engine=args.engine)
+    faust = run_relay(lines, faust_agents=True, engine=args.engine)
+    frelay = faust.rate
     print(f"Faust relay, 2 hops, 2 workers: {frelay:,.0f} events/s "
-          f"({frelay / relay:.3f} of the relay)", flush=True)
+          f"({frelay / relay:.3f} of the relay); {faust.usage()}", flush=True)
     for writes in args.skeleton:
-        rate = run_skeleton(lines, writes, engine=args.engine)
+        run = run_skeleton(lines, writes, engine=args.engine)
         print(f"skeleton, 1 worker, the design's records only (journal, {writes} table writes, "
-              f"1.4 outcomes): {rate:,.0f} events/s: {rate / frelay:.3f} of the Faust relay",
-              flush=True)
+              f"1.4 outcomes): {run.rate:,.0f} events/s: {run.rate / frelay:.3f} of the Faust "
+              f"relay; {run.usage()}", flush=True)
     rows = []
     for n in args.workers:
-        rate = run_pipeline(lines, workers=n, engine=args.engine)
+        run = run_pipeline(lines, workers=n, engine=args.engine)
+        rate = run.rate
         rows.append(
             f"| {time.strftime('%Y-%m-%d')} | {len(lines):,} | {relay:,.0f} | "
             f"{frelay:,.0f} ({frelay / relay:.3f}) | {n} | {rate:,.0f} | {rate / relay:.3f} | "
@@ -282,7 +312,8 @@ def main() -> None:
             f"{args.engine} |"
         )
         print(f"pipeline, {n} worker(s): {rate:,.0f} events/s: {rate / relay:.3f} of the relay, "
-              f"{rate / frelay:.3f} of the Faust relay", flush=True)
+              f"{rate / frelay:.3f} of the Faust relay; {run.usage()} (the Faust relay's CPU "
+              f"an event: {faust.cpu_us / run.cpu_us:.3f} of the pipeline's)", flush=True)
     if args.record:
         record(rows)
 

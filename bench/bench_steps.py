@@ -194,7 +194,7 @@ def main() -> None:
           f"({rules_only / n * 1e6:.1f} us an event); the steps take "
           f"{steps / rules_only:.2f} times as long")
     if args.relay:
-        relay = run_relay(lines, repeat=RELAY_REPEAT, engine=args.engine)
+        relay = run_relay(lines, repeat=RELAY_REPEAT, engine=args.engine).rate
         print(f"bare aiokafka relay, 2 hops, 2 processes, {args.engine}: {relay:,.0f} events/s; "
               f"the steps alone reach {n / steps / relay:.3f} of it")
 
