@@ -245,13 +245,17 @@ def run_relay(lines: list[bytes], faust_agents: bool = False, repeat: int = 1,
 
 
 def run_pipeline(lines: list[bytes], idle_wait: float = 3.0, workers: int = 1,
-                 engine: str = "tansu") -> Run:
+                 engine: str = "tansu", standby_replicas: int | None = None) -> Run:
+    """`mynapoint worker` x `workers`; `standby_replicas` None: the worker's default."""
+    standby = () if standby_replicas is None else ("--standby-replicas", str(standby_replicas))
+
     def commands(bs: str, tmp: str, flags: tuple[str, ...]) -> list[list[str]]:
         return [
             [sys.executable, "-m", "agents.worker", "--bootstrap", bs,
              "--data-dir", os.path.join(tmp, f"w{i}"), "--metrics-port", "0",
              "--web-port", str(free_port()), *flags, "--idle-wait", str(idle_wait),
-             "--config", str(ROOT / "streams" / "data" / "demo.toml"), "--loglevel", "warning"]
+             "--config", str(ROOT / "streams" / "data" / "demo.toml"), "--loglevel", "warning",
+             *standby]
             for i in range(workers)
         ]
 
@@ -284,6 +288,9 @@ def main() -> None:
                          "WRITES ending in 'direct' (e.g. 2direct): each write puts the value in "
                          "the table's store and sends its changelog record through the producer, "
                          "instead of going through the table")
+    ap.add_argument("--standby-replicas", type=int, default=None, metavar="N",
+                    help="run the workers with --standby-replicas N (default: the worker's "
+                         "default, 1; with two workers each keeps the other's tables warm)")
     ap.add_argument("--record", action="store_true",
                     help="add the result to the table in docs/BENCHMARKS.md")
     args = ap.parse_args()
@@ -303,15 +310,18 @@ def main() -> None:
               f"relay; {run.usage()}", flush=True)
     rows = []
     for n in args.workers:
-        run = run_pipeline(lines, workers=n, engine=args.engine)
+        run = run_pipeline(lines, workers=n, engine=args.engine,
+                           standby_replicas=args.standby_replicas)
         rate = run.rate
+        standby = ("" if args.standby_replicas is None
+                   else f", --standby-replicas {args.standby_replicas}")
         rows.append(
             f"| {time.strftime('%Y-%m-%d')} | {len(lines):,} | {relay:,.0f} | "
             f"{frelay:,.0f} ({frelay / relay:.3f}) | {n} | {rate:,.0f} | {rate / relay:.3f} | "
             f"{rate / frelay:.3f} | {os.cpu_count()} CPU, Python {platform.python_version()}, "
-            f"{args.engine} |"
+            f"{args.engine}{standby} |"
         )
-        print(f"pipeline, {n} worker(s): {rate:,.0f} events/s: {rate / relay:.3f} of the relay, "
+        print(f"pipeline, {n} worker(s){standby}: {rate:,.0f} events/s: {rate / relay:.3f} of the relay, "
               f"{rate / frelay:.3f} of the Faust relay; {run.usage()} (the Faust relay's CPU "
               f"an event: {faust.cpu_us / run.cpu_us:.3f} of the pipeline's)", flush=True)
     if args.record:
