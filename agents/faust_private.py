@@ -9,9 +9,9 @@ fails a test instead of a worker:
 - `created_consumer(app)`, `created_assignor(app)`: the consumer (`App._consumer`) and the
   partition assignor, only once Faust has made them, for the metrics scrape, which must not make
   them from its own thread (see the functions);
-- `created_store(table)`: a table's store (`Collection._data`), only once Faust has made it, for
-  the same reason; `active_rocksdb(store)`: the RocksDB databases of its active partitions,
-  `Store._dbs_for_actives` (the table-size gauge reads RocksDB's own key estimate);
+- `active_rocksdb(table)`: the RocksDB databases of a table's active partitions,
+  `Store._dbs_for_actives` (the table-size gauge reads RocksDB's own key estimate), none before
+  Faust has made the assignor that store asks;
 - `add_middleware(app, mw)`: an aiohttp middleware on Faust's web app, `app.web.web_app`
   (the status API's token guard);
 - `quiet_worker(app, loglevel)`: a `faust.Worker` without its terminal spinner, which otherwise
@@ -107,20 +107,14 @@ def created_assignor(app: Any) -> Any | None:
     return app.assignor if type(app).assignor.is_set(app) else None
 
 
-def created_store(table: Any) -> Any | None:
-    """The table's store if Faust has made it (at the table's start), else None, without making
-    it. `Collection.data` makes it on first use; a metrics scrape, on its own thread, must not
-    make it before the worker's start does (as with `created_consumer`). Faust keeps it in
-    `Collection._data`."""
-    return getattr(table, "_data", None)
+def active_rocksdb(table: Any) -> list[Any] | None:
+    """The rocksdict databases of the table's active partitions on this worker, or None when the
+    store is not faust-streaming's RocksDB store on rocksdict.
 
-
-def active_rocksdb(store: Any) -> list[Any] | None:
-    """The rocksdict databases of a table store's active partitions on this worker, or None when
-    the store is not faust-streaming's RocksDB store on rocksdict.
-
-    The store finds its active partitions through the app's assignor: before Faust has made it
+    The store (made by `create_app`, on the worker's thread, through `agents.tables.Changelogs`)
+    finds its active partitions through the app's assignor: before Faust has made it
     (`created_assignor`) none is active, and asking would make it on the caller's thread."""
+    store: Any = getattr(table, "data", None)
     actives = getattr(store, "_dbs_for_actives", None)
     if actives is None or not getattr(store, "use_rocksdict", False):
         return None

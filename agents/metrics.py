@@ -19,7 +19,6 @@ from agents.faust_private import (
     committed_offset,
     created_assignor,
     created_consumer,
-    created_store,
 )
 
 #: Label names of the gauges computed at scrape time (they have no samples before a worker runs).
@@ -30,9 +29,8 @@ COLLECTED_LABELS = {
 }
 
 
-def table_keys(table: Any) -> int | None:
-    """How many keys a table holds, without reading them; None before Faust has made the table's
-    store (`agents.faust_private.created_store`: a scrape must not make it).
+def table_keys(table: Any) -> int:
+    """How many keys a table holds, without reading them.
 
     `len(table)` on a RocksDB table walks every key in Python, in the scrape thread and holding
     the GIL: seconds per scrape with millions of people, stalling the agents meanwhile. RocksDB
@@ -42,12 +40,9 @@ def table_keys(table: Any) -> int | None:
     `agents.faust_private.active_rocksdb`; other stores, and a Faust without it, fall back to
     `len`.
     """
-    store = created_store(table)
-    if store is None:
-        return None
-    dbs = active_rocksdb(store)
+    dbs = active_rocksdb(table)
     if dbs is None:
-        return len(store)
+        return len(table)
     return sum(db.property_int_value("rocksdb.estimate-num-keys") or 0 for db in dbs)
 
 
@@ -66,11 +61,9 @@ class _Collector:
         )
         for name, table in self.tables.items():
             try:
-                keys = table_keys(table)
+                sizes.add_metric([name], float(table_keys(table)))
             except Exception:  # noqa: BLE001 - a table mid-recovery must not break the scrape
                 continue
-            if keys is not None:
-                sizes.add_metric([name], float(keys))
         yield sizes
         lag = GaugeMetricFamily(
             "mynapoint_consumer_lag", "Records behind the high watermark, by topic and partition",

@@ -15,13 +15,7 @@ import logging
 import faust
 import pytest
 
-from agents.faust_private import (
-    active_rocksdb,
-    add_middleware,
-    committed_offset,
-    created_store,
-    quiet_worker,
-)
+from agents.faust_private import active_rocksdb, add_middleware, committed_offset, quiet_worker
 
 
 @pytest.fixture
@@ -64,17 +58,15 @@ def test_rocksdb_tables_expose_their_active_databases(tmp_path):
     app = faust.App("mynapoint-store-test", broker="kafka://127.0.0.1:1", store="rocksdb://",
                     datadir=str(tmp_path))
     table = app.Table("t", partitions=1, key_type=bytes, value_type=bytes)
-    assert created_store(table) is None  # Faust makes it on first use of `data`
     store = table.data
-    assert created_store(table) is store
     assert callable(store._dbs_for_actives) and store.use_rocksdict
-    assert active_rocksdb(store) == []  # no partition assigned yet
+    assert active_rocksdb(table) == []  # no partition assigned yet
     # It asks the app's assignor, which it would make: `active_rocksdb` waits for Faust to.
     assert "self.app.assignor.assigned_actives()" in inspect.getsource(type(store)._dbs_for_actives)
 
 
 def test_memory_tables_have_no_rocksdb(app):
-    assert active_rocksdb(app.Table("t", partitions=1).data) is None
+    assert active_rocksdb(app.Table("t", partitions=1)) is None
 
 
 def test_middleware_lands_on_faust_web_app(app):
