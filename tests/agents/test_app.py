@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 
 from faust.types import TP
@@ -14,14 +13,12 @@ from streams.pipeline.ledger import Ledger
 
 def test_a_revocation_reaches_each_step_with_its_own_partitions(tmp_path, monkeypatch):
     from agents.app import create_app
-    from agents.worker import add_arguments, settings_from_args
+    from agents.settings import WorkerSettings
 
     heard: list[tuple[str, object]] = []
     monkeypatch.setattr(Intake, "revoked", lambda self, sources: heard.append(("intake", sources)))
     monkeypatch.setattr(Ledger, "revoked", lambda self, parts: heard.append(("ledger", parts)))
-    p = argparse.ArgumentParser()
-    add_arguments(p)
-    app = create_app(settings_from_args(p.parse_args(["--data-dir", str(tmp_path)])))
+    app = create_app(WorkerSettings(data_dir=str(tmp_path)))
     revoked = {TP(topics.CARDS, 1), TP(topics.PAYMENTS, 3), TP(topics.JOURNAL, 1),
                TP(topics.CLAIMS, 2)}
     asyncio.run(app.on_partitions_revoked.send(revoked))

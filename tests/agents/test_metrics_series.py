@@ -49,14 +49,10 @@ def test_every_dead_letter_reason_in_the_code_is_listed():
 
 
 def _app(tmp_path):
-    import argparse
-
     from agents.app import create_app
-    from agents.worker import add_arguments, settings_from_args
+    from agents.settings import WorkerSettings
 
-    p = argparse.ArgumentParser()
-    add_arguments(p)
-    return create_app(settings_from_args(p.parse_args(["--data-dir", str(tmp_path)])))
+    return create_app(WorkerSettings(data_dir=str(tmp_path)))
 
 
 def test_partition_ownership_follows_the_active_assignment(tmp_path, monkeypatch):
