@@ -92,7 +92,8 @@ def measure(idle: float, lines: list[bytes], backlog: list[bytes], rate: float) 
         try:
             # Warm up: the worker has joined when a first decision comes back.
             run_blocking(produce_lines(lines[:20], bs))
-            asyncio.run(_time_outputs(bs, [topics.DECISIONS], 20, topics.DECISIONS, 300))
+            asyncio.run(_time_outputs(bs, [topics.DECISIONS], 20, topics.DECISIONS, 300,
+                                      [worker.pid], min_seconds=0))
             lat = sorted(asyncio.run(_latency(bs, lines[20:], rate)))
             out["decided"] = len(lat)
             out["p50_ms"] = 1000 * statistics.median(lat) if lat else None
@@ -106,8 +107,8 @@ def measure(idle: float, lines: list[bytes], backlog: list[bytes], rate: float) 
         run_blocking(produce_lines(backlog, bs))
         worker = _start_worker(bs, tmp, idle)
         try:
-            took = asyncio.run(_time_outputs(bs, [topics.DECISIONS], len(backlog),
-                                             topics.DECISIONS, 1800))
+            took, _, _ = asyncio.run(_time_outputs(bs, [topics.DECISIONS], len(backlog),
+                                                   topics.DECISIONS, 1800, [worker.pid]))
             out["throughput"] = len(backlog) / took
         finally:
             worker.terminate()

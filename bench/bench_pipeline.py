@@ -157,15 +157,21 @@ class Run:
     rate: float
     cpu_us: float  # CPU microseconds per event, all the run's processes together
     cores: float  # CPU seconds per second of the interval: how many cores they kept busy
+    #: Seconds from the first output record to the 10%-th and the 90%-th of them, and to the
+    #: last: how evenly the run went (a slow start shows in the first, a slow tail in the last).
+    shape: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def usage(self) -> str:
-        return f"{self.cpu_us:.0f} us of CPU an event, {self.cores:.2f} cores busy"
+        at10, at90, end = self.shape
+        return (f"{self.cpu_us:.0f} us of CPU an event, {self.cores:.2f} cores busy; 10% of the "
+                f"outputs by {at10:.1f} s, 90% by {at90:.1f} s, all by {end:.1f} s")
 
 
 async def _time_outputs(bootstrap: str, names: list[str], expected: int, count_topic: str,
-                        timeout: float, pids: list[int]) -> tuple[float, float]:
-    """Seconds from the first to the `expected`-th record on `count_topic`, and the CPU seconds
-    the processes `pids` used meanwhile."""
+                        timeout: float, pids: list[int], min_seconds: float = MIN_SECONDS
+                        ) -> tuple[float, float, tuple[float, float, float]]:
+    """Seconds from the first to the `expected`-th record on `count_topic`, the CPU seconds the
+    processes `pids` used meanwhile, and `Run.shape`; shorter than `min_seconds` is refused."""
     from aiokafka import AIOKafkaConsumer
 
     c = AIOKafkaConsumer(*names, bootstrap_servers=bootstrap, group_id=None,
@@ -173,6 +179,7 @@ async def _time_outputs(bootstrap: str, names: list[str], expected: int, count_t
     await c.start()
     first = None
     n = 0
+    at10 = at90 = 0.0
     deadline = time.monotonic() + timeout
     try:
         while n < expected:
@@ -185,13 +192,17 @@ async def _time_outputs(bootstrap: str, names: list[str], expected: int, count_t
                         first = time.monotonic()
                         cpu_first = _cpu_seconds(pids)
                     n += len(recs)
+                    if not at10 and n >= expected / 10:
+                        at10 = time.monotonic() - first
+                    if not at90 and n >= expected * 9 / 10:
+                        at90 = time.monotonic() - first
         took = time.monotonic() - (first or time.monotonic())
         cpu = _cpu_seconds(pids) - cpu_first
-        if took < MIN_SECONDS:
+        if took < min_seconds:
             # First and last record came in a handful of fetches: the rate would be noise.
             raise SystemExit(f"{count_topic}: all {expected} records within {took:.3f} s, too "
                              f"short to measure; give more --people")
-        return took, cpu
+        return took, cpu, (at10, at90, took)
     finally:
         await c.stop()
 
@@ -219,14 +230,14 @@ def _measure(lines: list[bytes], made_topics: tuple[str, ...], commands, count_t
         procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL) for cmd in commands(bs, tmp, broker.worker_flags)]
         try:
-            took, cpu = asyncio.run(_time_outputs(bs, [count_topic], len(lines), count_topic,
+            took, cpu, shape = asyncio.run(_time_outputs(bs, [count_topic], len(lines), count_topic,
                                                   timeout, [p.pid for p in procs]))
         finally:
             for p in procs:
                 p.terminate()
             for p in procs:
                 p.wait(timeout=60)
-        return Run(len(lines) / took, 1e6 * cpu / len(lines), cpu / took)
+        return Run(len(lines) / took, 1e6 * cpu / len(lines), cpu / took, shape)
 
 
 def run_relay(lines: list[bytes], faust_agents: bool = False, repeat: int = 1,
