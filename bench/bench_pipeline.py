@@ -179,7 +179,8 @@ async def _time_outputs(bootstrap: str, names: list[str], expected: int, count_t
     await c.start()
     first = None
     n = 0
-    at10 = at90 = 0.0
+    at10: float | None = None
+    at90: float | None = None
     deadline = time.monotonic() + timeout
     try:
         while n < expected:
@@ -192,9 +193,9 @@ async def _time_outputs(bootstrap: str, names: list[str], expected: int, count_t
                         first = time.monotonic()
                         cpu_first = _cpu_seconds(pids)
                     n += len(recs)
-                    if not at10 and n >= expected / 10:
+                    if at10 is None and n >= expected / 10:
                         at10 = time.monotonic() - first
-                    if not at90 and n >= expected * 9 / 10:
+                    if at90 is None and n >= expected * 9 / 10:
                         at90 = time.monotonic() - first
         took = time.monotonic() - (first or time.monotonic())
         cpu = _cpu_seconds(pids) - cpu_first
@@ -202,6 +203,7 @@ async def _time_outputs(bootstrap: str, names: list[str], expected: int, count_t
             # First and last record came in a handful of fetches: the rate would be noise.
             raise SystemExit(f"{count_topic}: all {expected} records within {took:.3f} s, too "
                              f"short to measure; give more --people")
+        assert at10 is not None and at90 is not None  # n reached expected
         return took, cpu, (at10, at90, took)
     finally:
         await c.stop()
@@ -230,8 +232,9 @@ def _measure(lines: list[bytes], made_topics: tuple[str, ...], commands, count_t
         procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL) for cmd in commands(bs, tmp, broker.worker_flags)]
         try:
-            took, cpu, shape = asyncio.run(_time_outputs(bs, [count_topic], len(lines), count_topic,
-                                                  timeout, [p.pid for p in procs]))
+            took, cpu, shape = asyncio.run(_time_outputs(bs, [count_topic], len(lines),
+                                                         count_topic, timeout,
+                                                         [p.pid for p in procs]))
         finally:
             for p in procs:
                 p.terminate()
