@@ -98,7 +98,8 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
     metrics.register_tables(tables)
 
     out = outputs(app)
-    intake_step = intake.register(app, inputs, out, settings.idle_wait)
+    intake_step = intake.register(app, inputs, out, settings.idle_wait,
+                                  settings.max_held_per_partition)
     ledger_step = ledger.register(app, journal, persons, timeline, out, rules)
     claims_agent.register(app, claims, holders, out, rules)
 

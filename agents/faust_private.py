@@ -23,7 +23,10 @@ fails a test instead of a worker:
   function);
 - `seek_before_resuming_streams(app)`: after a rebalance (and at start), the stream partitions are
   fetched only once they were sought to their committed offsets, so that Faust never counts
-  records still waiting in an agent's buffer as acknowledged (see the function).
+  records still waiting in an agent's buffer as acknowledged (see the function);
+- `pause_fetching(app, tp, paused)`: intake's bound on held records pauses an input partition
+  in aiokafka itself, on the consumer's thread (`Consumer._thread`), not with Faust's
+  `pause_partitions` (see the function).
 
 The Tansu workaround: where Faust 0.15.3 depends on end offsets
 ----------------------------------------------------------------
@@ -72,7 +75,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 from clients.end_offsets import corrected_end_offsets
@@ -121,6 +124,38 @@ def active_rocksdb(table: Any) -> list[Any] | None:
     if created_assignor(store.app) is None:
         return []
     return list(actives())
+
+
+def pause_fetching(app: Any, tp: tuple[str, int], paused: Container[tuple[str, int]]) -> None:
+    """Makes aiokafka pause fetching `tp` if it is in `paused` (the caller's set of the
+    partitions it wants paused, read when this runs), else resume it.
+
+    Not Faust's `Consumer.pause_partitions`: that removes the partition from the live set of
+    active partitions that `Consumer.getmany` filters the current fetch by, after aiokafka has
+    moved past the whole fetch, so the rest of the partition's records in it would be dropped
+    unread (a hole intake would have to seek back for). aiokafka's own pause returns nothing more
+    of the partition and keeps its position at the last record returned; resumed, it fetches from
+    there. aiokafka runs on Faust's consumer thread, whose loop owns the pause's future, so the
+    change runs there (`call_soon_threadsafe` on `Consumer._thread.thread_loop`), on aiokafka's
+    consumer (`AIOKafkaConsumerThread._consumer`), and only while the partition is assigned:
+    a rebalance gives aiokafka fresh, unpaused partition states."""
+    thread = app.consumer._thread  # noqa: SLF001
+    thread.thread_loop.call_soon_threadsafe(_apply_pause, thread, tp, paused)
+
+
+def _apply_pause(thread: Any, tp: tuple[str, int], paused: Container[tuple[str, int]]) -> None:
+    consumer = thread._consumer  # noqa: SLF001
+    if consumer is None:
+        return
+    from aiokafka import TopicPartition
+
+    partition = TopicPartition(*tp)
+    if partition not in consumer.assignment():
+        return
+    if tp in paused:
+        consumer.pause(partition)
+    else:
+        consumer.resume(partition)
 
 
 def add_middleware(app: Any, middleware: Any) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from faust.types import TP
 
-from agents.faust_private import committed_offset
+from agents.faust_private import committed_offset, pause_fetching
 from schemas import topics
 from streams.pipeline.intake import ALIGN_TICK, RESEEK_EVERY, Intake
 from streams.pipeline.outputs import Outputs
@@ -18,12 +18,16 @@ INPUTS = frozenset(topics.INPUT_TOPICS)
 class FaustSource:
     """Faust's consumer as the intake step's `IntakeSource`; tokens are Faust events."""
 
-    __slots__ = ("app", "_tps")
+    __slots__ = ("app", "_tps", "_paused")
+
+    pausable = True
 
     def __init__(self, app: Any) -> None:
         self.app = app
         # One `TP` per source, made once.
         self._tps: dict[tuple[str, int], TP] = {}
+        # The partitions intake wants paused (read on the consumer's thread).
+        self._paused: set[tuple[str, int]] = set()
 
     def _tp(self, topic: str, partition: int) -> TP:
         tp = self._tps.get((topic, partition))
@@ -50,6 +54,14 @@ class FaustSource:
     def rebalancing(self) -> bool:
         return bool(self.app.rebalancing)
 
+    def pause(self, topic: str, partition: int) -> None:
+        self._paused.add((topic, partition))
+        pause_fetching(self.app, (topic, partition), self._paused)
+
+    def resume(self, topic: str, partition: int) -> None:
+        self._paused.discard((topic, partition))
+        pause_fetching(self.app, (topic, partition), self._paused)
+
     def acknowledge(self, token: Any) -> None:
         # During a rebalance Faust forgets the revoked partitions' bookkeeping; an event read
         # in an earlier generation belongs to an assignment that ended.
@@ -57,9 +69,9 @@ class FaustSource:
             token.ack()
 
 
-def register(app: Any, inputs: Any, out: Outputs, idle_wait: float) -> Intake:
+def register(app: Any, inputs: Any, out: Outputs, idle_wait: float, max_held: int) -> Intake:
     """Adds the intake agent and its timers to `app`; returns its step (for `revoked`)."""
-    step = Intake(FaustSource(app), out, idle_wait)
+    step = Intake(FaustSource(app), out, idle_wait, max_held)
     on_record = step.on_record
 
     @app.agent(inputs, name="intake")

@@ -82,6 +82,14 @@ class Backlog:
     def acknowledge(self, token: Any) -> None:
         self.acknowledged += 1
 
+    pausable = False  # every source is read to its end in turn, as a backlog is
+
+    def pause(self, topic: str, partition: int) -> None:
+        raise AssertionError("not pausable")
+
+    def resume(self, topic: str, partition: int) -> None:
+        raise AssertionError("not pausable")
+
     def fetches(self):
         """(topic, partition, offset, key, value) in fetch order: `FETCH` per source in turn."""
         at = dict.fromkeys(self.records, 0)

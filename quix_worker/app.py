@@ -139,7 +139,7 @@ def create_app(settings: WorkerSettings, rules: RulesConfig,
     # Intake: every input topic, one step for all of them.
     source = QuixSource(private.consumer(app),
                         private.acknowledged_offsets(app, topics.INPUT_TOPICS))
-    intake = Intake(source, out, settings.idle_wait)
+    intake = Intake(source, out, settings.idle_wait, settings.max_held_per_partition)
     on_record, token = intake.on_record, source.token
 
     def on_input(value: bytes | None, key: bytes | None, timestamp: int, headers: Any) -> None:

@@ -34,6 +34,12 @@ class QuixSource:
 
     __slots__ = ("consumer", "_store", "_generation", "_committed", "_acked", "_tps", "_owned")
 
+    #: Quix's consumer already merges the co-partitioned input topics by record timestamp, and
+    #: pauses a partition whose buffer is full itself. It hands nothing of a partition number
+    #: while one of its topics has nothing buffered and more to fetch: a partition paused for
+    #: intake would stop the others that intake waits for. So intake never pauses here.
+    pausable = False
+
     def __init__(self, consumer: Any, store_offset: StoreOffset) -> None:
         self.consumer = consumer
         self._store = store_offset
@@ -81,6 +87,12 @@ class QuixSource:
             return  # read again after a seek: already acknowledged
         self._acked[source] = offset
         self._store(topic, partition, offset)
+
+    def pause(self, topic: str, partition: int) -> None:
+        raise AssertionError("intake never pauses a Quix source (`pausable`)")
+
+    def resume(self, topic: str, partition: int) -> None:
+        raise AssertionError("intake never pauses a Quix source (`pausable`)")
 
     def owned(self) -> list[tuple[str, int]]:
         return list(self._owned)

@@ -37,6 +37,7 @@ ENV: dict[str, Setting] = {
     "tansu_compat": Setting("MYNAPOINT_TANSU_COMPAT", "0"),
     "loglevel": Setting("MYNAPOINT_LOGLEVEL", "info"),
     "idle_wait": Setting("MYNAPOINT_IDLE_WAIT", "3.0"),
+    "max_held_per_partition": Setting("MYNAPOINT_MAX_HELD_PER_PARTITION", "2000"),
     "standby_replicas": Setting("MYNAPOINT_STANDBY_REPLICAS", "1"),
     "processing_guarantee": Setting("MYNAPOINT_PROCESSING_GUARANTEE", "at_least_once"),
     "engine": Setting("MYNAPOINT_ENGINE", "faust"),

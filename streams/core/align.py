@@ -74,15 +74,27 @@ class Aligner:
         return sum(p.held for p in self.partitions.values())
 
     def add(self, topic: str, partition: int, offset: int, occurred_at: float, item: Any,
-            now: float) -> None:
+            now: float) -> int:
+        """Holds one record; returns how many records its source (topic, partition) holds now."""
         part = self._arrival(partition, now)
-        part.queues.setdefault(topic, deque()).append(Held(topic, partition, offset, occurred_at,
-                                                           item))
+        queue = part.queues.get(topic)
+        if queue is None:
+            queue = part.queues[topic] = deque()
+        queue.append(Held(topic, partition, offset, occurred_at, item))
         part.held += 1
         if occurred_at > part.frontier.get(topic, float("-inf")):
             part.frontier[topic] = occurred_at
         part.last_arrival[topic] = now
         part.last_offset[topic] = offset
+        return len(queue)
+
+    def queued(self, topic: str, partition: int) -> int:
+        """How many records the source (topic, partition) holds."""
+        part = self.partitions.get(partition)
+        if part is None:
+            return 0
+        queue = part.queues.get(topic)
+        return len(queue) if queue else 0
 
     def passed(self, topic: str, partition: int, offset: int, now: float) -> None:
         """Notes a record of a source that will not be journaled (a dead letter): the source has
@@ -90,6 +102,14 @@ class Aligner:
         part = self._arrival(partition, now)
         part.last_arrival[topic] = now
         part.last_offset[topic] = offset
+
+    def heard(self, topic: str, partition: int, now: float) -> None:
+        """Notes that the source is live again (its fetching resumed after a pause): its next
+        record, though it comes after a silence, does not wake the partition (which would give
+        the silent sources the idle wait again)."""
+        part = self.partitions.get(partition)
+        if part is not None:
+            part.last_arrival[topic] = now
 
     def _arrival(self, partition: int, now: float) -> _Partition:
         """The partition a record just arrived on, woken if it had been quiet for `idle_wait`."""

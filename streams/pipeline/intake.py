@@ -4,6 +4,13 @@ event-time order (streams/core/align.py). Bad records become dead letters.
 Nothing is acknowledged to the engine before it reached the journal (or the dead letters), and
 acknowledgements go in offset order per partition: the engine commits no offset past a record
 still held for alignment, so a crash or a rebalance loses none.
+
+What alignment holds is bounded per input partition, as Kafka Streams bounds it with
+`buffered.records.per.partition`: a partition holding `max_held` records is paused (the engine's
+consumer stops fetching it, keeping its place) until it holds half as many. Without the bound a
+worker catching up on a backlog held a third to two thirds of it, because the consumer hands over
+one input topic after another. The bound cannot stall alignment: the record that goes out next
+waits only for partitions holding nothing, and a partition holding nothing is never paused.
 """
 
 from __future__ import annotations
@@ -79,10 +86,19 @@ class Intake:
     different tasks: an agent and its timers).
     """
 
-    def __init__(self, source: IntakeSource, out: Outputs, idle_wait: float) -> None:
+    def __init__(self, source: IntakeSource, out: Outputs, idle_wait: float,
+                 max_held: int | None = None) -> None:
+        """`max_held`: the records one input partition may hold before it is paused (None: no
+        bound; none either where the engine cannot pause one partition, `source.pausable`)."""
         self.source = source
         self.out = out
         self.aligner = Aligner(topics.INPUT_TOPICS, idle_wait)
+        # The bound on held records per input partition: paused at `_pause_at`, resumed at
+        # `_resume_at` or fewer; and the partitions paused now.
+        bound = max(1, max_held) if max_held is not None and source.pausable else None
+        self._pause_at: float = float("inf") if bound is None else bound
+        self._resume_at = 0 if bound is None else bound // 2
+        self._paused: set[tuple[str, int]] = set()
         # Input records are acknowledged in offset order per partition, and not during a
         # rebalance (`_acknowledge`).
         self.in_order = InOrder()
@@ -127,8 +143,13 @@ class Intake:
             await self.release(partition)
             return
         metrics.labelled(metrics.EVENTS_BY_TYPE, topic, type(ev).__struct_config__.tag).inc()
-        self.aligner.add(topic, partition, offset, ev.occurred_at.timestamp(),
-                         (value, key, entry), time.monotonic())
+        held = self.aligner.add(topic, partition, offset, ev.occurred_at.timestamp(),
+                                (value, key, entry), time.monotonic())
+        if held >= self._pause_at and (topic, partition) not in self._paused:
+            self._paused.add((topic, partition))
+            source.pause(topic, partition)
+            metrics.labelled(metrics.PAUSES, topic).inc()
+            metrics.PAUSED.set(len(self._paused))
         await self.release(partition)
 
     def _has_more(self, topic: str, partition: int, next_offset: int) -> bool:
@@ -161,10 +182,25 @@ class Intake:
                 self._acknowledge(entry)
             if self._deferred and not self.source.rebalancing():
                 self._acknowledge_deferred()
+            if self._paused:
+                self._resume_drained()
             held_now = self.aligner.held()
             if held_now != self._last_held:
                 metrics.HELD.set(held_now)
                 self._last_held = held_now
+
+    def _resume_drained(self) -> None:
+        """Resumes the paused partitions that hold `_resume_at` records or fewer now."""
+        queued, resume_at = self.aligner.queued, self._resume_at
+        drained = [source for source in self._paused if queued(*source) <= resume_at]
+        now = time.monotonic()
+        for topic, partition in drained:
+            self._paused.discard((topic, partition))
+            self.source.resume(topic, partition)
+            # Its silence was ours: its next record must not restart the others' idle wait.
+            self.aligner.heard(topic, partition, now)
+        if drained:
+            metrics.PAUSED.set(len(self._paused))
 
     def _acknowledge(self, entry: list[Any]) -> None:
         """Marks one input record finished (journaled or dead-lettered) and acknowledges, in
@@ -203,8 +239,8 @@ class Intake:
             await self.source.seek(topic, partition, offset)
         now = time.monotonic() if now is None else now
         for topic, partition, nxt in self.aligner.starved(now, STARVED_AFTER, self._has_more):
-            if not self._due((topic, partition), now):
-                continue
+            if (topic, partition) in self._paused or not self._due((topic, partition), now):
+                continue  # a paused partition delivers nothing, by design
             at = self._next_to_read(topic, partition, nxt)
             log.warning("%s/%s: nothing read for %.0f s although the broker holds offsets up to "
                         "%s; reading again from offset %s", topic, partition, STARVED_AFTER,
@@ -257,3 +293,8 @@ class Intake:
         for source in sources:
             self._starved_sought.pop(source, None)
             self._undelivered.pop(source, None)
+            if source in self._paused:
+                # The engine forgets its pause with the assignment; resumed in case it keeps it.
+                self._paused.discard(source)
+                self.source.resume(*source)
+        metrics.PAUSED.set(len(self._paused))

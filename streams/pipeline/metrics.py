@@ -48,6 +48,17 @@ REREADS = Counter(
     ["topic"],
 )
 HELD = Gauge("mynapoint_aligner_held", "Input records held by event-time alignment")
+PAUSES = Counter(
+    "mynapoint_aligner_pauses",
+    "Times an input partition's fetching was paused because it held its bound of records waiting "
+    "for event-time alignment (--max-held-per-partition), by topic",
+    ["topic"],
+)
+PAUSED = Gauge(
+    "mynapoint_aligner_paused_partitions",
+    "Input partitions whose fetching is paused: each holds its bound of records waiting for "
+    "event-time alignment (--max-held-per-partition)",
+)
 CLAIM_WAITS = Gauge(
     "mynapoint_claim_waits",
     "Persons whose decision waits for a claim's answer (on the journal partitions this worker "

@@ -68,6 +68,10 @@ class At(NamedTuple):
 class IntakeSource(Protocol):
     """What intake needs of the engine's consumer of the input topics."""
 
+    #: Whether `pause` and `resume` work: False where the engine's consumer cannot pause one
+    #: partition without stalling others (then intake's held records have no bound).
+    pausable: bool
+
     def highwater(self, topic: str, partition: int) -> int | None:
         """The partition's high watermark as of the consumer's last fetch; None before one."""
 
@@ -88,3 +92,11 @@ class IntakeSource(Protocol):
         """The record behind `token` (what the engine handed to `Intake.on_record`) is finished:
         journaled or dead-lettered. Called in offset order per partition. A token read before
         the engine's current assignment is dropped (its partition's new owner reads it again)."""
+
+    def pause(self, topic: str, partition: int) -> None:
+        """Stops fetching the partition, soon (records already fetched may still arrive), until
+        `resume`; the consumer keeps its place, so no record is skipped. Only intake's own
+        pauses are ever resumed by it; a rebalance clears them (intake forgets them then)."""
+
+    def resume(self, topic: str, partition: int) -> None:
+        """Fetches the partition again from where it stopped (undoes `pause`)."""

@@ -33,6 +33,8 @@ class WorkerSettings:
     tansu_compat: bool = False
     # Event-time alignment: how long a silent input may hold back later events (seconds).
     idle_wait: float = float(_default("idle_wait"))
+    # The input records one input partition may hold for alignment before it is paused.
+    max_held_per_partition: int = int(_default("max_held_per_partition"))
     # Faust's table_standby_replicas (Quix Streams has no standbys) and the processing guarantee
     # (README "For SREs").
     standby_replicas: int = int(_default("standby_replicas"))
@@ -88,6 +90,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--idle-wait", type=float,
                    help="seconds a silent input topic may hold back later events (event-time "
                    "alignment; the latency cost for sparse topics) " + env_help("idle_wait"))
+    p.add_argument("--max-held-per-partition", type=int,
+                   help="input records one input partition may hold waiting for event-time "
+                   "alignment before its fetching pauses (the bound on that memory, about "
+                   "1.5 KB a record) " + env_help("max_held_per_partition"))
 
 
 def resolve(args: argparse.Namespace, name: str) -> Any:
@@ -167,6 +173,8 @@ def settings_from_args(args: argparse.Namespace, credentials: Any = None) -> Wor
         metrics_port=metrics_port or None,
         metrics_host=resolve(args, "metrics_host"),
         idle_wait=_number(args, "idle_wait", float, 0.0, 86400.0, "seconds, 0 or more"),
+        max_held_per_partition=_number(args, "max_held_per_partition", int, 1, 100_000_000,
+                                       "a whole number of records, 1 or more"),
         standby_replicas=_number(args, "standby_replicas", int, 0, 100, "a count, 0 or more"),
         processing_guarantee=_guarantee(args),
         broker_credentials=credentials,

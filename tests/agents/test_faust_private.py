@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from typing import Any
 
 import faust
 import pytest
@@ -302,3 +303,62 @@ def test_faust_still_keeps_what_created_consumer_and_created_assignor_read():
     assert app._consumer is None  # noqa: SLF001 - nothing made yet
     assert "self._consumer = self._new_consumer()" in inspect.getsource(faust.App.consumer.fget)
     assert callable(faust.App.assignor.is_set) and not faust.App.assignor.is_set(app)
+
+
+def test_pausing_runs_on_the_consumer_thread_and_only_for_assigned_partitions():
+    # aiokafka's pause makes a future on the running loop: the consumer thread's, never the
+    # worker's. `pause_fetching` hands the change to that loop; it applies what the caller's set
+    # says when it runs there, and leaves partitions not assigned (a rebalance) alone.
+    from aiokafka import TopicPartition
+
+    from agents.faust_private import pause_fetching
+
+    class Consumer:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, TopicPartition]] = []
+
+        def assignment(self) -> set[TopicPartition]:
+            return {TopicPartition("cards", 0)}
+
+        def pause(self, tp: TopicPartition) -> None:
+            self.calls.append(("pause", tp))
+
+        def resume(self, tp: TopicPartition) -> None:
+            self.calls.append(("resume", tp))
+
+    class Loop:
+        def __init__(self) -> None:
+            self.scheduled: list[Any] = []
+
+        def call_soon_threadsafe(self, fun: Any, *args: Any) -> None:
+            self.scheduled.append((fun, args))
+
+    class Thread:
+        thread_loop = Loop()
+        _consumer = Consumer()
+
+    class App:
+        class consumer:  # noqa: N801
+            _thread = Thread()
+
+    paused = {("cards", 0), ("cards", 1)}
+    for tp in (("cards", 0), ("cards", 1)):
+        pause_fetching(App, tp, paused)
+    paused.clear()  # resumed before the thread ran: the later wish wins
+    pause_fetching(App, ("cards", 0), paused)
+    for fun, args in Thread.thread_loop.scheduled:
+        fun(*args)
+    # cards/1 is not assigned: left alone.
+    assert Thread._consumer.calls == [("resume", TopicPartition("cards", 0))] * 2
+
+
+def test_faust_consumer_thread_keeps_its_loop_and_aiokafka_consumer_where_pausing_reads():
+    import faust
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    app = faust.App("mynapoint-pin-pause", broker="kafka://127.0.0.1:1", store="memory://")
+    thread = app.consumer._thread  # noqa: SLF001
+    assert isinstance(thread, AIOKafkaConsumerThread)
+    assert thread._consumer is None  # noqa: SLF001 - made when the thread starts
+    assert callable(thread.thread_loop.call_soon_threadsafe)
+    assert "self._consumer = " in inspect.getsource(AIOKafkaConsumerThread)

@@ -340,3 +340,22 @@ def test_a_steady_source_does_not_wake_its_partition():
         released_at |= {h.item: i for h in aligner.release(now=now)}
     # a1 waits for b's idle wait (from b0 at 0.0), then each record goes out as it comes.
     assert released_at == {"b0": 1, "a1": 2, "a2": 2, "a3": 3, "a4": 4, "a5": 5}
+
+
+def test_a_source_resumed_after_a_pause_does_not_wake_its_partition():
+    # Intake pauses a source holding its bound and resumes it once drained: that silence was
+    # intake's own, so the source's next record must not give the silent sources the idle wait
+    # again (a backlog of one topic would otherwise wait it once per pause).
+    def run(heard: bool) -> list[str]:
+        aligner = Aligner(("a", "b"), IDLE)
+        assert aligner.add("a", 0, 0, 1.0, "a0", now=0.0) == 1
+        assert aligner.add("a", 0, 1, 2.0, "a1", now=0.0) == 2
+        assert aligner.queued("a", 0) == 2 and aligner.queued("b", 0) == 0
+        assert [h.item for h in aligner.release(now=IDLE)] == ["a0", "a1"]  # b silent: idle
+        if heard:
+            aligner.heard("a", 0, now=10 * IDLE)  # resumed
+        aligner.add("a", 0, 2, 3.0, "a2", now=10 * IDLE + 0.01)
+        return [h.item for h in aligner.release(now=10 * IDLE + 0.01)]
+
+    assert run(heard=True) == ["a2"]
+    assert run(heard=False) == []  # the quiet spell's rule: b gets the idle wait again

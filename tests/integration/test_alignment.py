@@ -16,6 +16,7 @@ from schemas.codec import EVENT_DECODER, OUTCOME_ENCODER
 from schemas.topics import TOPIC_BY_TYPE
 from streams.core.engine import Engine
 from tests.integration.conftest import consume_sync
+from tests.integration.test_metrics import by_label, scrape
 from tests.integration.test_pipeline import (
     CFG,
     DEMO_CONFIG,
@@ -30,6 +31,7 @@ from tests.integration.workers import (
     WorkerProcess,
     card_on_2020_08_01,
     distinct_by_id,
+    free_port,
     is_valid_line,
     produce_raw,
 )
@@ -236,5 +238,42 @@ def test_a_dead_letter_does_not_commit_past_a_record_still_held(fresh_broker, tm
         worker.start()
         published = Outcomes(fresh_broker.bootstrap).until_decisions(1, 300, worker)
         assert [o["event_id"] for o in published if o["kind"] == "decision"] == [f"{person}-c"]
+    finally:
+        worker.stop()
+
+
+def test_a_small_bound_on_held_records_pauses_partitions_and_changes_no_decision(
+    fresh_broker, tmp_path, worker_engine
+):
+    # A backlog read with a bound of 10 held records per input partition: partitions are paused
+    # and resumed all along (Faust), and the decisions are still those of the time order.
+    lines = _in_time_order(_valid(_history(people=1500, seed=34)))
+    sent = _produce(fresh_broker.bootstrap, lines)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    port = free_port()
+    worker = WorkerProcess(fresh_broker, tmp_path / "data", logs, config=DEMO_CONFIG,
+                           engine=worker_engine,
+                           extra_args=["--idle-wait", str(IDLE), "--max-held-per-partition", "10",
+                                       "--metrics-port", str(port)]).start()
+    try:
+        Outcomes(fresh_broker.bootstrap).until_decisions(sent, 900, worker)
+        expected = _time_order_reference(lines)
+        contended = _contended(expected)
+        wanted = {o["outcome_id"] for p, outs in expected.items() if p not in contended
+                  for o in outs}
+        got = _per_person(Outcomes(fresh_broker.bootstrap).until_ids(wanted, 300, worker))
+        contended |= _contended(got)
+        for person in expected:
+            if person not in contended:
+                assert _by_kind(got[person]) == _by_kind(expected[person]), person
+        samples = scrape(port)
+        pauses = sum(by_label(samples, "mynapoint_aligner_pauses_total", "topic").values())
+        if worker_engine == "faust":
+            assert pauses > 0
+        else:  # Quix's consumer aligns by timestamp itself and is never paused by intake
+            assert pauses == 0
+        assert samples[("mynapoint_aligner_paused_partitions", ())] == 0
+        assert not by_label(samples, "mynapoint_rereads_total", "topic")  # no record skipped
     finally:
         worker.stop()

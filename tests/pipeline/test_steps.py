@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from operator import itemgetter
 from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from schemas import topics
@@ -49,6 +52,7 @@ class Source:
         self.sought: list[tuple[str, int, int]] = []
         self.balancing = False
         self.assignment: list[tuple[str, int]] = []
+        self.pauses: list[tuple[str, str, int]] = []
 
     def highwater(self, topic: str, partition: int) -> int | None:
         return None
@@ -67,6 +71,14 @@ class Source:
 
     def acknowledge(self, token: Any) -> None:
         self.acked.append(token)
+
+    pausable = True
+
+    def pause(self, topic: str, partition: int) -> None:
+        self.pauses.append(("pause", topic, partition))
+
+    def resume(self, topic: str, partition: int) -> None:
+        self.pauses.append(("resume", topic, partition))
 
 
 def dict_store() -> tuple[Store, dict[bytes, bytes]]:
@@ -238,6 +250,144 @@ def test_an_owned_partition_that_delivers_nothing_is_sought_where_it_resumes():
     source.balancing = True
     asyncio.run(step.reseek(now=200.0 + 2 * STARVED_AFTER))
     assert len(source.sought) == 3
+
+
+# -- the bound on held records (Kafka Streams' buffered.records.per.partition)
+
+
+def day(n: float) -> str:
+    """An occurred_at n hours after 2020-08-01 09:00 JST (n < 15)."""
+    hours, minutes = int(n), round((n % 1) * 60)
+    return f"2020-08-01T{9 + hours:02d}:{minutes:02d}:00+09:00"
+
+
+def feed(step: Intake, topic: str, partition: int, offset: int, hours: float) -> None:
+    asyncio.run(step.on_record(topic, partition, offset, b"P1",
+                               line("P1", day(hours), f"{topic}-{offset}"), (topic, offset)))
+
+
+def test_a_partition_holding_its_bound_is_paused_and_resumed_at_half():
+    source, sent = Source(), Sent()
+    step = Intake(source, Outputs(sent), idle_wait=1000, max_held=4)
+    for offset in range(5):  # the fifth was already fetched when the pause took effect
+        feed(step, topics.CARDS, 0, offset, 1 + offset)
+    assert source.pauses == [("pause", topics.CARDS, 0)]  # once, at the fourth
+    others = [t for t in topics.INPUT_TOPICS if t != topics.CARDS]
+    for topic in others:  # every other source shows 2.5 h: cards' first two go out
+        feed(step, topic, 0, 0, 2.5)
+    assert step.aligner.queued(topics.CARDS, 0) == 3
+    assert source.pauses == [("pause", topics.CARDS, 0)]  # 3 > 4 // 2: still paused
+    for topic in others:
+        feed(step, topic, 0, 1, 3.5)
+    assert step.aligner.queued(topics.CARDS, 0) == 2
+    assert source.pauses == [("pause", topics.CARDS, 0), ("resume", topics.CARDS, 0)]
+    assert REGISTRY.get_sample_value("mynapoint_aligner_paused_partitions") == 0
+
+
+def test_a_paused_partition_is_not_taken_for_starved():
+    source, sent = Source(), Sent()
+    step = Intake(source, Outputs(sent), idle_wait=1000, max_held=2)
+    source.highwater = lambda topic, partition: 100  # type: ignore[method-assign]
+    feed(step, topics.CARDS, 0, 0, 1)
+    feed(step, topics.CARDS, 0, 1, 2)
+    assert source.pauses == [("pause", topics.CARDS, 0)]
+    asyncio.run(step.reseek(now=step.aligner.partitions[0].woke + STARVED_AFTER))
+    assert (topics.CARDS, 0, 2) not in source.sought  # paused by intake: silent by design
+    assert (topics.LINKS, 0, 0) in source.sought  # the source it waits for: read again
+
+
+def test_revoking_a_paused_partition_resumes_and_forgets_it():
+    source, sent = Source(), Sent()
+    step = Intake(source, Outputs(sent), idle_wait=1000, max_held=1)
+    feed(step, topics.CARDS, 0, 0, 1)
+    step.revoked({(topics.CARDS, 0)})
+    assert source.pauses == [("pause", topics.CARDS, 0), ("resume", topics.CARDS, 0)]
+    feed(step, topics.CARDS, 0, 0, 1)  # given back: paused afresh
+    assert source.pauses[-1] == ("pause", topics.CARDS, 0)
+
+
+def test_without_a_bound_or_where_the_engine_cannot_pause_nothing_is_paused():
+    for max_held, pausable in ((None, True), (1, False)):
+        source, sent = Source(), Sent()
+        source.pausable = pausable  # type: ignore[misc]
+        step = Intake(source, Outputs(sent), idle_wait=1000, max_held=max_held)
+        for offset in range(3):
+            feed(step, topics.CARDS, 0, offset, 1 + offset)
+        assert source.pauses == [] and step.aligner.held() == 3
+
+
+class Broker(Source):
+    """A consumer of a broker holding every record: it fetches `fetch` records of each source in
+    turn, skips paused sources, and hands over what it fetched even if paused meanwhile."""
+
+    def __init__(self, records: dict[tuple[str, int], list[tuple[float, str]]]) -> None:
+        super().__init__()
+        self.records = records
+        self.paused: set[tuple[str, int]] = set()
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        return len(self.records.get((topic, partition), ()))
+
+    def pause(self, topic: str, partition: int) -> None:
+        assert (topic, partition) not in self.paused
+        self.paused.add((topic, partition))
+
+    def resume(self, topic: str, partition: int) -> None:
+        self.paused.discard((topic, partition))
+
+
+def run_broker(records: dict[tuple[str, int], list[tuple[float, str]]], fetch: int,
+               max_held: int | None) -> tuple[list[tuple[str, int, int]], int]:
+    """The journal (topic, partition, offset) and the most records one source held."""
+    broker, sent = Broker(records), Sent()
+    step = Intake(broker, Outputs(sent), idle_wait=1000, max_held=max_held)
+    at = dict.fromkeys(records, 0)
+    most = 0
+
+    async def run() -> None:
+        nonlocal most
+        while any(at[s] < len(records[s]) for s in records):
+            ready = [s for s in records if at[s] < len(records[s]) and s not in broker.paused]
+            if not ready:
+                # Held for sources the broker has nothing of: they go idle once silent for the
+                # idle wait (which leaves the journal's order as it is: they have nothing more).
+                step.aligner.idle_wait = 0
+                await step.release()
+                step.aligner.idle_wait = 1000
+                ready = [s for s in records if at[s] < len(records[s]) and s not in broker.paused]
+            assert ready, "every source with records left is paused: alignment stalled"
+            for source in ready:
+                topic, partition = source
+                for offset in range(at[source], min(at[source] + fetch, len(records[source]))):
+                    hours, event_id = records[source][offset]
+                    await step.on_record(topic, partition, offset, b"P1",
+                                         line("P1", day(hours), event_id), offset)
+                    most = max(most, step.aligner.queued(topic, partition))
+                at[source] = min(at[source] + fetch, len(records[source]))
+        step.aligner.idle_wait = 0  # all read: the sources with no records go idle
+        await step.release()
+
+    asyncio.run(run())
+    journal = [JOURNAL_DECODER.decode(v) for _, v in sent.on(topics.JOURNAL)]
+    assert step.aligner.held() == 0 and not broker.paused
+    return [(e.topic, e.partition, e.offset) for e in journal], most
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(
+           st.tuples(st.sampled_from(topics.INPUT_TOPICS), st.integers(0, 1)),
+           st.lists(st.integers(0, 14 * 60), min_size=1, max_size=25), min_size=1),
+       st.integers(1, 6), st.integers(1, 8))
+def test_the_bound_never_stalls_alignment_nor_changes_the_journal(minutes, fetch, max_held):
+    # Each source's records in offset order carry rising times, as a producer's would.
+    records = {source: [(m / 60, f"{source[0]}-{source[1]}-{i}")
+                        for i, m in enumerate(sorted(ms))] for source, ms in minutes.items()}
+    unbounded, _ = run_broker(records, fetch, None)
+    bounded, most = run_broker(records, fetch, max_held)
+    # Alignment orders each partition number; partitions interleave as they are fetched.
+    assert sorted(bounded, key=itemgetter(1)) == sorted(unbounded, key=itemgetter(1))
+    assert len(bounded) == sum(map(len, records.values()))
+    assert most <= max_held + fetch - 1  # the rest of the fetch that reached the bound
 
 
 def journal_entry(offset: int) -> bytes:
