@@ -43,6 +43,9 @@ def test_a_blank_variable_means_not_set(monkeypatch):
     (["--metrics-port", "-1"], "--metrics-port (MYNAPOINT_METRICS_PORT) must be a port"),
     (["--partitions", "0"], "--partitions (MYNAPOINT_PARTITIONS) must be a whole number"),
     (["--idle-wait", "-2"], "--idle-wait (MYNAPOINT_IDLE_WAIT) must be seconds, 0 or more"),
+    (["--max-held-per-partition", "0"],
+     "--max-held-per-partition (MYNAPOINT_MAX_HELD_PER_PARTITION) must be a whole number of "
+     "records, 1 or more"),
 ])
 def test_out_of_range_is_refused_saying_what_to_set(argv, said):
     with pytest.raises(SystemExit) as caught:
@@ -55,6 +58,14 @@ def test_a_bad_environment_value_is_named(monkeypatch):
     with pytest.raises(SystemExit) as caught:
         settings_from_args(parse())
     assert "MYNAPOINT_IDLE_WAIT" in str(caught.value) and "'soon'" in str(caught.value)
+
+
+def test_the_bound_on_held_records_comes_from_the_flag_or_the_environment(monkeypatch):
+    # It reaching intake is tested on the broker (tests/integration/test_alignment.py).
+    assert settings_from_args(parse()).max_held_per_partition == 2000
+    monkeypatch.setenv("MYNAPOINT_MAX_HELD_PER_PARTITION", "50")
+    assert settings_from_args(parse()).max_held_per_partition == 50
+    assert settings_from_args(parse("--max-held-per-partition", "7")).max_held_per_partition == 7
 
 
 def test_standbys_and_guarantee_reach_the_faust_app(monkeypatch, tmp_path):
