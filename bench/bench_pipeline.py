@@ -160,11 +160,14 @@ class Run:
     #: Seconds from the first output record to the 10%-th and the 90%-th of them, and to the
     #: last: how evenly the run went (a slow start shows in the first, a slow tail in the last).
     shape: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    #: The largest peak resident memory of the run's processes (VmHWM, MB).
+    peak_mb: float = 0.0
 
     def usage(self) -> str:
         at10, at90, end = self.shape
         return (f"{self.cpu_us:.0f} us of CPU an event, {self.cores:.2f} cores busy; 10% of the "
-                f"outputs by {at10:.1f} s, 90% by {at90:.1f} s, all by {end:.1f} s")
+                f"outputs by {at10:.1f} s, 90% by {at90:.1f} s, all by {end:.1f} s; peak memory "
+                f"of a process {self.peak_mb:,.0f} MB")
 
 
 async def _time_outputs(bootstrap: str, names: list[str], expected: int, count_topic: str,
@@ -209,6 +212,15 @@ async def _time_outputs(bootstrap: str, names: list[str], expected: int, count_t
         await c.stop()
 
 
+def _peak_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM, Linux /proc), in MB."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def _history(people: int) -> list[bytes]:
     out = []
     for line in generate(people=people, seed=3, bad_ratio=0.0):
@@ -235,12 +247,13 @@ def _measure(lines: list[bytes], made_topics: tuple[str, ...], commands, count_t
             took, cpu, shape = asyncio.run(_time_outputs(bs, [count_topic], len(lines),
                                                          count_topic, timeout,
                                                          [p.pid for p in procs]))
+            peak = max(_peak_mb(p.pid) for p in procs)
         finally:
             for p in procs:
                 p.terminate()
             for p in procs:
                 p.wait(timeout=60)
-        return Run(len(lines) / took, 1e6 * cpu / len(lines), cpu / took, shape)
+        return Run(len(lines) / took, 1e6 * cpu / len(lines), cpu / took, shape, peak)
 
 
 def run_relay(lines: list[bytes], faust_agents: bool = False, repeat: int = 1,
@@ -259,9 +272,13 @@ def run_relay(lines: list[bytes], faust_agents: bool = False, repeat: int = 1,
 
 
 def run_pipeline(lines: list[bytes], idle_wait: float = 3.0, workers: int = 1,
-                 engine: str = "tansu", standby_replicas: int | None = None) -> Run:
-    """`mynapoint worker` x `workers`; `standby_replicas` None: the worker's default."""
+                 engine: str = "tansu", standby_replicas: int | None = None,
+                 max_held: int | None = None) -> Run:
+    """`mynapoint worker` x `workers`; `standby_replicas`, `max_held` (the bound on records held
+    for alignment) None: the worker's default."""
     standby = () if standby_replicas is None else ("--standby-replicas", str(standby_replicas))
+    if max_held is not None:
+        standby += ("--max-held-per-partition", str(max_held))
 
     def commands(bs: str, tmp: str, flags: tuple[str, ...]) -> list[list[str]]:
         return [
@@ -305,6 +322,9 @@ def main() -> None:
     ap.add_argument("--standby-replicas", type=int, default=None, metavar="N",
                     help="run the workers with --standby-replicas N (default: the worker's "
                          "default, 1; with two workers each keeps the other's tables warm)")
+    ap.add_argument("--max-held", type=int, nargs="*", default=[None], metavar="N",
+                    help="run the pipeline with --max-held-per-partition N, once for each N "
+                         "(default: the worker's default)")
     ap.add_argument("--record", action="store_true",
                     help="add the result to the table in docs/BENCHMARKS.md")
     args = ap.parse_args()
@@ -323,12 +343,13 @@ def main() -> None:
               f"1.4 outcomes): {run.rate:,.0f} events/s: {run.rate / frelay:.3f} of the Faust "
               f"relay; {run.usage()}", flush=True)
     rows = []
-    for n in args.workers:
+    for n, held in ((n, held) for n in args.workers for held in args.max_held):
         run = run_pipeline(lines, workers=n, engine=args.engine,
-                           standby_replicas=args.standby_replicas)
+                           standby_replicas=args.standby_replicas, max_held=held)
         rate = run.rate
         standby = ("" if args.standby_replicas is None
                    else f", --standby-replicas {args.standby_replicas}")
+        standby += "" if held is None else f", --max-held-per-partition {held}"
         rows.append(
             f"| {time.strftime('%Y-%m-%d')} | {len(lines):,} | {relay:,.0f} | "
             f"{frelay:,.0f} ({frelay / relay:.3f}) | {n} | {rate:,.0f} | {rate / relay:.3f} | "
