@@ -24,7 +24,7 @@ fails a test instead of a worker:
 - `seek_before_resuming_streams(app)`: after a rebalance (and at start), the stream partitions are
   fetched only once they were sought to their committed offsets, so that Faust never counts
   records still waiting in an agent's buffer as acknowledged (see the function);
-- `pause_fetching(app, tp, paused)`: intake's bound on held records pauses an input partition
+- `pause_fetching(app, tp, pause)`: intake's bound on held records pauses an input partition
   in aiokafka itself, on the consumer's thread (`Consumer._thread`), not with Faust's
   `pause_partitions` (see the function).
 
@@ -75,7 +75,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Container, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from clients.end_offsets import corrected_end_offsets
@@ -126,9 +126,8 @@ def active_rocksdb(table: Any) -> list[Any] | None:
     return list(actives())
 
 
-def pause_fetching(app: Any, tp: tuple[str, int], paused: Container[tuple[str, int]]) -> None:
-    """Makes aiokafka pause fetching `tp` if it is in `paused` (the caller's set of the
-    partitions it wants paused, read when this runs), else resume it.
+def pause_fetching(app: Any, tp: tuple[str, int], pause: bool) -> None:
+    """Makes aiokafka pause fetching `tp` (`pause`), or resume it.
 
     Not Faust's `Consumer.pause_partitions`: that removes the partition from the live set of
     active partitions that `Consumer.getmany` filters the current fetch by, after aiokafka has
@@ -138,12 +137,14 @@ def pause_fetching(app: Any, tp: tuple[str, int], paused: Container[tuple[str, i
     there. aiokafka runs on Faust's consumer thread, whose loop owns the pause's future, so the
     change runs there (`call_soon_threadsafe` on `Consumer._thread.thread_loop`), on aiokafka's
     consumer (`AIOKafkaConsumerThread._consumer`), and only while the partition is assigned:
-    a rebalance gives aiokafka fresh, unpaused partition states."""
+    a rebalance gives aiokafka fresh, unpaused partition states. The loop runs the calls in the
+    order they were made, so the caller's last wish for a partition is what stays (intake
+    resumes what it paused when the partition is revoked)."""
     thread = app.consumer._thread  # noqa: SLF001
-    thread.thread_loop.call_soon_threadsafe(_apply_pause, thread, tp, paused)
+    thread.thread_loop.call_soon_threadsafe(_apply_pause, thread, tp, pause)
 
 
-def _apply_pause(thread: Any, tp: tuple[str, int], paused: Container[tuple[str, int]]) -> None:
+def _apply_pause(thread: Any, tp: tuple[str, int], pause: bool) -> None:
     consumer = thread._consumer  # noqa: SLF001
     if consumer is None:
         return
@@ -152,7 +153,7 @@ def _apply_pause(thread: Any, tp: tuple[str, int], paused: Container[tuple[str, 
     partition = TopicPartition(*tp)
     if partition not in consumer.assignment():
         return
-    if tp in paused:
+    if pause:
         consumer.pause(partition)
     else:
         consumer.resume(partition)

@@ -18,7 +18,7 @@ INPUTS = frozenset(topics.INPUT_TOPICS)
 class FaustSource:
     """Faust's consumer as the intake step's `IntakeSource`; tokens are Faust events."""
 
-    __slots__ = ("app", "_tps", "_paused")
+    __slots__ = ("app", "_tps")
 
     pausable = True
 
@@ -26,8 +26,6 @@ class FaustSource:
         self.app = app
         # One `TP` per source, made once.
         self._tps: dict[tuple[str, int], TP] = {}
-        # The partitions intake wants paused (read on the consumer's thread).
-        self._paused: set[tuple[str, int]] = set()
 
     def _tp(self, topic: str, partition: int) -> TP:
         tp = self._tps.get((topic, partition))
@@ -55,12 +53,10 @@ class FaustSource:
         return bool(self.app.rebalancing)
 
     def pause(self, topic: str, partition: int) -> None:
-        self._paused.add((topic, partition))
-        pause_fetching(self.app, (topic, partition), self._paused)
+        pause_fetching(self.app, (topic, partition), True)
 
     def resume(self, topic: str, partition: int) -> None:
-        self._paused.discard((topic, partition))
-        pause_fetching(self.app, (topic, partition), self._paused)
+        pause_fetching(self.app, (topic, partition), False)
 
     def acknowledge(self, token: Any) -> None:
         # During a rebalance Faust forgets the revoked partitions' bookkeeping; an event read

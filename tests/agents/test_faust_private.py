@@ -307,8 +307,8 @@ def test_faust_still_keeps_what_created_consumer_and_created_assignor_read():
 
 def test_pausing_runs_on_the_consumer_thread_and_only_for_assigned_partitions():
     # aiokafka's pause makes a future on the running loop: the consumer thread's, never the
-    # worker's. `pause_fetching` hands the change to that loop; it applies what the caller's set
-    # says when it runs there, and leaves partitions not assigned (a rebalance) alone.
+    # worker's. `pause_fetching` hands the change to that loop, which runs the calls in order (the
+    # caller's last wish stays), and leaves partitions not assigned (a rebalance) alone.
     from aiokafka import TopicPartition
 
     from agents.faust_private import pause_fetching
@@ -341,15 +341,15 @@ def test_pausing_runs_on_the_consumer_thread_and_only_for_assigned_partitions():
         class consumer:  # noqa: N801
             _thread = Thread()
 
-    paused = {("cards", 0), ("cards", 1)}
     for tp in (("cards", 0), ("cards", 1)):
-        pause_fetching(App, tp, paused)
-    paused.clear()  # resumed before the thread ran: the later wish wins
-    pause_fetching(App, ("cards", 0), paused)
+        pause_fetching(App, tp, True)
+    pause_fetching(App, ("cards", 0), False)  # resumed before the thread ran
+    assert Thread._consumer.calls == []  # nothing on the caller's thread
     for fun, args in Thread.thread_loop.scheduled:
         fun(*args)
-    # cards/1 is not assigned: left alone.
-    assert Thread._consumer.calls == [("resume", TopicPartition("cards", 0))] * 2
+    # In the order asked, so cards/0 ends resumed; cards/1 is not assigned: left alone.
+    assert Thread._consumer.calls == [("pause", TopicPartition("cards", 0)),
+                                      ("resume", TopicPartition("cards", 0))]
 
 
 def test_faust_consumer_thread_keeps_its_loop_and_aiokafka_consumer_where_pausing_reads():
