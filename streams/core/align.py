@@ -9,8 +9,8 @@ offset) into the journal that the ledger folds. This is Kafka Streams' `max.task
   records of one source are never reordered among themselves (the ledger's redelivery check relies
   on offsets rising per source).
 - The candidate is the head with the smallest (occurred_at, topic rank, offset). It is released
-  when every source with nothing buffered has already shown a record at least as late, or is
-  idle: the broker has nothing more for it (the caller's `has_more` says so) and it has been
+  when every source with nothing buffered has already shown a later record (or one as late, from
+  a topic ranked after the candidate's: a tie goes by rank), or is idle: the broker has nothing more for it (the caller's `has_more` says so) and it has been
   silent for `idle_wait` seconds (a source that never spoke counts as silent from the moment the
   partition was first seen). A source with records still to fetch is never idle, however long
   our own backlog keeps them from us: that is what keeps a backlog's order deterministic.
@@ -188,7 +188,7 @@ class Aligner:
             t = head.occurred_at
             if t < part.released_up_to:
                 head.late = True
-            elif not self._may_release(p, part, t, now, has_more):
+            elif not self._may_release(p, part, t, rank[head.topic], now, has_more):
                 return
             part.queues[head.topic].popleft()
             part.held -= 1
@@ -196,14 +196,18 @@ class Aligner:
                 part.released_up_to = t
             out.append(head)
 
-    def _may_release(self, p: int, part: _Partition, t: float, now: float,
+    def _may_release(self, p: int, part: _Partition, t: float, t_rank: int, now: float,
                      has_more: HasMore | None) -> bool:
-        idle = self.idle_wait
+        """Whether the candidate (`occurred_at` `t`, its topic's rank `t_rank`) may go now."""
+        idle, rank = self.idle_wait, self.rank
         for topic in self.topics:
             q = part.queues.get(topic)
             if q:
                 continue  # its head is at least as late as the candidate
-            if part.frontier.get(topic, float("-inf")) >= t:
+            shown = part.frontier.get(topic, float("-inf"))
+            if shown > t or (shown == t and rank[topic] > t_rank):
+                # Its next record cannot go first: a tie at `t` goes by topic rank, so a source
+                # ranked before the candidate that has only shown `t` may still have another.
                 continue
             if has_more is not None and has_more(topic, p, part.last_offset.get(topic, -1) + 1):
                 return False  # not silent: the broker has more of it that we have not read yet

@@ -359,3 +359,37 @@ def test_a_source_resumed_after_a_pause_does_not_wake_its_partition():
 
     assert run(heard=True) == ["a2"]
     assert run(heard=False) == []  # the quiet spell's rule: b gets the idle wait again
+
+
+def test_a_tie_waits_for_a_source_ranked_before_it_that_may_have_another():
+    # Ties go by topic rank: b's record at 10.0 must not go while a, ranked first, has shown only
+    # 10.0 and has more to read (its next record may be at 10.0 too). Found by the bound's
+    # property test (tests/pipeline/test_steps.py): which of two equal times went first depended
+    # on whether the consumer had fetched a's next record yet.
+    more = {"a": True, "b": False}
+
+    def has_more(topic: str, partition: int, next_offset: int) -> bool:
+        return more[topic]
+
+    aligner = Aligner(("a", "b"), IDLE)
+    aligner.add("a", 0, 0, 10.0, "a0", now=0.0)
+    aligner.add("b", 0, 0, 10.0, "b0", now=0.0)
+    assert [h.item for h in aligner.release(0.0, has_more)] == ["a0"]
+    aligner.add("a", 0, 1, 10.0, "a1", now=0.1)
+    aligner.add("a", 0, 2, 11.0, "a2", now=0.1)
+    more["a"] = False
+    assert [h.item for h in aligner.release(0.1, has_more)] == ["a1", "b0"]
+
+
+def test_a_tie_does_not_wait_for_a_source_ranked_after_it():
+    # b has shown 10.0 and has more: its next record at 10.0 would go after a's anyway.
+    more = {"a": False, "b": True}
+
+    def has_more(topic: str, partition: int, next_offset: int) -> bool:
+        return more[topic]
+
+    aligner = Aligner(("a", "b"), IDLE)
+    aligner.add("b", 0, 0, 10.0, "b0", now=0.0)
+    assert [h.item for h in aligner.release(IDLE, has_more)] == ["b0"]  # a idle
+    aligner.add("a", 0, 0, 10.0, "a0", now=IDLE + 0.1)
+    assert [(h.item, h.late) for h in aligner.release(IDLE + 0.1, has_more)] == [("a0", False)]
