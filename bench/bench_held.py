@@ -18,7 +18,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -28,14 +27,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_pipeline import _history, _peak_mb  # noqa: E402
+from bench_pipeline import (  # noqa: E402
+    WORKER_TOPICS,
+    _history,
+    _peak_mb,
+    loaded_broker,
+    worker_command,
+)
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from clients.admin import ensure_topics  # noqa: E402
-from clients.connect import free_port, run_blocking  # noqa: E402
-from clients.produce import produce_lines  # noqa: E402
-from devtools.brokers import make_broker  # noqa: E402
-from schemas import topics  # noqa: E402
+from clients.connect import free_port  # noqa: E402
 
 #: How often the worker's metrics are read (seconds).
 SAMPLE_EVERY = 0.2
@@ -64,17 +65,10 @@ def _metrics(port: int) -> dict[str, float]:
 
 
 def catch_up(lines: list[bytes], bound: int, engine: str) -> Catchup:
-    with make_broker(engine) as broker, tempfile.TemporaryDirectory() as tmp:
-        bs = broker.bootstrap
-        ensure_topics(bs, 4, topics.INPUT_TOPICS + topics.OUTPUT_TOPICS
-                      + (topics.JOURNAL, topics.CLAIMS))
-        run_blocking(produce_lines(lines, bs, partitions=4))
+    with loaded_broker(lines, WORKER_TOPICS, engine) as (broker, tmp):
         port = free_port()
-        cmd = [sys.executable, "-m", "agents.worker", "--bootstrap", bs,
-               "--data-dir", os.path.join(tmp, "w"), "--metrics-port", str(port),
-               "--web-port", str(free_port()), *broker.worker_flags,
-               "--config", str(ROOT / "streams" / "data" / "demo.toml"),
-               "--loglevel", "warning", "--max-held-per-partition", str(bound)]
+        cmd = worker_command(broker.bootstrap, os.path.join(tmp, "w"), broker.worker_flags,
+                             "--metrics-port", str(port), "--max-held-per-partition", str(bound))
         worker = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
         start = time.monotonic()

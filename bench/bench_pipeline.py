@@ -24,14 +24,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,6 +48,8 @@ from schemas import topics  # noqa: E402
 from schemas.codec import BadInput, decode_event  # noqa: E402
 
 MID, OUT = "bench.relay.mid", "bench.relay.out"
+#: The topics a worker writes, made before it starts.
+WORKER_TOPICS = topics.OUTPUT_TOPICS + (topics.JOURNAL, topics.CLAIMS)
 TABLE_END = "<!-- bench:pipeline:end -->"
 #: A run shorter than this, first to last output record, measures fetch batching, not throughput.
 MIN_SECONDS = 1.0
@@ -232,15 +237,34 @@ def _history(people: int) -> list[bytes]:
     return out
 
 
+@contextlib.contextmanager
+def loaded_broker(lines: list[bytes], made_topics: tuple[str, ...],
+                  engine: str) -> Iterator[tuple[Any, str]]:
+    """A fresh local broker of `engine` holding `lines` on the input topics, with `made_topics`
+    created too (4 partitions each), and a scratch folder."""
+    with make_broker(engine) as broker, tempfile.TemporaryDirectory() as tmp:
+        ensure_topics(broker.bootstrap, 4, topics.INPUT_TOPICS + made_topics)
+        run_blocking(produce_lines(lines, broker.bootstrap, partitions=4))
+        yield broker, tmp
+
+
+def worker_command(bootstrap: str, data_dir: str, flags: tuple[str, ...],
+                   *extra: str) -> list[str]:
+    """`mynapoint worker` (Faust) with the demo rules and its own web port, logging warnings
+    only; `flags` are the broker's worker flags."""
+    return [sys.executable, "-m", "agents.worker", "--bootstrap", bootstrap,
+            "--data-dir", data_dir, "--web-port", str(free_port()), *flags,
+            "--config", str(ROOT / "streams" / "data" / "demo.toml"), "--loglevel", "warning",
+            *extra]
+
+
 def _measure(lines: list[bytes], made_topics: tuple[str, ...], commands, count_topic: str,
              timeout: float, engine: str) -> Run:
     """Events/s of the processes `commands(bootstrap, tmpdir, worker_flags)` starts on a fresh
     broker of `engine` holding `lines`, from their first record on `count_topic` to the
     `len(lines)`-th, and the CPU those processes used meanwhile (not the broker's)."""
-    with make_broker(engine) as broker, tempfile.TemporaryDirectory() as tmp:
+    with loaded_broker(lines, made_topics, engine) as (broker, tmp):
         bs = broker.bootstrap
-        ensure_topics(bs, 4, topics.INPUT_TOPICS + made_topics)
-        run_blocking(produce_lines(lines, bs, partitions=4))
         procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL) for cmd in commands(bs, tmp, broker.worker_flags)]
         try:
@@ -281,17 +305,11 @@ def run_pipeline(lines: list[bytes], idle_wait: float = 3.0, workers: int = 1,
         standby += ("--max-held-per-partition", str(max_held))
 
     def commands(bs: str, tmp: str, flags: tuple[str, ...]) -> list[list[str]]:
-        return [
-            [sys.executable, "-m", "agents.worker", "--bootstrap", bs,
-             "--data-dir", os.path.join(tmp, f"w{i}"), "--metrics-port", "0",
-             "--web-port", str(free_port()), *flags, "--idle-wait", str(idle_wait),
-             "--config", str(ROOT / "streams" / "data" / "demo.toml"), "--loglevel", "warning",
-             *standby]
-            for i in range(workers)
-        ]
+        return [worker_command(bs, os.path.join(tmp, f"w{i}"), flags, "--metrics-port", "0",
+                               "--idle-wait", str(idle_wait), *standby)
+                for i in range(workers)]
 
-    made = topics.OUTPUT_TOPICS + (topics.JOURNAL, topics.CLAIMS)
-    return _measure(lines, made, commands, topics.DECISIONS, 1800, engine)
+    return _measure(lines, WORKER_TOPICS, commands, topics.DECISIONS, 1800, engine)
 
 
 def run_skeleton(lines: list[bytes], table_writes: str, engine: str = "tansu") -> Run:
