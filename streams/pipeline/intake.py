@@ -170,7 +170,8 @@ class Intake:
         one partition: the one a record just arrived on)."""
         send = self.out.send
         async with self._releasing:
-            for held in self.aligner.release(time.monotonic(), self._has_more, partition):
+            released = self.aligner.release(time.monotonic(), self._has_more, partition)
+            for held in released:
                 value, key, entry = held.item
                 record = EventEntry(topic=held.topic, partition=held.partition,
                                     offset=held.offset, value=value, late=held.late)
@@ -182,7 +183,8 @@ class Intake:
                 self._acknowledge(entry)
             if self._deferred and not self.source.rebalancing():
                 self._acknowledge_deferred()
-            if self._paused:
+            if released and self._paused:
+                # Only a release lowers what a paused partition holds (a revoke resumes its own).
                 self._resume_drained()
             held_now = self.aligner.held()
             if held_now != self._last_held:
@@ -193,14 +195,15 @@ class Intake:
         """Resumes the paused partitions that hold `_resume_at` records or fewer now."""
         queued, resume_at = self.aligner.queued, self._resume_at
         drained = [source for source in self._paused if queued(*source) <= resume_at]
+        if not drained:
+            return
         now = time.monotonic()
         for topic, partition in drained:
             self._paused.discard((topic, partition))
             self.source.resume(topic, partition)
             # Its silence was ours: its next record must not restart the others' idle wait.
             self.aligner.heard(topic, partition, now)
-        if drained:
-            metrics.PAUSED.set(len(self._paused))
+        metrics.PAUSED.set(len(self._paused))
 
     def _acknowledge(self, entry: list[Any]) -> None:
         """Marks one input record finished (journaled or dead-lettered) and acknowledges, in
