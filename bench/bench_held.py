@@ -10,6 +10,7 @@ time from start to the last decision. The baseline is the worker without a bound
 than the history), measured in the same run.
 
 Usage: .venv/bin/python bench/bench_held.py [--people N] [--bounds N ...] [--engine tansu|kafka]
+                                           [--logs DIR]
 """
 
 from __future__ import annotations
@@ -64,13 +65,14 @@ def _metrics(port: int) -> dict[str, float]:
     return out
 
 
-def catch_up(lines: list[bytes], bound: int, engine: str) -> Catchup:
-    with loaded_broker(lines, WORKER_TOPICS, engine) as (broker, tmp):
+def catch_up(lines: list[bytes], bound: int, engine: str, log: Path | None = None) -> Catchup:
+    """One worker deciding `lines` with `bound`; its output goes to `log` (or nowhere)."""
+    with loaded_broker(lines, WORKER_TOPICS, engine) as (broker, tmp), \
+            open(log or os.devnull, "wb") as out:
         port = free_port()
         cmd = worker_command(broker.bootstrap, os.path.join(tmp, "w"), broker.worker_flags,
                              "--metrics-port", str(port), "--max-held-per-partition", str(bound))
-        worker = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+        worker = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
         start = time.monotonic()
         peak_held = peak_paused = 0.0
         seen: dict[str, float] = {}
@@ -106,16 +108,24 @@ def main() -> None:
     ap.add_argument("--bounds", type=int, nargs="+", default=[2000],
                     help="--max-held-per-partition values to measure (default: 2000)")
     ap.add_argument("--engine", choices=("tansu", "kafka"), default="tansu")
+    ap.add_argument("--logs", type=Path, metavar="DIR",
+                    help="keep each worker's log there (worker-<bound>.log)")
     args = ap.parse_args()
+    if args.logs is not None:
+        args.logs.mkdir(parents=True, exist_ok=True)
+
+    def log(bound: str) -> Path | None:
+        return None if args.logs is None else args.logs / f"worker-{bound}.log"
+
     lines = _history(args.people)
     print(f"{len(lines):,} events for {args.people:,} people, one worker, {args.engine}",
           flush=True)
-    base = catch_up(lines, 10 * len(lines), args.engine)
+    base = catch_up(lines, 10 * len(lines), args.engine, log("none"))
     print(f"no bound: decided in {base.seconds:.0f} s; held at most {base.peak_held:,.0f}; "
           f"re-reads {base.rereads:.0f} ({base.repeats:,.0f} entries again); peak memory "
           f"{base.peak_mb:,.0f} MB", flush=True)
     for bound in args.bounds:
-        run = catch_up(lines, bound, args.engine)
+        run = catch_up(lines, bound, args.engine, log(str(bound)))
         print(f"--max-held-per-partition {bound}: decided in {run.seconds:.0f} s "
               f"({run.seconds / base.seconds:.2f} of no bound); held at most "
               f"{run.peak_held:,.0f} ({run.peak_held / base.peak_held:.2f}); paused at most "
