@@ -3,8 +3,10 @@ Faust's consumer as its `IntakeSource`."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from faust.types import TP
 
 from agents.faust_private import committed_offset, pause_fetching
@@ -13,6 +15,9 @@ from streams.pipeline.intake import ALIGN_TICK, RESEEK_EVERY, Intake
 from streams.pipeline.outputs import Outputs
 
 INPUTS = frozenset(topics.INPUT_TOPICS)
+#: How long to wait for the consumer's position of a partition (seconds); it waits only while
+#: the position is being reset.
+POSITION_TIMEOUT = 5.0
 
 
 class FaustSource:
@@ -48,6 +53,19 @@ class FaustSource:
 
     async def seek(self, topic: str, partition: int, offset: int) -> None:
         await self.app.consumer.seek(self._tp(topic, partition), offset)
+
+    async def position(self, topic: str, partition: int) -> int | None:
+        # aiokafka's position, asked on Faust's consumer thread: the next offset its `getmany`
+        # returns (records it fetched and has not returned yet are still ahead of it).
+        tp = self._tp(topic, partition)
+        if tp not in self.app.consumer.assignment():
+            return None
+        try:
+            position: int | None = await asyncio.wait_for(self.app.consumer.position(tp),
+                                                          POSITION_TIMEOUT)
+        except (TimeoutError, KafkaError):
+            return None  # being reset, or no longer assigned: unknown
+        return position
 
     def rebalancing(self) -> bool:
         return bool(self.app.rebalancing)

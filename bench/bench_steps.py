@@ -76,6 +76,9 @@ class Backlog:
     async def seek(self, topic: str, partition: int, offset: int) -> None:
         raise AssertionError("nothing is skipped here")
 
+    async def position(self, topic: str, partition: int) -> int | None:
+        return None
+
     def rebalancing(self) -> bool:
         return False
 

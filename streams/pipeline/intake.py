@@ -40,6 +40,11 @@ RESEEK_EVERY = 1.0
 #: A source the broker has more of that delivered nothing for this long (seconds) is read again
 #: from its next offset (`Intake.reseek`): the consumer has lost its place in it.
 STARVED_AFTER = 10.0
+#: The same for a source the consumer has not even handed over its next record of (its position
+#: is still there): it is behind, not lost. A consumer catching up on a backlog serves some
+#: sources for many seconds before others, and a seek would throw away what it has fetched of
+#: that source and put it at the back again. Read again only after this long: a stuck fetch.
+STARVED_BEHIND_AFTER = 60.0
 
 
 def validate_record(key: bytes | None, value: bytes | None) -> Event:
@@ -235,30 +240,47 @@ class Intake:
         And reads again a source the broker has more of that delivered nothing for
         `STARVED_AFTER` seconds: a record skipped at the end of a source leaves no later record
         to show the hole, and alignment would hold its partition's records for it for ever.
+        A source whose next record the consumer has not handed over yet is only behind: read
+        again only after `STARVED_BEHIND_AFTER`.
         """
         if self.source.rebalancing():
             return
         for (topic, partition), offset in self.continuity.holes():
             await self.source.seek(topic, partition, offset)
         now = time.monotonic() if now is None else now
-        for topic, partition, nxt in self.aligner.starved(now, STARVED_AFTER, self._has_more):
-            if (topic, partition) in self._paused or not self._due((topic, partition), now):
+        starved = self.aligner.starved(now, STARVED_AFTER, self._has_more)
+        long_silent = {(topic, partition) for topic, partition, _ in
+                       self.aligner.starved(now, STARVED_BEHIND_AFTER, self._has_more)
+                       } if starved else set()
+        for topic, partition, nxt in starved:
+            source = (topic, partition)
+            if source in self._paused or not self._due(source, now):
                 continue  # a paused partition delivers nothing, by design
             at = self._next_to_read(topic, partition, nxt)
+            silent = STARVED_BEHIND_AFTER if source in long_silent else STARVED_AFTER
+            if silent < STARVED_BEHIND_AFTER:
+                if await self._behind(topic, partition, at):
+                    continue
+                if self.source.rebalancing():
+                    return  # began while the consumer was asked: no seeks now
             log.warning("%s/%s: nothing read for %.0f s although the broker holds offsets up to "
-                        "%s; reading again from offset %s", topic, partition, STARVED_AFTER,
+                        "%s; reading again from offset %s", topic, partition, silent,
                         self.source.highwater(topic, partition), at)
-            await self._read_again(topic, partition, at)
+            await self._read_again(topic, partition, at, now)
         await self._kick_undelivered(now)
+
+    async def _behind(self, topic: str, partition: int, at: int) -> bool:
+        """Whether the consumer has not handed over the record at `at` yet: it has not come to
+        it (or is about to hand it over), so the source is behind, not lost."""
+        position = await self.source.position(topic, partition)
+        return position is not None and position <= at
 
     def _due(self, source: tuple[str, int], now: float) -> bool:
         """Whether `source` may be read again now: at most once per `STARVED_AFTER`."""
-        if now - self._starved_sought.get(source, float("-inf")) < STARVED_AFTER:
-            return False
-        self._starved_sought[source] = now
-        return True
+        return now - self._starved_sought.get(source, float("-inf")) >= STARVED_AFTER
 
-    async def _read_again(self, topic: str, partition: int, at: int) -> None:
+    async def _read_again(self, topic: str, partition: int, at: int, now: float) -> None:
+        self._starved_sought[(topic, partition)] = now
         metrics.labelled(metrics.REREADS, topic).inc()
         await self.source.seek(topic, partition, at)
 
@@ -284,7 +306,7 @@ class Intake:
             log.warning("%s/%s: nothing delivered for %.0f s since this worker took it, although "
                         "the broker holds offsets up to %s; reading it from offset %s", topic,
                         partition, now - since, self.source.highwater(topic, partition), at)
-            await self._read_again(topic, partition, at)
+            await self._read_again(topic, partition, at, now)
         self._undelivered = undelivered
 
     def revoked(self, sources: set[tuple[str, int]]) -> None:

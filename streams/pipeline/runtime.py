@@ -12,8 +12,8 @@ folding, claims, dead letters and metrics are written once, whatever runs them:
   the engine delivers everything sent before it commits any offset;
 - `Where`: the topic, partition and offset of the record being handled (dead letters name it);
 - `IntakeSource`: what intake needs of the engine's consumer of the input topics: high
-  watermarks and committed offsets (idleness, the start of a source), seeking back to a hole,
-  and acknowledging a record once it reached the journal (the engine commits no offset past a
+  watermarks, committed offsets and the consumer's position (idleness, the start of a source, a
+  source lost or only behind), seeking back to a hole, pausing a partition, and acknowledging a record once it reached the journal (the engine commits no offset past a
   record not acknowledged).
 """
 
@@ -84,6 +84,10 @@ class IntakeSource(Protocol):
 
     async def seek(self, topic: str, partition: int, offset: int) -> None:
         """Makes the consumer read the partition again from `offset`."""
+
+    async def position(self, topic: str, partition: int) -> int | None:
+        """The offset the consumer hands over next from the partition: every record before it
+        has left the consumer toward intake. None if the engine cannot tell."""
 
     def rebalancing(self) -> bool:
         """True while the engine rebalances: acknowledgements and seeks then wait."""

@@ -22,7 +22,7 @@ from streams.core.config import build_config
 from streams.core.ledger import RECORD_ENCODER, fold
 from streams.pipeline import metrics
 from streams.pipeline.claims import Claims
-from streams.pipeline.intake import STARVED_AFTER, Intake
+from streams.pipeline.intake import STARVED_AFTER, STARVED_BEHIND_AFTER, Intake
 from streams.pipeline.ledger import ClaimWaits, Ledger
 from streams.pipeline.outputs import Outputs
 from streams.pipeline.runtime import At, Store
@@ -53,9 +53,14 @@ class Source:
         self.balancing = False
         self.assignment: list[tuple[str, int]] = []
         self.pauses: list[tuple[str, str, int]] = []
+        # The consumer's positions (None: it cannot tell).
+        self.positions: dict[tuple[str, int], int] = {}
 
     def highwater(self, topic: str, partition: int) -> int | None:
         return None
+
+    async def position(self, topic: str, partition: int) -> int | None:
+        return self.positions.get((topic, partition))
 
     def owned(self) -> list[tuple[str, int]]:
         return self.assignment
@@ -250,6 +255,45 @@ def test_an_owned_partition_that_delivers_nothing_is_sought_where_it_resumes():
     source.balancing = True
     asyncio.run(step.reseek(now=200.0 + 2 * STARVED_AFTER))
     assert len(source.sought) == 3
+
+
+def test_a_silent_source_the_consumer_has_not_come_to_is_behind_not_lost():
+    # Catching up on a backlog, a consumer serves some sources long before others. A source
+    # whose next record it has not handed over yet (its position is still there) is read again
+    # only after the longer wait: a seek would throw away what the consumer fetched of it.
+    assert STARVED_BEHIND_AFTER > STARVED_AFTER
+    step, source, sent = intake(idle_wait=0)
+    source.assignment = [(topics.CARDS, 0), (topics.LINKS, 0)]
+    ends = {(topics.CARDS, 0): 2, (topics.LINKS, 0): 1}
+    source.highwater = lambda topic, partition: ends.get((topic, partition), 0)  # type: ignore[method-assign]
+    asyncio.run(step.on_record(topics.CARDS, 0, 0, b"P1",
+                               line("P1", "2020-08-01T09:00:00+09:00", "e1"), "t0"))
+    t0 = step.aligner.partitions[0].woke
+    # cards handed over offset 1 (lost on the way); links has not come to offset 0 yet.
+    source.positions = {(topics.CARDS, 0): 2, (topics.LINKS, 0): 0}
+    asyncio.run(step.reseek(now=t0 + STARVED_AFTER))
+    assert source.sought == [(topics.CARDS, 0, 1)]
+    asyncio.run(step.reseek(now=t0 + STARVED_BEHIND_AFTER - 1))
+    assert source.sought[1:] == [(topics.CARDS, 0, 1)]  # cards again; links still waits
+    asyncio.run(step.reseek(now=t0 + STARVED_BEHIND_AFTER))
+    assert source.sought[2:] == [(topics.LINKS, 0, 0)]  # a stuck fetch: read again after all
+
+
+def test_no_seek_when_a_rebalance_begins_while_the_position_is_asked():
+    step, source, sent = intake(idle_wait=0)
+    source.assignment = [(topics.CARDS, 0), (topics.LINKS, 0)]
+    ends = {(topics.CARDS, 0): 2, (topics.LINKS, 0): 1}
+    source.highwater = lambda topic, partition: ends.get((topic, partition), 0)  # type: ignore[method-assign]
+    asyncio.run(step.on_record(topics.CARDS, 0, 0, b"P1",
+                               line("P1", "2020-08-01T09:00:00+09:00", "e1"), "t0"))
+
+    async def rebalance_on_asking(topic: str, partition: int) -> int | None:
+        source.balancing = True
+        return 5
+
+    source.position = rebalance_on_asking  # type: ignore[method-assign]
+    asyncio.run(step.reseek(now=step.aligner.partitions[0].woke + STARVED_AFTER))
+    assert source.sought == []
 
 
 # -- the bound on held records (Kafka Streams' buffered.records.per.partition)

@@ -1,0 +1,50 @@
+"""Faust's consumer as intake's source: the position intake asks before reading a silent source
+again (streams/pipeline/intake.py `Intake.reseek`)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiokafka.errors import IllegalStateError
+from faust.types import TP
+
+from agents.intake import FaustSource
+
+
+class Consumer:
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.asked: list[TP] = []
+
+    def assignment(self) -> set[TP]:
+        return {TP("mynapoint.cards", 0)}
+
+    async def position(self, tp: TP) -> int | None:
+        self.asked.append(tp)
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        return self.answer  # type: ignore[no-any-return]
+
+
+class App:
+    def __init__(self, answer: Any) -> None:
+        self.consumer = Consumer(answer)
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    (7, 7),
+    (None, None),
+    (IllegalStateError("No current assignment for partition"), None),  # revoked meanwhile
+])
+def test_the_position_is_asked_of_the_consumer_of_an_assigned_partition(answer, expected):
+    app = App(answer)
+    assert asyncio.run(FaustSource(app).position("mynapoint.cards", 0)) == expected
+    assert app.consumer.asked == [TP("mynapoint.cards", 0)]
+
+
+def test_an_unassigned_partition_has_no_position_and_the_consumer_is_not_asked():
+    app = App(7)
+    assert asyncio.run(FaustSource(app).position("mynapoint.cards", 1)) is None
+    assert app.consumer.asked == []
