@@ -43,7 +43,7 @@ STARVED_AFTER = 10.0
 #: The same for a source the consumer has not even handed over its next record of (its position
 #: is still there): it is behind, not lost. A consumer catching up on a backlog serves some
 #: sources for many seconds before others, and a seek would throw away what it has fetched of
-#: that source and put it at the back again. Read again only after this long: a stuck fetch.
+#: that source. Read again only after this long: a stuck fetch.
 STARVED_BEHIND_AFTER = 60.0
 
 
