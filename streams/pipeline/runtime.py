@@ -13,8 +13,9 @@ folding, claims, dead letters and metrics are written once, whatever runs them:
 - `Where`: the topic, partition and offset of the record being handled (dead letters name it);
 - `IntakeSource`: what intake needs of the engine's consumer of the input topics: high
   watermarks, committed offsets and the consumer's position (idleness, the start of a source, a
-  source lost or only behind), seeking back to a hole, pausing a partition, and acknowledging a record once it reached the journal (the engine commits no offset past a
-  record not acknowledged).
+  source lost or only behind), seeking back to a hole, pausing a partition, and acknowledging
+  a record once it reached the journal (the engine commits no offset past a record not
+  acknowledged).
 """
 
 from __future__ import annotations
