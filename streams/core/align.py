@@ -10,10 +10,11 @@ offset) into the journal that the ledger folds. This is Kafka Streams' `max.task
   on offsets rising per source).
 - The candidate is the head with the smallest (occurred_at, topic rank, offset). It is released
   when every source with nothing buffered has already shown a later record (or one as late, from
-  a topic ranked after the candidate's: a tie goes by rank), or is idle: the broker has nothing more for it (the caller's `has_more` says so) and it has been
-  silent for `idle_wait` seconds (a source that never spoke counts as silent from the moment the
-  partition was first seen). A source with records still to fetch is never idle, however long
-  our own backlog keeps them from us: that is what keeps a backlog's order deterministic.
+  a topic ranked after the candidate's: a tie goes by rank), or is idle: the broker has nothing
+  more for it (the caller's `has_more` says so) and it has been silent for `idle_wait` seconds
+  (a source that never spoke counts as silent from the moment the partition was first seen). A
+  source with records still to fetch is never idle, however long our own backlog keeps them from
+  us: that is what keeps a backlog's order deterministic.
 - Silence is counted from the partition's waking too: when a record arrives on a partition that
   has had no record from any source for `idle_wait` (the night's quiet, a pause between two
   batches), every source's silence starts again then. Otherwise the first records of the burst
