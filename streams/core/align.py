@@ -142,9 +142,11 @@ class Aligner:
                 self._release_partition(p, part, now, has_more, out)
         return out
 
-    def starved(self, now: float, after: float, has_more: HasMore) -> list[tuple[str, int, int]]:
+    def starved(self, now: float, after: float,
+                has_more: HasMore) -> list[tuple[str, int, int, float]]:
         """Sources of the partitions seen so far that the broker has more of (`has_more`) and
-        that delivered nothing for `after` seconds: (topic, partition, next offset) each.
+        that delivered nothing for `after` seconds: (topic, partition, next offset, seconds
+        silent) each.
 
         Alignment never lets such a source go idle, so if the consumer has lost its place in it
         (a record skipped at the end of a source, with no later one to show the hole), the
@@ -154,9 +156,9 @@ class Aligner:
         for p, part in self.partitions.items():
             for topic in self.topics:
                 nxt = part.last_offset.get(topic, -1) + 1
-                if (now - max(part.last_arrival.get(topic, part.woke), part.woke) >= after
-                        and has_more(topic, p, nxt)):
-                    out.append((topic, p, nxt))
+                silent = now - max(part.last_arrival.get(topic, part.woke), part.woke)
+                if silent >= after and has_more(topic, p, nxt):
+                    out.append((topic, p, nxt, silent))
         return out
 
     def flush(self) -> list[Held]:

@@ -248,23 +248,20 @@ class Intake:
         for (topic, partition), offset in self.continuity.holes():
             await self.source.seek(topic, partition, offset)
         now = time.monotonic() if now is None else now
-        starved = self.aligner.starved(now, STARVED_AFTER, self._has_more)
-        long_silent = {(topic, partition) for topic, partition, _ in
-                       self.aligner.starved(now, STARVED_BEHIND_AFTER, self._has_more)
-                       } if starved else set()
-        for topic, partition, nxt in starved:
+        for topic, partition, nxt, silent in self.aligner.starved(now, STARVED_AFTER,
+                                                                  self._has_more):
             source = (topic, partition)
             if source in self._paused or not self._due(source, now):
                 continue  # a paused partition delivers nothing, by design
             at = self._next_to_read(topic, partition, nxt)
-            silent = STARVED_BEHIND_AFTER if source in long_silent else STARVED_AFTER
-            if silent < STARVED_BEHIND_AFTER:
+            wait = STARVED_BEHIND_AFTER if silent >= STARVED_BEHIND_AFTER else STARVED_AFTER
+            if wait < STARVED_BEHIND_AFTER:
                 if await self._behind(topic, partition, at):
                     continue
                 if self.source.rebalancing():
                     return  # began while the consumer was asked: no seeks now
             log.warning("%s/%s: nothing read for %.0f s although the broker holds offsets up to "
-                        "%s; reading again from offset %s", topic, partition, silent,
+                        "%s; reading again from offset %s", topic, partition, wait,
                         self.source.highwater(topic, partition), at)
             await self._read_again(topic, partition, at, now)
         await self._kick_undelivered(now)

@@ -178,10 +178,10 @@ def test_a_source_with_more_to_fetch_that_delivers_nothing_is_starved():
     assert aligner.release(now=100.0, has_more=has_more) == []  # a has more: never idle
     assert aligner.starved(5.0, 10.0, has_more) == []
     # a: nothing read since the partition was first seen; b: offset 2 not delivered since b1.
-    assert aligner.starved(10.0, 10.0, has_more) == [("a", 0, 0)]
-    assert aligner.starved(11.0, 10.0, has_more) == [("a", 0, 0), ("b", 0, 2)]
+    assert aligner.starved(10.0, 10.0, has_more) == [("a", 0, 0, 10.0)]
+    assert aligner.starved(11.0, 10.0, has_more) == [("a", 0, 0, 11.0), ("b", 0, 2, 10.0)]
     ends[("b", 0)] = 2  # b1 was b's last record: nothing missing there
-    assert aligner.starved(100.0, 10.0, has_more) == [("a", 0, 0)]
+    assert aligner.starved(100.0, 10.0, has_more) == [("a", 0, 0, 100.0)]
     aligner.add("a", 0, 0, 55.0, "a0", now=100.0)  # read again
     assert aligner.starved(105.0, 10.0, has_more) == []
     assert [h.item for h in aligner.release(now=100.0, has_more=has_more)] == ["b0", "a0"]
