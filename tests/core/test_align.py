@@ -7,7 +7,7 @@ import copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.core.align import FOUND, SEEK, TAKE, Aligner, Continuity, InOrder
+from streams.core.align import FOUND, SEEK, TAKE, Aligner, Continuity, HasMore, InOrder
 
 TOPICS = ("cards", "certificates", "reservations", "registrations", "links", "payments")
 IDLE = 2.0
@@ -361,16 +361,20 @@ def test_a_source_resumed_after_a_pause_does_not_wake_its_partition():
     assert run(heard=False) == []  # the quiet spell's rule: b gets the idle wait again
 
 
+def more_of(more: dict[str, bool]) -> HasMore:
+    """A `has_more` that reads, per topic, whether the broker has more (the dict may change)."""
+    def has_more(topic: str, partition: int, next_offset: int) -> bool:
+        return more[topic]
+    return has_more
+
+
 def test_a_tie_waits_for_a_source_ranked_before_it_that_may_have_another():
     # Ties go by topic rank: b's record at 10.0 must not go while a, ranked first, has shown only
     # 10.0 and has more to read (its next record may be at 10.0 too). Found by the bound's
     # property test (tests/pipeline/test_steps.py): which of two equal times went first depended
     # on whether the consumer had fetched a's next record yet.
     more = {"a": True, "b": False}
-
-    def has_more(topic: str, partition: int, next_offset: int) -> bool:
-        return more[topic]
-
+    has_more = more_of(more)
     aligner = Aligner(("a", "b"), IDLE)
     aligner.add("a", 0, 0, 10.0, "a0", now=0.0)
     aligner.add("b", 0, 0, 10.0, "b0", now=0.0)
@@ -383,11 +387,7 @@ def test_a_tie_waits_for_a_source_ranked_before_it_that_may_have_another():
 
 def test_a_tie_does_not_wait_for_a_source_ranked_after_it():
     # b has shown 10.0 and has more: its next record at 10.0 would go after a's anyway.
-    more = {"a": False, "b": True}
-
-    def has_more(topic: str, partition: int, next_offset: int) -> bool:
-        return more[topic]
-
+    has_more = more_of({"a": False, "b": True})
     aligner = Aligner(("a", "b"), IDLE)
     aligner.add("b", 0, 0, 10.0, "b0", now=0.0)
     assert [h.item for h in aligner.release(IDLE, has_more)] == ["b0"]  # a idle

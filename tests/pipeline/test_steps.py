@@ -201,14 +201,20 @@ def test_a_hole_in_a_source_is_sought_not_taken():
     assert source.sought == [(topics.CARDS, 0, 1)] * 2
 
 
-def test_a_source_that_stops_delivering_is_read_again_from_its_next_offset():
+def cards_waiting_for_links() -> tuple[Intake, Source, Sent, float]:
+    """Intake after cards/0 delivered offset 0, while the broker holds offsets 0-1 of cards/0 and
+    offset 0 of links/0; and when partition 0 woke (both sources are silent from then)."""
     step, source, sent = intake(idle_wait=0)
     ends = {(topics.CARDS, 0): 2, (topics.LINKS, 0): 1}
     source.highwater = lambda topic, partition: ends.get((topic, partition), 0)  # type: ignore[method-assign]
     asyncio.run(step.on_record(topics.CARDS, 0, 0, b"P1",
                                line("P1", "2020-08-01T09:00:00+09:00", "e1"), "t0"))
+    return step, source, sent, step.aligner.partitions[0].woke
+
+
+def test_a_source_that_stops_delivering_is_read_again_from_its_next_offset():
+    step, source, sent, t0 = cards_waiting_for_links()
     assert sent.on(topics.JOURNAL) == []  # links has a record we have not read: c0 waits
-    t0 = step.aligner.partitions[0].woke
     asyncio.run(step.reseek(now=t0 + STARVED_AFTER - 1))
     assert source.sought == []
     asyncio.run(step.reseek(now=t0 + STARVED_AFTER))
@@ -262,13 +268,7 @@ def test_a_silent_source_the_consumer_has_not_come_to_is_behind_not_lost():
     # whose next record it has not handed over yet (its position is still there) is read again
     # only after the longer wait: a seek would throw away what the consumer fetched of it.
     assert STARVED_BEHIND_AFTER > STARVED_AFTER
-    step, source, sent = intake(idle_wait=0)
-    source.assignment = [(topics.CARDS, 0), (topics.LINKS, 0)]
-    ends = {(topics.CARDS, 0): 2, (topics.LINKS, 0): 1}
-    source.highwater = lambda topic, partition: ends.get((topic, partition), 0)  # type: ignore[method-assign]
-    asyncio.run(step.on_record(topics.CARDS, 0, 0, b"P1",
-                               line("P1", "2020-08-01T09:00:00+09:00", "e1"), "t0"))
-    t0 = step.aligner.partitions[0].woke
+    step, source, sent, t0 = cards_waiting_for_links()
     # cards handed over offset 1 (lost on the way); links has not come to offset 0 yet.
     source.positions = {(topics.CARDS, 0): 2, (topics.LINKS, 0): 0}
     asyncio.run(step.reseek(now=t0 + STARVED_AFTER))
@@ -280,19 +280,14 @@ def test_a_silent_source_the_consumer_has_not_come_to_is_behind_not_lost():
 
 
 def test_no_seek_when_a_rebalance_begins_while_the_position_is_asked():
-    step, source, sent = intake(idle_wait=0)
-    source.assignment = [(topics.CARDS, 0), (topics.LINKS, 0)]
-    ends = {(topics.CARDS, 0): 2, (topics.LINKS, 0): 1}
-    source.highwater = lambda topic, partition: ends.get((topic, partition), 0)  # type: ignore[method-assign]
-    asyncio.run(step.on_record(topics.CARDS, 0, 0, b"P1",
-                               line("P1", "2020-08-01T09:00:00+09:00", "e1"), "t0"))
+    step, source, sent, t0 = cards_waiting_for_links()
 
     async def rebalance_on_asking(topic: str, partition: int) -> int | None:
         source.balancing = True
         return 5
 
     source.position = rebalance_on_asking  # type: ignore[method-assign]
-    asyncio.run(step.reseek(now=step.aligner.partitions[0].woke + STARVED_AFTER))
+    asyncio.run(step.reseek(now=t0 + STARVED_AFTER))
     assert source.sought == []
 
 
