@@ -20,15 +20,25 @@ the same way but without the detour: the value into the table's store, and the c
 app's producer right after the step's writes for the record, before its other sends
 (`Changelogs.send`, the stores' `changelog`; awaited again by the agent before it takes the next
 record), so before Faust acknowledges the record; the producer is flushed before any offset is
-committed, and at a rebalance. Once delivered, the changelog offset is recorded as
-`Table._on_changelog_sent` records it: in the store at once, or at the commit in the
-exactly-once mode (`Store.set_persisted_offset`, `TableManager.persist_offset_on_commit`), so
-that recovery after a restart starts where the local store is. Faust's recovery, standbys and
-rebalancing read and restore these changelogs as their own: the records are the same.
+committed, and at a rebalance. Once delivered, the changelog offset is recorded in the table's
+store (`Store.set_persisted_offset`, what `Table._on_changelog_sent` calls), so that recovery after
+a restart starts where the local store is. Faust's recovery, standbys and rebalancing read and
+restore these changelogs as their own: the records are the same.
+
+The recorded offset: once per delivered batch, not once per record. The producer resolves a
+batch's records together; their callbacks note the highest offset per changelog partition, and
+one call scheduled after them records it (a RocksDB put per partition and batch instead of one
+per record). In the exactly-once mode it is handed to Faust's
+`TableManager.persist_offset_on_commit`, as Faust's own tables do. (That never records it: the commit looks deferred offsets up by the
+input partitions it commits. Recording it at once instead makes a restarted exactly-once worker
+crash in recovery, whose end of a changelog is then the last stable offset of a fetch not made
+yet, -1: docs/ARCHITECTURE.md, "The runtime boundary". So that mode's recovery reads each
+changelog from its start, as with Faust's own tables.)
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -56,12 +66,15 @@ class Changelogs:
     sent by `send()`, which the steps await right after their writes (`Store.changelog`), and the
     agent again after each record (for a step that raised half-way)."""
 
-    __slots__ = ("app", "pending")
+    __slots__ = ("app", "pending", "offsets")
 
     def __init__(self, app: Any) -> None:
         self.app = app
         #: (table, changelog topic, partition, key, value) written since the last `send()`.
         self.pending: list[tuple[Any, str, int, bytes, bytes]] = []
+        #: (changelog topic, partition) -> (the table's store, the highest offset delivered and
+        #: not recorded yet); recorded by `_record_offsets`.
+        self.offsets: dict[tuple[str, int], tuple[Any, int]] = {}
 
     def store(self, table: Any) -> Store:
         """The table as the steps see it: `getter(table)`, and a whole-value write."""
@@ -85,15 +98,26 @@ class Changelogs:
         send = self.app.producer.send
         for table, topic, partition, key, value in writes:
             sent = await send(topic, key, value, partition, None, None)
-            sent.add_done_callback(partial(self._persist_offset, table.data))
+            sent.add_done_callback(partial(self._on_delivered, table.data))
 
-    def _persist_offset(self, data: Any, sent: Any) -> None:
+    def _on_delivered(self, data: Any, sent: Any) -> None:
         delivered(sent)  # a failed send stops the worker before anything is committed past it
         if sent.cancelled():
             return
         md = sent.result()
-        tp = TP(md.topic, md.partition)
         if self.app.in_transaction:
-            self.app.tables.persist_offset_on_commit(data, tp, md.offset)
-        else:
-            data.set_persisted_offset(tp, md.offset)
+            self.app.tables.persist_offset_on_commit(data, TP(md.topic, md.partition), md.offset)
+            return
+        where = (md.topic, md.partition)
+        noted = self.offsets
+        if not noted:
+            # After the callbacks of the records delivered with this one, already scheduled.
+            asyncio.get_running_loop().call_soon(self._record_offsets)
+        before = noted.get(where)
+        if before is None or md.offset > before[1]:
+            noted[where] = (data, md.offset)
+
+    def _record_offsets(self) -> None:
+        noted, self.offsets = self.offsets, {}
+        for (topic, partition), (data, offset) in noted.items():
+            data.set_persisted_offset(TP(topic, partition), offset)

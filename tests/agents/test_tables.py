@@ -100,6 +100,18 @@ def _changelogged(in_transaction: bool) -> tuple[Any, Any, Changelogs, list[Any]
     return app, table, Changelogs(app), persisted
 
 
+def _deliver(*batches: list[FakeSent]) -> None:
+    """Delivers each batch's records together, as the producer does, one loop turn apart."""
+
+    async def run() -> None:
+        for batch in batches:
+            for fut in batch:
+                fut.deliver()
+            await asyncio.sleep(0)
+
+    asyncio.run(run())
+
+
 def test_a_write_goes_to_the_store_at_once_and_to_the_changelog_on_send():
     app, table, changelogs, persisted = _changelogged(in_transaction=False)
     seen: list[bytes] = []
@@ -120,20 +132,35 @@ def test_a_write_goes_to_the_store_at_once_and_to_the_changelog_on_send():
                                  (topic, b"P2", b"w1", 3, None, None)]
     asyncio.run(changelogs.send())  # nothing written since: nothing sent again
     assert len(app.producer.sent) == 3
-    # Once delivered, the changelog offset is recorded in the store, as Faust records it.
+    # Once delivered, the changelog offset is recorded in the store, as Faust records it: the
+    # highest of a batch delivered together, once.
     assert persisted == []
-    for fut in app.producer.futures:
-        fut.deliver()
-    assert persisted == [(TP(topic, 3), 100), (TP(topic, 3), 101), (TP(topic, 3), 102)]
+    _deliver(app.producer.futures)
+    assert persisted == [(TP(topic, 3), 102)]
     assert app.tables.on_commit == []
 
 
-def test_in_a_transaction_the_offset_is_recorded_at_the_commit():
+def test_each_delivered_batch_records_its_highest_offset_per_partition():
+    app, table, changelogs, persisted = _changelogged(in_transaction=False)
+    partitions = iter([3, 3, 1, 3])
+    table.partition_for_key = lambda key: next(partitions)  # type: ignore[attr-defined]
+    _, write, changelog = changelogs.store(table)
+    for value in (b"a", b"b", b"c", b"d"):
+        write(b"P", value)
+    asyncio.run(changelog())
+    first, second, third, fourth = app.producer.futures  # offsets 100 to 103
+    topic = table.changelog_topic.get_topic_name()  # type: ignore[attr-defined]
+    # Delivered out of order within a batch: the highest offset counts, per partition.
+    _deliver([second, first, third], [fourth])
+    assert persisted == [(TP(topic, 3), 101), (TP(topic, 1), 102), (TP(topic, 3), 103)]
+
+
+def test_in_a_transaction_the_offset_is_handed_to_faust_for_the_commit():
     app, table, changelogs, persisted = _changelogged(in_transaction=True)
     _, write, _ = changelogs.store(table)
     write(b"P1", b"v1")
     asyncio.run(changelogs.send())
-    app.producer.futures[0].deliver()
+    _deliver(app.producer.futures)
     topic = table.changelog_topic.get_topic_name()  # type: ignore[attr-defined]
     assert app.tables.on_commit == [(table.data, TP(topic, 3), 100)]  # type: ignore[attr-defined]
     assert persisted == []
@@ -154,19 +181,29 @@ def test_the_changelog_records_are_the_ones_the_table_would_send():
 
 
 def test_faust_records_changelog_offsets_as_changelogs_mirrors():
-    # Pins what `Changelogs._persist_offset` mirrors: a Faust upgrade that records changelog
-    # offsets another way fails here, not in a recovery that starts at the wrong offset.
+    # Pins what `Changelogs` mirrors, and what its docstring says of the exactly-once mode: a
+    # Faust upgrade that records changelog offsets another way, or whose commit does record
+    # deferred ones, fails here, not in a recovery that starts at the wrong offset.
     import inspect
 
     from faust.stores.base import Store as BaseStore
     from faust.tables.base import Collection
     from faust.tables.manager import TableManager
+    from faust.transport.consumer import Consumer
 
     sent = inspect.getsource(Collection._on_changelog_sent)
     assert "self.app.in_transaction" in sent
     assert "self.app.tables.persist_offset_on_commit(" in sent
     assert "self.data.set_persisted_offset(res.topic_partition, res.offset)" in sent
-    assert callable(TableManager.persist_offset_on_commit)
     assert callable(BaseStore.set_persisted_offset)
+    # Deferred offsets are kept by changelog partition, and looked up by the partitions the
+    # consumer commits (its inputs), so they are never found.
+    assert "self._pending_persisted_offsets[tp] = (store, offset)" in inspect.getsource(
+        TableManager.persist_offset_on_commit)
+    assert "self.on_commit_tp(tp)" in inspect.getsource(TableManager.on_commit)
+    assert "self._pending_persisted_offsets.get(tp)" in inspect.getsource(
+        TableManager.on_commit_tp)
+    assert "self.app.tables.on_commit(committable_offsets)" in inspect.getsource(
+        Consumer._commit_offsets)
     on_key_set = inspect.getsource(faust.Table.on_key_set)
     assert "self.send_changelog(self.partition_for_key(key), key, value)" in on_key_set
