@@ -26,7 +26,11 @@ import faust
 
 from agents import claims as claims_agent
 from agents import intake, ledger, metrics, web
-from agents.faust_private import flush_before_transactional_commits, seek_before_resuming_streams
+from agents.faust_private import (
+    flush_before_transactional_commits,
+    recover_to_the_end_in_exactly_once,
+    seek_before_resuming_streams,
+)
 from agents.outputs import outputs
 from agents.settings import TUNING, WorkerSettings
 from schemas import topics
@@ -82,6 +86,8 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
     flush_before_transactional_commits(app)
     # ... and never past a record an agent has not handled yet.
     seek_before_resuming_streams(app)
+    # Table recovery reads every changelog to its end, in both modes.
+    recover_to_the_end_in_exactly_once(app)
 
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                            "value_serializer": "raw"}

@@ -27,6 +27,9 @@ fails a test instead of a worker:
 - `pause_fetching(app, tp, pause)`: intake's bound on held records pauses an input partition
   in aiokafka itself, on the consumer's thread (`Consumer._thread`), not with Faust's
   `pause_partitions` (see the function).
+- `recover_to_the_end_in_exactly_once(app)`: in the exactly-once mode, table recovery reads each
+  changelog to the end the broker reports, not to the mark of a fetch not made yet (see the
+  function).
 
 The Tansu workaround: where Faust 0.15.3 depends on end offsets
 ----------------------------------------------------------------
@@ -340,3 +343,44 @@ def seek_before_resuming_streams(app: Any) -> None:
                     super().resume_partitions(held & set(self.assignment()))
 
     app.transport.Consumer = SeekFirstConsumer
+
+
+def recover_to_the_end_in_exactly_once(app: Any) -> None:
+    """Makes the exactly-once mode's table recovery read each changelog to its end.
+
+    What Faust 0.15 does: recovery takes each changelog partition's end from
+    `AIOKafkaConsumerThread._highwaters`, which in the exactly-once mode answers
+    `last_stable_offset(tp)`, the mark of the consumer's last fetch of that partition: None
+    (then -1) before one, and recovery runs before the changelogs are fetched. So an
+    exactly-once worker recovered nothing: after its local stores were lost (a new machine, a
+    deleted data directory) it started with empty tables, its journal offsets already committed,
+    and decided on (seen on Apache Kafka: "Highwater ... -1" for every partition, then "Recovery
+    complete" at once). It also rejects a store that records where it is ("The persisted offset
+    ... is higher than the last offset in that topic"), so `agents.tables.Changelogs` could not
+    record one in that mode.
+
+    Installs, on this app's transport (before its consumer exists), a subclass of the transport's
+    `Consumer` whose consumer thread answers `_highwaters` in that mode as in the other:
+    ListOffsets(latest), which for this read-committed consumer is the last stable offset the
+    broker holds now (corrected on Tansu as `patch_for_tansu` does; Tansu has no transactions).
+    """
+    base = app.transport.Consumer
+
+    class EndOffsetsConsumer(base):  # type: ignore[misc,valid-type]
+        def _new_consumer_thread(self) -> Any:
+            thread = super()._new_consumer_thread()
+            highwaters = thread._highwaters  # noqa: SLF001
+
+            async def to_the_end(partitions: list[Any]) -> Mapping[Any, int]:
+                if not thread.consumer.in_transaction:
+                    return await highwaters(partitions)
+                consumer = thread._ensure_consumer()  # noqa: SLF001
+                if is_patched():
+                    return await corrected_end_offsets(consumer, partitions)
+                ends: Mapping[Any, int] = await consumer.end_offsets(partitions)
+                return ends
+
+            thread._highwaters = to_the_end  # noqa: SLF001
+            return thread
+
+    app.transport.Consumer = EndOffsetsConsumer

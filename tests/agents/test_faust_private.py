@@ -3,7 +3,8 @@ no terminal spinner turning the root logger to DEBUG, the consumer's committed o
 the lag gauge), the RocksDB databases of active partitions (table sizes), the web app's middleware
 list (the status API's guard), the transaction manager of the exactly-once mode (flushed before
 it commits), the consumer's resume and seek after a rebalance (stream partitions sought before
-they are fetched). Each name is pinned here so a Faust upgrade fails a test first.
+they are fetched), the end of a changelog that table recovery reads to in the exactly-once mode.
+Each name is pinned here so a Faust upgrade fails a test first.
 
 The spinner: at WARNING, Faust's trap made every `logger.debug` on the hot path build a record."""
 
@@ -244,7 +245,9 @@ def test_the_worker_app_seeks_before_it_resumes_streams(tmp_path):
     from agents.settings import WorkerSettings
 
     app = create_app(WorkerSettings(data_dir=str(tmp_path)))
-    assert type(app.consumer).__qualname__ == "seek_before_resuming_streams.<locals>.SeekFirstConsumer"
+    made = [cls.__qualname__ for cls in type(app.consumer).__mro__]
+    assert "seek_before_resuming_streams.<locals>.SeekFirstConsumer" in made
+    assert "recover_to_the_end_in_exactly_once.<locals>.EndOffsetsConsumer" in made
 
 
 def test_the_consumer_thread_fetches_the_partitions_active_when_the_fetch_runs(monkeypatch):
@@ -362,3 +365,45 @@ def test_faust_consumer_thread_keeps_its_loop_and_aiokafka_consumer_where_pausin
     assert thread._consumer is None  # noqa: SLF001 - made when the thread starts
     assert callable(thread.thread_loop.call_soon_threadsafe)
     assert "self._consumer = " in inspect.getsource(AIOKafkaConsumerThread)
+
+
+def test_faust_recovers_exactly_once_tables_to_the_mark_of_the_last_fetch():
+    # Why `recover_to_the_end_in_exactly_once` exists: in that mode the end of a changelog for
+    # recovery is the consumer's last stable offset of its last fetch (None before one), and
+    # recovery turns None into -1, "nothing to read".
+    from faust.tables.recovery import Recovery
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    highwaters = inspect.getsource(AIOKafkaConsumerThread._highwaters)
+    assert "if self.consumer.in_transaction:" in highwaters
+    assert "consumer.last_stable_offset(tp)" in highwaters
+    assert "value - 1 if value is not None else -1" in inspect.getsource(
+        Recovery._build_highwaters)
+
+
+@pytest.mark.parametrize("in_transaction", [True, False])
+def test_the_consumer_thread_gives_recovery_the_end_offsets_in_both_modes(monkeypatch,
+                                                                          in_transaction):
+    import asyncio
+
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+    from faust.types import TP
+
+    from agents.faust_private import recover_to_the_end_in_exactly_once
+
+    changelog = TP("mynapoint-persons-changelog", 2)
+
+    class Consumer:  # aiokafka's, as the consumer thread holds it
+        def last_stable_offset(self, tp):
+            return None  # no fetch yet
+
+        async def end_offsets(self, partitions):
+            return {tp: 42 for tp in partitions}
+
+    monkeypatch.setattr(AIOKafkaConsumerThread, "_ensure_consumer", lambda self: Consumer())
+    app = faust.App("mynapoint-ends-test", broker="kafka://127.0.0.1:1", store="memory://")
+    recover_to_the_end_in_exactly_once(app)
+    thread = app.consumer._new_consumer_thread()
+    app.consumer.in_transaction = in_transaction
+    assert thread.consumer is app.consumer
+    assert asyncio.run(thread._highwaters([changelog])) == {changelog: 42}
