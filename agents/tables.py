@@ -28,12 +28,12 @@ restore these changelogs as their own: the records are the same.
 The recorded offset: once per delivered batch, not once per record. The producer resolves a
 batch's records together; their callbacks note the highest offset per changelog partition, and
 one call scheduled after them records it (a RocksDB put per partition and batch instead of one
-per record). In the exactly-once mode it is handed to Faust's
-`TableManager.persist_offset_on_commit`, as Faust's own tables do. (That never records it: the commit looks deferred offsets up by the
-input partitions it commits. Recording it at once instead makes a restarted exactly-once worker
-crash in recovery, whose end of a changelog is then the last stable offset of a fetch not made
-yet, -1: docs/ARCHITECTURE.md, "The runtime boundary". So that mode's recovery reads each
-changelog from its start, as with Faust's own tables.)
+per record). In the exactly-once mode too: these records go through the app's plain producer,
+outside any transaction, so a delivered one stays. (Faust defers its own, transactional, ones to
+the commit, `TableManager.persist_offset_on_commit`, by changelog partition; but its commit calls
+`TableManager.on_commit` with the input partitions it commits, so they are never recorded, and an
+exactly-once worker's recovery would read every changelog from its start. Faust's recovery accepts
+a recorded offset in that mode only with `faust_private.recover_to_the_end_in_exactly_once`.)
 """
 
 from __future__ import annotations
@@ -105,9 +105,6 @@ class Changelogs:
         if sent.cancelled():
             return
         md = sent.result()
-        if self.app.in_transaction:
-            self.app.tables.persist_offset_on_commit(data, TP(md.topic, md.partition), md.offset)
-            return
         where = (md.topic, md.partition)
         noted = self.offsets
         if not noted:
