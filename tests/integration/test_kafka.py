@@ -111,7 +111,7 @@ def _changelogs(engine: str) -> list[str]:
     """The engine's changelog topics, the one holding the persons' records first."""
     if engine == "quix":
         return [topics.quix_changelog_topic(APP_ID, t) for t in (topics.JOURNAL, topics.CLAIMS)]
-    return [changelog_topic(APP_ID, t) for t in ("persons", "claims", "timeline")]
+    return [changelog_topic(APP_ID, t) for t in topics.TABLES]
 
 
 async def _create_compacting_changelogs(bootstrap: str, partitions: int,
@@ -332,7 +332,7 @@ def test_exactly_once_worker_recovers_its_tables_after_losing_its_local_state(
         assert all(status == 200 for status, _ in before.values())
         worker.stop()
         last: dict[tuple[str, int], int] = {}
-        for table in ("persons", "claims", "timeline"):
+        for table in topics.TABLES:
             for r in consume_sync(fresh_broker.bootstrap, [changelog_topic(APP_ID, table)],
                                   timeout=20):
                 last[(table, r.partition)] = max(last.get((table, r.partition), -1), r.offset)
