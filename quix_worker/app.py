@@ -24,9 +24,10 @@ from schemas import topics
 from streams.core.config import RulesConfig
 from streams.pipeline import metrics
 from streams.pipeline.claims import Claims
-from streams.pipeline.intake import ALIGN_TICK, RESEEK_EVERY, Intake
+from streams.pipeline.intake import ALIGN_TICK, Intake
 from streams.pipeline.ledger import Ledger
 from streams.pipeline.outputs import Outputs
+from streams.pipeline.rereads import RESEEK_EVERY
 from streams.pipeline.runtime import At, Send, Store
 from streams.pipeline.settings import WorkerSettings
 from streams.web import peers

@@ -325,6 +325,10 @@ class Continuity:
         self._next[source] = offset + 1
         return TAKE, offset
 
+    def next(self, source: tuple[str, int]) -> int | None:
+        """The offset after the furthest record of `source` taken; None before any."""
+        return self._next.get(source)
+
     def holes(self) -> list[tuple[tuple[str, int], int]]:
         """(source, offset) of every hole sought and not yet read: the consumer may have dropped
         the re-read again with nothing after it to tell us, so the caller seeks again now and

@@ -16,7 +16,6 @@ waits only for partitions holding nothing, and a partition holding nothing is ne
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import Any
 
@@ -24,29 +23,15 @@ from schemas import topics
 from schemas.codec import BAD_KEY, INTERNAL_ERROR, MISSING_VALUE, BadInput, decode_event
 from schemas.events import Event
 from schemas.journal import JOURNAL_ENCODER, EventEntry
-from streams.core.align import FOUND, TAKE, Aligner, Continuity, InOrder
+from streams.core.align import Aligner, InOrder
 from streams.pipeline import metrics
 from streams.pipeline.outputs import Outputs
+from streams.pipeline.rereads import STARVED_AFTER, Rereads
 from streams.pipeline.runtime import At, IntakeSource
-
-log = logging.getLogger("mynapoint")
 
 #: How often the engine should call `Intake.release` when no record arrives (seconds): held
 #: records are re-examined then, so what waited for silent sources goes out.
 ALIGN_TICK = 0.1
-#: How often the engine should call `Intake.reseek`: a hole in a source's offsets that was sought
-#: and not yet read is sought again (seconds).
-RESEEK_EVERY = 1.0
-#: A source the broker has more of that delivered nothing for this long (seconds) is read again
-#: from its next offset (`Intake.reseek`): the consumer has lost its place in it.
-STARVED_AFTER = 10.0
-#: The same for a source the consumer has not even handed over its next record of (its position
-#: is still there): it is behind, not lost. A consumer catching up on a backlog serves some
-#: sources for many seconds before others, and a seek would throw away what it has fetched of
-#: that source. Read again only after this long: a stuck fetch.
-STARVED_BEHIND_AFTER = 60.0
-
-
 def validate_record(key: bytes | None, value: bytes | None) -> Event:
     """The event of one input record, or `BadInput` saying what is wrong with it."""
     if value is None:
@@ -108,35 +93,22 @@ class Intake:
         # rebalance (`_acknowledge`).
         self.in_order = InOrder()
         self._deferred: list[Any] = []
-        # Records the consumer skipped are read again before anything after them is taken.
-        self.continuity = Continuity()
+        # Records the consumer skipped are read again before anything after them is taken, and
+        # sources it lost its place in are read again.
+        self.rereads = Rereads(source)
         # The last value given to the held-records gauge (set again only when it changes).
         self._last_held = -1
         # One releaser at a time: a send can wait (a full producer buffer), and a release from
         # another task meanwhile would put its records in the journal among this one's.
         self._releasing = asyncio.Lock()
-        # When a starved source was last sought (monotonic seconds): sought again only after
-        # another STARVED_AFTER without a record.
-        self._starved_sought: dict[tuple[str, int], float] = {}
-        # Owned input partitions that have delivered nothing yet, since when.
-        self._undelivered: dict[tuple[str, int], float] = {}
 
     async def on_record(self, topic: str, partition: int, offset: int, key: bytes | None,
                         value: bytes | None, token: Any) -> None:
         """One input record; `token` is what `IntakeSource.acknowledge` is given for it."""
+        now = time.monotonic()
+        if not await self.rereads.admit(topic, partition, offset, now):
+            return  # after a hole: read again after it
         source = self.source
-        # A source starts at its committed offset; the engine may not know it yet (before its
-        # seek after a rebalance): then at its first record.
-        start = source.committed(topic, partition)
-        verdict, at = self.continuity.check((topic, partition), offset,
-                                            offset if start is None else start)
-        if verdict is not TAKE:
-            if verdict is FOUND:  # one warning per hole; SEEK: the same one, sought again
-                log.warning("%s/%s: the consumer skipped offsets %s to %s; reading them again",
-                            topic, partition, at, offset - 1)
-                metrics.labelled(metrics.REREADS, topic).inc()
-            await source.seek(topic, partition, at)
-            return
         metrics.labelled(metrics.EVENTS_IN, topic, "intake").inc()
         entry = self.in_order.track(topic, partition, token)
         try:
@@ -144,12 +116,12 @@ class Intake:
         except BadInput as exc:
             await self.out.refuse(exc, At(topic, partition, offset), value)
             self._acknowledge(entry)
-            self.aligner.passed(topic, partition, offset, time.monotonic())
+            self.aligner.passed(topic, partition, offset, now)
             await self.release(partition)
             return
         metrics.labelled(metrics.EVENTS_BY_TYPE, topic, type(ev).__struct_config__.tag).inc()
         held = self.aligner.add(topic, partition, offset, ev.occurred_at.timestamp(),
-                                (value, key, entry), time.monotonic())
+                                (value, key, entry), now)
         if held >= self._pause_at and (topic, partition) not in self._paused:
             self._paused.add((topic, partition))
             source.pause(topic, partition)
@@ -157,25 +129,12 @@ class Intake:
             metrics.PAUSED.set(len(self._paused))
         await self.release(partition)
 
-    def _has_more(self, topic: str, partition: int, next_offset: int) -> bool:
-        # The high watermark of the consumer's last fetch; None before any fetch answered for
-        # this partition: then only silence counts.
-        hw = self.source.highwater(topic, partition)
-        if hw is None:
-            return False
-        return hw > self._next_to_read(topic, partition, next_offset)
-
-    def _next_to_read(self, topic: str, partition: int, next_offset: int) -> int:
-        # A source this worker has read nothing of since it took the partition starts at the
-        # group's committed offset; everything before that was journaled by an earlier owner.
-        return max(next_offset, self.source.committed(topic, partition) or 0)
-
     async def release(self, partition: int | None = None) -> None:
         """Sends the journal every held record that alignment lets go, in event-time order (of
         one partition: the one a record just arrived on)."""
         send = self.out.send
         async with self._releasing:
-            released = self.aligner.release(time.monotonic(), self._has_more, partition)
+            released = self.aligner.release(time.monotonic(), self.rereads.has_more, partition)
             for held in released:
                 value, key, entry = held.item
                 record = EventEntry(topic=held.topic, partition=held.partition,
@@ -234,87 +193,28 @@ class Intake:
         self._deferred.clear()
 
     async def reseek(self, now: float | None = None) -> None:
-        """Seeks again every hole sought and not yet read: its re-read may have been dropped
-        again with nothing after it to deliver (Faust's fetch loop finishing an older batch).
-
-        And reads again a source the broker has more of that delivered nothing for
-        `STARVED_AFTER` seconds: a record skipped at the end of a source leaves no later record
-        to show the hole, and alignment would hold its partition's records for it for ever.
-        A source whose next record the consumer has not handed over yet is only behind: read
-        again only after `STARVED_BEHIND_AFTER`.
-        """
-        if self.source.rebalancing():
-            return
-        for (topic, partition), offset in self.continuity.holes():
-            await self.source.seek(topic, partition, offset)
+        """Reads again where the consumer lost its place (streams/pipeline/rereads.py): the holes
+        sought and not yet read, a source the broker has more of that delivered nothing for
+        `STARVED_AFTER` seconds (a record skipped at the end of a source leaves no later record
+        to show the hole, and alignment would hold its partition's records for it for ever), and
+        an owned partition that delivered nothing since this worker took it. A paused partition
+        delivers nothing by design."""
         now = time.monotonic() if now is None else now
-        for topic, partition, nxt, silent in self.aligner.starved(now, STARVED_AFTER,
-                                                                  self._has_more):
-            source = (topic, partition)
-            if source in self._paused or not self._due(source, now):
-                continue  # a paused partition delivers nothing, by design
-            at = self._next_to_read(topic, partition, nxt)
-            wait = STARVED_BEHIND_AFTER if silent >= STARVED_BEHIND_AFTER else STARVED_AFTER
-            if wait < STARVED_BEHIND_AFTER:
-                if await self._behind(topic, partition, at):
-                    continue
-                if self.source.rebalancing():
-                    return  # began while the consumer was asked: no seeks now
-            log.warning("%s/%s: nothing read for %.0f s although the broker holds offsets up to "
-                        "%s; reading again from offset %s", topic, partition, wait,
-                        self.source.highwater(topic, partition), at)
-            await self._read_again(topic, partition, at, now)
-        await self._kick_undelivered(now)
-
-    async def _behind(self, topic: str, partition: int, at: int) -> bool:
-        """Whether the consumer has not handed over the record at `at` yet: it has not come to
-        it (or is about to hand it over), so the source is behind, not lost."""
-        position = await self.source.position(topic, partition)
-        return position is not None and position <= at
-
-    def _due(self, source: tuple[str, int], now: float) -> bool:
-        """Whether `source` may be read again now: at most once per `STARVED_AFTER`."""
-        return now - self._starved_sought.get(source, float("-inf")) >= STARVED_AFTER
-
-    async def _read_again(self, topic: str, partition: int, at: int, now: float) -> None:
-        self._starved_sought[(topic, partition)] = now
-        metrics.labelled(metrics.REREADS, topic).inc()
-        await self.source.seek(topic, partition, at)
-
-    async def _kick_undelivered(self, now: float) -> None:
-        """Seeks an owned input partition that has delivered nothing for `STARVED_AFTER` seconds
-        since this worker took it, although the broker has more of it (or the consumer has not
-        even fetched it: no high watermark), to where it resumes. Seen on Apache Kafka with Faust
-        after a rescale: the worker owned the new partitions and read nothing of them for
-        minutes. Alignment takes such a source as idle, and the starved check above cannot see
-        it: it watches only the partitions that delivered something."""
-        undelivered = {}
-        for topic, partition in self.source.owned():
-            if partition in self.aligner.partitions:
-                continue  # delivered something: the starved check watches it
-            if (self.source.highwater(topic, partition) is not None
-                    and not self._has_more(topic, partition, 0)):
-                continue
-            source = (topic, partition)
-            since = undelivered[source] = self._undelivered.get(source, now)
-            if now - since < STARVED_AFTER or not self._due(source, now):
-                continue
-            at = self._next_to_read(topic, partition, 0)
-            log.warning("%s/%s: nothing delivered for %.0f s since this worker took it, although "
-                        "the broker holds offsets up to %s; reading it from offset %s", topic,
-                        partition, now - since, self.source.highwater(topic, partition), at)
-            await self._read_again(topic, partition, at, now)
-        self._undelivered = undelivered
+        aligner, rereads = self.aligner, self.rereads
+        await rereads.reseek(
+            now,
+            starved=lambda: aligner.starved(now, STARVED_AFTER, rereads.has_more),
+            # A partition that delivered something: alignment watches all its sources.
+            watched=lambda topic, partition: partition in aligner.partitions,
+            paused=self._paused)
 
     def revoked(self, sources: set[tuple[str, int]]) -> None:
         """The engine took these (input topic, partition) away: what they held was never
         acknowledged, and their new owner reads it again."""
         self.aligner.drop({partition for _, partition in sources})
         self.in_order.drop(sources)
-        self.continuity.drop(sources)
+        self.rereads.revoked(sources)
         for source in sources:
-            self._starved_sought.pop(source, None)
-            self._undelivered.pop(source, None)
             if source in self._paused:
                 # The engine forgets its pause with the assignment; resumed in case it keeps it.
                 self._paused.discard(source)

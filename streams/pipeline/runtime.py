@@ -11,11 +11,12 @@ folding, claims, dead letters and metrics are written once, whatever runs them:
 - `Send`: send one record to a topic, partitioned by its key with Kafka's default partitioner;
   the engine delivers everything sent before it commits any offset;
 - `Where`: the topic, partition and offset of the record being handled (dead letters name it);
-- `IntakeSource`: what intake needs of the engine's consumer of the input topics: high
-  watermarks, committed offsets and the consumer's position (idleness, the start of a source, a
-  source lost or only behind), seeking back to a hole, pausing a partition, and acknowledging
-  a record once it reached the journal (the engine commits no offset past a record not
-  acknowledged).
+- `Source`: what every step needs of the engine's consumer of its topics: high watermarks,
+  committed offsets and the consumer's position (the start of a source, a source lost or only
+  behind), and seeking back to where it lost its place (streams/pipeline/rereads.py);
+- `IntakeSource`: a `Source` of the input topics that can also pause a partition (the bound on
+  what alignment holds) and acknowledge a record once it reached the journal (the engine
+  commits no offset past a record not acknowledged).
 """
 
 from __future__ import annotations
@@ -66,18 +67,16 @@ class At(NamedTuple):
     offset: int
 
 
-class IntakeSource(Protocol):
-    """What intake needs of the engine's consumer of the input topics."""
-
-    #: Whether `pause` and `resume` work: False where the engine's consumer cannot pause one
-    #: partition without stalling others (then intake's held records have no bound).
-    pausable: bool
+class Source(Protocol):
+    """What a step needs of the engine's consumer of its topics to read a source again where the
+    consumer lost its place in it (streams/pipeline/rereads.py)."""
 
     def highwater(self, topic: str, partition: int) -> int | None:
         """The partition's high watermark as of the consumer's last fetch; None before one."""
 
     def owned(self) -> Iterable[tuple[str, int]]:
-        """The input (topic, partition)s the engine has assigned to this worker now."""
+        """The (topic, partition)s of the step's topics the engine has assigned to this worker
+        now."""
 
     def committed(self, topic: str, partition: int) -> int | None:
         """The group's committed offset of the partition as the engine knows it; None if
@@ -88,10 +87,18 @@ class IntakeSource(Protocol):
 
     async def position(self, topic: str, partition: int) -> int | None:
         """The offset the consumer hands over next from the partition: every record before it
-        has left the consumer toward intake. None if the engine cannot tell."""
+        has left the consumer toward the step. None if the engine cannot tell."""
 
     def rebalancing(self) -> bool:
         """True while the engine rebalances: acknowledgements and seeks then wait."""
+
+
+class IntakeSource(Source, Protocol):
+    """What intake needs of the engine's consumer of the input topics."""
+
+    #: Whether `pause` and `resume` work: False where the engine's consumer cannot pause one
+    #: partition without stalling others (then intake's held records have no bound).
+    pausable: bool
 
     def acknowledge(self, token: Any) -> None:
         """The record behind `token` (what the engine handed to `Intake.on_record`) is finished:

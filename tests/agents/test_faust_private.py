@@ -48,7 +48,7 @@ def test_our_worker_leaves_the_root_logger_at_its_level(app, level):
 
 def test_faust_consumer_still_keeps_committed_offsets_where_intake_reads_them(app):
     # Intake's lag-aware idleness and the lag gauge read the consumer's private
-    # `_committed_offset` (agents/intake.py `FaustSource.committed`, agents/metrics.py): a Faust
+    # `_committed_offset` (agents/source.py `FaustSource.committed`, agents/metrics.py): a Faust
     # upgrade that renames it must fail here, not silently make every source look idle or lag unknown.
     consumer = app.consumer
     assert isinstance(consumer._committed_offset, dict)
@@ -81,7 +81,7 @@ def test_middleware_lands_on_faust_web_app(app):
 
 def test_faust_marks_a_rebalance_before_it_forgets_the_revoked_partitions(app):
     # Intake acknowledges nothing while `app.rebalancing` is set (streams/pipeline/intake.py
-    # `Intake._acknowledge`, through agents/intake.py `FaustSource.rebalancing`): that only helps if Faust sets it before the consumer drops the revoked
+    # `Intake._acknowledge`, through agents/source.py `FaustSource.rebalancing`): that only helps if Faust sets it before the consumer drops the revoked
     # partitions' acknowledgement bookkeeping, which it does first thing in the rebalance listener.
     import inspect
 

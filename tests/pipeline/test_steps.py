@@ -22,9 +22,10 @@ from streams.core.config import build_config
 from streams.core.ledger import RECORD_ENCODER, fold
 from streams.pipeline import metrics
 from streams.pipeline.claims import Claims
-from streams.pipeline.intake import STARVED_AFTER, STARVED_BEHIND_AFTER, Intake
+from streams.pipeline.intake import Intake
 from streams.pipeline.ledger import ClaimWaits, Ledger
 from streams.pipeline.outputs import Outputs
+from streams.pipeline.rereads import STARVED_AFTER, STARVED_BEHIND_AFTER
 from streams.pipeline.runtime import At, Store
 from tests.builders import card, phase1_linked
 

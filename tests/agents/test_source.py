@@ -1,5 +1,5 @@
-"""Faust's consumer as intake's source: the position intake asks before reading a silent source
-again (streams/pipeline/intake.py `Intake.reseek`)."""
+"""Faust's consumer as the steps' source (agents/source.py): the position asked before a silent
+source is read again (streams/pipeline/rereads.py), and each step's own partitions."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
-from agents.intake import FaustSource
+from agents.source import FaustSource
 
 
 class Consumer:
@@ -19,7 +19,8 @@ class Consumer:
         self.asked: list[TP] = []
 
     def assignment(self) -> set[TP]:
-        return {TP("mynapoint.cards", 0)}
+        return {TP("mynapoint.cards", 0), TP("mynapoint.journal", 0),
+                TP("mynapoint-persons-changelog", 0)}
 
     async def position(self, tp: TP) -> int | None:
         self.asked.append(tp)
@@ -40,11 +41,19 @@ class App:
 ])
 def test_the_position_is_asked_of_the_consumer_of_an_assigned_partition(answer, expected):
     app = App(answer)
-    assert asyncio.run(FaustSource(app).position("mynapoint.cards", 0)) == expected
+    source = FaustSource(app, ["mynapoint.cards"])
+    assert asyncio.run(source.position("mynapoint.cards", 0)) == expected
     assert app.consumer.asked == [TP("mynapoint.cards", 0)]
 
 
 def test_an_unassigned_partition_has_no_position_and_the_consumer_is_not_asked():
     app = App(7)
-    assert asyncio.run(FaustSource(app).position("mynapoint.cards", 1)) is None
+    assert asyncio.run(FaustSource(app, ["mynapoint.cards"]).position("mynapoint.cards", 1)) is None
     assert app.consumer.asked == []
+
+
+def test_each_step_owns_only_the_assigned_partitions_of_its_topics():
+    app = App(7)
+    assert FaustSource(app, ["mynapoint.cards", "mynapoint.links"]).owned() == [
+        ("mynapoint.cards", 0)]
+    assert FaustSource(app, ["mynapoint.journal"]).owned() == [("mynapoint.journal", 0)]
