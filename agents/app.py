@@ -106,8 +106,8 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
     out = outputs(app)
     intake_step = intake.register(app, inputs, out, settings.idle_wait,
                                   settings.max_held_per_partition)
-    ledger_step = ledger.register(app, journal, persons, timeline, out, rules)
-    claims_agent.register(app, claims, holders, out, rules)
+    ledger_step, journal_rereads = ledger.register(app, journal, persons, timeline, out, rules)
+    claims_rereads = claims_agent.register(app, claims, holders, out, rules)
 
     # One handler for what a rebalance takes away: each step forgets its partitions. Faust's
     # stub wants a receiver taking any positional arguments; the signal sends one (`revoked`)
@@ -117,6 +117,10 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
         intake_step.revoked({(tp.topic, tp.partition) for tp in revoked
                              if tp.topic in topics.INPUT_TOPICS})
         ledger_step.revoked({tp.partition for tp in revoked if tp.topic == topics.JOURNAL})
+        journal_rereads.revoked({(tp.topic, tp.partition) for tp in revoked
+                                 if tp.topic == topics.JOURNAL})
+        claims_rereads.revoked({(tp.topic, tp.partition) for tp in revoked
+                                if tp.topic == topics.CLAIMS})
 
     app.mynapoint_rules = rules  # type: ignore[attr-defined]
     app.mynapoint_tables = tables  # type: ignore[attr-defined]

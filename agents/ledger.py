@@ -3,28 +3,40 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from agents.faust_private import committed_offset
+from agents.source import rereads
 from agents.tables import Changelogs
+from schemas import topics
 from streams.core.config import RulesConfig
 from streams.pipeline import metrics
 from streams.pipeline.ledger import Ledger
 from streams.pipeline.outputs import Outputs
+from streams.pipeline.rereads import Rereads
 
 
 def register(app: Any, journal: Any, persons: Any, timeline: Any, out: Outputs,
-             rules: RulesConfig) -> Ledger:
-    """Adds the ledger agent to `app`; returns its step (for `revoked`)."""
+             rules: RulesConfig) -> tuple[Ledger, Rereads]:
+    """Adds the ledger agent to `app`; returns its step and its sources' `Rereads` (for
+    `revoked`)."""
     changelogs = Changelogs(app)
     step = Ledger(rules, changelogs.store(persons), changelogs.store(timeline), out)
     on_entry = step.on_entry
     metrics.watch_claim_waits(step.waits)
+    # Journal records Faust passed over are read again (a person's entries fold in order).
+    watch = rereads(app, "ledger_reseek", [topics.JOURNAL])
+    admit = watch.admit
 
     @app.agent(journal, name="ledger")
     async def ledger(stream: Any) -> None:
+        channel = stream.channel
+        watch.busy = lambda: not channel.empty()  # records wait in Faust's buffer for the agent
         async for event in stream.events():
             msg = event.message
+            if not await admit(msg.topic, msg.partition, msg.offset, time.monotonic()):
+                continue  # after a hole: comes again after it
             # Everything below the committed offset was sent (the producer is flushed before
             # commits, in both modes).
             try:
@@ -33,4 +45,4 @@ def register(app: Any, journal: Any, persons: Any, timeline: Any, out: Outputs,
             finally:
                 await changelogs.send()  # the tables' changelog records, before the ack
 
-    return step
+    return step, watch

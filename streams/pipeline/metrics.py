@@ -43,8 +43,9 @@ REPEATS = Counter(
 LATE = Counter("mynapoint_late_events", "Events released after later ones, by topic", ["topic"])
 REREADS = Counter(
     "mynapoint_rereads",
-    "Input sources read again because the consumer lost its place in them (a hole in the offsets, "
-    "or a source the broker has more of that delivered nothing), by topic",
+    "Sources (input topics, the journal, the claims) read again because the consumer lost its place "
+    "in them (a hole in the offsets, or a source the broker has more of that delivered nothing), "
+    "by topic",
     ["topic"],
 )
 HELD = Gauge("mynapoint_aligner_held", "Input records held by event-time alignment")
