@@ -36,7 +36,8 @@ class WorkerProcess:
 
     def __init__(self, broker: BrokerProcess, data_dir: Path, log_dir: Path, *,
                  partitions: int = 4, config: str | None = None, app_id: str = "mynapoint-it",
-                 extra_args: list[str] | None = None, engine: str = "faust"):
+                 extra_args: list[str] | None = None, engine: str = "faust",
+                 module: str | None = None):
         self.bootstrap = broker.bootstrap
         # `--tansu-compat` on Tansu only: on Apache Kafka the worker runs as in production.
         self.broker_flags = list(broker.worker_flags)
@@ -47,6 +48,8 @@ class WorkerProcess:
         self.app_id = app_id
         self.extra_args = list(extra_args or [])
         self.engine = engine
+        # The worker's module: the engine's, or a test's variant of it.
+        self.module = module or WORKER_MODULES[engine]
         # The status API's port of the current run (a fresh free port on every start).
         self.web_port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
@@ -57,7 +60,7 @@ class WorkerProcess:
         log = open(self.log_dir / f"worker-{self.starts}.log", "wb")  # noqa: SIM115
         self.web_port = free_port()
         cmd = [
-            sys.executable, "-m", WORKER_MODULES[self.engine],
+            sys.executable, "-m", self.module,
             "--bootstrap", self.bootstrap,
             "--data-dir", str(self.data_dir),
             "--partitions", str(self.partitions),
