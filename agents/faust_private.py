@@ -96,6 +96,16 @@ def committed_offset(app: Any, tp: Any) -> int | None:
     return app.consumer._committed_offset.get(tp)  # noqa: SLF001
 
 
+def handed_over(app: Any, tp: Any) -> int | None:
+    """The offset of the last record of `tp` that Faust's fetch loop handed to its streams' buffers
+    (`Consumer._read_offset`, set once the record is in them; after a seek, the offset sought);
+    None if none since the partition was assigned. A record that aiokafka returned and that is
+    past this offset is still on its way through Faust's fetch loop, which hands records over one
+    at a time and waits while a stream's buffer is full."""
+    offset: int | None = app.consumer._read_offset.get(tp)  # noqa: SLF001
+    return offset
+
+
 def created_consumer(app: Any) -> Any | None:
     """The app's consumer if Faust has made it (at the app's start), else None, without making it.
 

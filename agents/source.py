@@ -11,7 +11,7 @@ from typing import Any
 from aiokafka.errors import KafkaError
 from faust.types import TP
 
-from agents.faust_private import committed_offset, pause_fetching
+from agents.faust_private import committed_offset, handed_over, pause_fetching
 from streams.pipeline.rereads import RESEEK_EVERY, Rereads
 
 #: How long to wait for the consumer's position of a partition (seconds); it waits only while
@@ -57,7 +57,8 @@ class FaustSource:
 
     async def position(self, topic: str, partition: int) -> int | None:
         # aiokafka's position, asked on Faust's consumer thread: the next offset its `getmany`
-        # returns (records it fetched and has not returned yet are still ahead of it).
+        # returns (records it fetched and has not returned yet are still ahead of it), or the
+        # next one Faust's fetch loop hands to the streams if that is earlier.
         tp = self._tp(topic, partition)
         if tp not in self.app.consumer.assignment():
             return None
@@ -66,6 +67,12 @@ class FaustSource:
                                                           POSITION_TIMEOUT)
         except (TimeoutError, KafkaError):
             return None  # being reset, or no longer assigned: unknown
+        # Records aiokafka returned wait in Faust's fetch loop until it hands them to the
+        # streams, one at a time, while another stream's full buffer holds it up: not handed
+        # over yet either.
+        read = handed_over(self.app, tp)
+        if position is not None and read is not None:
+            position = min(position, read + 1)
         return position
 
     def rebalancing(self) -> bool:

@@ -178,7 +178,9 @@ class Rereads:
         fetched it: no high watermark), to where it resumes. Seen on Apache Kafka with Faust
         after a rescale: the worker owned the new partitions and read nothing of them for
         minutes. The starved check cannot see such a source: it watches only the sources that
-        delivered something (`watched`)."""
+        delivered something (`watched`). The same position rule applies: one the consumer has
+        not come to yet is only behind (a catch-up serving other partitions first; a seek would
+        throw away what it fetched of it), read again only after `STARVED_BEHIND_AFTER`."""
         undelivered = {}
         for topic, partition in self.source.owned():
             if watched(topic, partition):
@@ -191,6 +193,12 @@ class Rereads:
             if now - since < STARVED_AFTER or not self._due(key, now):
                 continue
             at = self.next_to_read(topic, partition, 0)
+            if now - since < STARVED_BEHIND_AFTER:
+                if await self._behind(topic, partition, at):
+                    continue
+                if self.source.rebalancing():
+                    self._undelivered.update(undelivered)
+                    return  # began while the consumer was asked: no seeks now
             log.warning("%s/%s: nothing delivered for %.0f s since this worker took it, although "
                         "the broker holds offsets up to %s; reading it from offset %s", topic,
                         partition, now - since, self.source.highwater(topic, partition), at)

@@ -17,7 +17,13 @@ from typing import Any
 import faust
 import pytest
 
-from agents.faust_private import active_rocksdb, add_middleware, committed_offset, quiet_worker
+from agents.faust_private import (
+    active_rocksdb,
+    add_middleware,
+    committed_offset,
+    handed_over,
+    quiet_worker,
+)
 
 
 @pytest.fixture
@@ -54,6 +60,8 @@ def test_faust_consumer_still_keeps_committed_offsets_where_intake_reads_them(ap
     assert isinstance(consumer._committed_offset, dict)
     assert callable(consumer.highwater)
     assert committed_offset(app, ("mynapoint.cards", 0)) is None
+    # And `_read_offset`, what the fetch loop handed to the streams (`FaustSource.position`).
+    assert handed_over(app, ("mynapoint.cards", 0)) is None
 
 
 def test_rocksdb_tables_expose_their_active_databases(tmp_path):

@@ -17,6 +17,8 @@ class Consumer:
     def __init__(self, answer: Any) -> None:
         self.answer = answer
         self.asked: list[TP] = []
+        # What Faust's fetch loop handed to the streams last (agents.faust_private.handed_over).
+        self._read_offset: dict[TP, int | None] = {}
 
     def assignment(self) -> set[TP]:
         return {TP("mynapoint.cards", 0), TP("mynapoint.journal", 0),
@@ -44,6 +46,17 @@ def test_the_position_is_asked_of_the_consumer_of_an_assigned_partition(answer, 
     source = FaustSource(app, ["mynapoint.cards"])
     assert asyncio.run(source.position("mynapoint.cards", 0)) == expected
     assert app.consumer.asked == [TP("mynapoint.cards", 0)]
+
+
+def test_records_still_in_faust_s_fetch_loop_are_not_handed_over_yet():
+    # aiokafka returned offsets up to 9; Faust's fetch loop handed offset 4 to the streams and
+    # waits (another stream's buffer is full): the consumer hands over offset 5 next.
+    app = App(10)
+    source = FaustSource(app, ["mynapoint.cards"])
+    app.consumer._read_offset[TP("mynapoint.cards", 0)] = 4
+    assert asyncio.run(source.position("mynapoint.cards", 0)) == 5
+    app.consumer._read_offset[TP("mynapoint.cards", 0)] = 9
+    assert asyncio.run(source.position("mynapoint.cards", 0)) == 10
 
 
 def test_an_unassigned_partition_has_no_position_and_the_consumer_is_not_asked():

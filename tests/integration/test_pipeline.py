@@ -316,7 +316,9 @@ def test_journal_records_the_consumer_passes_over_are_read_again(fresh_broker, w
         log = (logs / "worker-1.log").read_text(errors="replace")
         assert log.count("lossy consumer: passing over") == ANSWERS + 1
         assert f"{topics.JOURNAL}/" in log and "reading them again" in log  # the holes
-        assert "nothing read for 10 s" in log  # the last record
+        # The last record: aiokafka returned it and Faust's fetch loop never handed it over, which
+        # is also how a record on its way looks, so it is read again after the longer wait.
+        assert "nothing read for 60 s" in log
     finally:
         worker.stop()
 

@@ -161,6 +161,22 @@ def test_an_owned_source_that_delivers_nothing_is_read_from_where_it_resumes():
     assert sorted(source.sought) == [(J, 1, 7), (J, 3, 3)]
 
 
+def test_an_owned_source_the_consumer_has_not_come_to_is_behind_not_lost():
+    # Catching up on a backlog, the consumer served the input topics for half a minute before
+    # the claims partition: seeking it every 10 s threw away what it had fetched of it.
+    source = Source()
+    source.assignment = [(J, 1)]
+    source.ends = {(J, 1): 9}
+    source.positions = {(J, 1): 0}
+    watch = Rereads(source)
+    asyncio.run(watch.reseek(now=0.0))
+    asyncio.run(watch.reseek(now=STARVED_AFTER))
+    asyncio.run(watch.reseek(now=STARVED_BEHIND_AFTER - 1))
+    assert source.sought == []
+    asyncio.run(watch.reseek(now=STARVED_BEHIND_AFTER))  # a stuck fetch: read again after all
+    assert source.sought == [(J, 1, 0)]
+
+
 def test_nothing_is_sought_during_a_rebalance_and_revoked_sources_start_afresh():
     source = Source()
     source.ends[(J, 2)] = 44
