@@ -3,10 +3,9 @@ with the `claims` table."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from agents.source import rereads
+from agents.source import admitted, rereads
 from agents.tables import Changelogs
 from schemas import topics
 from streams.core.config import RulesConfig
@@ -21,18 +20,12 @@ def register(app: Any, claims: Any, holders: Any, out: Outputs, rules: RulesConf
     on_claim = Claims(rules, changelogs.store(holders), out).on_claim
     # Claim requests Faust passed over are read again (first come, first served per key).
     watch = rereads(app, "claims_reseek", [topics.CLAIMS])
-    admit = watch.admit
 
     @app.agent(claims, name="claims")
     async def claims_agent(stream: Any) -> None:
-        channel = stream.channel
-        watch.busy = lambda: not channel.empty()  # records wait in Faust's buffer for the agent
-        async for event in stream.events():
-            msg = event.message
-            if not await admit(msg.topic, msg.partition, msg.offset, time.monotonic()):
-                continue  # after a hole: comes again after it
+        async for event in admitted(stream, watch):
             try:
-                await on_claim(event.value, msg)
+                await on_claim(event.value, event.message)
             finally:
                 await changelogs.send()  # the table's changelog records, before the ack
 

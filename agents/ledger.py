@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from agents.faust_private import committed_offset
-from agents.source import rereads
+from agents.source import admitted, rereads
 from agents.tables import Changelogs
 from schemas import topics
 from streams.core.config import RulesConfig
@@ -27,16 +26,11 @@ def register(app: Any, journal: Any, persons: Any, timeline: Any, out: Outputs,
     metrics.watch_claim_waits(step.waits)
     # Journal records Faust passed over are read again (a person's entries fold in order).
     watch = rereads(app, "ledger_reseek", [topics.JOURNAL])
-    admit = watch.admit
 
     @app.agent(journal, name="ledger")
     async def ledger(stream: Any) -> None:
-        channel = stream.channel
-        watch.busy = lambda: not channel.empty()  # records wait in Faust's buffer for the agent
-        async for event in stream.events():
+        async for event in admitted(stream, watch):
             msg = event.message
-            if not await admit(msg.topic, msg.partition, msg.offset, time.monotonic()):
-                continue  # after a hole: comes again after it
             # Everything below the committed offset was sent (the producer is flushed before
             # commits, in both modes).
             try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from aiokafka.errors import KafkaError
@@ -101,3 +101,16 @@ def rereads(app: Any, name: str, names: Iterable[str]) -> Rereads:
         await watch.reseek(time.monotonic())
 
     return watch
+
+
+async def admitted(stream: Any, watch: Rereads) -> AsyncIterator[Any]:
+    """The events of an agent's `stream` that `watch` admits (none after a hole: they come again
+    after it), with `watch.busy` telling whether Faust's buffer for the agent holds records.
+    Faust acknowledges an event when the agent asks for the next one, as with the stream itself."""
+    channel = stream.channel
+    watch.busy = lambda: not channel.empty()
+    admit = watch.admit
+    async for event in stream.events():
+        msg = event.message
+        if await admit(msg.topic, msg.partition, msg.offset, time.monotonic()):
+            yield event

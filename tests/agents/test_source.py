@@ -10,7 +10,8 @@ import pytest
 from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
-from agents.source import FaustSource
+from agents.source import FaustSource, admitted
+from streams.pipeline.rereads import Rereads
 
 
 class Consumer:
@@ -70,3 +71,46 @@ def test_each_step_owns_only_the_assigned_partitions_of_its_topics():
     assert FaustSource(app, ["mynapoint.cards", "mynapoint.links"]).owned() == [
         ("mynapoint.cards", 0)]
     assert FaustSource(app, ["mynapoint.journal"]).owned() == [("mynapoint.journal", 0)]
+
+
+class Event:
+    def __init__(self, offset: int) -> None:
+        self.message = type("Message", (), {"topic": "mynapoint.journal", "partition": 1,
+                                            "offset": offset})()
+
+
+class Stream:
+    """An agent's stream: its events, and the channel buffering them."""
+
+    def __init__(self, offsets: list[int]) -> None:
+        self.offsets = offsets
+        self.channel = type("Channel", (), {"empty": lambda _: False})()
+
+    async def events(self) -> Any:
+        for offset in self.offsets:
+            yield Event(offset)
+
+
+class JournalSource:
+    def __init__(self) -> None:
+        self.sought: list[tuple[str, int, int]] = []
+
+    def committed(self, topic: str, partition: int) -> int | None:
+        return 0
+
+    async def seek(self, topic: str, partition: int, offset: int) -> None:
+        self.sought.append((topic, partition, offset))
+
+
+def test_an_agent_handles_only_the_events_its_rereads_admit():
+    source = JournalSource()
+    watch = Rereads(source)  # type: ignore[arg-type]
+
+    async def handled(stream: Stream) -> list[int]:
+        return [event.message.offset async for event in admitted(stream, watch)]
+
+    # Offset 2 comes after a hole at 1: not handled, the consumer is sought back to 1.
+    assert asyncio.run(handled(Stream([0, 2]))) == [0]
+    assert source.sought == [("mynapoint.journal", 1, 1)]
+    assert watch.busy() is True  # the stream's channel holds records
+    assert asyncio.run(handled(Stream([1, 2]))) == [1, 2]
