@@ -46,6 +46,8 @@ STARVED_BEHIND_AFTER = 60.0
 
 #: (topic, partition, next offset, seconds silent) of a source that may be starved.
 Starved = tuple[str, int, int, float]
+#: The same, and whether the source has delivered nothing since this worker took it.
+Silent = tuple[str, int, int, float, bool]
 
 
 def _idle() -> bool:
@@ -125,9 +127,9 @@ class Rereads:
         """Seeks again every hole sought and not yet read (its re-read may have been dropped
         again with nothing after it to ask for another seek), reads again the starved sources
         (`starved()`; by default `self.starved`), and the owned sources that delivered nothing
-        (`watched(topic, partition)` False; by default: never handed over a record). Sources in
-        `paused` deliver nothing by design and are left alone. Nothing during a rebalance, and
-        only the holes while the step is `busy`."""
+        (`watched(topic, partition)` False; by default: never handed over a record), each by the
+        position rule. Sources in `paused` deliver nothing by design and are left alone. Nothing
+        during a rebalance, and only the holes while the step is `busy`."""
         source = self.source
         if source.rebalancing():
             return
@@ -135,24 +137,29 @@ class Rereads:
             await source.seek(topic, partition, offset)
         if self.busy():
             return
-        candidates = (starved() if starved is not None
-                      else self.starved(now, STARVED_AFTER))
-        for topic, partition, nxt, silent in candidates:
+        starving = starved() if starved is not None else self.starved(now, STARVED_AFTER)
+        candidates: list[Silent] = [(*c, False) for c in starving]
+        candidates += self._undelivered_for(now, watched or self._delivered)
+        for topic, partition, nxt, quiet, taken in candidates:
             key = (topic, partition)
             if key in paused or not self._due(key, now):
                 continue
             at = self.next_to_read(topic, partition, nxt)
-            wait = STARVED_BEHIND_AFTER if silent >= STARVED_BEHIND_AFTER else STARVED_AFTER
-            if wait < STARVED_BEHIND_AFTER:
+            if quiet < STARVED_BEHIND_AFTER:
                 if await self._behind(topic, partition, at):
                     continue
                 if source.rebalancing():
                     return  # began while the consumer was asked: no seeks now
-            log.warning("%s/%s: nothing read for %.0f s although the broker holds offsets up to "
-                        "%s; reading again from offset %s", topic, partition, wait,
-                        source.highwater(topic, partition), at)
+            if taken:
+                log.warning("%s/%s: nothing delivered for %.0f s since this worker took it, "
+                            "although the broker holds offsets up to %s; reading it from offset "
+                            "%s", topic, partition, quiet, source.highwater(topic, partition), at)
+            else:
+                wait = STARVED_BEHIND_AFTER if quiet >= STARVED_BEHIND_AFTER else STARVED_AFTER
+                log.warning("%s/%s: nothing read for %.0f s although the broker holds offsets up "
+                            "to %s; reading again from offset %s", topic, partition, wait,
+                            source.highwater(topic, partition), at)
             await self._read_again(topic, partition, at, now)
-        await self._kick_undelivered(now, watched or self._delivered)
 
     async def _behind(self, topic: str, partition: int, at: int) -> bool:
         """Whether the consumer has not handed over the record at `at` yet: it has not come to
@@ -172,16 +179,18 @@ class Rereads:
         metrics.labelled(metrics.REREADS, topic).inc()
         await self.source.seek(topic, partition, at)
 
-    async def _kick_undelivered(self, now: float, watched: Callable[[str, int], bool]) -> None:
-        """Seeks an owned source that has delivered nothing for `STARVED_AFTER` seconds since
-        this worker took it, although the broker has more of it (or the consumer has not even
-        fetched it: no high watermark), to where it resumes. Seen on Apache Kafka with Faust
-        after a rescale: the worker owned the new partitions and read nothing of them for
-        minutes. The starved check cannot see such a source: it watches only the sources that
-        delivered something (`watched`). The same position rule applies: one the consumer has
-        not come to yet is only behind (a catch-up serving other partitions first; a seek would
-        throw away what it fetched of it), read again only after `STARVED_BEHIND_AFTER`."""
-        undelivered = {}
+    def _undelivered_for(self, now: float, watched: Callable[[str, int], bool]) -> list[Silent]:
+        """The owned sources that have delivered nothing for `STARVED_AFTER` seconds since this
+        worker took them, although the broker has more of them (or the consumer has not even
+        fetched them: no high watermark), as (topic, partition, 0, seconds, True); `reseek` reads
+        them again from where they resume. Seen on Apache Kafka with Faust after a rescale: the
+        worker owned the new partitions and read nothing of them for minutes. The starved check
+        cannot see such a source: it watches only the sources that delivered something
+        (`watched`). The same position rule applies: one the consumer has not come to yet is only
+        behind (a catch-up serving other partitions first; a seek would throw away what it
+        fetched of it), read again only after `STARVED_BEHIND_AFTER`."""
+        undelivered: dict[tuple[str, int], float] = {}
+        out: list[Silent] = []
         for topic, partition in self.source.owned():
             if watched(topic, partition):
                 continue
@@ -190,20 +199,10 @@ class Rereads:
                 continue
             key = (topic, partition)
             since = undelivered[key] = self._undelivered.get(key, now)
-            if now - since < STARVED_AFTER or not self._due(key, now):
-                continue
-            at = self.next_to_read(topic, partition, 0)
-            if now - since < STARVED_BEHIND_AFTER:
-                if await self._behind(topic, partition, at):
-                    continue
-                if self.source.rebalancing():
-                    self._undelivered.update(undelivered)
-                    return  # began while the consumer was asked: no seeks now
-            log.warning("%s/%s: nothing delivered for %.0f s since this worker took it, although "
-                        "the broker holds offsets up to %s; reading it from offset %s", topic,
-                        partition, now - since, self.source.highwater(topic, partition), at)
-            await self._read_again(topic, partition, at, now)
+            if now - since >= STARVED_AFTER:
+                out.append((topic, partition, 0, now - since, True))
         self._undelivered = undelivered
+        return out
 
     def revoked(self, sources: set[tuple[str, int]]) -> None:
         """Forgets sources the engine took away (their next owner starts afresh)."""
