@@ -30,6 +30,7 @@ from agents.faust_private import (
     flush_before_transactional_commits,
     recover_to_the_end_in_exactly_once,
     seek_before_resuming_streams,
+    track_handovers,
 )
 from agents.outputs import outputs
 from agents.settings import TUNING, WorkerSettings
@@ -88,6 +89,8 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
     seek_before_resuming_streams(app)
     # Table recovery reads every changelog to its end, in both modes.
     recover_to_the_end_in_exactly_once(app)
+    # A step's seek in answer to a record waits until Faust's fetch loop is done with it.
+    track_handovers(app)
 
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                            "value_serializer": "raw"}

@@ -30,6 +30,9 @@ fails a test instead of a worker:
 - `recover_to_the_end_in_exactly_once(app)`: in the exactly-once mode, table recovery reads each
   changelog to the end the broker reports, not to the mark of a fetch not made yet (see the
   function).
+- `track_handovers(app)`, `handing_over(app, tp, offset)`: which record Faust's fetch loop is
+  handing to the streams right now, so that a seek in answer to that record waits until the loop
+  is done with it (see the function).
 
 The Tansu workaround: where Faust 0.15.3 depends on end offsets
 ----------------------------------------------------------------
@@ -104,6 +107,13 @@ def handed_over(app: Any, tp: Any) -> int | None:
     at a time and waits while a stream's buffer is full."""
     offset: int | None = app.consumer._read_offset.get(tp)  # noqa: SLF001
     return offset
+
+
+def handing_over(app: Any, tp: Any, offset: int) -> bool:
+    """Whether Faust's fetch loop is still handing over the record of `tp` at `offset`: it gave it
+    to the streams and has not asked for its next record yet (`track_handovers`). False on a
+    consumer made without that."""
+    return getattr(app.consumer, "_mynapoint_handing", None) == (tp, offset)
 
 
 def created_consumer(app: Any) -> Any | None:
@@ -394,3 +404,37 @@ def recover_to_the_end_in_exactly_once(app: Any) -> None:
             return thread
 
     app.transport.Consumer = EndOffsetsConsumer
+
+
+def track_handovers(app: Any) -> None:
+    """Lets a seek wait until Faust's fetch loop is done with the record that asked for it.
+
+    What Faust 0.15 does: `Consumer._drain_messages` gives each record to the streams
+    (`callback`, awaited with other futures, so the stream's agent runs meanwhile) and only then
+    marks it read (`_read_offset[tp] = offset`). `Consumer.seek` sets `_read_offset` to the
+    offset sought. An agent that seeks in answer to the record it was just given therefore sees
+    its seek undone: the loop marks that record read after it, drops the records it was sought
+    back to as already read (offsets below the read offset), and hands over that one record
+    again. A step that checks the continuity of its offsets (`streams.core.align.Continuity`)
+    then sees the same hole after each read from its start, and after three takes it for a real
+    one (transaction markers): seen on Apache Kafka, 113 journal records of one partition
+    passed over that way and never decided.
+
+    Installs, on this app's transport (before its consumer exists), a subclass of the
+    transport's `Consumer` whose `getmany` (the iterator the fetch loop draws its records from)
+    records the record it last yielded (`_mynapoint_handing`, read by `handing_over`) until the
+    loop asks for the next one, which it does once it has marked that one read."""
+    base = app.transport.Consumer
+
+    class HandoverConsumer(base):  # type: ignore[misc,valid-type]
+        _mynapoint_handing: tuple[Any, int] | None = None
+
+        async def getmany(self, timeout: float) -> Any:
+            try:
+                async for tp, message in super().getmany(timeout):
+                    self._mynapoint_handing = (tp, message.offset)
+                    yield tp, message
+            finally:
+                self._mynapoint_handing = None
+
+    app.transport.Consumer = HandoverConsumer

@@ -11,12 +11,15 @@ from typing import Any
 from aiokafka.errors import KafkaError
 from faust.types import TP
 
-from agents.faust_private import committed_offset, handed_over, pause_fetching
+from agents.faust_private import committed_offset, handed_over, handing_over, pause_fetching
 from streams.pipeline.rereads import RESEEK_EVERY, Rereads
 
 #: How long to wait for the consumer's position of a partition (seconds); it waits only while
 #: the position is being reset.
 POSITION_TIMEOUT = 5.0
+#: How long a seek waits at most for Faust's fetch loop to finish handing over the record that
+#: asked for it (seconds); normally a few turns of the event loop.
+HANDOVER_WAIT = 1.0
 
 
 class FaustSource:
@@ -52,8 +55,24 @@ class FaustSource:
         # Faust does not know it before its seek after a rebalance, nor tell 0 from none.
         return committed_offset(self.app, self._tp(topic, partition))
 
-    async def seek(self, topic: str, partition: int, offset: int) -> None:
-        await self.app.consumer.seek(self._tp(topic, partition), offset)
+    async def seek(self, topic: str, partition: int, offset: int,
+                   after: int | None = None) -> None:
+        tp = self._tp(topic, partition)
+        if after is not None:
+            await self._handover(tp, after)
+        await self.app.consumer.seek(tp, offset)
+
+    async def _handover(self, tp: TP, after: int) -> None:
+        """Returns once Faust's fetch loop is done handing over the record at `after` (or after
+        `HANDOVER_WAIT`): it marks a record read only once the step has it, which would undo a
+        seek made before (`faust_private.track_handovers`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + HANDOVER_WAIT
+        turns = 0
+        while handing_over(self.app, tp, after) and loop.time() < deadline:
+            # A few turns of the event loop normally; then without spinning.
+            await asyncio.sleep(0 if turns < 100 else 0.001)
+            turns += 1
 
     async def position(self, topic: str, partition: int) -> int | None:
         # aiokafka's position, asked on Faust's consumer thread: the next offset its `getmany`

@@ -73,7 +73,8 @@ class Backlog:
     def committed(self, topic: str, partition: int) -> int | None:
         return None
 
-    async def seek(self, topic: str, partition: int, offset: int) -> None:
+    async def seek(self, topic: str, partition: int, offset: int,
+                   after: int | None = None) -> None:
         raise AssertionError("nothing is skipped here")
 
     async def position(self, topic: str, partition: int) -> int | None:

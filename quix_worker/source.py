@@ -71,7 +71,9 @@ class QuixSource:
     def committed(self, topic: str, partition: int) -> int | None:
         return self._committed.get((topic, partition))
 
-    async def seek(self, topic: str, partition: int, offset: int) -> None:
+    async def seek(self, topic: str, partition: int, offset: int,
+                   after: int | None = None) -> None:
+        # The step runs between polls: no fetch loop is handing a record over meanwhile.
         self.consumer.seek(TopicPartition(topic, partition, offset))
 
     async def position(self, topic: str, partition: int) -> int | None:

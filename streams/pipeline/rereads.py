@@ -94,7 +94,7 @@ class Rereads:
             log.warning("%s/%s: the consumer skipped offsets %s to %s; reading them again",
                         topic, partition, at, offset - 1)
             metrics.labelled(metrics.REREADS, topic).inc()
-        await source.seek(topic, partition, at)
+        await source.seek(topic, partition, at, after=offset)
         return False
 
     def next_to_read(self, topic: str, partition: int, next_offset: int) -> int:

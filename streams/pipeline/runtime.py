@@ -82,8 +82,12 @@ class Source(Protocol):
         """The group's committed offset of the partition as the engine knows it; None if
         unknown (then the source starts at its first record read)."""
 
-    async def seek(self, topic: str, partition: int, offset: int) -> None:
-        """Makes the consumer read the partition again from `offset`."""
+    async def seek(self, topic: str, partition: int, offset: int,
+                   after: int | None = None) -> None:
+        """Makes the consumer read the partition again from `offset`. `after`: the offset of the
+        record of this partition the step was just handed, when that record is why it seeks;
+        the engine finishes handing it over first, so that its own bookkeeping of that record
+        does not undo the seek."""
 
     async def position(self, topic: str, partition: int) -> int | None:
         """The offset the consumer hands over next from the partition: every record before it

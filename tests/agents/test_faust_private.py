@@ -3,7 +3,8 @@ no terminal spinner turning the root logger to DEBUG, the consumer's committed o
 the lag gauge), the RocksDB databases of active partitions (table sizes), the web app's middleware
 list (the status API's guard), the transaction manager of the exactly-once mode (flushed before
 it commits), the consumer's resume and seek after a rebalance (stream partitions sought before
-they are fetched), the end of a changelog that table recovery reads to in the exactly-once mode.
+they are fetched), the end of a changelog that table recovery reads to in the exactly-once mode,
+the record the fetch loop is handing over (a seek answering it waits for it).
 Each name is pinned here so a Faust upgrade fails a test first.
 
 The spinner: at WARNING, Faust's trap made every `logger.debug` on the hot path build a record."""
@@ -256,6 +257,7 @@ def test_the_worker_app_seeks_before_it_resumes_streams(tmp_path):
     made = [cls.__qualname__ for cls in type(app.consumer).__mro__]
     assert "seek_before_resuming_streams.<locals>.SeekFirstConsumer" in made
     assert "recover_to_the_end_in_exactly_once.<locals>.EndOffsetsConsumer" in made
+    assert "track_handovers.<locals>.HandoverConsumer" in made
 
 
 def test_the_consumer_thread_fetches_the_partitions_active_when_the_fetch_runs(monkeypatch):

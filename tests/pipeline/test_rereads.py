@@ -35,7 +35,8 @@ class Source:
     def committed(self, topic: str, partition: int) -> int | None:
         return self.commits.get((topic, partition))
 
-    async def seek(self, topic: str, partition: int, offset: int) -> None:
+    async def seek(self, topic: str, partition: int, offset: int,
+                   after: int | None = None) -> None:
         self.sought.append((topic, partition, offset))
 
     async def position(self, topic: str, partition: int) -> int | None:

@@ -69,7 +69,8 @@ class Source:
     def committed(self, topic: str, partition: int) -> int | None:
         return None
 
-    async def seek(self, topic: str, partition: int, offset: int) -> None:
+    async def seek(self, topic: str, partition: int, offset: int,
+                   after: int | None = None) -> None:
         self.sought.append((topic, partition, offset))
 
     def rebalancing(self) -> bool:
