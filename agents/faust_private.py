@@ -33,6 +33,9 @@ fails a test instead of a worker:
 - `track_handovers(app)`, `handing_over(app, tp, offset)`: which record Faust's fetch loop is
   handing to the streams right now, so that a seek in answer to that record waits until the loop
   is done with it (see the function).
+- `forget_gaps(app, tp, offset)`, `pass_over(app, tp, start, end)`: what Faust's commits may
+  pass without an acknowledgement (`Consumer._gap`): not the records a step reads again, but the
+  offsets it found hold no records (see the functions).
 
 The Tansu workaround: where Faust 0.15.3 depends on end offsets
 ----------------------------------------------------------------
@@ -114,6 +117,31 @@ def handing_over(app: Any, tp: Any, offset: int) -> bool:
     to the streams and has not asked for its next record yet (`track_handovers`). False on a
     consumer made without that."""
     return getattr(app.consumer, "_mynapoint_handing", None) == (tp, offset)
+
+
+def forget_gaps(app: Any, tp: Any, offset: int) -> None:
+    """Forgets the gaps Faust's fetch loop noted in `tp` from `offset` on: the partition is read
+    again from there, so its records there come and are acknowledged.
+
+    Faust's fetch loop takes a jump in a partition's offsets for a gap no record will fill
+    (`Consumer._add_gap`, meant for transaction markers and compacted topics) and counts its
+    offsets as acknowledged as soon as a later one is (`Consumer._new_offset`). A jump can also
+    be records the consumer passed over (a seek undone, a buffer cleared): a step then seeks back
+    to read them (streams/pipeline/rereads.py), and until they are handled a commit must not pass
+    them, or a worker killed or rebalanced meanwhile loses them."""
+    gaps = app.consumer._gap.get(tp)  # noqa: SLF001
+    if gaps and gaps.end() > offset:
+        gaps.chop(offset, gaps.end())
+
+
+def pass_over(app: Any, tp: Any, start: int, end: int) -> None:
+    """Lets Faust's commits pass offsets `start` to `end - 1` of `tp`, which a step found hold no
+    records (transaction markers, aborted transactions, records removed by retention): as
+    Faust's fetch loop notes a gap (`forget_gaps`)."""
+    if start < end:
+        gaps = app.consumer._gap[tp]  # noqa: SLF001
+        gaps.addi(start, end)
+        gaps.merge_overlaps()
 
 
 def created_consumer(app: Any) -> Any | None:

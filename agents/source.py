@@ -6,12 +6,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import Any, cast
 
 from aiokafka.errors import KafkaError
 from faust.types import TP
 
-from agents.faust_private import committed_offset, handed_over, handing_over, pause_fetching
+from agents.faust_private import (
+    committed_offset,
+    forget_gaps,
+    handed_over,
+    handing_over,
+    pass_over,
+    pause_fetching,
+)
 from streams.pipeline.rereads import RESEEK_EVERY, Rereads
 
 #: How long to wait for the consumer's position of a partition (seconds); it waits only while
@@ -61,6 +68,12 @@ class FaustSource:
         if after is not None:
             await self._handover(tp, after)
         await self.app.consumer.seek(tp, offset)
+        # What comes again from `offset` is acknowledged as it is handled; no commit passes it
+        # before.
+        forget_gaps(self.app, tp, offset)
+
+    def passed_over(self, topic: str, partition: int, start: int, end: int) -> None:
+        pass_over(self.app, self._tp(topic, partition), start, end)
 
     async def _handover(self, tp: TP, after: int) -> None:
         """Returns once Faust's fetch loop is done handing over the record at `after` (or after
@@ -125,11 +138,16 @@ def rereads(app: Any, name: str, names: Iterable[str]) -> Rereads:
 async def admitted(stream: Any, watch: Rereads) -> AsyncIterator[Any]:
     """The events of an agent's `stream` that `watch` admits (none after a hole: they come again
     after it), with `watch.busy` telling whether Faust's buffer for the agent holds records.
-    Faust acknowledges an event when the agent asks for the next one, as with the stream itself."""
+
+    An event is acknowledged once the agent has handled it (when it asks for the next one), and
+    only if admitted: one passed over comes again after the hole, and a commit must not pass it
+    before (Faust would acknowledge every event of the stream, `noack`)."""
     channel = stream.channel
     watch.busy = lambda: not channel.empty()
     admit = watch.admit
-    async for event in stream.events():
+    acknowledge = cast(FaustSource, watch.source).acknowledge
+    async for event in stream.noack().events():
         msg = event.message
         if await admit(msg.topic, msg.partition, msg.offset, time.monotonic()):
             yield event
+            acknowledge(event)

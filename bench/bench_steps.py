@@ -73,6 +73,9 @@ class Backlog:
     def committed(self, topic: str, partition: int) -> int | None:
         return None
 
+    def passed_over(self, topic: str, partition: int, start: int, end: int) -> None:
+        pass
+
     async def seek(self, topic: str, partition: int, offset: int,
                    after: int | None = None) -> None:
         raise AssertionError("nothing is skipped here")

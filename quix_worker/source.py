@@ -71,6 +71,9 @@ class QuixSource:
     def committed(self, topic: str, partition: int) -> int | None:
         return self._committed.get((topic, partition))
 
+    def passed_over(self, topic: str, partition: int, start: int, end: int) -> None:
+        pass  # intake acknowledges the record after the hole; Quix commits past the hole then
+
     async def seek(self, topic: str, partition: int, offset: int,
                    after: int | None = None) -> None:
         # The step runs between polls: no fetch loop is handing a record over meanwhile.

@@ -82,13 +82,23 @@ class Rereads:
         """Whether the step handles this record now. False after a hole: the consumer was sought
         back to the hole, and this record comes again after it."""
         source = self.source
+        key = (topic, partition)
         # A source starts at its committed offset; the engine may not know it yet (before its
         # seek after a rebalance): then at its first record.
         start = source.committed(topic, partition)
-        verdict, at = self.continuity.check((topic, partition), offset,
-                                            offset if start is None else start)
-        self._heard[(topic, partition)] = now
+        if start is None:
+            start = offset
+        expected = self.continuity.next(key)
+        verdict, at = self.continuity.check(key, offset, start)
+        self._heard[key] = now
         if verdict is TAKE:
+            hole = start if expected is None else expected
+            if offset > hole:
+                # A hole read again from its start, each time without records: there are none.
+                log.warning("%s/%s: offsets %s to %s hold no records (transaction markers, aborted "
+                            "transactions, or removed by retention); going on from %s", topic,
+                            partition, hole, offset - 1, offset)
+                source.passed_over(topic, partition, hole, offset)
             return True
         if verdict is FOUND:  # one warning per hole; SEEK: the same one, sought again
             log.warning("%s/%s: the consumer skipped offsets %s to %s; reading them again",

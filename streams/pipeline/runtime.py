@@ -89,6 +89,11 @@ class Source(Protocol):
         the engine finishes handing it over first, so that its own bookkeeping of that record
         does not undo the seek."""
 
+    def passed_over(self, topic: str, partition: int, start: int, end: int) -> None:
+        """Offsets `start` to `end - 1` of the partition were read again from `start` and hold
+        no records (transaction markers, aborted transactions, records removed by retention):
+        the engine's commits may pass them."""
+
     async def position(self, topic: str, partition: int) -> int | None:
         """The offset the consumer hands over next from the partition: every record before it
         has left the consumer toward the step. None if the engine cannot tell."""

@@ -417,3 +417,37 @@ def test_the_consumer_thread_gives_recovery_the_end_offsets_in_both_modes(monkey
     app.consumer.in_transaction = in_transaction
     assert thread.consumer is app.consumer
     assert asyncio.run(thread._highwaters([changelog])) == {changelog: 42}
+
+
+def test_commits_pass_no_record_a_step_reads_again_and_pass_the_offsets_it_found_empty(app):
+    # Faust's fetch loop took the jump from 222 to 336 for a gap (`_add_gap`): acknowledging
+    # 336 lets a commit pass 223 to 335. A step that reads them again forgets that gap.
+    import asyncio
+
+    from faust.types import TP
+
+    from agents.faust_private import forget_gaps, pass_over
+
+    consumer = app.consumer
+
+    def jumped(partition: int) -> TP:
+        tp = TP("mynapoint.journal", partition)
+        consumer._committed_offset[tp] = 223
+        asyncio.run(consumer._add_gap(tp, 223, 336))
+        consumer._acked[tp].append(336)  # acknowledged (`Consumer.ack`)
+        return tp
+
+    assert consumer._new_offset(jumped(0)) == 337  # what Faust would commit
+    tp = jumped(1)
+    forget_gaps(app, tp, 223)
+    assert consumer._new_offset(tp) is None  # nothing past 223 before it is handled
+    consumer._acked[tp].extend(range(223, 336))
+    assert consumer._new_offset(tp) == 337
+    # 400 to 409 hold no records (aborted transactions): commits pass them once told.
+    tp = TP("mynapoint.journal", 2)
+    consumer._committed_offset[tp] = 400
+    consumer._acked[tp].extend([410, 411])
+    assert consumer._new_offset(tp) is None
+    pass_over(app, tp, 400, 410)
+    assert consumer._new_offset(tp) == 412
+    forget_gaps(app, TP("mynapoint.journal", 3), 0)  # no gaps noted: nothing to do

@@ -81,13 +81,20 @@ class Event:
 
 
 class Stream:
-    """An agent's stream: its events, and the channel buffering them."""
+    """An agent's stream: its events, and the channel buffering them; the agent acknowledges
+    them itself (`noack`)."""
 
     def __init__(self, offsets: list[int]) -> None:
         self.offsets = offsets
         self.channel = type("Channel", (), {"empty": lambda _: False})()
+        self.acks = True
+
+    def noack(self) -> Stream:
+        self.acks = False
+        return self
 
     async def events(self) -> Any:
+        assert not self.acks
         for offset in self.offsets:
             yield Event(offset)
 
@@ -95,9 +102,16 @@ class Stream:
 class JournalSource:
     def __init__(self) -> None:
         self.sought: list[tuple[str, int, int]] = []
+        self.acked: list[int] = []
+
+    def acknowledge(self, event: Event) -> None:
+        self.acked.append(event.message.offset)
 
     def committed(self, topic: str, partition: int) -> int | None:
         return 0
+
+    def passed_over(self, topic: str, partition: int, start: int, end: int) -> None:
+        pass
 
     async def seek(self, topic: str, partition: int, offset: int,
                    after: int | None = None) -> None:
@@ -109,13 +123,20 @@ def test_an_agent_handles_only_the_events_its_rereads_admit():
     watch = Rereads(source)  # type: ignore[arg-type]
 
     async def handled(stream: Stream) -> list[int]:
-        return [event.message.offset async for event in admitted(stream, watch)]
+        offsets = []
+        async for event in admitted(stream, watch):
+            assert event.message.offset not in source.acked  # acknowledged once handled
+            offsets.append(event.message.offset)
+        return offsets
 
-    # Offset 2 comes after a hole at 1: not handled, the consumer is sought back to 1.
+    # Offset 2 comes after a hole at 1: not handled, nor acknowledged (a commit must not pass
+    # it); the consumer is sought back to 1.
     assert asyncio.run(handled(Stream([0, 2]))) == [0]
     assert source.sought == [("mynapoint.journal", 1, 1)]
+    assert source.acked == [0]
     assert watch.busy() is True  # the stream's channel holds records
     assert asyncio.run(handled(Stream([1, 2]))) == [1, 2]
+    assert source.acked == [0, 1, 2]
 
 
 class LogMessage:

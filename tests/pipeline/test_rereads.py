@@ -24,6 +24,7 @@ class Source:
         self.positions: dict[tuple[str, int], int] = {}
         self.assignment: list[tuple[str, int]] = []
         self.sought: list[tuple[str, int, int]] = []
+        self.passed: list[tuple[str, int, int, int]] = []
         self.balancing = False
 
     def highwater(self, topic: str, partition: int) -> int | None:
@@ -34,6 +35,9 @@ class Source:
 
     def committed(self, topic: str, partition: int) -> int | None:
         return self.commits.get((topic, partition))
+
+    def passed_over(self, topic: str, partition: int, start: int, end: int) -> None:
+        self.passed.append((topic, partition, start, end))
 
     async def seek(self, topic: str, partition: int, offset: int,
                    after: int | None = None) -> None:
@@ -72,6 +76,20 @@ def test_after_a_hole_nothing_is_handled_until_the_hole_is_read_again():
     assert admitted(watch, [41, 42, 43, 44]) == [41, 42, 43, 44]
     asyncio.run(watch.reseek(now=2.0))
     assert len(source.sought) == 3
+    assert source.passed == []
+
+
+def test_a_hole_without_records_is_passed_over_after_three_reads_from_its_start():
+    # A transaction marker at 41: read from 41, the consumer hands over 42 each time. The engine
+    # is told, so that its commits pass the hole; a hole that was filled is never passed over.
+    source = Source()
+    source.commits[(J, 2)] = 40
+    watch = Rereads(source)
+    assert admitted(watch, [40, 42, 42, 42, 42, 43]) == [40, 42, 43]
+    assert source.sought == [(J, 2, 41)] * 3
+    assert source.passed == [(J, 2, 41, 42)]
+    assert admitted(watch, [45, 44, 45]) == [44, 45]
+    assert source.passed == [(J, 2, 41, 42)]
 
 
 def test_records_delivered_again_are_handled_again():

@@ -69,6 +69,9 @@ class Source:
     def committed(self, topic: str, partition: int) -> int | None:
         return None
 
+    def passed_over(self, topic: str, partition: int, start: int, end: int) -> None:
+        pass
+
     async def seek(self, topic: str, partition: int, offset: int,
                    after: int | None = None) -> None:
         self.sought.append((topic, partition, offset))
