@@ -8,7 +8,10 @@ claims). So each step checks the offsets it is handed, through one `Rereads` per
 
 - **holes**: a record that comes after offsets never handed over is not taken; the consumer is
   sought back to the first missing offset (`streams.core.align.Continuity`), and sought again
-  every `RESEEK_EVERY` while the hole is not read;
+  every `RESEEK_EVERY` while the hole is not read. A seek in answer to a record waits until the
+  engine is done handing it over (`Source.seek`, `after`). A hole that three reads from its start
+  do not fill holds no records: it is logged, and the engine's commits may pass it
+  (`Source.passed_over`);
 - **a starved source**: the broker holds more of a source than was handed over, and nothing came
   for `STARVED_AFTER` seconds (a record lost at the end of a source leaves no later record to
   show the hole): read again from its next offset. A source the consumer has not even handed over
