@@ -267,7 +267,7 @@ class InOrder:
 
 
 #: What `Continuity.check` says to do with a record.
-TAKE, SEEK, FOUND = "take", "seek", "found"
+TAKE, SEEK, FOUND, PASS = "take", "seek", "found", "pass"
 
 
 class Continuity:
@@ -287,9 +287,10 @@ class Continuity:
       record comes again after them); `SEEK` when the hole is already known, for the same seek.
       Records still queued from before the seek, or read after it while the consumer was still
       dropping the hole (its fetch loop finishing the older batch), come with offsets past the
-      one that found the hole: each seeks again. A hole still there after `retries` reads that
-      start inside it is real (transaction markers or compaction leave offsets that are not
-      records) and is taken as it is.
+      one that found the hole: each seeks again.
+    - `PASS` the record after a hole still there after `retries` reads that start inside it: the
+      hole is real (transaction markers, aborted transactions, compaction or retention leave
+      offsets that are not records); the caller takes the record and may commit past the hole.
     """
 
     __slots__ = ("_next", "_pending", "retries")
@@ -301,7 +302,8 @@ class Continuity:
         self._pending: dict[tuple[str, int], tuple[int, int, int]] = {}
 
     def check(self, source: tuple[str, int], offset: int, start: int) -> tuple[str, int]:
-        """(`TAKE`, offset), or (`FOUND` or `SEEK`, the offset to read from)."""
+        """(`TAKE`, offset), (`FOUND` or `SEEK`, the offset to read from), or (`PASS`, the
+        start of the real hole the record comes after)."""
         expected = self._next.get(source, start)
         if offset < expected:
             # Delivered again (Faust's seek after a rebalance or a recovery): taken again, never
@@ -320,9 +322,11 @@ class Continuity:
             if pending[2] < self.retries:
                 self._pending[source] = (expected, offset, pending[2] + 1)
                 return SEEK, expected
+        self._next[source] = offset + 1
         if pending is not None:
             del self._pending[source]
-        self._next[source] = offset + 1
+            if offset > expected:
+                return PASS, expected
         return TAKE, offset
 
     def next(self, source: tuple[str, int]) -> int | None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Iterable
 
-from streams.core.align import FOUND, TAKE, Continuity
+from streams.core.align import FOUND, PASS, TAKE, Continuity
 from streams.pipeline import metrics
 from streams.pipeline.runtime import Source
 
@@ -89,19 +89,16 @@ class Rereads:
         # A source starts at its committed offset; the engine may not know it yet (before its
         # seek after a rebalance): then at its first record.
         start = source.committed(topic, partition)
-        if start is None:
-            start = offset
-        expected = self.continuity.next(key)
-        verdict, at = self.continuity.check(key, offset, start)
+        verdict, at = self.continuity.check(key, offset, offset if start is None else start)
         self._heard[key] = now
         if verdict is TAKE:
-            hole = start if expected is None else expected
-            if offset > hole:
-                # A hole read again from its start, each time without records: there are none.
-                log.warning("%s/%s: offsets %s to %s hold no records (transaction markers, aborted "
-                            "transactions, or removed by retention); going on from %s", topic,
-                            partition, hole, offset - 1, offset)
-                source.passed_over(topic, partition, hole, offset)
+            return True
+        if verdict is PASS:
+            # A hole read again from its start, each time without records: there are none.
+            log.warning("%s/%s: offsets %s to %s hold no records (transaction markers, aborted "
+                        "transactions, or removed by retention); going on from %s", topic,
+                        partition, at, offset - 1, offset)
+            source.passed_over(topic, partition, at, offset)
             return True
         if verdict is FOUND:  # one warning per hole; SEEK: the same one, sought again
             log.warning("%s/%s: the consumer skipped offsets %s to %s; reading them again",
