@@ -14,7 +14,9 @@ person_id, on a fresh local Tansu broker) and make the same number of hops:
   changelogs, event-time alignment and claims), with one worker and with two (`--workers`; the
   relay runs two processes on the machine's cores, so two workers is the like-for-like figure);
 - skeleton (`--skeleton WRITES ...`): one Faust worker sending only the records the pipeline's
-  design sends per event (`SKELETON`), no rules: the ceiling of any pipeline of this design.
+  design sends per event (`SKELETON`), no rules: the ceiling of any pipeline of this design;
+  `WRITES/N` puts up to N entries in one journal record, what a journal batched per release
+  would send.
 
 The clock runs from the first output record to the last one, so start-up and group joins are
 excluded on both sides. Usage: .venv/bin/python bench/bench_pipeline.py [--people N] [--record]
@@ -104,12 +106,16 @@ quiet_worker(app, "info").execute_from_commandline()
 #: for each journal record, writes `table_writes` RocksDB table values (each changelogged) and
 #: sends 1.4 outcome records (a decision, plus a second record for two events in five), all
 #: through the producer as the worker sends. No decoding, no rules, no alignment, no claims.
+#: With "WRITES/N" the journal carries up to N entries a record, grouped by partition (what a
+#: journal batched per release would send), and the ledger agent handles each entry as above.
 SKELETON = r'''
 import sys
 import faust
 from agents.faust_private import quiet_worker
 from agents.settings import TUNING
-bootstrap, sources, journal, decisions, others, app_id, web_port, data_dir, writes = sys.argv[1:]
+bootstrap, sources, journal, decisions, others, app_id, web_port, data_dir, spec = sys.argv[1:]
+writes, _, per = spec.partition("/")  # "2direct/4": 2 direct writes, up to 4 entries a record
+per = int(per or 1)
 app = faust.App(app_id, broker=f"kafka://{bootstrap}", store="rocksdb://", datadir=data_dir,
                 web_port=int(web_port), web_host="127.0.0.1", web_bind="127.0.0.1",
                 topic_partitions=4, topic_replication_factor=1,
@@ -121,25 +127,40 @@ from agents.app import raw_table
 direct = writes.endswith("direct")
 tables = [raw_table(app, f"skeleton-{i}", 4) for i in range(int(writes.removesuffix("direct")))]
 send = app.producer.send
+import msgspec
+pack, unpack = msgspec.msgpack.encode, msgspec.msgpack.Decoder(list[tuple[bytes, bytes]]).decode
 @app.agent(inputs, name="intake")
 async def intake(stream):
-    async for event in stream.events():
-        await send(journal, event.key, event.value, None, None, None)
+    if per == 1:
+        async for event in stream.events():
+            await send(journal, event.key, event.value, None, None, None)
+        return
+    # Up to `per` entries in one journal record, by partition (the inputs and the journal are
+    # keyed and partitioned alike), as a release's entries would be.
+    async for events in stream.take_events(per, within=0.05):
+        parts = {}
+        for event in events:
+            parts.setdefault(event.message.partition, []).append((event.key, event.value))
+        for partition, batch in parts.items():
+            await send(journal, batch[0][0], pack(batch), partition, None, None)
 @app.agent(entries, name="ledger")
 async def ledger(stream):
     n = 0
     async for event in stream.events():
-        for table in tables:
-            if direct:  # the store and the changelog written straight, not through the table
-                table.data[event.key] = event.value
-                await send(table.changelog_topic.get_topic_name(), event.key, event.value,
-                           event.message.partition, None, None)
-            else:
-                table[event.key] = event.value
-        await send(decisions, event.key, event.value, None, None, None)
-        n += 1
-        if n % 5 < 2:
-            await send(others, event.key, event.value, None, None, None)
+        partition = event.message.partition
+        batch = ((event.key, event.value),) if per == 1 else unpack(event.value)
+        for key, value in batch:
+            for table in tables:
+                if direct:  # the store and the changelog written straight, not through the table
+                    table.data[key] = value
+                    await send(table.changelog_topic.get_topic_name(), key, value, partition,
+                               None, None)
+                else:
+                    table[key] = value
+            await send(decisions, key, value, None, None, None)
+            n += 1
+            if n % 5 < 2:
+                await send(others, key, value, None, None, None)
 quiet_worker(app, "warning").execute_from_commandline()
 '''
 
@@ -336,7 +357,9 @@ def main() -> None:
                          "event (journal, WRITES table writes, 1.4 outcomes), for each WRITES; "
                          "WRITES ending in 'direct' (e.g. 2direct): each write puts the value in "
                          "the table's store and sends its changelog record through the producer, "
-                         "instead of going through the table")
+                         "instead of going through the table; WRITES/N (e.g. 2direct/4): up to N "
+                         "entries in one journal record (the intake agent takes up to N input "
+                         "records at a time and sends one record per partition among them)")
     ap.add_argument("--standby-replicas", type=int, default=None, metavar="N",
                     help="run the workers with --standby-replicas N (default: the worker's "
                          "default, 1; with two workers each keeps the other's tables warm)")
@@ -357,8 +380,10 @@ def main() -> None:
           f"({frelay / relay:.3f} of the relay); {faust.usage()}", flush=True)
     for writes in args.skeleton:
         run = run_skeleton(lines, writes, engine=args.engine)
-        print(f"skeleton, 1 worker, the design's records only (journal, {writes} table writes, "
-              f"1.4 outcomes): {run.rate:,.0f} events/s: {run.rate / frelay:.3f} of the Faust "
+        table_writes, _, per = writes.partition("/")
+        journal = f"journal of up to {per} entries a record" if per else "journal"
+        print(f"skeleton, 1 worker, the design's records only ({journal}, {table_writes} table "
+              f"writes, 1.4 outcomes): {run.rate:,.0f} events/s: {run.rate / frelay:.3f} of the Faust "
               f"relay; {run.usage()}", flush=True)
     rows = []
     for n, held in ((n, held) for n in args.workers for held in args.max_held):
