@@ -113,9 +113,8 @@ import sys
 import faust
 from agents.faust_private import quiet_worker
 from agents.settings import TUNING
-bootstrap, sources, journal, decisions, others, app_id, web_port, data_dir, spec = sys.argv[1:]
-writes, _, per = spec.partition("/")  # "2direct/4": 2 direct writes, up to 4 entries a record
-per = int(per or 1)
+bootstrap, sources, journal, decisions, others, app_id, web_port, data_dir, writes, per = sys.argv[1:]
+per = int(per)  # journal entries a record, at most
 app = faust.App(app_id, broker=f"kafka://{bootstrap}", store="rocksdb://", datadir=data_dir,
                 web_port=int(web_port), web_host="127.0.0.1", web_bind="127.0.0.1",
                 topic_partitions=4, topic_replication_factor=1,
@@ -333,14 +332,22 @@ def run_pipeline(lines: list[bytes], idle_wait: float = 3.0, workers: int = 1,
     return _measure(lines, WORKER_TOPICS, commands, topics.DECISIONS, 1800, engine)
 
 
-def run_skeleton(lines: list[bytes], table_writes: str, engine: str = "tansu") -> Run:
-    """`SKELETON` in one process, in events/s."""
+def skeleton_spec(spec: str) -> tuple[str, int]:
+    """`--skeleton`'s WRITES[/N]: the table writes ("2direct") and the most journal entries a
+    record (N, 1 without)."""
+    table_writes, _, per = spec.partition("/")
+    return table_writes, int(per or 1)
+
+
+def run_skeleton(lines: list[bytes], spec: str, engine: str = "tansu") -> Run:
+    """`SKELETON` in one process, in events/s; `spec` as `skeleton_spec` reads it."""
+    table_writes, per = skeleton_spec(spec)
     journal, decisions, others = "bench.skeleton.journal", "bench.skeleton.out", "bench.skeleton.more"
 
     def commands(bs: str, tmp: str, flags: tuple[str, ...]) -> list[list[str]]:
         return [[sys.executable, "-c", SKELETON, bs, ",".join(topics.INPUT_TOPICS), journal,
                  decisions, others, "bench-skeleton", str(free_port()), os.path.join(tmp, "w"),
-                 table_writes]]
+                 table_writes, str(per)]]
 
     return _measure(lines, (journal, decisions, others), commands, decisions, 900, engine)
 
@@ -380,8 +387,8 @@ def main() -> None:
           f"({frelay / relay:.3f} of the relay); {faust.usage()}", flush=True)
     for writes in args.skeleton:
         run = run_skeleton(lines, writes, engine=args.engine)
-        table_writes, _, per = writes.partition("/")
-        journal = f"journal of up to {per} entries a record" if per else "journal"
+        table_writes, per = skeleton_spec(writes)
+        journal = f"journal of up to {per} entries a record" if per > 1 else "journal"
         print(f"skeleton, 1 worker, the design's records only ({journal}, {table_writes} table "
               f"writes, 1.4 outcomes): {run.rate:,.0f} events/s: {run.rate / frelay:.3f} of the Faust "
               f"relay; {run.usage()}", flush=True)
