@@ -73,11 +73,14 @@ import msgspec
 
 from schemas.codec import DECODE_ERRORS, OUTCOME_DECODER
 from schemas.journal import (
+    JOURNAL_BATCH_VERSION,
     JOURNAL_DECODER,
     JOURNAL_ENCODER,
+    JOURNAL_RECORD_DECODER,
     JOURNAL_VERSION,
     AnswerEntry,
     EventEntry,
+    JournalBatch,
     JournalEntry,
 )
 from streams.core.ledger import (
@@ -201,6 +204,48 @@ def decode_journal_entry(raw: bytes, _decode=JOURNAL_DECODER.decode) -> JournalE
         except _DECODE_ERRORS:
             pass  # the general path says what is wrong
     return journal_entry_from_builtins(stored_builtins(raw, "journal entry"))
+
+
+# A batch record (`schemas.journal.JournalBatch`): a map tagged "batch" (its first key), and
+# the prefix of a current one, as for the entries above.
+_BATCH_TAG = b"\xa1k\xa5batch"
+_BATCH_TAG_END = 1 + len(_BATCH_TAG)
+_V1_BATCH_PREFIX = _BATCH_TAG + b"\xa1v" + msgspec.msgpack.encode(JOURNAL_BATCH_VERSION)
+_BATCH_END = 1 + len(_V1_BATCH_PREFIX)
+
+
+def journal_entries(key: bytes, raw: bytes,
+                    _decode=JOURNAL_RECORD_DECODER.decode) -> list[tuple[bytes, JournalEntry]]:
+    """The entries of a stored journal record with its `key`, each with its person's key, in
+    their order: a batch's (`schemas.journal.JournalBatch`), or the record's one entry (a record
+    of any layout before batches: a batch of one), each as the current Struct. VersionError when
+    it cannot be read."""
+    if raw[1:_BATCH_TAG_END] != _BATCH_TAG:
+        return [(key, decode_journal_entry(raw))]
+    if raw[1:_BATCH_END] == _V1_BATCH_PREFIX:
+        try:
+            batch = _decode(raw)
+        except _DECODE_ERRORS:
+            batch = None  # the general path says what is wrong
+        if (type(batch) is JournalBatch and len(batch.persons) == len(batch.entries)
+                and all(e.v == JOURNAL_VERSION for e in batch.entries)):
+            return list(zip(batch.persons, batch.entries, strict=True))
+    return _batch_from_builtins(stored_builtins(raw, "journal record"))
+
+
+def _batch_from_builtins(obj: Any) -> list[tuple[bytes, JournalEntry]]:
+    """A batch whose entries are not all current: each upgraded by its own chain."""
+    if not isinstance(obj, dict) or obj.get("k") != "batch":
+        raise VersionError("journal batch: expected a map tagged batch")
+    v = obj.get("v")
+    if v != JOURNAL_BATCH_VERSION:
+        raise VersionError(f"journal batch version {v!r} is not one this code reads "
+                           f"({JOURNAL_BATCH_VERSION}): upgrade mynapoint")
+    persons, entries = obj.get("persons"), obj.get("entries")
+    if (not isinstance(persons, list) or not isinstance(entries, list)
+            or len(persons) != len(entries) or not all(type(p) is bytes for p in persons)):
+        raise VersionError("journal batch: expected one person (bytes) per entry")
+    return [(p, journal_entry_from_builtins(e)) for p, e in zip(persons, entries, strict=True)]
 
 
 def journal_entry_from_builtins(obj: Any) -> JournalEntry:

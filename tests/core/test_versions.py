@@ -10,7 +10,13 @@ import msgspec
 import pytest
 
 from devtools.demo import generate
-from schemas.journal import JOURNAL_ENCODER, JOURNAL_VERSION, AnswerEntry, EventEntry
+from schemas.journal import (
+    JOURNAL_ENCODER,
+    JOURNAL_VERSION,
+    AnswerEntry,
+    EventEntry,
+    JournalBatch,
+)
 from schemas.outcomes import Decision
 from streams.audit.export import History, add_journal_raw, read_export, set_table_raw
 from streams.audit.replay import record_offline, replay, replay_history
@@ -83,6 +89,37 @@ def test_v0_answer_entry_has_no_version_key():
 def test_unreadable_entries_are_version_errors(obj, message):
     with pytest.raises(V.VersionError, match=message):
         V.decode_journal_entry(msgspec.msgpack.encode(obj))
+
+
+def test_a_journal_record_of_one_entry_is_a_batch_of_one_in_any_version():
+    entry = EventEntry(topic="mynapoint.cards", partition=1, offset=4, value=b"{}")
+    for raw in (JOURNAL_ENCODER.encode(entry), V.event_entry_v0(entry)):
+        assert V.journal_entries(b"P1", raw) == [(b"P1", entry)]
+
+
+def test_a_batch_gives_each_entry_with_its_person_and_upgrades_old_entries_in_it():
+    event = EventEntry(topic="mynapoint.links", partition=0, offset=3, value=b"{}")
+    answer = AnswerEntry(claim_kind="account", claim_key="k", person_id="P2", event_id="e2",
+                         granted=True)
+    raw = JOURNAL_ENCODER.encode(JournalBatch(persons=[b"P1", b"P2"], entries=[event, answer]))
+    assert V.journal_entries(b"P1", raw) == [(b"P1", event), (b"P2", answer)]
+    # Entries of an older layout in a batch are read through their own upcasters.
+    old = msgspec.msgpack.encode({"k": "batch", "v": 1, "persons": [b"P1", b"P2"], "entries": [
+        msgspec.msgpack.decode(V.event_entry_v0(event)),
+        msgspec.msgpack.decode(V.answer_entry_v0(answer))]})
+    assert V.journal_entries(b"P1", old) == [(b"P1", event), (b"P2", answer)]
+
+
+@pytest.mark.parametrize("obj, message", [
+    ({"k": "batch", "v": 2, "persons": [], "entries": []}, "upgrade mynapoint"),
+    ({"k": "batch", "v": 1, "persons": [b"P1"], "entries": []}, "one person"),
+    ({"k": "batch", "v": 1, "persons": ["P1"], "entries": [{"k": "answer"}]}, "one person"),
+    ({"k": "batch", "v": 1, "persons": [b"P1"], "entries": [{"k": "nope", "v": 1}]},
+     "journal entry"),
+])
+def test_unreadable_batches_are_version_errors(obj, message):
+    with pytest.raises(V.VersionError, match=message):
+        V.journal_entries(b"P1", msgspec.msgpack.encode(obj))
 
 
 def test_garbage_is_a_version_error_not_a_crash():
