@@ -53,7 +53,10 @@ def raw_table(app: faust.App, name: str, partitions: int) -> Any:
     return table
 
 
-def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faust.App:
+def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None,
+               journal_partitions: int | None = None) -> faust.App:
+    """The Faust app of the worker; `journal_partitions`: the journal's partition count as the
+    broker has it (`settings.partitions` when not given), which intake's batches follow."""
     rules = cfg if cfg is not None else load_config(settings.config_path)
     app = faust.App(
         settings.app_id,
@@ -108,7 +111,8 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None) -> faus
 
     out = outputs(app)
     intake_step = intake.register(app, inputs, out, settings.idle_wait,
-                                  settings.max_held_per_partition)
+                                  settings.max_held_per_partition,
+                                  journal_partitions or settings.partitions)
     ledger_step, journal_rereads = ledger.register(app, journal, persons, timeline, out, rules)
     claims_rereads = claims_agent.register(app, claims, holders, out, rules)
 

@@ -12,9 +12,11 @@ from streams.pipeline.outputs import Outputs
 from streams.pipeline.rereads import RESEEK_EVERY
 
 
-def register(app: Any, inputs: Any, out: Outputs, idle_wait: float, max_held: int) -> Intake:
+def register(app: Any, inputs: Any, out: Outputs, idle_wait: float, max_held: int,
+             journal_partitions: int) -> Intake:
     """Adds the intake agent and its timers to `app`; returns its step (for `revoked`)."""
-    step = Intake(FaustSource(app, topics.INPUT_TOPICS), out, idle_wait, max_held)
+    step = Intake(FaustSource(app, topics.INPUT_TOPICS), out, idle_wait, max_held,
+                  journal_partitions)
     on_record = step.on_record
 
     @app.agent(inputs, name="intake")

@@ -75,6 +75,7 @@ def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:
     from agents.faust_private import quiet_worker
     from clients.admin import Refused
     from clients.offline import ensure_worker_topics
+    from schemas import topics
 
     if settings.tansu_compat:
         from agents.faust_private import patch_for_tansu
@@ -82,12 +83,12 @@ def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:
         patch_for_tansu()
     names, configs = worker_topics(settings.app_id)
     try:
-        ensure_worker_topics("faust", settings.app_id, settings.bootstrap, settings.partitions,
-                             names, configs)
+        report = ensure_worker_topics("faust", settings.app_id, settings.bootstrap,
+                                      settings.partitions, names, configs)
     except Refused as refused:
         print(f"mynapoint worker: {refused}", file=sys.stderr)
         return 2
-    app = create_app(settings, cfg)
+    app = create_app(settings, cfg, report.partitions.get(topics.JOURNAL))
     metrics.register_app(app)
     if settings.metrics_port:
         metrics.serve(settings.metrics_port, settings.metrics_host)

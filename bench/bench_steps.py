@@ -130,7 +130,7 @@ def run_steps(lines: list[bytes], rules: Any) -> tuple[float, dict[str, int], di
     timeline: dict[bytes, bytes] = {}
     holders: dict[bytes, bytes] = {}
     # The backlog is all there: a source is idle once read to its end, no waiting needed.
-    intake = Intake(backlog, out, idle_wait=0.0)
+    intake = Intake(backlog, out, idle_wait=0.0, journal_partitions=PARTITIONS)
     ledger = Ledger(rules, Store(persons.get, persons.__setitem__),
                     Store(timeline.get, timeline.__setitem__), out)
     claims = Claims(rules, Store(holders.get, holders.__setitem__), out)

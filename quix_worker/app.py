@@ -61,12 +61,18 @@ GUARANTEES = {"at_least_once": "at-least-once", "exactly_once": "exactly-once"}
 
 
 class _Current:
-    """The `State` of the record being handled (Quix hands one to each call)."""
+    """The `State` of the record being handled (Quix hands one to each call), and the one the
+    steps use now: the record's, or that of the person of a batch's entry (`scope`)."""
 
-    __slots__ = ("state",)
+    __slots__ = ("record", "state")
 
     def __init__(self) -> None:
+        self.record: State | None = None
         self.state: State | None = None
+
+    def scope(self, key: bytes) -> None:
+        assert self.record is not None
+        self.state = private.state_of(self.record, key)
 
 
 def _store(current: _Current, tag: bytes) -> Store:
@@ -116,9 +122,11 @@ def producer_send(app: Application) -> Send:
 
 
 def create_app(settings: WorkerSettings, rules: RulesConfig,
-               connection: Any = None) -> Application:
+               connection: Any = None, journal_partitions: int | None = None) -> Application:
     """The application, its dataframes and the steps; `connection` is a Quix `ConnectionConfig`
-    (SASL/TLS), or None for a plain bootstrap address."""
+    (SASL/TLS), or None for a plain bootstrap address; `journal_partitions` the journal's
+    partition count as the broker has it (`settings.partitions` when not given), which intake's
+    batches follow."""
     app = Application(
         broker_address=connection or settings.bootstrap,
         consumer_group=settings.app_id,
@@ -140,7 +148,8 @@ def create_app(settings: WorkerSettings, rules: RulesConfig,
     # Intake: every input topic, one step for all of them.
     source = QuixSource(private.consumer(app),
                         private.acknowledged_offsets(app, topics.INPUT_TOPICS))
-    intake = Intake(source, out, settings.idle_wait, settings.max_held_per_partition)
+    intake = Intake(source, out, settings.idle_wait, settings.max_held_per_partition,
+                    journal_partitions=journal_partitions or settings.partitions)
     on_record, token = intake.on_record, source.token
 
     def on_input(value: bytes | None, key: bytes | None, timestamp: int, headers: Any) -> None:
@@ -168,7 +177,7 @@ def create_app(settings: WorkerSettings, rules: RulesConfig,
     # Ledger: the journal, with the persons' records and timelines in the dataframe's state.
     ledger_state = _Current()
     ledger = Ledger(rules, _store(ledger_state, PERSONS_TAG), _store(ledger_state, TIMELINE_TAG),
-                    out)
+                    out, scope=ledger_state.scope)
     on_entry = ledger.on_entry
     metrics.watch_claim_waits(ledger.waits)
 
@@ -185,7 +194,7 @@ def create_app(settings: WorkerSettings, rules: RulesConfig,
     def on_journal(value: bytes | None, key: bytes | None, timestamp: int, headers: Any,
                    state: State) -> None:
         m = message_context()
-        ledger_state.state = state
+        ledger_state.record = ledger_state.state = state
         # Everything below the committed offset was sent (each checkpoint flushes the producer
         # before it commits); 0 when nothing was committed since the partition was assigned.
         finish(on_entry(key, value, At(m.topic, m.partition, m.offset),

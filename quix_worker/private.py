@@ -1,6 +1,6 @@
 """The only module that touches Quix Streams' private internals (quixstreams 3.28).
 
-The runtime boundary needs three things Quix's public API does not give, each taken here in one
+The runtime boundary needs these things Quix's public API does not give, each taken here in one
 place so that an upgrade of Quix breaks this file and nothing else:
 
 - **Offsets of the input topics come from intake's acknowledgements.** Quix stores the offset of
@@ -19,6 +19,11 @@ place so that an upgrade of Quix breaks this file and nothing else:
 - **A tick between polls** (`after_each_poll`): intake releases what waited for silent sources
   even when no record arrives; Quix has no timers, so the tick runs after each poll of its loop.
 
+- **Another person's state in the same partition** (`state_of`): Quix scopes the state it hands
+  a stateful dataframe to the record's key; a journal record that is a batch holds entries of
+  several persons of its partition, and each is folded in its own person's state: the same
+  partition transaction, scoped to that person (`PartitionTransaction.as_state`, as Quix's
+  windows do), reached through the record's state.
 - **Reads of the ledger's state from the status API's thread** (`StateReads`): Quix opens and
   closes state partitions in its rebalance callbacks; a lock held around those callbacks and
   around each read keeps a read from meeting a closed database. Reads see what the last
@@ -55,6 +60,12 @@ def producer(app: Application) -> Any:
 def consumer(app: Application) -> Any:
     """The app's consumer (a `quixstreams.internal_consumer.InternalConsumer`)."""
     return app._consumer  # noqa: SLF001
+
+
+def state_of(state: Any, key: bytes) -> Any:
+    """The `State` of `key` in the partition transaction of `state` (the record being handled):
+    what Quix hands a stateful dataframe for a record keyed `key` on that partition."""
+    return state._transaction.as_state(prefix=key)  # noqa: SLF001
 
 
 def state_databases(app: Application) -> dict[str, list[Any]]:

@@ -93,7 +93,7 @@ def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
     if settings.standby_replicas:
         log.info("standby replicas: Quix Streams keeps none; a partition's new owner recovers "
                  "its state from the changelog")
-    app = create_app(settings, cfg, connection_config)
+    app = create_app(settings, cfg, connection_config, report.partitions.get(topics.JOURNAL))
     StatusServer(
         private.StateReads(app, topics.JOURNAL), cfg, host=settings.web_host,
         port=settings.web_port, canonical_url=settings.canonical_url,

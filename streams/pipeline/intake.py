@@ -11,6 +11,12 @@ consumer stops fetching it, keeping its place) until it holds half as many. With
 worker catching up on a backlog held a third to two thirds of it, because the consumer hands over
 one input topic after another. The bound cannot stall alignment: the record that goes out next
 waits only for partitions holding nothing, and a partition holding nothing is never paused.
+
+What one release lets go is journaled in batches (`schemas.journal.JournalBatch`), one record per
+journal partition and up to `JOURNAL_BATCH_MAX` entries, a new one whenever a person would be in
+it twice: a journal record costs the worker far more than an entry in it (docs/BENCHMARKS.md,
+issue 13). Each entry's journal partition is its person's (`partition_for_key`), so a batch holds
+only persons of the partition its record is sent to, whatever the input topics' partition counts.
 """
 
 from __future__ import annotations
@@ -22,8 +28,15 @@ from typing import Any
 from schemas import topics
 from schemas.codec import BAD_KEY, INTERNAL_ERROR, MISSING_VALUE, BadInput, decode_event
 from schemas.events import Event
-from schemas.journal import JOURNAL_ENCODER, EventEntry
-from streams.core.align import Aligner, InOrder
+from schemas.journal import (
+    JOURNAL_BATCH_BYTES,
+    JOURNAL_BATCH_MAX,
+    JOURNAL_ENCODER,
+    EventEntry,
+    JournalBatch,
+    JournalEntry,
+)
+from streams.core.align import Aligner, Held, InOrder
 from streams.pipeline import metrics
 from streams.pipeline.outputs import Outputs
 from streams.pipeline.rereads import STARVED_AFTER, Rereads
@@ -68,6 +81,31 @@ def checked_record(key: bytes | None, value: bytes | None) -> Event:
                        f"{bug}); this is a bug: report it with this dead letter") from bug
 
 
+class _Batch:
+    """Entries of one journal record being gathered: their persons' keys (also as a set), and
+    the input records' acknowledgement entries."""
+
+    __slots__ = ("keys", "persons", "entries", "acks", "size")
+
+    def __init__(self) -> None:
+        self.keys: list[bytes] = []
+        self.persons: set[bytes] = set()
+        self.entries: list[JournalEntry] = []
+        self.acks: list[Any] = []
+        self.size = 0
+
+    def full(self, adding: int) -> bool:
+        return (len(self.keys) >= JOURNAL_BATCH_MAX
+                or (self.size + adding > JOURNAL_BATCH_BYTES and bool(self.keys)))
+
+    def add(self, key: bytes, entry: EventEntry, ack: Any, size: int) -> None:
+        self.keys.append(key)
+        self.persons.add(key)
+        self.entries.append(entry)
+        self.acks.append(ack)
+        self.size += size
+
+
 class Intake:
     """Handles the input topics, for every partition the engine assigned to this worker.
 
@@ -77,10 +115,13 @@ class Intake:
     """
 
     def __init__(self, source: IntakeSource, out: Outputs, idle_wait: float,
-                 max_held: int | None = None) -> None:
+                 max_held: int | None = None, journal_partitions: int | None = None) -> None:
         """`max_held`: the records one input partition may hold before it is paused (None: no
-        bound; none either where the engine cannot pause one partition, `source.pausable`)."""
+        bound; none either where the engine cannot pause one partition, `source.pausable`).
+        `journal_partitions`: the journal's partition count, to journal in batches (None: one
+        entry a record)."""
         self.source = source
+        self.journal_partitions = journal_partitions
         self.out = out
         self.aligner = Aligner(topics.INPUT_TOPICS, idle_wait)
         # The bound on held records per input partition: paused at `_pause_at`, resumed at
@@ -132,19 +173,13 @@ class Intake:
     async def release(self, partition: int | None = None) -> None:
         """Sends the journal every held record that alignment lets go, in event-time order (of
         one partition: the one a record just arrived on)."""
-        send = self.out.send
         async with self._releasing:
             released = self.aligner.release(time.monotonic(), self.rereads.has_more, partition)
-            for held in released:
-                value, key, entry = held.item
-                record = EventEntry(topic=held.topic, partition=held.partition,
-                                    offset=held.offset, value=value, late=held.late)
-                await send(topics.JOURNAL, key, JOURNAL_ENCODER.encode(record))
-                if held.late:
-                    metrics.labelled(metrics.LATE, held.topic).inc()
-                # Acknowledged only now: no input offset is committed past a record that has
-                # not reached the journal, so a crash loses nothing that was still held.
-                self._acknowledge(entry)
+            if released:
+                if self.journal_partitions is None:
+                    await self._journal_one_by_one(released)
+                else:
+                    await self._journal_in_batches(released, self.journal_partitions)
             if self._deferred and not self.source.rebalancing():
                 self._acknowledge_deferred()
             if released and self._paused:
@@ -154,6 +189,51 @@ class Intake:
             if held_now != self._last_held:
                 metrics.HELD.set(held_now)
                 self._last_held = held_now
+
+    async def _journal_one_by_one(self, released: list[Held]) -> None:
+        send, encode = self.out.send, JOURNAL_ENCODER.encode
+        for held in released:
+            value, key, entry = held.item
+            await send(topics.JOURNAL, key, encode(self._entry(held, value)))
+            # Acknowledged only now: no input offset is committed past a record that has not
+            # reached the journal, so a crash loses nothing that was still held.
+            self._acknowledge(entry)
+
+    async def _journal_in_batches(self, released: list[Held], partitions: int) -> None:
+        """`released` in journal records of up to `JOURNAL_BATCH_MAX` entries: per journal
+        partition, in their order, a person at most once a record."""
+        open_batches: dict[int, _Batch] = {}
+        for held in released:
+            value, key, entry = held.item
+            p = topics.partition_for_key(key, partitions)
+            batch = open_batches.get(p)
+            if batch is not None and (key in batch.persons or batch.full(len(value))):
+                await self._send_batch(open_batches.pop(p))
+                batch = None
+            if batch is None:
+                batch = open_batches[p] = _Batch()
+            batch.add(key, self._entry(held, value), entry, len(value))
+        for batch in open_batches.values():
+            await self._send_batch(batch)
+
+    async def _send_batch(self, batch: _Batch) -> None:
+        entries = batch.entries
+        if len(entries) == 1:
+            value = JOURNAL_ENCODER.encode(entries[0])
+        else:
+            value = JOURNAL_ENCODER.encode(JournalBatch(persons=batch.keys, entries=entries))
+        await self.out.send(topics.JOURNAL, batch.keys[0], value)
+        for entry in batch.acks:
+            # Acknowledged only now: no input offset is committed past a record that has not
+            # reached the journal, so a crash loses nothing that was still held.
+            self._acknowledge(entry)
+
+    @staticmethod
+    def _entry(held: Held, value: bytes) -> EventEntry:
+        if held.late:
+            metrics.labelled(metrics.LATE, held.topic).inc()
+        return EventEntry(topic=held.topic, partition=held.partition, offset=held.offset,
+                          value=value, late=held.late)
 
     def _resume_drained(self) -> None:
         """Resumes the paused partitions that hold `_resume_at` records or fewer now."""

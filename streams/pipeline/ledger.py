@@ -15,7 +15,7 @@ from schemas.codec import (
     BadInput,
     mask_my_numbers,
 )
-from schemas.journal import JOURNAL_ENCODER
+from schemas.journal import JOURNAL_ENCODER, JournalEntry
 from streams.core.config import RulesConfig
 from streams.core.ledger import (
     RECORD_ENCODER,
@@ -26,7 +26,7 @@ from streams.core.ledger import (
     remembered_lines,
 )
 from streams.core.timeline import writes_after_fold as timeline_writes
-from streams.core.versions import VersionError, decode_journal_entry, decode_ledger_record
+from streams.core.versions import VersionError, decode_ledger_record, journal_entries
 from streams.pipeline import metrics
 from streams.pipeline.outputs import Outputs
 from streams.pipeline.runtime import Store, Where
@@ -39,25 +39,17 @@ def _fields(key: bytes) -> dict[str, str]:
     return {"person_id": mask_my_numbers(key.decode("utf-8", "replace"))}
 
 
-def fold_stored(key: bytes | None, entry_value: bytes | None,
-                read: Callable[[bytes], bytes | None],
-                rules: RulesConfig, at: int = UNKNOWN_AT,
-                committed: int = 0) -> tuple[LedgerRecord | None, Folded]:
-    """The person's stored record (`read(key)`) and the fold of one journal record into it.
-
-    `at` is the journal record's offset and `committed` its partition's committed offset: the
-    record then forgets the outcomes of entries below it (see `streams.core.ledger.fold`).
-
-    Both are read through `streams.core.versions`, so values stored by an earlier version are
-    upgraded on read. What cannot be read or decided raises `BadInput` with the reason to
-    dead-letter it under: no journal record stops the ledger.
-    """
+def journal_record(key: bytes | None, value: bytes | None) -> list[tuple[bytes, JournalEntry]]:
+    """The entries of one journal record, each with its person's key
+    (`streams.core.versions.journal_entries`: read through it, so values stored by an earlier
+    version are upgraded). One that cannot be read raises `BadInput`
+    (`unreadable_journal_entry`)."""
     try:
-        if entry_value is None:
+        if value is None:
             raise VersionError("the record has no value")
-        entry = decode_journal_entry(entry_value)
         if not key:
             raise VersionError("the record has no key (the person_id)")
+        return journal_entries(key, value)
     except _UNREADABLE as exc:
         raise BadInput(
             UNREADABLE_JOURNAL_ENTRY,
@@ -65,6 +57,21 @@ def fold_stored(key: bytes | None, entry_value: bytes | None,
             f"to {topics.JOURNAL}: find the other producer, or upgrade this worker if a newer "
             "one wrote it",
         ) from None
+
+
+def fold_entry(key: bytes, entry: JournalEntry, read: Callable[[bytes], bytes | None],
+               rules: RulesConfig, at: int = UNKNOWN_AT,
+               committed: int = 0) -> tuple[LedgerRecord | None, Folded]:
+    """The person's stored record (`read(key)`) and the fold of one journal entry into it.
+
+    `at` is the offset of the journal record the entry is in, and `committed` its partition's
+    committed offset: the record then forgets the outcomes of entries below it (see
+    `streams.core.ledger.fold`).
+
+    The record is read through `streams.core.versions`, so a value stored by an earlier version
+    is upgraded on read. What cannot be read or decided raises `BadInput` with the reason to
+    dead-letter it under: no journal entry stops the ledger.
+    """
     record_value = read(key)
     try:
         record = decode_ledger_record(record_value) if record_value is not None else None
@@ -86,6 +93,15 @@ def fold_stored(key: bytes | None, entry_value: bytes | None,
             "report it with this dead letter; the entry was not applied",
             _fields(key),
         ) from exc
+
+
+def fold_stored(key: bytes | None, entry_value: bytes | None,
+                read: Callable[[bytes], bytes | None],
+                rules: RulesConfig, at: int = UNKNOWN_AT,
+                committed: int = 0) -> tuple[LedgerRecord | None, Folded]:
+    """`journal_record` then `fold_entry`, for a journal record of one entry."""
+    (person, entry), = journal_record(key, entry_value)
+    return fold_entry(person, entry, read, rules, at=at, committed=committed)
 
 
 class ClaimWaits:
@@ -134,9 +150,10 @@ class ClaimWaits:
 class Ledger:
     """Handles the journal: one call per journal record, in the partition's order."""
 
-    __slots__ = ("rules", "persons", "timeline", "out", "waits")
+    __slots__ = ("rules", "persons", "timeline", "out", "waits", "scope")
 
-    def __init__(self, rules: RulesConfig, persons: Store, timeline: Store, out: Outputs) -> None:
+    def __init__(self, rules: RulesConfig, persons: Store, timeline: Store, out: Outputs,
+                 scope: Callable[[bytes], None] | None = None) -> None:
         self.rules = rules
         #: Each person's `LedgerRecord`.
         self.persons = persons
@@ -145,6 +162,9 @@ class Ledger:
         self.out = out
         #: Who waits for a claim's answer, for the gauges; `revoked` when partitions go.
         self.waits = ClaimWaits()
+        #: For an engine whose stores are scoped to the record's key (Quix Streams): called with
+        #: each entry's person before a batch's entry is folded, to scope them to that person.
+        self.scope = scope
 
     def revoked(self, partitions: Collection[int]) -> None:
         """The engine took these journal partitions away."""
@@ -154,18 +174,29 @@ class Ledger:
                        timestamp: float | None = None) -> None:
         """Folds one journal record (`where`, with its `key` and `value`; `committed` is its
         partition's committed offset, below which everything was sent; `timestamp` the record's,
-        in seconds, for the end-to-end latency)."""
+        in seconds, for the end-to-end latency): its entries in their order, each into its
+        person's record."""
         started = time.perf_counter()
+        try:
+            entries = journal_record(key, value)
+        except BadInput as exc:
+            await self.out.refuse(exc, where, value)
+            return
+        scope = self.scope if len(entries) > 1 else None
+        for person, entry in entries:
+            if scope is not None:
+                scope(person)
+            await self._fold(person, entry, where, committed)
+        metrics.observe_latency(started, timestamp)
+
+    async def _fold(self, key: bytes, entry: JournalEntry, where: Where, committed: int) -> None:
         out = self.out
         try:
-            record, folded = fold_stored(key, value, self.persons.read, self.rules,
-                                         at=where.offset, committed=committed)
+            record, folded = fold_entry(key, entry, self.persons.read, self.rules,
+                                        at=where.offset, committed=committed)
         except BadInput as exc:
-            # The raw value only when it is the record that cannot be read.
-            await out.refuse(exc, where, value if exc.reason == UNREADABLE_JOURNAL_ENTRY
-                             else None)
+            await out.refuse(exc, where, None)
             return
-        assert key  # fold_stored refuses an entry without one
         if folded.record is not record:
             self.persons.write(key, RECORD_ENCODER.encode(folded.record))
         if folded.outcomes:
@@ -187,4 +218,3 @@ class Ledger:
         await out.publish(key, folded.outcomes)
         if folded.repeat:
             metrics.REPEATS.inc()
-        metrics.observe_latency(started, timestamp)

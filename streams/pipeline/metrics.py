@@ -70,7 +70,8 @@ CLAIM_WAIT_OLDEST = Gauge(
     "How long the longest of those waits has lasted (0 when nobody waits)",
 )
 LATENCY = Histogram(
-    "mynapoint_processing_seconds", "Time the ledger spends on one journal entry",
+    "mynapoint_processing_seconds",
+    "Time the ledger spends on one journal record (one entry, or a batch of up to 64)",
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0),
 )
 END_TO_END = Histogram(

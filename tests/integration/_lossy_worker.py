@@ -19,7 +19,8 @@ from faust.transport.consumer import Consumer
 
 from agents.worker import main
 from schemas import topics
-from schemas.journal import JOURNAL_DECODER, AnswerEntry, EventEntry
+from schemas.journal import AnswerEntry, EventEntry
+from streams.core.versions import journal_entries
 
 ANSWERS = 12
 LOST_PREFIX = "LOST"
@@ -30,13 +31,15 @@ _passed_over: set[tuple[int, int]] = set()
 _answers = [0]
 
 
-def _pass_over(partition: int, offset: int, value: bytes | None) -> bool:
-    if value is None or (partition, offset) in _passed_over:
+def _pass_over(partition: int, offset: int, key: bytes | None, value: bytes | None) -> bool:
+    if value is None or key is None or (partition, offset) in _passed_over:
         return False
-    entry = JOURNAL_DECODER.decode(value)
-    answer = isinstance(entry, AnswerEntry) and _answers[0] < ANSWERS
-    lost = answer or (isinstance(entry, EventEntry)
-                      and LOST_PREFIX.encode() in entry.value)
+    # A batch record is passed over whole when one of its entries is to be.
+    entries = [entry for _, entry in journal_entries(key, value)]
+    answer = (any(isinstance(entry, AnswerEntry) for entry in entries)
+              and _answers[0] < ANSWERS)
+    lost = answer or any(isinstance(entry, EventEntry) and LOST_PREFIX.encode() in entry.value
+                         for entry in entries)
     if lost:
         _answers[0] += answer
         _passed_over.add((partition, offset))
@@ -48,7 +51,7 @@ def _pass_over(partition: int, offset: int, value: bytes | None) -> bool:
 async def getmany(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
     async for tp, message in _getmany(self, timeout=timeout):
         if tp.topic == topics.JOURNAL and _pass_over(tp.partition, message.offset,
-                                                     message.value):
+                                                     message.key, message.value):
             continue
         yield tp, message
 

@@ -29,9 +29,10 @@ import pytest
 from clients.offline import state_rows, state_topics
 from clients.rescale import CRASH_ENV
 from schemas import topics
-from schemas.journal import JOURNAL_DECODER, AnswerEntry
+from schemas.journal import AnswerEntry
 from streams.audit.takeover import faust_row
 from streams.core.claims import BUDGET_COUNT_KEY, RESERVED_PREFIX
+from streams.core.versions import journal_entries
 from tests.integration.conftest import consume_sync
 from tests.integration.test_kafka import _assert_as_simulate, _expect, _produce, _sorted_history
 from tests.integration.test_pipeline import DEMO_CONFIG, Outcomes
@@ -89,12 +90,12 @@ def _assert_claims_hold(bootstrap: str, expected: dict[str, list[dict]], engine:
     holders: dict[str, set[str]] = defaultdict(set)
     reserved: set[str] = set()
     for r in consume_sync(bootstrap, [topics.JOURNAL], timeout=120):
-        entry = JOURNAL_DECODER.decode(r.value)
-        if type(entry) is AnswerEntry and entry.granted:
-            if entry.claim_kind == "account":
-                holders[entry.claim_key].add(entry.person_id)
-            else:
-                reserved.add(entry.person_id)
+        for _, entry in journal_entries(r.key, r.value):
+            if type(entry) is AnswerEntry and entry.granted:
+                if entry.claim_kind == "account":
+                    holders[entry.claim_key].add(entry.person_id)
+                else:
+                    reserved.add(entry.person_id)
     assert holders, "the history should link payment accounts"
     shared = {k: v for k, v in holders.items() if len(v) > 1}
     assert not shared, shared
@@ -152,16 +153,16 @@ def _what_is_missing(bootstrap: str, wanted: set[str], expected: dict[str, list[
                o.get("points")) for o in published if o.get("person_id") == person]
     journal = []
     for r in consume_sync(bootstrap, [topics.JOURNAL], timeout=120):
-        if r.key != (person or "").encode():
-            continue
-        entry = JOURNAL_DECODER.decode(r.value)
-        if type(entry) is AnswerEntry:
-            journal.append((r.partition, r.offset, "answer", entry.claim_kind, entry.event_id,
-                            entry.granted))
-        else:
-            ev = msgspec.json.decode(entry.value)
-            journal.append((r.partition, r.offset, ev["type"], ev["event_id"],
-                            f"{entry.topic}/{entry.partition}/{entry.offset}", entry.late))
+        for key, entry in journal_entries(r.key, r.value):
+            if key != (person or "").encode():
+                continue
+            if type(entry) is AnswerEntry:
+                journal.append((r.partition, r.offset, "answer", entry.claim_kind,
+                                entry.event_id, entry.granted))
+            else:
+                ev = msgspec.json.decode(entry.value)
+                journal.append((r.partition, r.offset, ev["type"], ev["event_id"],
+                                f"{entry.topic}/{entry.partition}/{entry.offset}", entry.late))
     event_ids = {o.get("event_id") for _, o in missing}
     inputs = [f"{r.topic}/{r.partition}/{r.offset}"
               for r in consume_sync(bootstrap, list(topics.INPUT_TOPICS), timeout=120)

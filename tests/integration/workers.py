@@ -19,12 +19,13 @@ from clients.connect import free_port, run_blocking
 from devtools.brokers import BrokerProcess
 from schemas import topics
 from schemas.codec import EVENT_DECODER, OUTCOME_ENCODER, BadInput, decode_event
-from schemas.journal import JOURNAL_DECODER, EventEntry
+from schemas.journal import EventEntry
 from schemas.settings import WORKER_MODULES
 from schemas.topics import partition_for_key
 from streams.core.config import RulesConfig
 from streams.core.engine import Engine
 from streams.core.ledger import mark_late
+from streams.core.versions import journal_entries
 from tests.builders import card
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,12 +188,12 @@ def journal_events_in_order(records: list[Any]) -> list[tuple[bytes, bool]]:
     seen: set[tuple[str, int, int]] = set()
     values = []
     for r in records:
-        entry = JOURNAL_DECODER.decode(r.value)
-        if type(entry) is EventEntry:
-            source = (entry.topic, entry.partition, entry.offset)
-            if source not in seen:
-                seen.add(source)
-                values.append((entry.value, entry.late))
+        for _, entry in journal_entries(r.key, r.value):
+            if type(entry) is EventEntry:
+                source = (entry.topic, entry.partition, entry.offset)
+                if source not in seen:
+                    seen.add(source)
+                    values.append((entry.value, entry.late))
     return values
 
 

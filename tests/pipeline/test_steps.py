@@ -15,11 +15,24 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from schemas import topics
-from schemas.codec import OUTCOME_DECODER, UNREADABLE_CLAIM, UNREADABLE_JOURNAL_ENTRY
-from schemas.journal import JOURNAL_DECODER, JOURNAL_ENCODER, ClaimRequest, EventEntry
+from schemas.codec import (
+    OUTCOME_DECODER,
+    UNREADABLE_CLAIM,
+    UNREADABLE_JOURNAL_ENTRY,
+    UNREADABLE_STATE,
+)
+from schemas.journal import (
+    JOURNAL_BATCH_MAX,
+    JOURNAL_DECODER,
+    JOURNAL_ENCODER,
+    ClaimRequest,
+    EventEntry,
+    JournalBatch,
+)
 from schemas.outcomes import DeadLetter, Decision
 from streams.core.config import build_config
 from streams.core.ledger import RECORD_ENCODER, fold
+from streams.core.versions import journal_entries
 from streams.pipeline import metrics
 from streams.pipeline.claims import Claims
 from streams.pipeline.intake import Intake
@@ -434,6 +447,94 @@ def test_the_bound_never_stalls_alignment_nor_changes_the_journal(minutes, fetch
     assert most <= max_held + fetch - 1  # the rest of the fetch that reached the bound
 
 
+# -- intake: journal records of several entries (schemas.journal.JournalBatch)
+
+
+def batches(sent: Sent) -> list[tuple[bytes | None, list[tuple[bytes, Any]]]]:
+    """The journal records sent: (record key, [(person, entry), ...]) each."""
+    return [(k, journal_entries(k or b"", v)) for k, v in sent.on(topics.JOURNAL)]
+
+
+def held_then_released(persons: list[str], journal_partitions: int | None) -> tuple[Sent, Source]:
+    """Intake given `persons`' events (one each, on input partition 0, in rising time), all held
+    (the other sources are not idle yet), then let go by one release."""
+    source, sent = Source(), Sent()
+    step = Intake(source, Outputs(sent), idle_wait=1000, journal_partitions=journal_partitions)
+
+    async def run() -> None:
+        for i, person in enumerate(persons):
+            at = f"2020-08-01T09:{i // 60:02d}:{i % 60:02d}+09:00"
+            await step.on_record(topics.CARDS, 0, i, person.encode(),
+                                 line(person, at, f"e{i}"), i)
+        assert sent.on(topics.JOURNAL) == []
+        step.aligner.idle_wait = 0
+        await step.release()
+
+    asyncio.run(run())
+    return sent, source
+
+
+def test_one_release_is_journaled_in_a_record_per_journal_partition_a_person_once_each():
+    # Three persons on each of two journal partitions (murmur2 of the person id, as Kafka's
+    # producer routes the record's key); P2 twice: its second event starts a new record. All of
+    # them came from input partition 0: a batch follows the journal's partitions, not the input's.
+    people = ["P1", "P2", "P3", "P4", "P5", "P6", "P2"]
+    part = {p: topics.partition_for_key(p.encode(), 2) for p in people}
+    assert sorted(part[p] for p in people) == [0, 0, 0, 1, 1, 1, 1], part  # the case tested
+    sent, source = held_then_released(people, journal_partitions=2)
+    records = batches(sent)
+    for key, entries in records:
+        assert key == entries[0][0]  # keyed by its first person: on its partition
+        assert {part[k.decode()] for k, _ in entries} == {part[key.decode()]}
+        assert len({k for k, _ in entries}) == len(entries)  # a person once a record
+        assert all(e.value == line(k.decode(), *_at_id(e)) for k, e in entries)
+    # Per journal partition, the entries in the order they were released.
+    for p in (0, 1):
+        mine = [(k.decode(), e.offset) for _, entries in records for k, e in entries
+                if part[k.decode()] == p]
+        assert mine == [(person, i) for i, person in enumerate(people) if part[person] == p]
+    p2 = part["P2"]
+    assert len([r for r in records if part[r[0].decode()] == p2]) == 2
+    assert len([r for r in records if part[r[0].decode()] != p2]) == 1
+    assert sorted(source.acked) == list(range(len(people)))  # every input acknowledged
+
+
+def _at_id(entry: EventEntry) -> tuple[str, str]:
+    ev = msgspec.json.decode(entry.value)
+    return ev["occurred_at"], ev["event_id"]
+
+
+@pytest.mark.parametrize(("people", "records"), [
+    (1, [1]),                                    # one entry: today's one-entry record, no batch
+    (JOURNAL_BATCH_MAX, [JOURNAL_BATCH_MAX]),
+    (JOURNAL_BATCH_MAX + 1, [JOURNAL_BATCH_MAX, 1]),
+])
+def test_a_journal_record_holds_at_most_the_batch_limit(people, records):
+    sent, _ = held_then_released([f"P{i}" for i in range(people)], journal_partitions=1)
+    assert [len(entries) for _, entries in batches(sent)] == records
+    tags = [msgspec.msgpack.decode(v)["k"] for _, v in sent.on(topics.JOURNAL)]
+    assert tags == ["event" if n == 1 else "batch" for n in records]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["P1", "P2", "P3", "P4", "P5"]), min_size=1, max_size=40),
+       st.integers(1, 3))
+def test_batches_journal_the_same_entries_per_partition_in_the_same_order(people, partitions):
+    one_by_one, _ = held_then_released(people, journal_partitions=None)
+    batched, _ = held_then_released(people, journal_partitions=partitions)
+
+    def per_partition(sent: Sent) -> dict[int, list[tuple[bytes, bytes]]]:
+        out: dict[int, list[tuple[bytes, bytes]]] = {}
+        for _, entries in batches(sent):
+            for k, e in entries:
+                out.setdefault(topics.partition_for_key(k, partitions), []).append(
+                    (k, JOURNAL_ENCODER.encode(e)))
+        return out
+
+    assert per_partition(batched) == per_partition(one_by_one)
+    assert all(len({k for k, _ in entries}) == len(entries) for _, entries in batches(batched))
+
+
 def journal_entry(offset: int) -> bytes:
     return JOURNAL_ENCODER.encode(EventEntry(
         topic=topics.CARDS, partition=0, offset=offset,
@@ -501,6 +602,66 @@ def test_the_ledger_dead_letters_an_entry_it_cannot_read_and_stores_nothing():
 
 
 # -- claims
+
+
+def person_entry(person: str, offset: int) -> EventEntry:
+    return EventEntry(topic=topics.CARDS, partition=0, offset=offset,
+                      value=line(person, "2020-08-01T09:00:00+09:00", f"{person}-e{offset}"))
+
+
+def batch_of(*people: str) -> bytes:
+    return JOURNAL_ENCODER.encode(JournalBatch(
+        persons=[p.encode() for p in people],
+        entries=[person_entry(p, i) for i, p in enumerate(people)]))
+
+
+def test_a_batch_record_folds_each_entry_as_a_record_of_its_own_at_the_same_offset():
+    # What each person's record and the outcomes become is what one-entry records at the batch's
+    # offset would make of them: an offset names one entry of a person either way.
+    batched, singles = Sent(), Sent()
+    (b_persons, b_people), (s_persons, s_people) = dict_store(), dict_store()
+    seen: list[bytes] = []
+    asyncio.run(Ledger(CFG, b_persons, dict_store()[0], Outputs(batched), scope=seen.append)
+                .on_entry(b"P1", batch_of("P1", "P2", "P3"), At(topics.JOURNAL, 0, 9),
+                          committed=0))
+    single = Ledger(CFG, s_persons, dict_store()[0], Outputs(singles))
+    for i, person in enumerate(["P1", "P2", "P3"]):
+        asyncio.run(single.on_entry(person.encode(),
+                                    JOURNAL_ENCODER.encode(person_entry(person, i)),
+                                    At(topics.JOURNAL, 0, 9), committed=0))
+    assert set(b_people) == {b"P1", b"P2", b"P3"} and b_people == s_people
+    assert batched.records == singles.records
+    assert [k for k, _ in batched.on(topics.DECISIONS)] == [b"P1", b"P2", b"P3"]
+    assert seen == [b"P1", b"P2", b"P3"]  # an engine scoping stores by key is told each person
+
+
+def test_a_person_in_a_batch_whose_record_cannot_be_read_does_not_stop_the_others():
+    persons, people = dict_store()
+    people[b"P2"] = b"\xc1"
+    sent = Sent()
+    asyncio.run(Ledger(CFG, persons, dict_store()[0], Outputs(sent))
+                .on_entry(b"P1", batch_of("P1", "P2", "P3"), At(topics.JOURNAL, 1, 4),
+                          committed=0))
+    assert set(people) == {b"P1", b"P2", b"P3"} and people[b"P2"] == b"\xc1"
+    assert [k for k, _ in sent.on(topics.DECISIONS)] == [b"P1", b"P3"]
+    [(_, value)] = sent.on(topics.DEADLETTER)
+    dl = OUTCOME_DECODER.decode(value)
+    assert isinstance(dl, DeadLetter) and dl.reason == UNREADABLE_STATE
+    assert (dl.topic, dl.partition, dl.offset) == (topics.JOURNAL, 1, 4)
+
+
+def test_a_repeated_batch_record_is_recognised_entry_by_entry():
+    # Redelivered after a crash (the same record, the same offset): each person's entry is a
+    # repeat, re-published exactly, and no record changes.
+    persons, people = dict_store()
+    first, again = Sent(), Sent()
+    asyncio.run(Ledger(CFG, persons, dict_store()[0], Outputs(first)).on_entry(
+        b"P1", batch_of("P1", "P2"), At(topics.JOURNAL, 0, 3), committed=0))
+    before = dict(people)
+    asyncio.run(Ledger(CFG, persons, dict_store()[0], Outputs(again)).on_entry(
+        b"P1", batch_of("P1", "P2"), At(topics.JOURNAL, 0, 3), committed=0))
+    assert people == before
+    assert again.on(topics.DECISIONS) == first.on(topics.DECISIONS)
 
 
 def claim(person: str, event_id: str) -> bytes:
