@@ -37,7 +37,7 @@ from streams.audit.export import (
     decode_outcome,
     end_line,
     header_line,
-    journal_line,
+    journal_lines,
     keep_subset,
     make_subset,
     outcome_line,
@@ -45,12 +45,7 @@ from streams.audit.export import (
     table_line,
 )
 from streams.audit.gcpause import no_cyclic_gc
-from streams.core.versions import (
-    VersionError,
-    decode_journal_entry,
-    decode_ledger_record,
-    is_current_journal_entry,
-)
+from streams.core.versions import VersionError, decode_ledger_record
 
 OUTCOME_TOPICS: tuple[str, ...] = topics.OUTPUT_TOPICS
 
@@ -327,6 +322,7 @@ def _history_of(dump: TopicDump, bootstrap: str, app: str, tables: bool) -> Hist
 
 @dataclass
 class ExportCounts:
+    # Journal lines: one per entry, so a journal record of several entries counts each.
     journal: int = 0
     outcomes: int = 0
     table: int = 0
@@ -348,8 +344,9 @@ async def export_history(
 ) -> ExportCounts:
     """Writes the export file (format: streams.audit.export, docs/AUDIT.md) of what is on `bootstrap`.
 
-    Stored values are written as stored, in their own versions; the table is written as its
-    latest value per key. `partitions`: only the people of these journal partitions (as
+    Stored values are written as stored, in their own versions, a journal record one line per
+    entry (`streams.audit.export.journal_lines`); the table is written as its latest value per
+    key. `partitions`: only the people of these journal partitions (as
     `read_history`); the header names them.
     """
     app = app_id or default_app_id()
@@ -365,14 +362,12 @@ async def export_history(
     out.write(header_line(rules_version=rules_version, config_toml=config_toml, app_id=app,
                           source=bootstrap, ends=dump.ends, tables=with_tables, subset=subset))
     for r in dump.records[topics.JOURNAL]:
-        out.write(journal_line(r.partition, r.offset, r.key, r.value))
-        counts.journal += 1
-        if r.value is None or not is_current_journal_entry(r.value):
-            # Written as stored; checked here so the exporter hears of it, not only the reader.
-            try:
-                decode_journal_entry(r.value or b"")
-            except VersionError:
-                counts.unreadable += 1
+        lines, error = journal_lines(r.partition, r.offset, r.key, r.value)
+        out.writelines(lines)
+        counts.journal += len(lines)
+        if error is not None:
+            # Written as stored; counted here so the exporter hears of it, not only the reader.
+            counts.unreadable += 1
     for t in OUTCOME_TOPICS:
         for r in dump.records[t]:
             if subset is not None and not subset.has_record(

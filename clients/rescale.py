@@ -16,8 +16,9 @@ doing any step twice:
               old partitions had are recorded first, and a re-run skips the records whose source
               header it finds already sent
     rebuild   journal, claims and the changelogs: deleted, created with M partitions (same
-              topic configs), filled from the snapshot (the changelogs in their engine's
-              layout); one topic at a time, each refilled whole when a run stopped in its middle
+              topic configs), filled from the snapshot (the journal one entry a record, a batch
+              split among its persons' partitions; the changelogs in their engine's layout);
+              one topic at a time, each refilled whole when a run stopped in its middle
     offsets   the group's committed offsets: old input partitions at the ends recorded by
               `inputs` (the originals of moved records are never read), the journal at the
               entries the ledger had folded, claims at 0
@@ -297,7 +298,7 @@ class Rescaler(OfflineJob):
         d["claims"] = [(r.key, r.value) for r in claims.records.get(topics.CLAIMS, [])]
         d["tables"] = {t: rows.get(t, {}) for t in TABLES}
         n_journal = sum(len(v) for v in d["journal"].values())
-        self.say(f"snapshot: {n_journal:,} journal entries, {len(d['claims']):,} unanswered "
+        self.say(f"snapshot: {n_journal:,} journal records, {len(d['claims']):,} unanswered "
                  "claims, table rows: " + ", ".join(f"{t} {len(v):,}" for t, v in
                                                     d["tables"].items()))
         state.mark("snapshot")

@@ -15,7 +15,10 @@ Pure (no Kafka): `clients.history` reads the topics and writes lines with the fu
 
 Stored values are written as they were stored, in their own version: a journal entry is its
 msgpack map as JSON with the event's `value` as the original JSON text; a table value is its
-msgpack bytes in base64. Readers upgrade them with `streams.core.versions`.
+msgpack bytes in base64. Readers upgrade them with `streams.core.versions`. A journal line holds
+one entry: the entries of a journal record of several (`schemas.journal.JournalBatch`) are written
+one a line, each with its person's key and the record's partition and offset, so a reader of the
+file never meets a batch.
 """
 
 from __future__ import annotations
@@ -24,12 +27,12 @@ import base64
 import datetime as dt
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import msgspec
 
-from schemas.codec import EVENT_DECODER
-from schemas.journal import EventEntry, JournalEntry
+from schemas.codec import DECODE_ERRORS, EVENT_DECODER
+from schemas.journal import JOURNAL_DECODER, EventEntry, JournalEntry
 from schemas.topics import JOURNAL, partition_for_key
 from streams.audit.gcpause import no_cyclic_gc
 from streams.core.ledger import LedgerRecord
@@ -38,6 +41,8 @@ from streams.core.versions import (
     VersionError,
     decode_journal_entry,
     decode_ledger_record,
+    is_current_journal_entry,
+    journal_entries,
     journal_entry_from_builtins,
     stored_builtins,
 )
@@ -70,8 +75,11 @@ class History:
     """What replay, explain and audit read: from the topics or from an export file.
 
     `journal` holds, per journal partition in offset order, (offset, key, entry) with the entry
-    already upgraded to the current version; `records` is the live `persons` table (latest value
-    per key, upgraded), or None when it was not read.
+    already upgraded to the current version and `key` its person's (the record's key; for an
+    entry of a batch, the person the batch names for it). The entries of one journal record share
+    its offset, in the record's order: an offset names at most one entry of a person, not one
+    item of the list. `records` is the live `persons` table (latest value per key, upgraded), or
+    None when it was not read.
     """
 
     journal: dict[int, list[tuple[int, str | None, JournalEntry]]] = field(default_factory=dict)
@@ -250,13 +258,18 @@ def stored_entry_json(raw: bytes) -> dict[str, Any]:
 
     Raises VersionError when `raw` is not a msgpack map or its value is not UTF-8 text.
     """
-    obj = stored_builtins(raw, "journal entry")
+    return _entry_json(stored_builtins(raw, "journal entry"))
+
+
+def _entry_json(obj: Any) -> dict[str, Any]:
+    """`stored_entry_json` of an entry already decoded to builtins (a batch holds its entries as
+    maps); `obj` itself is left as it is."""
     if not isinstance(obj, dict):
         raise VersionError("journal entry: expected a map")
     value = obj.get("value")
     if isinstance(value, bytes):
         try:
-            obj["value"] = value.decode("utf-8")
+            obj = {**obj, "value": value.decode("utf-8")}
         except UnicodeDecodeError:
             raise VersionError("journal entry: the event value is not UTF-8 text") from None
     for k, v in obj.items():
@@ -266,15 +279,72 @@ def stored_entry_json(raw: bytes) -> dict[str, Any]:
 
 
 def journal_line(partition: int, offset: int, key: bytes | None, raw: bytes) -> bytes:
-    head = {"record": "journal", "partition": partition, "offset": offset,
-            "key": _key_text(key)}
+    """The line of a stored journal record of one entry (`journal_lines` takes any record)."""
     try:
-        head["entry"] = stored_entry_json(raw)
+        obj = stored_builtins(raw, "journal entry")
     except VersionError as exc:
-        # Kept, not dropped: a reader reports it as unreadable.
-        head["raw_b64"] = base64.b64encode(raw).decode()
-        head["error"] = str(exc)
-    return _json_encode(head) + b"\n"
+        return _kept_line(partition, offset, key, raw, str(exc))
+    return _entry_line(partition, offset, key, obj, raw)
+
+
+def _entry_line(partition: int, offset: int, key: bytes | None, obj: Any,
+                raw: bytes | None = None) -> bytes:
+    """The line of one entry (`obj`, its stored builtins), or, when it is not an entry the line
+    can hold as JSON, its bytes (`raw`; None: `obj` encoded alone, an entry of a batch)."""
+    try:
+        entry = _entry_json(obj)
+    except VersionError as exc:
+        kept = msgspec.msgpack.encode(obj) if raw is None else raw
+        return _kept_line(partition, offset, key, kept, str(exc))
+    return _json_encode({"record": "journal", "partition": partition, "offset": offset,
+                         "key": _key_text(key), "entry": entry}) + b"\n"
+
+
+def _kept_line(partition: int, offset: int, key: bytes | None, raw: bytes, error: str) -> bytes:
+    # Kept, not dropped: a reader reports it as unreadable.
+    return _json_encode({"record": "journal", "partition": partition, "offset": offset,
+                         "key": _key_text(key), "raw_b64": base64.b64encode(raw).decode(),
+                         "error": error}) + b"\n"
+
+
+_NO_VALUE = "the record has no value"
+
+
+def journal_lines(partition: int, offset: int, key: bytes | None,
+                  raw: bytes | None) -> tuple[list[bytes], str | None]:
+    """The lines of one stored journal record, and why it cannot be read (None when it can).
+
+    One line per entry: a batch's entries (`schemas.journal.JournalBatch`) one after the other in
+    its order, each with its person as the key and the record's offset, each map as it is stored
+    in the batch (in its own version, as the entry of a one-entry record is written). A record
+    that cannot be read is one line: an entry's map as stored when it is one (a newer reader may
+    read it), else its bytes; a batch that cannot be read is kept whole as bytes, since the file
+    has no line for a batch.
+    """
+    if raw is None:
+        return [_kept_line(partition, offset, key, b"", _NO_VALUE)], _NO_VALUE
+    if is_current_journal_entry(raw):  # the common case: one current entry, nothing to check
+        return [journal_line(partition, offset, key, raw)], None
+    try:
+        obj = stored_builtins(raw, "journal record")
+    except VersionError as exc:
+        return [_kept_line(partition, offset, key, raw, str(exc))], str(exc)
+    if not (isinstance(obj, dict) and obj.get("k") == "batch"):
+        # One entry of an older (or unknown) version: written as stored; checked here so the
+        # exporter hears of it, not only the reader.
+        error: str | None = None
+        try:
+            decode_journal_entry(raw)
+        except VersionError as exc:
+            error = str(exc)
+        return [_entry_line(partition, offset, key, obj, raw)], error
+    try:
+        # Every entry upgradable and one person each, or the batch is not written in pieces.
+        journal_entries(key or b"", raw)
+    except VersionError as exc:
+        return [_kept_line(partition, offset, key, raw, str(exc))], str(exc)
+    return [_entry_line(partition, offset, person, entry)
+            for person, entry in zip(obj["persons"], obj["entries"], strict=True)], None
 
 
 def outcome_line(topic: str, partition: int, offset: int, key: bytes | None, raw: bytes | None) -> bytes:
@@ -335,24 +405,39 @@ def add_journal_raw(history: History, partition: int, offset: int, key: bytes | 
 
 def add_journal_records(history: History,
                         records: Iterable[tuple[int, int, bytes | None, bytes | None]]) -> None:
-    """Adds stored journal records (partition, offset, key, raw msgpack) to `history`, each
-    upgraded to the current version; unreadable ones are noted, not raised (replay's hot loop)."""
+    """Adds stored journal records (partition, offset, key, raw msgpack) to `history`, each entry
+    upgraded to the current version, a batch's entries one after the other with the record's
+    offset and each its person's key; unreadable records are noted, not raised (replay's hot
+    loop)."""
     journal = history.journal
-    decode = decode_journal_entry
-    current = None
+    read = journal_entries
+    one_current = is_current_journal_entry
+    decode_current = JOURNAL_DECODER.decode
+    current: list[tuple[int, str | None, JournalEntry]] = []
     current_partition = None
     for partition, offset, key, raw in records:
         if partition != current_partition:
             current = journal.setdefault(partition, [])
             current_partition = partition
+        if raw is not None and one_current(raw):
+            # Most records: one entry of the current version, one typed decode (as
+            # `journal_entries` would do it, without building its list).
+            try:
+                current.append((offset, _key_text(key), decode_current(raw)))
+                continue
+            except DECODE_ERRORS:
+                pass  # the general path says what is wrong
         try:
             if raw is None:
-                raise VersionError("the record has no value")
-            entry = decode(raw)
+                raise VersionError(_NO_VALUE)
+            # A record without a key (which no worker writes) keeps None as its entry's key:
+            # `person_of` then takes the entry's own person.
+            entries = read(cast(bytes, key), raw)
         except VersionError as exc:
             history.unreadable.append((f"journal {partition}/{offset}", str(exc)))
             continue
-        current.append((offset, _key_text(key), entry))  # type: ignore[union-attr]
+        for person, entry in entries:
+            current.append((offset, _key_text(person), entry))
 
 
 def set_table_raw(history: History, where: str, key: bytes | str, raw: bytes | None) -> None:

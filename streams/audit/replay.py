@@ -541,8 +541,9 @@ def replay_history(history: History, cfg: RulesConfig, *, tables: bool = True,
 
 @dataclass
 class Recorded:
-    """What a pipeline run leaves in Kafka, as raw records: the journal (msgpack entries), the
-    output topics (JSON outcomes) and the latest `persons` table value per key (msgpack)."""
+    """What a pipeline run leaves in Kafka, as raw records: the journal (msgpack records: one entry
+    each as `record_offline` writes them, or batches), the output topics (JSON outcomes) and the
+    latest `persons` table value per key (msgpack)."""
 
     journal: list[tuple[int, int, bytes, bytes]] = field(default_factory=list)
     outputs: list[tuple[str, int, int, bytes | None, bytes]] = field(default_factory=list)
@@ -567,7 +568,7 @@ class Recorded:
         from streams.audit.export import (
             end_line,
             header_line,
-            journal_line,
+            journal_lines,
             outcome_line,
             table_line,
         )
@@ -583,8 +584,11 @@ class Recorded:
         out.write(header_line(rules_version=cfg.version, config_toml=config_toml,
                               app_id="offline", source="offline pipeline", ends=ends,
                               tables=tables, exported_at=exported_at))
+        n_journal = 0
         for p, o, k, r in self.journal:
-            out.write(journal_line(p, o, k, r))
+            lines, _error = journal_lines(p, o, k, r)
+            out.writelines(lines)
+            n_journal += len(lines)  # a batch's entries are a line each
         for t, p, o, k, r in self.outputs:
             out.write(outcome_line(t, p, o, k, r))
         n_table = 0
@@ -592,7 +596,7 @@ class Recorded:
             for i, (k, r) in enumerate(self.table.items()):
                 out.write(table_line("persons", 0, i, k, r))
                 n_table += 1
-        out.write(end_line(len(self.journal), len(self.outputs), n_table))
+        out.write(end_line(n_journal, len(self.outputs), n_table))
 
 
 def record_offline(lines: Iterable[bytes], cfg: RulesConfig, partitions: int = 4,

@@ -6,10 +6,13 @@ reads the app's topics with its workers stopped and rewrites them so that worker
 function of records read; nothing is decided again:
 
 - Journal: every entry goes to its person's partition at M (`partition_for_key`), each person's
-  entries in their order. Per new partition, the entries the ledger had already folded (before
-  the group's committed offset of their old partition) come first, then those it had not: the
-  group's committed offset of the new partition is the count of the first, so the fresh ledger
-  folds exactly the ones the old one had not (or re-folds them as repeats, as after any crash).
+  entries in their order. A record of several entries (`schemas.journal.JournalBatch`) is split:
+  each entry becomes a record of its own, keyed by its person (two persons of a batch may well
+  live on different partitions at M). Per new partition, the entries the ledger had already
+  folded (before the group's committed offset of their old partition) come first, then those it
+  had not: the group's committed offset of the new partition is the count of the first, so the
+  fresh ledger folds exactly the ones the old one had not (or re-folds them as repeats, as after
+  any crash).
 - Tables (persons, claims, timeline): each changelog's latest value per key, on the partition
   the live worker writes that key to at M: a person's rows on the person's partition, a claims
   row on its claim key's partition (`streams.core.claims.claim_of_row`). The values are copied,
@@ -38,16 +41,25 @@ from typing import Any
 
 import msgspec
 
-from schemas.journal import JOURNAL_DECODER, EventEntry
+from schemas.journal import JOURNAL_ENCODER, EventEntry
 from schemas.topics import partition_for_key
 from streams.audit.export import decode_outcome
 from streams.core.claims import claim_of_row
 from streams.core.ledger import RECORD_ENCODER, UNKNOWN_AT, with_journal_offsets
 from streams.core.timeline import person_of_row, with_upto
-from streams.core.versions import VersionError, decode_ledger_record
+from streams.core.versions import (
+    VersionError,
+    decode_journal_entry,
+    decode_ledger_record,
+    is_current_journal_entry,
+    journal_entries,
+)
 
 # One stored record: (key, value). A partition's records are a list in offset order.
 Record = tuple[bytes | None, bytes | None]
+# Where a journal entry was and which person's it is: (old partition, old offset, person key).
+# The person is part of it because the entries of a batch share their record's offset.
+EntryAt = tuple[int, int, bytes]
 
 
 class RescaleError(ValueError):
@@ -77,12 +89,14 @@ def latest_values(records: Iterable[Record]) -> dict[bytes, bytes]:
 
 
 def table_at(table: str, latest: Mapping[bytes, bytes], m: int, *, n: int = 0,
-             moved: Mapping[tuple[int, int], int] | None = None) -> list[list[Record]]:
+             moved: Mapping[EntryAt, int] | None = None) -> list[list[Record]]:
     """A table's rows on their partitions at m, in a deterministic order (by key).
 
     With `moved` (`JournalAt.moved`, the journal of n partitions rebuilt), the journal offsets a
     row remembers are moved with the entries: the ledger record's memory of its entries' offsets
     and a timeline head's `upto`, both compared with the journal's offsets by the live worker.
+    An offset a person's row remembers names that person's entry there, so it moves to where that
+    entry went.
     """
     out: list[list[Record]] = [[] for _ in range(m)]
     for key in sorted(latest):
@@ -94,9 +108,10 @@ def table_at(table: str, latest: Mapping[bytes, bytes], m: int, *, n: int = 0,
 
 
 def _with_moved_offsets(table: str, key: bytes, value: bytes, p: int,
-                        moved: Mapping[tuple[int, int], int]) -> bytes:
+                        moved: Mapping[EntryAt, int]) -> bytes:
+    # `key` is the person's: a persons row's key, or a timeline head's (a chunk's has a \x00).
     def move(offset: int) -> int:
-        return moved.get((p, offset), UNKNOWN_AT)
+        return moved.get((p, offset, key), UNKNOWN_AT)
 
     if table == "timeline":
         try:
@@ -126,20 +141,23 @@ Stored = tuple[int, bytes | None, bytes | None]
 @dataclass
 class JournalAt:
     """The journal at m partitions; how many leading entries of each the ledger had folded; and
-    where each entry went: (old partition, old offset) -> new offset (on its person's partition)."""
+    where each entry went: (old partition, old offset, person key) -> new offset (on the person's
+    partition)."""
 
     partitions: list[list[Record]]
     folded: list[int]
-    moved: dict[tuple[int, int], int]
+    moved: dict[EntryAt, int]
 
 
 def journal_at(old: Mapping[int, list[Stored]], committed: Mapping[int, int],
                m: int) -> JournalAt:
     """`old[p]` holds partition p's records from its first offset, in order (the pipeline never
     compacts or truncates the journal: `RescaleError` if it does not start at 0, or `committed`
-    lies beyond it)."""
-    done: list[list[tuple[int, int, Record]]] = [[] for _ in range(m)]
-    todo: list[list[tuple[int, int, Record]]] = [[] for _ in range(m)]
+    lies beyond it). Every record at m holds one entry: a batch's entries are written one a
+    record, on their persons' partitions."""
+    # Per new partition: (old partition, old offset, person, value) of each entry, in order.
+    done: list[list[tuple[int, int, bytes, bytes | None]]] = [[] for _ in range(m)]
+    todo: list[list[tuple[int, int, bytes, bytes | None]]] = [[] for _ in range(m)]
     for p in sorted(old):
         records = old[p]
         upto = committed.get(p, 0)
@@ -154,31 +172,55 @@ def journal_at(old: Mapping[int, list[Stored]], committed: Mapping[int, int],
             if key is None:
                 raise RescaleError(f"journal partition {p} offset {offset} has no key: only "
                                    "mynapoint workers may write to the journal")
-            q = partition_for_key(key, m)
-            (done if offset < upto else todo)[q].append((p, offset, (key, value)))
-    moved: dict[tuple[int, int], int] = {}
+            # A batch was folded up to its record's offset as a whole: all its entries, or none.
+            side = done if offset < upto else todo
+            for person, one in _single_records(key, value):
+                side[partition_for_key(person, m)].append((p, offset, person, one))
+    moved: dict[EntryAt, int] = {}
     partitions: list[list[Record]] = []
     for q in range(m):
         rows = done[q] + todo[q]
-        for j, (p, offset, _) in enumerate(rows):
-            moved[(p, offset)] = j
-        partitions.append([r for _, _, r in rows])
+        for j, (p, offset, person, _) in enumerate(rows):
+            moved[(p, offset, person)] = j
+        partitions.append([(person, value) for _, _, person, value in rows])
     return JournalAt(partitions, [len(d) for d in done], moved)
 
 
+def _single_records(key: bytes, value: bytes | None) -> list[tuple[bytes, bytes | None]]:
+    """A journal record as records of one entry each, (person key, value), in its order.
+
+    A record of one entry, of any version, is kept as it is stored (never rewritten); a batch's
+    entries are each encoded alone. A value no version reads goes where its key sends it, as
+    stored: the ledger at m dead-letters it, as the one at n did.
+    """
+    if value is None or is_current_journal_entry(value):
+        return [(key, value)]
+    try:
+        decode_journal_entry(value)
+        return [(key, value)]  # one entry of an older version
+    except VersionError:
+        pass
+    try:
+        entries = journal_entries(key, value)
+    except VersionError:
+        return [(key, value)]
+    return [(person, JOURNAL_ENCODER.encode(entry)) for person, entry in entries]
+
+
 def journaled_sources(old: Mapping[int, list[Stored]]) -> set[tuple[str, int, int]]:
-    """The input records (topic, partition, offset) the journal holds."""
+    """The input records (topic, partition, offset) the journal holds (those in batches too)."""
     out: set[tuple[str, int, int]] = set()
     for records in old.values():
-        for _offset, _key, value in records:
+        for _offset, key, value in records:
             if value is None:
                 continue
             try:
-                entry = JOURNAL_DECODER.decode(value)
-            except msgspec.DecodeError:
+                entries = journal_entries(key or b"", value)
+            except VersionError:
                 continue
-            if type(entry) is EventEntry:
-                out.add((entry.topic, entry.partition, entry.offset))
+            for _person, entry in entries:
+                if type(entry) is EventEntry:
+                    out.add((entry.topic, entry.partition, entry.offset))
     return out
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from schemas import topics
-from streams.audit.rescale import Record, routing_key, table_at
+from streams.audit.rescale import EntryAt, Record, routing_key, table_at
 
 #: Quix's state rows of each Faust table: the source topic of the stateful dataframe, and the tag
 #: before the row's key (streams/pipeline's stores on Quix, quix_worker/app.py).
@@ -76,7 +76,7 @@ def faust_row(source: str, key: bytes) -> tuple[str, bytes] | None:
 
 
 def to_quix(tables: Mapping[str, Mapping[bytes, bytes]], partitions: int, *, n: int = 0,
-            moved: Mapping[tuple[int, int], int] | None = None) -> dict[str, list[list[Record]]]:
+            moved: Mapping[EntryAt, int] | None = None) -> dict[str, list[list[Record]]]:
     """The Faust tables' rows (latest value per key) as the Quix worker's state changelogs, by
     source topic, each a list of `partitions` partitions in a deterministic order: each table's
     rows placed as `streams.audit.rescale.table_at` places them (with `n` and `moved`, the

@@ -24,6 +24,7 @@ from streams.audit.replay import record_offline
 from streams.core import reasons as R
 from streams.core.config import load_config
 from tests import builders as B
+from tests.audit.journals import batched
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "streams" / "data" / "demo.toml"
@@ -187,6 +188,17 @@ def test_explaining_a_journal_matches_explaining_the_events(demo):
             item.pop("source")
         assert da["timeline"] == db["timeline"]
         assert da["status"] == db["status"]
+
+
+def test_a_journal_in_records_of_several_entries_explains_alike(demo):
+    _, rec = demo
+    in_batches = batched(rec, 8)
+    assert len(in_batches.journal) < len(rec.journal)
+    one, many = rec.history(tables=False), in_batches.history(tables=False)
+    for person in ("P0000000", "P0000042", "P0000199"):
+        a, b = explain_history(person, one, CFG), explain_history(person, many, CFG)
+        assert b.found and not b.notes, b.notes
+        assert as_dict(b) == as_dict(a)
 
 
 def test_a_tampered_publication_is_noted(demo):

@@ -6,6 +6,7 @@ every kind of tampering."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import subprocess
@@ -19,15 +20,24 @@ import pytest
 from cli.main import main
 from devtools.demo import generate
 from schemas.codec import OUTCOME_ENCODER
-from schemas.journal import JOURNAL_ENCODER, AnswerEntry, EventEntry
+from schemas.journal import JOURNAL_ENCODER, AnswerEntry, EventEntry, JournalEntry
 from schemas.outcomes import DeadLetter
-from streams.audit.export import ExportError, History, Published, read_export
+from streams.audit.export import (
+    ExportError,
+    History,
+    Published,
+    add_journal_records,
+    journal_line,
+    journal_lines,
+    read_export,
+)
 from streams.audit.replay import KINDS, Recorded, record_offline, replay, replay_history
 from streams.audit.simulate import run
 from streams.core.config import build_config, load_config
 from streams.core.engine import Engine
 from streams.core.ledger import RECORD_ENCODER
-from streams.core.versions import decode_ledger_record
+from streams.core.versions import answer_entry_v0, decode_ledger_record, event_entry_v0
+from tests.audit.journals import batch, batched
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "streams" / "data" / "demo.toml"
@@ -295,6 +305,130 @@ def test_history_entries_are_per_partition_in_offset_order():
     assert h.journal_size == 3
     assert Published("t", 0, 0, None, "x").error == "x"
     assert JOURNAL_ENCODER.encode(e)
+
+
+# --- journal records of several entries (schemas.journal.JournalBatch) --------------------------
+
+EVENT = EventEntry(topic="mynapoint.cards", partition=1, offset=4, value=b'{"person_id":"P1"}')
+ANSWER = AnswerEntry(claim_kind="account", claim_key="k", person_id="P2", event_id="e2",
+                     granted=True)
+NEWER_BATCH = msgspec.msgpack.encode({"k": "batch", "v": 2, "persons": [b"P1"], "entries": []})
+
+
+@pytest.mark.parametrize(("raw", "items", "unreadable"), [
+    pytest.param(JOURNAL_ENCODER.encode(EVENT), [(7, "P1", EVENT)], 0, id="one-entry"),
+    pytest.param(event_entry_v0(EVENT), [(7, "P1", EVENT)], 0, id="one-entry-v0"),
+    pytest.param(batch((b"P1", EVENT), (b"P2", ANSWER)), [(7, "P1", EVENT), (7, "P2", ANSWER)],
+                 0, id="batch"),
+    pytest.param(batch((b"P2", ANSWER), (b"P1", EVENT)), [(7, "P2", ANSWER), (7, "P1", EVENT)],
+                 0, id="batch-in-its-order"),
+    pytest.param(NEWER_BATCH, [], 1, id="newer-batch"),
+    pytest.param(JOURNAL_ENCODER.encode(EVENT)[:-3], [], 1, id="truncated-entry"),
+    pytest.param(b"\xc1", [], 1, id="garbage"),
+    pytest.param(None, [], 1, id="no-value"),
+])
+def test_a_journal_record_adds_each_of_its_entries_at_its_offset(
+        raw: bytes | None, items: list[tuple[int, str, JournalEntry]], unreadable: int) -> None:
+    h = History()
+    add_journal_records(h, [(3, 7, b"P1", raw)])
+    assert h.journal == {3: items}
+    assert [u[0] for u in h.unreadable] == ["journal 3/7"] * unreadable
+
+
+def test_entries_of_a_batch_share_its_offset_between_the_records_around_it() -> None:
+    h = History()
+    add_journal_records(h, [(0, 0, b"P2", JOURNAL_ENCODER.encode(ANSWER)),
+                            (0, 1, b"P1", batch((b"P1", EVENT), (b"P2", ANSWER))),
+                            (0, 2, b"P1", JOURNAL_ENCODER.encode(EVENT))])
+    assert [(o, k) for o, k, _ in h.journal[0]] == [(0, "P2"), (1, "P1"), (1, "P2"), (2, "P1")]
+    assert [k for k, _ in h.entries()] == ["P2", "P1", "P2", "P1"] and h.journal_size == 4
+
+
+@pytest.fixture(scope="module")
+def in_batches(recorded) -> Recorded:
+    rec = batched(recorded, 8)
+    assert len(rec.journal) < len(recorded.journal) / 2  # mostly batches
+    return rec
+
+
+def test_a_history_of_batches_replays_as_its_entries_one_a_record(recorded, in_batches):
+    history = _history(in_batches)
+    assert not history.unreadable and history.journal_size == len(recorded.journal)
+    shared = [(a[0], a[1], b[1]) for part in history.journal.values()
+              for a, b in zip(part, part[1:], strict=False) if a[0] == b[0]]
+    assert shared and all(ka != kb for _, ka, kb in shared)
+    one, many = replay(_history(recorded), CFG), replay(history, CFG)
+    assert many.outcomes == one.outcomes and many.records == one.records
+    _, report = replay_history(history, CFG)
+    assert report.ok, report.render()
+    assert report.journal_entries == len(recorded.journal)
+
+
+def test_an_export_writes_a_line_per_entry_of_a_batch(recorded, in_batches):
+    data = _export(in_batches)
+    journal = [json.loads(ln) for ln in data.splitlines() if b'"record":"journal"' in ln]
+    assert len(journal) == len(recorded.journal)
+    assert json.loads(data.splitlines()[-1])["journal"] == len(recorded.journal)
+    by_offset: dict[tuple[int, int], list[str]] = defaultdict(list)
+    for line in journal:
+        assert "entry" in line, line
+        by_offset[(line["partition"], line["offset"])].append(line["key"])
+    assert len(by_offset) == len(in_batches.journal)
+    for p, o, key, _ in in_batches.journal:
+        keys = by_offset[(p, o)]
+        assert keys[0] == key.decode() and len(set(keys)) == len(keys)
+    # Read back, the file is the history of the topics: the same replay, the same report.
+    _, from_file = replay_history(read_export(io.BytesIO(data)), CFG)
+    _, direct = replay_history(_history(recorded), CFG)
+    a, b = from_file.as_dict(), direct.as_dict()
+    a.pop("source"), b.pop("source")
+    assert a == b and from_file.ok
+
+
+def _line(partition: int, offset: int, key: str, entry: JournalEntry | bytes) -> dict:
+    """The journal line of one stored entry (`bytes`: as stored; else the current layout)."""
+    raw = entry if isinstance(entry, bytes) else JOURNAL_ENCODER.encode(entry)
+    return json.loads(journal_line(partition, offset, key.encode(), raw))
+
+
+@pytest.mark.parametrize(("raw", "expected", "readable"), [
+    pytest.param(JOURNAL_ENCODER.encode(EVENT), [_line(2, 9, "P1", EVENT)], True,
+                 id="one-entry"),
+    pytest.param(answer_entry_v0(ANSWER), [_line(2, 9, "P1", answer_entry_v0(ANSWER))], True,
+                 id="one-entry-v0-as-stored"),
+    pytest.param(batch((b"P1", EVENT), (b"P2", ANSWER)),
+                 [_line(2, 9, "P1", EVENT), _line(2, 9, "P2", ANSWER)], True, id="batch"),
+    pytest.param(msgspec.msgpack.encode({"k": "batch", "v": 1, "persons": [b"P1", b"P2"],
+                                         "entries": [msgspec.msgpack.decode(event_entry_v0(EVENT)),
+                                                     msgspec.to_builtins(ANSWER)]}),
+                 [_line(2, 9, "P1", event_entry_v0(EVENT)), _line(2, 9, "P2", ANSWER)], True,
+                 id="batch-with-an-old-entry-as-stored"),
+    pytest.param(NEWER_BATCH, None, False, id="newer-batch"),
+    pytest.param(b"\xc1", None, False, id="garbage"),
+    pytest.param(None, None, False, id="no-value"),
+])
+def test_export_lines_of_a_journal_record(raw: bytes | None, expected: list[dict] | None,
+                                          readable: bool) -> None:
+    lines, error = journal_lines(2, 9, b"P1", raw)
+    assert (error is None) == readable
+    got = [json.loads(ln) for ln in lines]
+    if expected is None:  # kept whole, as stored, for the reader to report
+        (line,) = got
+        assert {k: line[k] for k in ("partition", "offset", "key")} == {
+            "partition": 2, "offset": 9, "key": "P1"}
+        assert line["raw_b64"] == base64.b64encode(raw or b"").decode() and line["error"]
+    else:
+        assert got == expected
+
+
+def test_an_unreadable_batch_in_an_export_is_reported_once(recorded):
+    rec = _copy(recorded)
+    p, o, k, _ = rec.journal[-1]
+    rec.journal.append((p, o + 1, k, NEWER_BATCH))
+    rec.journal.append((p, o + 2, k, batch((b"P9", EVENT), (b"P8", ANSWER))))
+    history = read_export(io.BytesIO(_export(rec)))
+    assert len(history.unreadable) == 1 and "upgrade mynapoint" in history.unreadable[0][1]
+    assert history.journal_size == len(recorded.journal) + 2
 
 
 # --- the command ---------------------------------------------------------------------------------

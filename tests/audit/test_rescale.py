@@ -6,8 +6,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from schemas.journal import JOURNAL_ENCODER, AnswerEntry, EventEntry
-from schemas.topics import PAYMENTS, partition_for_key
+from schemas.journal import JOURNAL_ENCODER, AnswerEntry, EventEntry, JournalEntry
+from schemas.topics import CARDS, PAYMENTS, partition_for_key
 from streams.audit.rescale import (
     RescaleError,
     input_moves,
@@ -20,16 +20,27 @@ from streams.audit.rescale import (
 from streams.core.claims import BUDGET_COUNT_KEY, RESERVED_PREFIX
 from streams.core.rules import BUDGET_KEY
 from streams.core.timeline import chunk_key
+from streams.core.versions import decode_journal_entry, event_entry_v0
+from tests.audit.journals import batch
 
 PEOPLE = [f"P{i:07d}".encode() for i in range(40)]
 
 
-def _event(person: bytes, topic: str, partition: int, offset: int, when: str = "2021-01-01") -> bytes:
+def _entry(person: bytes, topic: str, partition: int, offset: int,
+           when: str = "2021-01-01") -> EventEntry:
     value = msgspec.json.encode({"event_id": f"{person.decode()}-{offset}",
                                  "person_id": person.decode(),
                                  "occurred_at": f"{when}T00:00:00+09:00"})
-    return JOURNAL_ENCODER.encode(EventEntry(topic=topic, partition=partition, offset=offset,
-                                             value=value))
+    return EventEntry(topic=topic, partition=partition, offset=offset, value=value)
+
+
+def _event(person: bytes, topic: str, partition: int, offset: int, when: str = "2021-01-01") -> bytes:
+    return JOURNAL_ENCODER.encode(_entry(person, topic, partition, offset, when))
+
+
+def _answer(person: bytes) -> AnswerEntry:
+    return AnswerEntry(claim_kind="account", claim_key="k", person_id=person.decode(),
+                       event_id=f"{person.decode()}-a", granted=True)
 
 
 def test_journal_keeps_each_persons_order_and_counts_what_was_folded() -> None:
@@ -127,7 +138,7 @@ def test_offsets_remembered_by_the_tables_move_with_the_journal() -> None:
             rows.append((offset, who, _event(who, PAYMENTS, p, offset)))
         offset += 1
     at = journal_at({p: rows}, {p: 6}, 8)
-    new = {o: at.moved[(p, o)] for o in (2, 5, 7)}
+    new = {o: at.moved[(p, o, person)] for o in (2, 5, 7)}
     assert new[2] < new[5] < at.folded[partition_for_key(person, 8)] <= new[7]
     record = LedgerRecord(recent=(("", b"", 2), ("e5", b"x", 5), ("e7", b"y", 7), ("old", b"z", -1)))
     head = msgspec.msgpack.encode(Head(1, b"line\n", 5))
@@ -140,3 +151,110 @@ def test_offsets_remembered_by_the_tables_move_with_the_journal() -> None:
     rows_q = dict(timeline[q])
     assert load_head(rows_q[person]).upto == new[5]
     assert rows_q[chunk_key(person, 0)] == b"sealed"
+
+
+# --- journal records of several entries (schemas.journal.JournalBatch) --------------------------
+
+
+def _split_people() -> tuple[int, bytes, bytes, bytes]:
+    """An old partition p (of 4) and three of its people: x and y on different partitions at 8."""
+    for p in range(4):
+        mine = [x for x in PEOPLE if partition_for_key(x, 4) == p]
+        xs = [x for x in mine if partition_for_key(x, 8) == p]
+        ys = [y for y in mine if partition_for_key(y, 8) != p]
+        if len(xs) >= 2 and ys:
+            return p, xs[0], ys[0], xs[1]
+    raise AssertionError("no partition with people on both of its partitions at 8")
+
+
+def test_a_batch_is_split_among_its_persons_partitions_and_moved_per_person() -> None:
+    from streams.core.ledger import RECORD_ENCODER, LedgerRecord
+    from streams.core.timeline import Head, load_head
+    from streams.core.versions import decode_ledger_record
+
+    p, x, y, z = _split_people()
+    e = {(who, o): _entry(who, CARDS, p, 10 * o + i) for o in range(6)
+         for i, who in enumerate((x, y, z))}
+    a_z = _answer(z)
+    old_x0, old_z3 = JOURNAL_ENCODER.encode(e[(x, 0)]), event_entry_v0(e[(z, 3)])
+    rows = [(0, x, old_x0),
+            (1, x, batch((x, e[(x, 1)]), (y, e[(y, 1)]), (z, a_z))),
+            (2, y, batch((y, e[(y, 2)]), (x, e[(x, 2)]))),
+            (3, z, old_z3),
+            (4, y, b"\xc1"),  # no version reads it: moved as stored, where its key goes
+            (5, z, batch((z, e[(z, 5)])))]
+    at = journal_at({p: rows}, {p: 2}, 8)
+    entries: dict[bytes, list[tuple[int, bytes]]] = {x: [], y: [], z: []}
+    for q, records in enumerate(at.partitions):
+        for j, (key, value) in enumerate(records):
+            assert key is not None and value is not None and partition_for_key(key, 8) == q
+            entries[key].append((j, value))
+    one = JOURNAL_ENCODER.encode
+    # Each person's entries in their order, each a record of its own; one-entry records of the
+    # old layout byte for byte as stored (the v0 one too), a batch's entries encoded alone.
+    assert [v for _, v in entries[x]] == [old_x0, one(e[(x, 1)]), one(e[(x, 2)])]
+    assert [v for _, v in entries[y]] == [one(e[(y, 1)]), one(e[(y, 2)]), b"\xc1"]
+    assert [v for _, v in entries[z]] == [one(a_z), old_z3, one(e[(z, 5)])]
+    assert partition_for_key(x, 8) != partition_for_key(y, 8)
+    # Folded: the entries of the records before the commit (offsets 0 and 1), on each partition.
+    assert at.folded == [sum(1 for who, o in ((x, 0), (x, 1), (y, 1), (z, 1))
+                             if partition_for_key(who, 8) == q) for q in range(8)]
+    # Moved per person: the two persons of a batch share its old offset, not their new one.
+    new = {(who, o): at.moved[(p, o, who)] for who, o in
+           [(x, 0), (x, 1), (x, 2), (y, 1), (y, 2), (y, 4), (z, 1), (z, 3), (z, 5)]}
+    assert [new[(x, o)] for o in (0, 1, 2)] == [j for j, _ in entries[x]]
+    assert [new[(y, o)] for o in (1, 2, 4)] == [j for j, _ in entries[y]]
+    assert [new[(z, o)] for o in (1, 3, 5)] == [j for j, _ in entries[z]]
+    assert new[(x, 1)] != new[(y, 1)] and (p, 1, b"nobody") not in at.moved
+    assert len(at.moved) == 9
+    # The offsets a person's rows remember move to where that person's entry went.
+    records = {who: RECORD_ENCODER.encode(LedgerRecord(recent=tuple(
+        (f"e{o}", b"", o) for o in offsets) + (("old", b"", -1),)))
+        for who, offsets in ((x, (1, 2)), (y, (1, 2, 4)), (z, (1, 5)))}
+    persons = table_at("persons", records, 8, n=4, moved=at.moved)
+    for who, offsets in ((x, (1, 2)), (y, (1, 2, 4)), (z, (1, 5))):
+        (got,) = [decode_ledger_record(v) for k, v in persons[partition_for_key(who, 8)]
+                  if k == who]
+        assert [r[2] for r in got.recent] == [new[(who, o)] for o in offsets] + [-1]
+    heads = {x: msgspec.msgpack.encode(Head(1, b"line\n", 1)),
+             y: msgspec.msgpack.encode(Head(1, b"line\n", 1))}
+    timeline = table_at("timeline", heads, 8, n=4, moved=at.moved)
+    for who in (x, y):
+        assert load_head(dict(timeline[partition_for_key(who, 8)])[who]).upto == new[(who, 1)]
+
+
+def test_records_of_one_entry_move_as_stored() -> None:
+    p, x, y, _ = _split_people()
+    rows = [(0, x, _event(x, CARDS, p, 0)), (1, y, event_entry_v0(_entry(y, CARDS, p, 1))),
+            (2, x, JOURNAL_ENCODER.encode(_answer(x))), (3, y, b"\xc1")]
+    at = journal_at({p: rows}, {p: 3}, 8)
+    got = {(k, v) for records in at.partitions for k, v in records}
+    assert got == {(k, v) for _, k, v in rows}
+    assert at.moved == {(p, 0, x): 0, (p, 1, y): 0, (p, 2, x): 1, (p, 3, y): 1}
+    assert all(decode_journal_entry(v) for k, v in got if v != b"\xc1")
+
+
+def _sources(*entries: JournalEntry) -> set[tuple[str, int, int]]:
+    return {(e.topic, e.partition, e.offset) for e in entries if type(e) is EventEntry}
+
+
+E1, E2, E3 = (_entry(PEOPLE[i], PAYMENTS, 1, 10 + i) for i in range(3))
+ANSWER = _answer(PEOPLE[1])
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    pytest.param(JOURNAL_ENCODER.encode(E1), _sources(E1), id="one-entry"),
+    pytest.param(event_entry_v0(E1), _sources(E1), id="one-entry-v0"),
+    pytest.param(JOURNAL_ENCODER.encode(ANSWER), set(), id="answer"),
+    pytest.param(batch((PEOPLE[0], E1), (PEOPLE[1], ANSWER), (PEOPLE[2], E3)), _sources(E1, E3),
+                 id="batch"),
+    pytest.param(batch((PEOPLE[1], E2)), _sources(E2), id="batch-of-one"),
+    pytest.param(msgspec.msgpack.encode({"k": "batch", "v": 2, "persons": [PEOPLE[0]],
+                                         "entries": [msgspec.to_builtins(E1)]}), set(),
+                 id="newer-batch"),
+    pytest.param(b"\xc1", set(), id="garbage"),
+    pytest.param(None, set(), id="no-value"),
+])
+def test_journaled_sources_of_a_record(value: bytes | None,
+                                       expected: set[tuple[str, int, int]]) -> None:
+    assert journaled_sources({0: [(0, PEOPLE[0], value)]}) == expected

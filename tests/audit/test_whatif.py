@@ -2,7 +2,9 @@
 
 Each case is decided twice: as an events file (`whatif_events`, file order) and as a recorded
 history (`record_offline`, the in-memory stand-in for the pipeline, then `whatif_history` over its
-journal with its recorded claim answers); both must give the hand-computed answer.
+journal with its recorded claim answers); both must give the hand-computed answer. The recorded
+history is also walked with its journal in records of several entries, as intake journals it:
+the same entries, the same answer.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from hypothesis import strategies as st
 from streams.audit.replay import record_offline
 from streams.audit.whatif import whatif_events, whatif_history
 from streams.core.config import RulesConfig, build_config
+from tests.audit.journals import batched
 from tests.builders import card, link, pay, renew, reserve, to_lines
 from tests.core.test_properties import CFG as PROPERTY_CFG
 from tests.core.test_properties import LINES
@@ -33,9 +36,12 @@ def _both(events: list[dict[str, Any]], old: RulesConfig, new: RulesConfig) -> d
     """The what-if over the events file and over the recorded history; they must agree."""
     lines = to_lines(events)
     by_file = whatif_events(lines, old, new).as_dict()
-    by_journal = whatif_history(record_offline(lines, old).history(), old, new).as_dict()
+    recorded = record_offline(lines, old)
+    by_journal = whatif_history(recorded.history(), old, new).as_dict()
+    by_batches = whatif_history(batched(recorded, 4).history(), old, new).as_dict()
     for key in ("totals", "campaigns", "reason_changes", "persons", "claims", "inputs_decided"):
         assert by_journal[key] == by_file[key], key
+        assert by_batches[key] == by_journal[key], key
     return by_file
 
 

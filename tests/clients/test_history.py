@@ -1,0 +1,90 @@
+"""`mynapoint export` and the history read from the topics (clients/history.py), without a broker:
+the topics' records are handed in as `read_topics` would return them. A journal record of several
+entries is a line per entry in the file and an item per entry in the history; an unreadable one
+is counted once."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from typing import Any, NamedTuple
+
+import msgspec
+import pytest
+
+from clients import history as H
+from schemas import topics
+from schemas.journal import JOURNAL_ENCODER, AnswerEntry, EventEntry
+from streams.audit.export import read_export
+from streams.core.versions import event_entry_v0
+from tests.audit.journals import batch
+
+EVENT = EventEntry(topic=topics.CARDS, partition=0, offset=3, value=b'{"person_id":"P1"}')
+ANSWER = AnswerEntry(claim_kind="account", claim_key="k", person_id="P2", event_id="e2",
+                     granted=True)
+NEWER_BATCH = msgspec.msgpack.encode({"k": "batch", "v": 2, "persons": [b"P1"], "entries": []})
+
+
+class Rec(NamedTuple):
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def _dump(journal: list[Rec]) -> H.TopicDump:
+    dump = H.TopicDump()
+    dump.records = {topics.JOURNAL: journal, **{t: [] for t in H.OUTCOME_TOPICS}}
+    dump.ends = {topics.JOURNAL: {0: len(journal)}}
+    dump.partitions = {topics.JOURNAL: 1}
+    return dump
+
+
+@pytest.fixture
+def topics_hold(monkeypatch: pytest.MonkeyPatch):
+    """Makes `read_topics` return the given journal records (and no outcomes, no tables)."""
+    def hold(journal: list[Rec]) -> None:
+        async def read_topics(*_args: Any, **_kwargs: Any) -> H.TopicDump:
+            return _dump(journal)
+
+        monkeypatch.setattr(H, "read_topics", read_topics)
+
+    return hold
+
+
+@pytest.mark.parametrize(("journal", "entries", "unreadable"), [
+    pytest.param([Rec(0, 0, b"P1", JOURNAL_ENCODER.encode(EVENT))], 1, 0, id="one-entry"),
+    pytest.param([Rec(0, 0, b"P1", event_entry_v0(EVENT))], 1, 0, id="one-entry-v0"),
+    pytest.param([Rec(0, 0, b"P1", batch((b"P1", EVENT), (b"P2", ANSWER)))], 2, 0, id="batch"),
+    pytest.param([Rec(0, 0, b"P1", JOURNAL_ENCODER.encode(EVENT)),
+                  Rec(0, 1, b"P1", batch((b"P1", EVENT), (b"P2", ANSWER), (b"P3", ANSWER)))],
+                 4, 0, id="one-then-a-batch"),
+    pytest.param([Rec(0, 0, b"P1", NEWER_BATCH)], 1, 1, id="newer-batch"),
+    pytest.param([Rec(0, 0, b"P1", b"\xc1")], 1, 1, id="garbage"),
+    pytest.param([Rec(0, 0, b"P1", msgspec.msgpack.encode({"k": "event", "v": 9}))], 1, 1,
+                 id="newer-entry"),
+])
+def test_export_counts_entries_and_unreadable_records(topics_hold, journal: list[Rec],
+                                                      entries: int, unreadable: int) -> None:
+    topics_hold(journal)
+    out = io.BytesIO()
+    counts = asyncio.run(H.export_history("broker:9092", out, rules_version="r-1",
+                                          config_toml=None, app_id="app", tables=False))
+    assert (counts.journal, counts.unreadable) == (entries, unreadable)
+    lines = [json.loads(ln) for ln in out.getvalue().splitlines()]
+    assert lines[-1] == {"record": "end", "journal": entries, "outcomes": 0, "table": 0}
+    assert sum(1 for ln in lines if ln["record"] == "journal") == entries
+    history = read_export(io.BytesIO(out.getvalue()))
+    assert history.journal_size == entries - unreadable
+    assert len(history.unreadable) == unreadable
+
+
+def test_read_history_gives_each_entry_of_a_batch_at_its_offset(topics_hold) -> None:
+    topics_hold([Rec(0, 0, b"P2", JOURNAL_ENCODER.encode(ANSWER)),
+                 Rec(0, 1, b"P1", batch((b"P1", EVENT), (b"P2", ANSWER))),
+                 Rec(0, 2, b"P1", NEWER_BATCH)])
+    history = asyncio.run(H.read_history("broker:9092", app_id="app", outcomes=False,
+                                         tables=False))
+    assert [(o, k) for o, k, _ in history.journal[0]] == [(0, "P2"), (1, "P1"), (1, "P2")]
+    assert [where for where, _ in history.unreadable] == ["journal 0/2"]
