@@ -7,7 +7,7 @@ from typing import Any
 
 from agents.source import FaustSource
 from schemas import topics
-from streams.pipeline.intake import ALIGN_TICK, Intake
+from streams.pipeline.intake import ALIGN_TICK, RELEASE_EVERY, Intake
 from streams.pipeline.outputs import Outputs
 from streams.pipeline.rereads import RESEEK_EVERY
 
@@ -16,7 +16,7 @@ def register(app: Any, inputs: Any, out: Outputs, idle_wait: float, max_held: in
              journal_partitions: int) -> Intake:
     """Adds the intake agent and its timers to `app`; returns its step (for `revoked`)."""
     step = Intake(FaustSource(app, topics.INPUT_TOPICS), out, idle_wait, max_held,
-                  journal_partitions)
+                  journal_partitions, RELEASE_EVERY)
     on_record = step.on_record
 
     @app.agent(inputs, name="intake")

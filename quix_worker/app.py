@@ -24,7 +24,7 @@ from schemas import topics
 from streams.core.config import RulesConfig
 from streams.pipeline import metrics
 from streams.pipeline.claims import Claims
-from streams.pipeline.intake import ALIGN_TICK, Intake
+from streams.pipeline.intake import ALIGN_TICK, RELEASE_EVERY, Intake
 from streams.pipeline.ledger import Ledger
 from streams.pipeline.outputs import Outputs
 from streams.pipeline.rereads import RESEEK_EVERY
@@ -149,7 +149,8 @@ def create_app(settings: WorkerSettings, rules: RulesConfig,
     source = QuixSource(private.consumer(app),
                         private.acknowledged_offsets(app, topics.INPUT_TOPICS))
     intake = Intake(source, out, settings.idle_wait, settings.max_held_per_partition,
-                    journal_partitions=journal_partitions or settings.partitions)
+                    journal_partitions=journal_partitions or settings.partitions,
+                    release_every=RELEASE_EVERY)
     on_record, token = intake.on_record, source.token
 
     def on_input(value: bytes | None, key: bytes | None, timestamp: int, headers: Any) -> None:

@@ -394,10 +394,12 @@ class Broker(Source):
 
 
 def run_broker(records: dict[tuple[str, int], list[tuple[float, str]]], fetch: int,
-               max_held: int | None) -> tuple[list[tuple[str, int, int]], int]:
+               max_held: int | None, release_every: int = 1
+               ) -> tuple[list[tuple[str, int, int]], int]:
     """The journal (topic, partition, offset) and the most records one source held."""
     broker, sent = Broker(records), Sent()
-    step = Intake(broker, Outputs(sent), idle_wait=1000, max_held=max_held)
+    step = Intake(broker, Outputs(sent), idle_wait=1000, max_held=max_held,
+                  release_every=release_every)
     at = dict.fromkeys(records, 0)
     most = 0
 
@@ -434,13 +436,15 @@ def run_broker(records: dict[tuple[str, int], list[tuple[float, str]]], fetch: i
 @given(st.dictionaries(
            st.tuples(st.sampled_from(topics.INPUT_TOPICS), st.integers(0, 1)),
            st.lists(st.integers(0, 14 * 60), min_size=1, max_size=25), min_size=1),
-       st.integers(1, 6), st.integers(1, 8))
-def test_the_bound_never_stalls_alignment_nor_changes_the_journal(minutes, fetch, max_held):
+       st.integers(1, 6), st.integers(1, 8), st.sampled_from([1, 3]))
+def test_the_bound_never_stalls_alignment_nor_changes_the_journal(minutes, fetch, max_held,
+                                                                  release_every):
     # Each source's records in offset order carry rising times, as a producer's would.
     records = {source: [(m / 60, f"{source[0]}-{source[1]}-{i}")
                         for i, m in enumerate(sorted(ms))] for source, ms in minutes.items()}
     unbounded, _ = run_broker(records, fetch, None)
-    bounded, most = run_broker(records, fetch, max_held)
+    # Releases after every few records only (the engines' `release_every`) change nothing either.
+    bounded, most = run_broker(records, fetch, max_held, release_every)
     # Alignment orders each partition number; partitions interleave as they are fetched.
     assert sorted(bounded, key=itemgetter(1)) == sorted(unbounded, key=itemgetter(1))
     assert len(bounded) == sum(map(len, records.values()))
@@ -497,6 +501,32 @@ def test_one_release_is_journaled_in_a_record_per_journal_partition_a_person_onc
     assert len([r for r in records if part[r[0].decode()] == p2]) == 2
     assert len([r for r in records if part[r[0].decode()] != p2]) == 1
     assert sorted(source.acked) == list(range(len(people)))  # every input acknowledged
+
+
+def test_with_release_every_a_partition_is_released_after_that_many_records_or_by_the_timer():
+    source, sent = Source(), Sent()
+    step = Intake(source, Outputs(sent), idle_wait=0, journal_partitions=1, release_every=3)
+
+    async def record(partition: int, offset: int) -> None:
+        person = f"P{partition}-{offset}"
+        await step.on_record(topics.CARDS, partition, offset, person.encode(),
+                             line(person, f"2020-08-01T09:00:{offset:02d}+09:00", "e"), offset)
+
+    async def run() -> list[int]:
+        journaled = []
+        for offset in range(4):
+            await record(0, offset)
+            journaled.append(sum(len(e) for _, e in batches(sent)))
+        await record(1, 0)  # another partition counts its own records
+        journaled.append(sum(len(e) for _, e in batches(sent)))
+        await step.release()  # the timer: every partition, whatever it received
+        journaled.append(sum(len(e) for _, e in batches(sent)))
+        return journaled
+
+    assert asyncio.run(run()) == [0, 0, 3, 3, 3, 5]
+    # The timer's release journals both partitions' rest: one journal partition, one record.
+    assert [len(entries) for _, entries in batches(sent)] == [3, 2]
+    assert sorted(source.acked) == [0, 0, 1, 2, 3]
 
 
 def _at_id(entry: EventEntry) -> tuple[str, str]:
