@@ -43,11 +43,13 @@ sys.path.insert(0, str(ROOT))
 
 from clients.admin import ensure_topics  # noqa: E402
 from clients.connect import free_port, run_blocking  # noqa: E402
+from clients.history import read_topics  # noqa: E402
 from clients.produce import produce_lines  # noqa: E402
 from devtools.brokers import make_broker  # noqa: E402
 from devtools.demo import generate  # noqa: E402
 from schemas import topics  # noqa: E402
 from schemas.codec import BadInput, decode_event  # noqa: E402
+from streams.core.versions import journal_entries  # noqa: E402
 
 MID, OUT = "bench.relay.mid", "bench.relay.out"
 #: The topics a worker writes, made before it starts.
@@ -187,12 +189,21 @@ class Run:
     shape: tuple[float, float, float] = (0.0, 0.0, 0.0)
     #: The largest peak resident memory of the run's processes (VmHWM, MB).
     peak_mb: float = 0.0
+    #: The pipeline's journal at the end: (records, entries); None when not counted.
+    journal: tuple[int, int] | None = None
 
     def usage(self) -> str:
         at10, at90, end = self.shape
         return (f"{self.cpu_us:.0f} us of CPU an event, {self.cores:.2f} cores busy; 10% of the "
                 f"outputs by {at10:.1f} s, 90% by {at90:.1f} s, all by {end:.1f} s; peak memory "
-                f"of a process {self.peak_mb:,.0f} MB")
+                f"of a process {self.peak_mb:,.0f} MB" + self._journal())
+
+    def _journal(self) -> str:
+        if self.journal is None:
+            return ""
+        records, entries = self.journal
+        return (f"; journal: {entries:,} entries in {records:,} records "
+                f"({entries / max(records, 1):.2f} a record)")
 
 
 async def _time_outputs(bootstrap: str, names: list[str], expected: int, count_topic: str,
@@ -279,10 +290,11 @@ def worker_command(bootstrap: str, data_dir: str, flags: tuple[str, ...],
 
 
 def _measure(lines: list[bytes], made_topics: tuple[str, ...], commands, count_topic: str,
-             timeout: float, engine: str) -> Run:
+             timeout: float, engine: str, journal: str | None = None) -> Run:
     """Events/s of the processes `commands(bootstrap, tmpdir, worker_flags)` starts on a fresh
     broker of `engine` holding `lines`, from their first record on `count_topic` to the
-    `len(lines)`-th, and the CPU those processes used meanwhile (not the broker's)."""
+    `len(lines)`-th, and the CPU those processes used meanwhile (not the broker's); with
+    `journal`, the records and entries of that topic at the end (`Run.journal`)."""
     with loaded_broker(lines, made_topics, engine) as (broker, tmp):
         bs = broker.bootstrap
         procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -297,7 +309,15 @@ def _measure(lines: list[bytes], made_topics: tuple[str, ...], commands, count_t
                 p.terminate()
             for p in procs:
                 p.wait(timeout=60)
-        return Run(len(lines) / took, 1e6 * cpu / len(lines), cpu / took, shape, peak)
+        counted = None if journal is None else _journal_counts(bs, journal)
+        return Run(len(lines) / took, 1e6 * cpu / len(lines), cpu / took, shape, peak, counted)
+
+
+def _journal_counts(bootstrap: str, journal: str) -> tuple[int, int]:
+    """The records of the pipeline's journal, and the entries they hold."""
+    dump = asyncio.run(read_topics(bootstrap, [journal], timeout=120))
+    records = dump.records[journal]
+    return len(records), sum(len(journal_entries(r.key, r.value)) for r in records)
 
 
 def run_relay(lines: list[bytes], faust_agents: bool = False, repeat: int = 1,
@@ -329,7 +349,8 @@ def run_pipeline(lines: list[bytes], idle_wait: float = 3.0, workers: int = 1,
                                "--idle-wait", str(idle_wait), *standby)
                 for i in range(workers)]
 
-    return _measure(lines, WORKER_TOPICS, commands, topics.DECISIONS, 1800, engine)
+    return _measure(lines, WORKER_TOPICS, commands, topics.DECISIONS, 1800, engine,
+                    journal=topics.JOURNAL)
 
 
 def skeleton_spec(spec: str) -> tuple[str, int]:
