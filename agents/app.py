@@ -112,7 +112,8 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None,
     out = outputs(app)
     intake_step = intake.register(app, inputs, out, settings.idle_wait,
                                   settings.max_held_per_partition,
-                                  journal_partitions or settings.partitions)
+                                  journal_partitions or settings.partitions,
+                                  settings.journal_batch)
     ledger_step, journal_rereads = ledger.register(app, journal, persons, timeline, out, rules)
     claims_rereads = claims_agent.register(app, claims, holders, out, rules)
 

@@ -13,10 +13,10 @@ from streams.pipeline.rereads import RESEEK_EVERY
 
 
 def register(app: Any, inputs: Any, out: Outputs, idle_wait: float, max_held: int,
-             journal_partitions: int) -> Intake:
+             journal_partitions: int, journal_batch: int) -> Intake:
     """Adds the intake agent and its timers to `app`; returns its step (for `revoked`)."""
     step = Intake(FaustSource(app, topics.INPUT_TOPICS), out, idle_wait, max_held,
-                  journal_partitions, RELEASE_EVERY)
+                  journal_partitions, RELEASE_EVERY, journal_batch)
     on_record = step.on_record
 
     @app.agent(inputs, name="intake")

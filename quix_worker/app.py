@@ -150,7 +150,7 @@ def create_app(settings: WorkerSettings, rules: RulesConfig,
                         private.acknowledged_offsets(app, topics.INPUT_TOPICS))
     intake = Intake(source, out, settings.idle_wait, settings.max_held_per_partition,
                     journal_partitions=journal_partitions or settings.partitions,
-                    release_every=RELEASE_EVERY)
+                    release_every=RELEASE_EVERY, batch_max=settings.journal_batch)
     on_record, token = intake.on_record, source.token
 
     def on_input(value: bytes | None, key: bytes | None, timestamp: int, headers: Any) -> None:

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from schemas.journal import JOURNAL_BATCH_MAX
 from schemas.topics import DEFAULT_PARTITIONS
 
 
@@ -38,6 +39,7 @@ ENV: dict[str, Setting] = {
     "loglevel": Setting("MYNAPOINT_LOGLEVEL", "info"),
     "idle_wait": Setting("MYNAPOINT_IDLE_WAIT", "3.0"),
     "max_held_per_partition": Setting("MYNAPOINT_MAX_HELD_PER_PARTITION", "2000"),
+    "journal_batch": Setting("MYNAPOINT_JOURNAL_BATCH", str(JOURNAL_BATCH_MAX)),
     "standby_replicas": Setting("MYNAPOINT_STANDBY_REPLICAS", "1"),
     "processing_guarantee": Setting("MYNAPOINT_PROCESSING_GUARANTEE", "at_least_once"),
     "engine": Setting("MYNAPOINT_ENGINE", "faust"),

@@ -99,8 +99,8 @@ class _Batch:
         self.acks: list[Any] = []
         self.size = 0
 
-    def full(self, adding: int) -> bool:
-        return (len(self.keys) >= JOURNAL_BATCH_MAX
+    def full(self, adding: int, most: int) -> bool:
+        return (len(self.keys) >= most
                 or (self.size + adding > JOURNAL_BATCH_BYTES and bool(self.keys)))
 
     def add(self, key: bytes, entry: EventEntry, ack: Any, size: int) -> None:
@@ -121,15 +121,16 @@ class Intake:
 
     def __init__(self, source: IntakeSource, out: Outputs, idle_wait: float,
                  max_held: int | None = None, journal_partitions: int | None = None,
-                 release_every: int = 1) -> None:
+                 release_every: int = 1, batch_max: int = JOURNAL_BATCH_MAX) -> None:
         """`max_held`: the records one input partition may hold before it is paused (None: no
         bound; none either where the engine cannot pause one partition, `source.pausable`).
-        `journal_partitions`: the journal's partition count, to journal in batches (None: one
-        entry a record). `release_every`: the records an input partition receives between two
+        `journal_partitions`: the journal's partition count, to journal in batches of up to
+        `batch_max` entries (None, or a `batch_max` of 1: one entry a record). `release_every`: the records an input partition receives between two
         releases of it by `on_record` (1: a release after each; `release` from the timer
         releases every partition whatever they received)."""
         self.source = source
-        self.journal_partitions = journal_partitions
+        self.journal_partitions = journal_partitions if batch_max > 1 else None
+        self._batch_max = min(batch_max, JOURNAL_BATCH_MAX)
         self._release_every = max(1, release_every)
         #: Records each input partition received since its last release.
         self._unreleased: dict[int, int] = {}
@@ -220,14 +221,15 @@ class Intake:
             self._acknowledge(entry)
 
     async def _journal_in_batches(self, released: list[Held], partitions: int) -> None:
-        """`released` in journal records of up to `JOURNAL_BATCH_MAX` entries: per journal
+        """`released` in journal records of up to `batch_max` entries: per journal
         partition, in their order, a person at most once a record."""
         open_batches: dict[int, _Batch] = {}
         for held in released:
             value, key, entry = held.item
             p = topics.partition_for_key(key, partitions)
             batch = open_batches.get(p)
-            if batch is not None and (key in batch.persons or batch.full(len(value))):
+            if batch is not None and (key in batch.persons
+                                      or batch.full(len(value), self._batch_max)):
                 await self._send_batch(open_batches.pop(p))
                 batch = None
             if batch is None:

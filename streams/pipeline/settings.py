@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas import topics
+from schemas.journal import JOURNAL_BATCH_MAX
 from schemas.settings import ENGINES, ENV, PROCESSING_GUARANTEES, env_help, from_env, is_true
 
 
@@ -35,6 +36,9 @@ class WorkerSettings:
     idle_wait: float = float(_default("idle_wait"))
     # The input records one input partition may hold for alignment before it is paused.
     max_held_per_partition: int = int(_default("max_held_per_partition"))
+    # The most entries intake puts in one journal record (1: one each, as workers before
+    # journal batches wrote and read them).
+    journal_batch: int = int(_default("journal_batch"))
     # Faust's table_standby_replicas (Quix Streams has no standbys) and the processing guarantee
     # (README "For SREs").
     standby_replicas: int = int(_default("standby_replicas"))
@@ -94,6 +98,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="input records one input partition may hold waiting for event-time "
                    "alignment before its fetching pauses (the bound on that memory, about "
                    "1.5 KB a record) " + env_help("max_held_per_partition"))
+    p.add_argument("--journal-batch", type=int,
+                   help=f"the most input events intake journals in one record, 1 to "
+                   f"{JOURNAL_BATCH_MAX} (1: one a record, which workers of versions before "
+                   "journal batches can read: for upgrading a running group worker by worker) "
+                   + env_help("journal_batch"))
 
 
 def resolve(args: argparse.Namespace, name: str) -> Any:
@@ -175,6 +184,8 @@ def settings_from_args(args: argparse.Namespace, credentials: Any = None) -> Wor
         idle_wait=_number(args, "idle_wait", float, 0.0, 86400.0, "seconds, 0 or more"),
         max_held_per_partition=_number(args, "max_held_per_partition", int, 1, 100_000_000,
                                        "a whole number of records, 1 or more"),
+        journal_batch=_number(args, "journal_batch", int, 1, JOURNAL_BATCH_MAX,
+                              f"a whole number of entries, 1 to {JOURNAL_BATCH_MAX}"),
         standby_replicas=_number(args, "standby_replicas", int, 0, 100, "a count, 0 or more"),
         processing_guarantee=_guarantee(args),
         broker_credentials=credentials,

@@ -46,6 +46,9 @@ def test_a_blank_variable_means_not_set(monkeypatch):
     (["--max-held-per-partition", "0"],
      "--max-held-per-partition (MYNAPOINT_MAX_HELD_PER_PARTITION) must be a whole number of "
      "records, 1 or more"),
+    (["--journal-batch", "0"],
+     "--journal-batch (MYNAPOINT_JOURNAL_BATCH) must be a whole number of entries, 1 to 64"),
+    (["--journal-batch", "65"], "--journal-batch (MYNAPOINT_JOURNAL_BATCH) must be"),
 ])
 def test_out_of_range_is_refused_saying_what_to_set(argv, said):
     with pytest.raises(SystemExit) as caught:
@@ -66,6 +69,13 @@ def test_the_bound_on_held_records_comes_from_the_flag_or_the_environment(monkey
     monkeypatch.setenv("MYNAPOINT_MAX_HELD_PER_PARTITION", "50")
     assert settings_from_args(parse()).max_held_per_partition == 50
     assert settings_from_args(parse("--max-held-per-partition", "7")).max_held_per_partition == 7
+
+
+def test_the_journal_batch_comes_from_the_flag_or_the_environment(monkeypatch):
+    assert settings_from_args(parse()).journal_batch == 64
+    monkeypatch.setenv("MYNAPOINT_JOURNAL_BATCH", "1")
+    assert settings_from_args(parse()).journal_batch == 1
+    assert settings_from_args(parse("--journal-batch", "8")).journal_batch == 8
 
 
 def test_standbys_and_guarantee_reach_the_faust_app(monkeypatch, tmp_path):

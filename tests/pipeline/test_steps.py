@@ -546,6 +546,29 @@ def test_a_journal_record_holds_at_most_the_batch_limit(people, records):
     assert tags == ["event" if n == 1 else "batch" for n in records]
 
 
+@pytest.mark.parametrize(("batch_max", "records"), [(1, [1, 1, 1, 1, 1]), (2, [2, 2, 1])])
+def test_the_journal_batch_setting_caps_the_entries_a_record(batch_max, records):
+    # 1: one entry a record, the layout every earlier version reads (for upgrading a running
+    # group worker by worker).
+    source, sent = Source(), Sent()
+    step = Intake(source, Outputs(sent), idle_wait=1000, journal_partitions=1,
+                  batch_max=batch_max)
+
+    async def run() -> None:
+        for i in range(5):
+            person = f"P{i}"
+            await step.on_record(topics.CARDS, 0, i, person.encode(),
+                                 line(person, f"2020-08-01T09:00:0{i}+09:00", f"e{i}"), i)
+        step.aligner.idle_wait = 0
+        await step.release()
+
+    asyncio.run(run())
+    assert [len(entries) for _, entries in batches(sent)] == records
+    if batch_max == 1:
+        assert all(type(JOURNAL_DECODER.decode(v)) is EventEntry
+                   for _, v in sent.on(topics.JOURNAL))
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.sampled_from(["P1", "P2", "P3", "P4", "P5"]), min_size=1, max_size=40),
        st.integers(1, 3))
