@@ -125,9 +125,10 @@ class Intake:
         """`max_held`: the records one input partition may hold before it is paused (None: no
         bound; none either where the engine cannot pause one partition, `source.pausable`).
         `journal_partitions`: the journal's partition count, to journal in batches of up to
-        `batch_max` entries (None, or a `batch_max` of 1: one entry a record). `release_every`: the records an input partition receives between two
-        releases of it by `on_record` (1: a release after each; `release` from the timer
-        releases every partition whatever they received)."""
+        `batch_max` entries (None, or a `batch_max` of 1: one entry a record). `release_every`:
+        the records an input partition receives between two releases of it by `on_record` (1: a
+        release after each; `release` from the timer releases every partition whatever they
+        received)."""
         self.source = source
         self.journal_partitions = journal_partitions if batch_max > 1 else None
         self._batch_max = min(batch_max, JOURNAL_BATCH_MAX)
