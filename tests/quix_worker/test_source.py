@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 from confluent_kafka import TopicPartition
 
 from quix_worker.app import PERSONS_TAG, TIMELINE_TAG, _Current, _store
 from quix_worker.source import QuixSource, finish
 from schemas import topics
+from tests.builders import card
 
 
 class FakeConsumer:
@@ -121,6 +123,42 @@ def test_the_ledgers_two_stores_share_the_persons_state_under_their_own_tags():
     assert (persons.read(b"p1"), timeline.read(b"p1"), persons.read(b"p2")) == (b"record", b"head",
                                                                                 None)
     assert state.data == {PERSONS_TAG + b"p1": b"record", TIMELINE_TAG + b"p1": b"head"}
+
+
+def test_each_entry_of_a_journal_batch_is_folded_in_its_own_persons_state(tmp_path):
+    # Quix scopes the state it hands the journal's dataframe to the record's key (the batch's
+    # first person); the ledger has each entry folded in its own person's state of the same
+    # partition transaction, where a one-entry record of that person finds it. A real Quix
+    # transaction over RocksDB, no broker.
+    from quixstreams.state.rocksdb import RocksDBStorePartition
+
+    from schemas.journal import JOURNAL_ENCODER, EventEntry, JournalBatch
+    from streams.core.config import build_config
+    from streams.pipeline.ledger import Ledger
+    from streams.pipeline.outputs import Outputs
+    from streams.pipeline.runtime import At
+
+    async def send(topic: str, key: bytes | None, value: bytes) -> None:
+        pass
+
+    def entry(person: str, offset: int) -> EventEntry:
+        return EventEntry(topic=topics.CARDS, partition=0, offset=offset, value=msgspec.json.encode(
+            card(person, "2020-08-01T09:00:00+09:00", event_id=f"{person}-c")))
+
+    partition = RocksDBStorePartition(path=str(tmp_path / "p0"))
+    try:
+        tx = partition.begin()
+        current = _Current()
+        ledger = Ledger(build_config({}), _store(current, PERSONS_TAG),
+                        _store(current, TIMELINE_TAG), Outputs(send), scope=current.scope)
+        current.record = current.state = tx.as_state(prefix=b"P1")
+        batch = JournalBatch(persons=[b"P1", b"P2"], entries=[entry("P1", 0), entry("P2", 1)])
+        finish(ledger.on_entry(b"P1", JOURNAL_ENCODER.encode(batch), At(topics.JOURNAL, 0, 7), 0))
+        for person in (b"P1", b"P2"):
+            assert tx.as_state(prefix=person).get_bytes(PERSONS_TAG + person) is not None
+        assert tx.as_state(prefix=b"P1").get_bytes(PERSONS_TAG + b"P2") is None
+    finally:
+        partition.close()
 
 
 def test_a_persons_record_is_found_by_its_key_in_the_state_changelog():
