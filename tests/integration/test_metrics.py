@@ -21,6 +21,7 @@ from clients.produce import produce_lines
 from devtools.demo import generate
 from schemas import topics
 from schemas.codec import BadInput, decode_event
+from streams.core.versions import journal_entries
 from tests.integration.conftest import consume_sync
 from tests.integration.workers import WorkerProcess, produce_raw, wait_for
 
@@ -152,7 +153,10 @@ def test_metrics_match_the_records(fresh_broker, tmp_path, worker_engine):
         owned = by_label(s, "mynapoint_partition_owned", "topic", "partition")
         assert set(owned) >= {(t, str(p)) for t in (*topics.INPUT_TOPICS, topics.JOURNAL,
                                                     topics.CLAIMS) for p in range(4)}
-        assert s[("mynapoint_processing_seconds_count", ())] >= len(valid)
+        # One observation per journal record folded: a record holds one entry or a batch.
+        journal = consume_sync(fresh_broker.bootstrap, [topics.JOURNAL], timeout=60)
+        assert sum(len(journal_entries(r.key, r.value)) for r in journal) >= len(valid)
+        assert s[("mynapoint_processing_seconds_count", ())] >= len(journal)
         people = {e.person_id for e in valid}
         tables = by_label(s, "mynapoint_table_keys", "table")
         # RocksDB's estimate counts a key rewritten since the last flush more than once.
