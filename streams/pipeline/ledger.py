@@ -95,15 +95,6 @@ def fold_entry(key: bytes, entry: JournalEntry, read: Callable[[bytes], bytes | 
         ) from exc
 
 
-def fold_stored(key: bytes | None, entry_value: bytes | None,
-                read: Callable[[bytes], bytes | None],
-                rules: RulesConfig, at: int = UNKNOWN_AT,
-                committed: int = 0) -> tuple[LedgerRecord | None, Folded]:
-    """`journal_record` then `fold_entry`, for a journal record of one entry."""
-    (person, entry), = journal_record(key, entry_value)
-    return fold_entry(person, entry, read, rules, at=at, committed=committed)
-
-
 class ClaimWaits:
     """The persons whose decision waits for a claim's answer, as this worker's ledger last folded
     them, and since when: what the `mynapoint_claim_waits` gauges report (streams/pipeline/metrics.py).

@@ -1,5 +1,5 @@
-"""What the steps do with one record (streams/pipeline/ledger.py `fold_stored`,
-streams/pipeline/intake.py `checked_record`): stored values
+"""What the steps do with one record (streams/pipeline/ledger.py `journal_record` and
+`fold_entry`, streams/pipeline/intake.py `checked_record`): stored values
 of earlier versions are upgraded on read, and what cannot be read or decided becomes a dead letter
 with a reason instead of stopping the agent."""
 
@@ -21,10 +21,17 @@ from streams.core.versions import event_entry_v0, ledger_record_v0
 from streams.pipeline import intake as intake_module
 from streams.pipeline import ledger as ledger_module
 from streams.pipeline.intake import checked_record
-from streams.pipeline.ledger import fold_stored
+from streams.pipeline.ledger import fold_entry, journal_record
 from tests.builders import card, reserve
 
 CFG = build_config({"services": [{"id": "demo-pay", "name": "Demo Pay"}]})
+
+
+def fold_stored(key, value, read, rules, **offsets):
+    """What the ledger does with a journal record of one entry: read it, fold it."""
+    (person, entry), = journal_record(key, value)
+    return fold_entry(person, entry, read, rules, **offsets)
+
 CARD = card(event_id="c1")
 KEY = reserve(event_id="k1")
 
