@@ -49,9 +49,8 @@ from streams.core.ledger import RECORD_ENCODER, UNKNOWN_AT, with_journal_offsets
 from streams.core.timeline import person_of_row, with_upto
 from streams.core.versions import (
     VersionError,
-    decode_journal_entry,
     decode_ledger_record,
-    is_current_journal_entry,
+    is_journal_batch,
     journal_entries,
 )
 
@@ -193,13 +192,8 @@ def _single_records(key: bytes, value: bytes | None) -> list[tuple[bytes, bytes 
     entries are each encoded alone. A value no version reads goes where its key sends it, as
     stored: the ledger at m dead-letters it, as the one at n did.
     """
-    if value is None or is_current_journal_entry(value):
+    if value is None or not is_journal_batch(value):
         return [(key, value)]
-    try:
-        decode_journal_entry(value)
-        return [(key, value)]  # one entry of an older version
-    except VersionError:
-        pass
     try:
         entries = journal_entries(key, value)
     except VersionError:

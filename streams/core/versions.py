@@ -214,13 +214,18 @@ _V1_BATCH_PREFIX = _BATCH_TAG + b"\xa1v" + msgspec.msgpack.encode(JOURNAL_BATCH_
 _BATCH_END = 1 + len(_V1_BATCH_PREFIX)
 
 
+def is_journal_batch(raw: bytes) -> bool:
+    """Whether a stored journal record is a batch (of any version), not one entry."""
+    return raw[1:_BATCH_TAG_END] == _BATCH_TAG
+
+
 def journal_entries(key: bytes, raw: bytes,
                     _decode=JOURNAL_RECORD_DECODER.decode) -> list[tuple[bytes, JournalEntry]]:
     """The entries of a stored journal record with its `key`, each with its person's key, in
     their order: a batch's (`schemas.journal.JournalBatch`), or the record's one entry (a record
     of any layout before batches: a batch of one), each as the current Struct. VersionError when
     it cannot be read."""
-    if raw[1:_BATCH_TAG_END] != _BATCH_TAG:
+    if not is_journal_batch(raw):
         return [(key, decode_journal_entry(raw))]
     if raw[1:_BATCH_END] == _V1_BATCH_PREFIX:
         try:
