@@ -36,6 +36,7 @@ from agents.outputs import outputs
 from agents.settings import TUNING, WorkerSettings
 from schemas import topics
 from streams.core.config import RulesConfig, load_config
+from streams.pipeline.metrics import count_assignment
 
 __all__ = ["TUNING", "WorkerSettings", "create_app"]
 
@@ -129,6 +130,10 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None,
                                  if tp.topic == topics.JOURNAL})
         claims_rereads.revoked({(tp.topic, tp.partition) for tp in revoked
                                 if tp.topic == topics.CLAIMS})
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def count_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        count_assignment()
 
     app.mynapoint_rules = rules  # type: ignore[attr-defined]
     app.mynapoint_tables = tables  # type: ignore[attr-defined]

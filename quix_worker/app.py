@@ -173,6 +173,7 @@ def create_app(settings: WorkerSettings, rules: RulesConfig,
             finish(intake.reseek())
 
     def assigned(partitions: list[Any]) -> None:
+        metrics.count_assignment()
         source.assigned([tp for tp in partitions if tp.topic in topics.INPUT_TOPICS])
 
     # Ledger: the journal, with the persons' records and timelines in the dataframe's state.

@@ -48,6 +48,11 @@ REREADS = Counter(
     "by topic",
     ["topic"],
 )
+ASSIGNMENTS = Counter(
+    "mynapoint_partition_assignments",
+    "Partition assignments this worker received: one for each rebalance of its group it took "
+    "part in, its first join included",
+)
 HELD = Gauge("mynapoint_aligner_held", "Input records held by event-time alignment")
 PAUSES = Counter(
     "mynapoint_aligner_pauses",
@@ -124,6 +129,11 @@ def count_outcome(o: Outcome) -> None:
         labelled(ALERTS, o.code).inc()
     elif type(o) is DeadLetter:
         labelled(DEAD_LETTERS, o.reason).inc()
+
+
+def count_assignment() -> None:
+    """A rebalance gave this worker its partitions (called by the engine's assignment hook)."""
+    ASSIGNMENTS.inc()
 
 
 def watch_claim_waits(waits: Any) -> None:

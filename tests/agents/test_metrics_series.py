@@ -104,3 +104,17 @@ def test_a_scrape_while_the_worker_starts_makes_none_of_fausts_parts(tmp_path):
     # Once Faust has made them (its start does, on its own loop), the scrape reads them.
     consumer, assignor = app.consumer, app.assignor
     assert created_consumer(app) is consumer and created_assignor(app) is assignor
+
+
+def test_each_assignment_faust_signals_is_counted(tmp_path):
+    import asyncio
+
+    from faust.types import TP
+
+    app = _app(tmp_path)
+    before = samples("mynapoint_partition_assignments_total")[()]
+    # What Faust sends at the end of each rebalance (`App._on_partitions_assigned`), here twice:
+    # the first join, then a rebalance that left this worker nothing.
+    asyncio.run(app.on_partitions_assigned.send({TP(topics.JOURNAL, 0)}))
+    asyncio.run(app.on_partitions_assigned.send(set()))
+    assert samples("mynapoint_partition_assignments_total")[()] == before + 2

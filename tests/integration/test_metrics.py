@@ -150,6 +150,8 @@ def test_metrics_match_the_records(fresh_broker, tmp_path, worker_engine):
         assert by_label(s, "mynapoint_records_in_total", "topic") == {
             (t,): n for t, n in records_in.items()}
 
+        # The worker joined its group: at least one assignment, whatever rebalances followed.
+        assert s[("mynapoint_partition_assignments_total", ())] >= 1
         owned = by_label(s, "mynapoint_partition_owned", "topic", "partition")
         assert set(owned) >= {(t, str(p)) for t in (*topics.INPUT_TOPICS, topics.JOURNAL,
                                                     topics.CLAIMS) for p in range(4)}

@@ -122,7 +122,8 @@ def test_the_dashboard_shows_what_an_sre_needs():
                    "points_clawed_back_total", "dead_letters_total", "consumer_lag",
                    "aligner_held", "late_events_total", "processing_seconds_bucket",
                    "journal_to_decision_seconds_bucket", "claims_total", "alerts_total",
-                   "table_keys", "partition_owned", "claim_waits", "claim_wait_oldest_seconds"):
+                   "table_keys", "partition_owned", "claim_waits", "claim_wait_oldest_seconds",
+                   "partition_assignments_total"):
         assert f"mynapoint_{metric}" in exprs, metric
     assert "histogram_quantile(0.5," in exprs and "histogram_quantile(0.99," in exprs
 
