@@ -198,7 +198,7 @@ def stored_builtins(raw: bytes, what: str) -> Any:
 
 def decode_journal_entry(raw: bytes, _decode=JOURNAL_DECODER.decode) -> JournalEntry:
     """A stored journal entry (msgpack) of any known version, as the current Struct."""
-    if raw[1:_EVENT_END] == _V1_EVENT_PREFIX or raw[1:_ANSWER_END] == _V1_ANSWER_PREFIX:
+    if is_current_journal_entry(raw):
         try:
             return _decode(raw)
         except _DECODE_ERRORS:
