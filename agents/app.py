@@ -29,6 +29,7 @@ from agents import intake, ledger, metrics, web
 from agents.faust_private import (
     flush_before_transactional_commits,
     recover_to_the_end_in_exactly_once,
+    rejoining_assignor,
     seek_before_resuming_streams,
     track_handovers,
 )
@@ -70,8 +71,15 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None,
         web_port=settings.web_port,
         web_host=settings.web_host,
         web_bind=settings.web_host,
-        broker_session_timeout=10,
+        broker_session_timeout=settings.session_timeout,
+        # Faust refuses a session timeout longer than the request timeout (90 s by default).
+        broker_request_timeout=max(90.0, settings.session_timeout + 30.0),
         broker_rebalance_timeout=10,
+        # Static membership (`--instance-id`): aiokafka then sends no LeaveGroup when the worker
+        # stops, and the broker gives the worker coming back with the same id its partitions.
+        consumer_group_instance_id=settings.instance_id,
+        # ... and one that comes back under another status API address rebalances the group.
+        PartitionAssignor=rejoining_assignor(),
         broker_heartbeat_interval=1,
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=settings.standby_replicas,

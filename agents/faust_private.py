@@ -36,6 +36,9 @@ fails a test instead of a worker:
 - `forget_gaps(app, tp, offset)`, `pass_over(app, tp, start, end)`: what Faust's commits may
   pass without an acknowledgement (`Consumer._gap`): not the records a step reads again, but the
   offsets it found hold no records (see the functions).
+- `rejoining_assignor()`: Faust's `PartitionAssignor` (the app's setting), for a static member (`--instance-id`) that comes back
+  under another status API address takes the assignment the group kept for it, then has the
+  group rebalance, instead of stopping in Faust's assertion on the address (see the function).
 
 The Tansu workaround: where Faust 0.15.3 depends on end offsets
 ----------------------------------------------------------------
@@ -466,3 +469,49 @@ def track_handovers(app: Any) -> None:
                 self._mynapoint_handing = None
 
     app.transport.Consumer = HandoverConsumer
+
+
+def rejoining_assignor() -> Any:
+    """Faust's partition assignor, with which a static member that comes back under another status
+    API address rebalances the group (the app's `PartitionAssignor` setting).
+
+    What Faust 0.15 does: each member's assignment carries the member's status API address (its
+    `canonical_url`), and `PartitionAssignor.on_assignment` asserts that it is the worker's own.
+    A static member (`--instance-id`) restarted within the session timeout is handed the
+    assignment the broker kept, made for the address it had before: when that address changed
+    (another port, a new pod address), the assertion failed inside aiokafka's coordinator, which
+    then stopped, and the worker hung, alive, deciding nothing (seen on Apache Kafka).
+
+    A subclass of Faust's `PartitionAssignor` that takes such an assignment as it is (Faust's own `on_assignment`, the old address standing in
+    for the assertion) and asks the group coordinator to rejoin: the JoinGroup that follows
+    carries the new address and the assignment now held, which differ from the member's stored
+    metadata, so the broker rebalances the group, and every worker learns the new address (the
+    status API routes by it). A restart under the same address rebalances nothing.
+    """
+    from faust.assignor import PartitionAssignor
+    from faust.assignor.client_assignment import ClientMetadata
+
+    class RejoiningAssignor(PartitionAssignor):  # type: ignore[misc]
+        _kept_url: str | None = None
+
+        @property
+        def _url(self) -> Any:
+            return self._kept_url if self._kept_url is not None else super()._url
+
+        def on_assignment(self, assignment: Any) -> None:
+            kept = ClientMetadata.loads(self._decompress(assignment.user_data)).url
+            if kept == str(self.app.conf.canonical_url):
+                super().on_assignment(assignment)
+                return
+            log.warning("the group kept this worker's partitions for it under the address %s; "
+                        "it now serves %s: rebalancing the group so that the others learn it",
+                        kept, self.app.conf.canonical_url)
+            self._kept_url = kept
+            try:
+                super().on_assignment(assignment)
+            finally:
+                self._kept_url = None
+            consumer: Any = self.app.consumer
+            consumer._thread._ensure_consumer()._coordinator.request_rejoin()  # noqa: SLF001
+
+    return RejoiningAssignor

@@ -154,7 +154,8 @@ class OfflineJob:
                     raise self.failure(
                         f"{len(members)} worker(s) of app {self.app_id!r} are still running "
                         f"(group state {state_name}, {where}): stop every worker first, then run "
-                        f"{self.command} again")
+                        f"{self.command} again (a worker started with --instance-id stays in the "
+                        "group for its --session-timeout after it stops)")
 
     async def _read(self, wanted: list[str], **kwargs: Any) -> Any:
         try:

@@ -49,7 +49,6 @@ TIMELINE_TAG = topics.QUIX_TIMELINE_TAG
 #: answer take ~0.5 s: 18.6 s of assignment for 40 partitions, on every restart and rebalance.
 COMMIT_INTERVAL = 1.0
 CONSUMER_CONFIG: dict[str, Any] = {
-    "session.timeout.ms": 10_000,
     "heartbeat.interval.ms": 1_000,
     "fetch.wait.max.ms": 50,
 }
@@ -58,6 +57,23 @@ PRODUCER_CONFIG: dict[str, Any] = {
     "linger.ms": 10,
 }
 GUARANTEES = {"at_least_once": "at-least-once", "exactly_once": "exactly-once"}
+
+#: librdkafka's default `max.poll.interval.ms`, which it requires to be at least the session
+#: timeout (Quix Streams also times its flushes by it, so it is raised only when it must be).
+MAX_POLL_INTERVAL_MS = 300_000
+
+
+def consumer_config(settings: WorkerSettings) -> dict[str, Any]:
+    """The consumer's configuration: the tuning above, the session timeout, and with
+    `--instance-id` static membership (`group.instance.id`: librdkafka then sends no LeaveGroup
+    when the worker stops)."""
+    session_ms = int(settings.session_timeout * 1000)
+    config = {**CONSUMER_CONFIG, "session.timeout.ms": session_ms}
+    if session_ms > MAX_POLL_INTERVAL_MS:
+        config["max.poll.interval.ms"] = session_ms
+    if settings.instance_id is not None:
+        config["group.instance.id"] = settings.instance_id
+    return config
 
 
 class _Current:
@@ -134,7 +150,7 @@ def create_app(settings: WorkerSettings, rules: RulesConfig,
         auto_offset_reset="earliest",
         commit_interval=COMMIT_INTERVAL,
         # The client id carries the status API's URL, for the other workers (quix_worker/web.py).
-        consumer_extra_config={**CONSUMER_CONFIG,
+        consumer_extra_config={**consumer_config(settings),
                                "client.id": peers.client_id(settings.canonical_url)},
         producer_extra_config=dict(PRODUCER_CONFIG),
         consumer_poll_timeout=ALIGN_TICK,

@@ -43,6 +43,8 @@ ENV: dict[str, Setting] = {
     "standby_replicas": Setting("MYNAPOINT_STANDBY_REPLICAS", "1"),
     "processing_guarantee": Setting("MYNAPOINT_PROCESSING_GUARANTEE", "at_least_once"),
     "engine": Setting("MYNAPOINT_ENGINE", "faust"),
+    "instance_id": Setting("MYNAPOINT_INSTANCE_ID", None),
+    "session_timeout": Setting("MYNAPOINT_SESSION_TIMEOUT", "10"),
 }
 
 #: What `--processing-guarantee` takes (Faust's `processing_guarantee`, Quix Streams' too).

@@ -6,6 +6,7 @@ credentials (agents/worker.py for Faust, quix_worker/worker.py for Quix Streams)
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,12 @@ class WorkerSettings:
     extra: dict[str, Any] = field(default_factory=dict)
     # Which engine runs the steps (`schemas.settings.ENGINES`).
     engine: str = _default("engine")
+    # Static membership of the consumer group (Kafka's `group.instance.id`): a worker that stops
+    # and comes back with the same id within the session timeout keeps its partitions, and the
+    # group does not rebalance. None: a dynamic member, which leaves the group when it stops.
+    instance_id: str | None = None
+    # Seconds without a heartbeat after which the broker drops a worker from the group.
+    session_timeout: float = float(_default("session_timeout"))
 
     @property
     def canonical_url(self) -> str:
@@ -91,6 +98,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the stream processing engine: faust (Faust agents and tables) or quix "
                    "(Quix Streams; pip install 'mynapoint-stream[quix]'); the same topics, "
                    "outcomes and metrics " + env_help("engine"))
+    p.add_argument("--instance-id",
+                   help="a name of this worker, unique in its group and kept across restarts "
+                   "(Kafka's static membership, group.instance.id): a worker restarted with it "
+                   "within --session-timeout keeps its partitions and the others go on without a "
+                   "rebalance; letters, digits, '.', '_' and '-' " + env_help("instance_id"))
+    p.add_argument("--session-timeout", type=float,
+                   help="seconds without a heartbeat after which the broker gives a worker's "
+                   f"partitions to the others, {SESSION_TIMEOUT_MIN:g} to {SESSION_TIMEOUT_MAX:g} "
+                   "(the broker's group.min/max.session.timeout.ms by default); with "
+                   "--instance-id, longer than a restart takes " + env_help("session_timeout"))
     p.add_argument("--idle-wait", type=float,
                    help="seconds a silent input topic may hold back later events (event-time "
                    "alignment; the latency cost for sparse topics) " + env_help("idle_wait"))
@@ -103,6 +120,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    f"{JOURNAL_BATCH_MAX} (1: one a record, which workers of versions before "
                    "journal batches can read: for upgrading a running group worker by worker) "
                    + env_help("journal_batch"))
+
+
+#: The session timeouts Apache Kafka accepts by default (group.min.session.timeout.ms and
+#: group.max.session.timeout.ms), in seconds.
+SESSION_TIMEOUT_MIN = 6.0
+SESSION_TIMEOUT_MAX = 1800.0
+
+#: What Kafka accepts as a `group.instance.id` (its JoinGroupRequest.validateGroupInstanceId).
+_INSTANCE_ID = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 
 
 def resolve(args: argparse.Namespace, name: str) -> Any:
@@ -135,6 +161,17 @@ def _guarantee(args: argparse.Namespace) -> str:
                          f"({ENV['processing_guarantee'].var}) must be one of "
                          f"{', '.join(PROCESSING_GUARANTEES)}; got {value!r}")
     return value
+
+
+def instance_id(args: argparse.Namespace) -> str | None:
+    value = resolve(args, "instance_id")
+    if value is None:
+        return None
+    if not _INSTANCE_ID.fullmatch(value) or value in (".", ".."):
+        raise SystemExit(f"mynapoint worker: --instance-id ({ENV['instance_id'].var}) must be 1 "
+                         "to 249 letters, digits, '.', '_' or '-' (not '.' or '..'), unique to "
+                         f"this worker in its group; got {value!r}")
+    return str(value)
 
 
 def engine(args: argparse.Namespace) -> str:
@@ -193,4 +230,8 @@ def settings_from_args(args: argparse.Namespace, credentials: Any = None) -> Wor
         status_token=resolve(args, "status_token") or None,
         extra={"canonical_url": url} if (url := resolve(args, "web_canonical_url")) else {},
         engine=engine(args),
+        instance_id=instance_id(args),
+        session_timeout=_number(args, "session_timeout", float, SESSION_TIMEOUT_MIN,
+                                SESSION_TIMEOUT_MAX,
+                                f"seconds, {SESSION_TIMEOUT_MIN:g} to {SESSION_TIMEOUT_MAX:g}"),
     )

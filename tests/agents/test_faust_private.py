@@ -4,7 +4,8 @@ the lag gauge), the RocksDB databases of active partitions (table sizes), the we
 list (the status API's guard), the transaction manager of the exactly-once mode (flushed before
 it commits), the consumer's resume and seek after a rebalance (stream partitions sought before
 they are fetched), the end of a changelog that table recovery reads to in the exactly-once mode,
-the record the fetch loop is handing over (a seek answering it waits for it).
+the record the fetch loop is handing over (a seek answering it waits for it), the assignor's
+check of the worker's address (a static member back under another one rebalances the group).
 Each name is pinned here so a Faust upgrade fails a test first.
 
 The spinner: at WARNING, Faust's trap made every `logger.debug` on the hot path build a record."""
@@ -451,3 +452,84 @@ def test_commits_pass_no_record_a_step_reads_again_and_pass_the_offsets_it_found
     pass_over(app, tp, 400, 410)
     assert consumer._new_offset(tp) == 412
     forget_gaps(app, TP("mynapoint.journal", 3), 0)  # no gaps noted: nothing to do
+
+
+def _assignment_made_for(assignor: Any, url: str) -> Any:
+    """What the broker hands a static member back: the assignment made for it, carrying `url`
+    (here no partitions, and the group's view of the addresses)."""
+    import zlib
+
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+    from faust.assignor.client_assignment import ClientAssignment, ClientMetadata
+
+    metadata = ClientMetadata(assignment=ClientAssignment(actives={}, standbys={}), url=url,
+                              changelog_distribution={url: {}}, external_topic_distribution={},
+                              topic_groups={})
+    return ConsumerProtocolMemberAssignment(assignor.version, [],
+                                            zlib.compress(metadata.dumps()))
+
+
+def test_faust_asserts_that_an_assignment_carries_the_workers_own_address():
+    # Why `rejoining_assignor` exists: a static member restarted under another address is handed
+    # the assignment made for its old one, and Faust's assertion stops aiokafka's coordinator.
+    from faust.assignor import PartitionAssignor
+
+    assert "assert metadata.url == str(self._url)" in inspect.getsource(
+        PartitionAssignor.on_assignment)
+    app = faust.App("mynapoint-pin-url", broker="kafka://127.0.0.1:1", store="memory://",
+                    canonical_url="http://w1:6066")
+    with pytest.raises(AssertionError):
+        app.assignor.on_assignment(_assignment_made_for(app.assignor, "http://w1:7777"))
+
+
+class _Coordinator:
+    def __init__(self) -> None:
+        self.rejoins = 0
+
+    def request_rejoin(self) -> None:
+        self.rejoins += 1
+
+
+def _worker_app(url: str) -> tuple[Any, _Coordinator]:
+    from agents.faust_private import rejoining_assignor
+
+    app = faust.App("mynapoint-rejoin", broker="kafka://127.0.0.1:1", store="memory://",
+                    canonical_url=url, PartitionAssignor=rejoining_assignor())
+    coordinator = _Coordinator()
+
+    class Consumer:  # what `_ensure_consumer()` gives: aiokafka's consumer
+        _coordinator = coordinator
+
+    app.consumer._thread._ensure_consumer = lambda: Consumer  # noqa: SLF001
+    return app, coordinator
+
+
+def test_aiokafka_still_has_what_the_rejoining_assignor_calls():
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    assert "self._rejoin_needed_fut.set_result(None)" in inspect.getsource(
+        GroupCoordinator.request_rejoin)
+    assert callable(AIOKafkaConsumerThread._ensure_consumer)  # noqa: SLF001
+
+
+def test_an_assignment_kept_for_another_address_is_taken_and_the_group_rebalanced():
+    app, coordinator = _worker_app("http://w1:6066")
+    app.assignor.on_assignment(_assignment_made_for(app.assignor, "http://w1:7777"))
+    assert coordinator.rejoins == 1
+    # The next JoinGroup announces the worker's own address again.
+    assert app.assignor._metadata.url == "http://w1:6066"  # noqa: SLF001
+
+
+def test_an_assignment_for_the_workers_own_address_asks_for_no_rebalance():
+    app, coordinator = _worker_app("http://w1:6066")
+    app.assignor.on_assignment(_assignment_made_for(app.assignor, "http://w1:6066"))
+    assert coordinator.rejoins == 0
+
+
+def test_the_worker_app_uses_the_rejoining_assignor(tmp_path):
+    from agents.app import create_app
+    from agents.settings import WorkerSettings
+
+    app = create_app(WorkerSettings(data_dir=str(tmp_path)))
+    assert type(app.assignor).__name__ == "RejoiningAssignor"

@@ -154,3 +154,63 @@ def test_the_faust_worker_refuses_another_engine(capsys):
 
     assert run_worker(parse("--engine", "quix")) == 2
     assert "--engine quix" in capsys.readouterr().err
+
+
+def test_a_worker_is_a_dynamic_member_with_a_10_second_session_by_default():
+    s = settings_from_args(parse())
+    assert (s.instance_id, s.session_timeout) == (None, 10.0)
+
+
+def test_instance_id_and_session_timeout_come_from_the_flag_or_the_environment(monkeypatch):
+    monkeypatch.setenv("MYNAPOINT_INSTANCE_ID", "worker-1")
+    monkeypatch.setenv("MYNAPOINT_SESSION_TIMEOUT", "120")
+    assert (settings_from_args(parse()).instance_id,
+            settings_from_args(parse()).session_timeout) == ("worker-1", 120.0)
+    s = settings_from_args(parse("--instance-id", "w.2_b", "--session-timeout", "45"))
+    assert (s.instance_id, s.session_timeout) == ("w.2_b", 45.0)
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    # What Apache Kafka accepts (JoinGroupRequest.validateGroupInstanceId), said before it
+    # refuses the JoinGroup.
+    (["--instance-id", "worker 1"],
+     "--instance-id (MYNAPOINT_INSTANCE_ID) must be 1 to 249 letters, digits, '.', '_' or '-'"),
+    (["--instance-id", ".."], "--instance-id (MYNAPOINT_INSTANCE_ID) must be"),
+    (["--instance-id", "w" * 250], "--instance-id (MYNAPOINT_INSTANCE_ID) must be"),
+    # The broker's group.min/max.session.timeout.ms by default.
+    (["--session-timeout", "5"],
+     "--session-timeout (MYNAPOINT_SESSION_TIMEOUT) must be seconds, 6 to 1800; got 5.0"),
+    (["--session-timeout", "1801"], "--session-timeout (MYNAPOINT_SESSION_TIMEOUT) must be"),
+])
+def test_a_bad_instance_id_or_session_timeout_is_refused(argv, said):
+    with pytest.raises(SystemExit) as caught:
+        settings_from_args(parse(*argv))
+    assert said in str(caught.value)
+
+
+def test_static_membership_reaches_the_faust_consumer(tmp_path):
+    # aiokafka sends no LeaveGroup for a member with an instance id (its
+    # GroupCoordinator._maybe_leave_group): the broker tests check what that buys.
+    from agents.app import create_app
+
+    app = create_app(settings_from_args(parse("--data-dir", str(tmp_path), "--instance-id",
+                                              "worker-7", "--session-timeout", "300")))
+    assert app.conf.consumer_group_instance_id == "worker-7"
+    assert app.conf.broker_session_timeout == 300.0
+    # Faust refuses a session timeout longer than its request timeout.
+    assert app.conf.broker_request_timeout > app.conf.broker_session_timeout
+    dynamic = create_app(settings_from_args(parse("--data-dir", str(tmp_path / "d"))))
+    assert dynamic.conf.consumer_group_instance_id is None
+    assert dynamic.conf.broker_session_timeout == 10.0
+
+
+def test_static_membership_reaches_the_quix_consumer():
+    from quix_worker.app import consumer_config
+
+    config = consumer_config(settings_from_args(parse("--instance-id", "worker-7")))
+    assert (config["group.instance.id"], config["session.timeout.ms"]) == ("worker-7", 10_000)
+    assert "max.poll.interval.ms" not in config  # librdkafka's default, which Quix times by
+    dynamic = consumer_config(settings_from_args(parse("--session-timeout", "1800")))
+    assert "group.instance.id" not in dynamic
+    # librdkafka requires max.poll.interval.ms >= session.timeout.ms.
+    assert dynamic["max.poll.interval.ms"] >= dynamic["session.timeout.ms"] == 1_800_000
