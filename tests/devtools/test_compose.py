@@ -66,6 +66,14 @@ def test_each_worker_advertises_its_own_status_api_address():
         assert env["MYNAPOINT_WEB_HOST"] == "0.0.0.0"  # reachable from the other worker
 
 
+def test_each_worker_is_a_static_member_under_its_own_name():
+    # Two workers with one instance id would fence each other out of the group.
+    ids = [s["environment"]["MYNAPOINT_INSTANCE_ID"] for s in WORKERS.values()]
+    assert ids == list(WORKERS)
+    for service in WORKERS.values():
+        assert float(service["environment"]["MYNAPOINT_SESSION_TIMEOUT"]) > 10
+
+
 def test_prometheus_scrapes_every_worker_on_its_metrics_port():
     targets = {t for job in PROMETHEUS["scrape_configs"] for sc in job["static_configs"]
                for t in sc["targets"]}
