@@ -68,12 +68,27 @@ def ensure_worker_topics(engine: str, app_id: str, bootstrap: str, partitions: i
                          refuse=lambda present: state_elsewhere(engine, app_id, present))
 
 
+class StateRows:
+    """A state changelog's latest value per key (as compaction keeps it), folded as its records
+    are read, so that the records a key had before its latest are never all held; of a Quix
+    changelog, only the rows of the state itself (its column family `default`)."""
+
+    def __init__(self, engine: str) -> None:
+        self.quix = engine == "quix"
+        self.rows: dict[bytes, bytes] = {}
+
+    def add(self, records: Iterable[Any]) -> None:
+        """Folds in the next records (a key's in their order)."""
+        if self.quix:
+            records = (r for r in records if _column_family(r) == QUIX_COLUMN_FAMILY)
+        latest_values(((r.key, r.value) for r in records), into=self.rows)
+
+
 def state_rows(engine: str, records: Iterable[Any]) -> dict[bytes, bytes]:
-    """The latest value per key of a state changelog's records (as compaction keeps it); of a
-    Quix changelog, only the rows of the state itself (its column family `default`)."""
-    if engine == "quix":
-        records = [r for r in records if _column_family(r) == QUIX_COLUMN_FAMILY]
-    return latest_values((r.key, r.value) for r in records)
+    """The latest value per key of a state changelog's records (`StateRows`, all at once)."""
+    rows = StateRows(engine)
+    rows.add(records)
+    return rows.rows
 
 
 def state_headers(topic: str) -> list[tuple[str, bytes]]:
@@ -163,6 +178,18 @@ class OfflineJob:
                                      **kwargs, **self.client_kwargs)
         except HistoryError as exc:
             raise self.failure(str(exc)) from None
+
+    async def _read_state_rows(self, engine: str,
+                               changelogs: Mapping[str, str]) -> dict[str, dict[bytes, bytes]]:
+        """The latest row per key of each state changelog (`changelogs`: name -> topic; a
+        missing topic has none), folded as the records arrive (`StateRows`)."""
+        folds = {topic: StateRows(engine) for topic in changelogs.values()}
+
+        def fold(records: list[Any]) -> None:  # one partition's, in offset order
+            folds[records[0].topic].add(records)
+
+        await self._read([], optional=list(folds), on_records=fold)
+        return {name: folds[topic].rows for name, topic in changelogs.items()}
 
     async def _partition_counts(self, names: list[str]) -> dict[str, int]:
         described = await self.admin.describe_topics(names)

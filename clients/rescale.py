@@ -32,6 +32,7 @@ For the crash test only: MYNAPOINT_RESCALE_CRASH_AT=<step> (a step name above, o
 
 from __future__ import annotations
 
+import mmap
 import os
 import sys
 import time
@@ -48,7 +49,6 @@ from clients.offline import (
     OfflineJob,
     Outgoing,
     state_headers,
-    state_rows,
     state_topics,
 )
 from schemas import topics
@@ -132,8 +132,10 @@ class State:
         if not path.exists():
             return None
         try:
-            data = msgspec.msgpack.decode(path.read_bytes())
-        except (OSError, msgspec.DecodeError) as exc:
+            # Decoded from the file's pages, not from a copy of its bytes in memory.
+            with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                data = msgspec.msgpack.decode(m)
+        except (OSError, ValueError, msgspec.DecodeError) as exc:
             raise RescaleFailed(f"cannot read the state file {path} ({exc}): restore it from "
                                 "the run that wrote it") from None
         if not isinstance(data, dict) or data.get("v") != STATE_VERSION:
@@ -143,7 +145,7 @@ class State:
     def save(self) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "wb") as f:
-            f.write(msgspec.msgpack.encode(self.data))
+            write_msgpack(f, self.data)
             f.flush()
             os.fsync(f.fileno())
         tmp.replace(self.path)
@@ -161,6 +163,33 @@ class State:
             self.data["done"].append(step)
         self.save()
         crash_point(step)
+
+
+_ENCODE = msgspec.msgpack.Encoder().encode
+
+
+def _header(n: int, fix: int, b16: bytes, b32: bytes) -> bytes:
+    if n <= 15:
+        return bytes((fix | n,))
+    return b16 + n.to_bytes(2, "big") if n <= 0xFFFF else b32 + n.to_bytes(4, "big")
+
+
+def write_msgpack(f: Any, obj: Any, depth: int = 3) -> None:
+    """Writes `msgspec.msgpack.encode(obj)` to `f`, byte for byte, without making it whole in
+    memory: the maps and arrays of the first `depth` levels are written a header, then an
+    element at a time (the snapshot's journal, one partition's list a time; the tables, a row a
+    time)."""
+    if depth > 0 and type(obj) is dict:
+        f.write(_header(len(obj), 0x80, b"\xde", b"\xdf"))
+        for key, value in obj.items():
+            f.write(_ENCODE(key))
+            write_msgpack(f, value, depth - 1)
+    elif depth > 0 and type(obj) is list:
+        f.write(_header(len(obj), 0x90, b"\xdc", b"\xdd"))
+        for value in obj:
+            write_msgpack(f, value, depth - 1)
+    else:
+        f.write(_ENCODE(obj))
 
 
 def crash_point(name: str) -> None:
@@ -279,13 +308,18 @@ class Rescaler(OfflineJob):
         internal = internal_topics(self.app_id, engine)
         configs = await self._topic_configs(list(internal))
         replicas = await self._replication(list(internal))
-        journal = await self._read([topics.JOURNAL])
-        claims = await self._read([topics.CLAIMS],
-                                  start={topics.CLAIMS: committed.get(topics.CLAIMS, {})})
+        # Each record is kept as the tuple the state file stores as soon as it is read, and each
+        # changelog folded to its latest rows: never all of aiokafka's records at once.
+        journal: dict[int, list[Any]] = {}
+        await self._read([topics.JOURNAL], on_records=lambda recs: journal.setdefault(
+            recs[0].partition, []).extend((r.offset, r.key, r.value) for r in recs))
+        claims: dict[int, list[Any]] = {}
+        await self._read([topics.CLAIMS],
+                         start={topics.CLAIMS: committed.get(topics.CLAIMS, {})},
+                         on_records=lambda recs: claims.setdefault(recs[0].partition, []).extend(
+                             (r.key, r.value) for r in recs))
         changelogs = state_topics(engine, self.app_id) if engine else {}
-        states_dump = await self._read([], optional=list(changelogs.values()))
-        rows = {name: state_rows(engine or "faust", states_dump.records.get(topic, []))
-                for name, topic in changelogs.items()}
+        rows = await self._read_state_rows(engine or "faust", changelogs)
         if engine == "quix":
             rows = faust_tables(rows)  # in the tables' layout, the one the rebuild works in
         d = state.data
@@ -293,9 +327,8 @@ class Rescaler(OfflineJob):
         d["committed"] = committed
         d["configs"] = configs
         d["replicas"] = replicas
-        d["journal"] = {p: [(r.offset, r.key, r.value) for r in recs] for p, recs in
-                        _by_partition(journal.records.get(topics.JOURNAL, [])).items()}
-        d["claims"] = [(r.key, r.value) for r in claims.records.get(topics.CLAIMS, [])]
+        d["journal"] = {p: journal[p] for p in sorted(journal)}
+        d["claims"] = [c for p in sorted(claims) for c in claims[p]]
         d["tables"] = {t: rows.get(t, {}) for t in TABLES}
         n_journal = sum(len(v) for v in d["journal"].values())
         self.say(f"snapshot: {n_journal:,} journal records, {len(d['claims']):,} unanswered "
@@ -332,7 +365,7 @@ class Rescaler(OfflineJob):
                                 for t in topics.INPUT_TOPICS}
             state.save()
         base = d["inputs_base"]
-        journaled = journaled_sources(d["journal"])
+        journaled = journaled_sources(d["journal"], since=committed)
         pending_dump = await self._read([], optional=list(topics.INPUT_TOPICS), only={
             t: range(n) for t in topics.INPUT_TOPICS},
             start={t: committed.get(t, {}) for t in topics.INPUT_TOPICS})
@@ -442,13 +475,6 @@ class Rescaler(OfflineJob):
         self.summary.committed = len(offsets)
         self.say(f"offsets: committed for {len(offsets)} partitions of group {self.app_id!r}")
         state.mark("offsets")
-
-def _by_partition(records: list[Any]) -> dict[int, list[Any]]:
-    out: dict[int, list[Any]] = {}
-    for r in records:
-        out.setdefault(r.partition, []).append(r)
-    return out
-
 
 def rescale(bootstrap: str, app_id: str, to_partitions: int, rules_version: str,
             state_path: Path, *, say: Say, timeout: float = 300.0,

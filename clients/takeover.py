@@ -34,7 +34,6 @@ from clients.offline import (
     OfflineJob,
     Outgoing,
     state_headers,
-    state_rows,
     state_topics,
 )
 from schemas import topics
@@ -133,10 +132,8 @@ class Takeover(OfflineJob):
         if odd:
             raise TakeoverFailed(f"changelogs with another partition count than the journal's "
                                  f"{n}: {odd}; rescale or repair them first")
-        dump = await self._read(list(names.values()))
-        rows: dict[str, dict[bytes, bytes]] = {}
+        rows = await self._read_state_rows(self.source, names)
         for name, topic in names.items():
-            rows[name] = state_rows(self.source, dump.records.get(topic, []))
             self.say(f"read {topic}: {len(rows[name]):,} rows")
         return rows
 

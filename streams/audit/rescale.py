@@ -74,9 +74,11 @@ def routing_key(table: str, row_key: bytes) -> bytes:
     return row_key
 
 
-def latest_values(records: Iterable[Record]) -> dict[bytes, bytes]:
-    """A changelog's latest value per key, as compaction keeps it (a None value deletes)."""
-    out: dict[bytes, bytes] = {}
+def latest_values(records: Iterable[Record],
+                  into: dict[bytes, bytes] | None = None) -> dict[bytes, bytes]:
+    """A changelog's latest value per key, as compaction keeps it (a None value deletes); folded
+    into `into` when given (records read piece by piece, each key's in their order)."""
+    out: dict[bytes, bytes] = {} if into is None else into
     for key, value in records:
         if key is None:
             continue
@@ -201,8 +203,12 @@ def _single_records(key: bytes, value: bytes | None) -> list[tuple[bytes, bytes 
     return [(person, JOURNAL_ENCODER.encode(entry)) for person, entry in entries]
 
 
-def journaled_sources(old: Mapping[int, list[Stored]]) -> set[tuple[str, int, int]]:
-    """The input records (topic, partition, offset) the journal holds (those in batches too)."""
+def journaled_sources(old: Mapping[int, list[Stored]],
+                      since: Mapping[str, Mapping[int, int]] | None = None,
+                      ) -> set[tuple[str, int, int]]:
+    """The input records (topic, partition, offset) the journal holds (those in batches too);
+    with `since` (the group's committed offsets of the inputs), only those at or after them: the
+    only ones a rescale asks about, so the set stays as small as the inputs' uncommitted tail."""
     out: set[tuple[str, int, int]] = set()
     for records in old.values():
         for _offset, key, value in records:
@@ -213,7 +219,9 @@ def journaled_sources(old: Mapping[int, list[Stored]]) -> set[tuple[str, int, in
             except VersionError:
                 continue
             for _person, entry in entries:
-                if type(entry) is EventEntry:
+                if type(entry) is EventEntry and (
+                        since is None
+                        or entry.offset >= since.get(entry.topic, {}).get(entry.partition, 0)):
                     out.add((entry.topic, entry.partition, entry.offset))
     return out
 

@@ -258,3 +258,17 @@ ANSWER = _answer(PEOPLE[1])
 def test_journaled_sources_of_a_record(value: bytes | None,
                                        expected: set[tuple[str, int, int]]) -> None:
     assert journaled_sources({0: [(0, PEOPLE[0], value)]}) == expected
+
+
+def test_journaled_sources_since_the_committed_offsets_are_the_rest() -> None:
+    # A rescale asks only about input records at or after the group's committed offsets.
+    journal = {0: [(0, PEOPLE[0], JOURNAL_ENCODER.encode(E1)),
+                   (1, PEOPLE[1], JOURNAL_ENCODER.encode(E2)),
+                   (2, PEOPLE[2], JOURNAL_ENCODER.encode(E3))]}
+    every = journaled_sources(journal)
+    assert len(every) == 3
+    for (topic, partition, offset) in every:
+        since = {topic: {partition: offset}}
+        assert journaled_sources(journal, since=since) == {s for s in every if s[2] >= offset}
+    assert journaled_sources(journal, since={}) == every
+    assert journaled_sources(journal, since={PAYMENTS: {0: 99}}) == every  # another partition
