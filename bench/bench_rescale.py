@@ -11,7 +11,9 @@ A script, not a test: timings depend on the machine. Set-up (not measured): the 
 written to the topics, with the group's offsets committed at the journal's ends, as a stopped
 deployment leaves them; the timeline changelog gets one row per person holding all of the person's
 outcome lines (the live layout splits them in chunks: as many bytes, a few more keys); the claims
-changelog stays empty (one small row per account). Measured:
+changelog stays empty (one small row per account). With `--versions K`, each person's `persons`
+row is written K times (K - 1 earlier copies first), as a changelog holds it before the log
+cleaner has compacted it: a live worker writes the row at every change of the person. Measured:
 
 - baseline: reading the whole journal once (`clients.history.read_topics`), what replay and the
   rescale's snapshot both do;
@@ -45,7 +47,7 @@ APP = "bench-rescale"
 CONFIG = str(ROOT / "streams" / "data" / "demo.toml")
 
 
-async def _setup(bootstrap: str, people: int) -> int:
+async def _setup(bootstrap: str, people: int, versions: int = 1) -> int:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
     from aiokafka.structs import OffsetAndMetadata
 
@@ -63,9 +65,10 @@ async def _setup(bootstrap: str, people: int) -> int:
         for p, o, k, v in rec.journal:
             pending.append(await producer.send(topics.JOURNAL, v, key=k, partition=p))
             ends[p] = o + 1
-        for k, v in rec.table.items():
-            pending.append(await producer.send(changelogs[0], v, key=k,
-                                               partition=partition_for_key(k, 4)))
+        for _ in range(versions):
+            for k, v in rec.table.items():
+                pending.append(await producer.send(changelogs[0], v, key=k,
+                                                   partition=partition_for_key(k, 4)))
         lines: dict[bytes, list[bytes]] = {}
         for t, p, _o, k, v in rec.outputs:
             pending.append(await producer.send(t, v, key=k, partition=p))
@@ -94,10 +97,18 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--people", type=int, default=20000)
     ap.add_argument("--bootstrap", help="an empty Kafka (default: start one)")
+    ap.add_argument("--versions", type=int, default=1,
+                    help="records of each persons row in its changelog (not compacted yet)")
     ap.add_argument("--setup-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--baseline-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.setup_only:
-        print(asyncio.run(_setup(args.bootstrap, args.people)))
+        print(asyncio.run(_setup(args.bootstrap, args.people, args.versions)))
+        return 0
+    if args.baseline_only:
+        t0 = time.perf_counter()
+        asyncio.run(read_topics(args.bootstrap, [topics.JOURNAL], timeout=3600))
+        print(time.perf_counter() - t0)
         return 0
     broker = None
     if args.bootstrap:
@@ -113,11 +124,13 @@ def main() -> int:
 
         # The set-up in another process: the peak memory printed is the rescale's alone.
         entries = int(subprocess.run([sys.executable, __file__, "--setup-only", "--people",
-                                      str(args.people), "--bootstrap", bootstrap], check=True,
+                                      str(args.people), "--versions", str(args.versions),
+                                      "--bootstrap", bootstrap], check=True,
                                      capture_output=True, text=True).stdout.split()[-1])
-        t0 = time.perf_counter()
-        asyncio.run(read_topics(bootstrap, [topics.JOURNAL], timeout=3600))
-        baseline = time.perf_counter() - t0
+        # The baseline in another process too: its read holds the whole journal's records.
+        baseline = float(subprocess.run([sys.executable, __file__, "--baseline-only",
+                                         "--bootstrap", bootstrap], check=True,
+                                        capture_output=True, text=True).stdout.split()[-1])
         marks: list[tuple[float, str]] = []
         print("each line: the time since the line before (the step it closes), then the line")
 
@@ -136,7 +149,8 @@ def main() -> int:
             total = time.perf_counter() - t0
             state_mib = (Path(tmp) / "state").stat().st_size / (1 << 20)
         scale = 1_000_000 / args.people
-        print(f"people {args.people:,}, journal entries {entries:,}")
+        print(f"people {args.people:,}, journal entries {entries:,}, persons rows written "
+              f"{args.versions} time(s) each")
         print(f"baseline, read the journal once: {baseline:.2f} s")
         print(f"rescale 4 -> 8: {total:.2f} s = {total / baseline:.1f} x the baseline; "
               f"per million people ~{total * scale / 60:.0f} min (linear)")
