@@ -36,8 +36,9 @@ def register(sub: Any, lazy: Lazy) -> None:
                    f"${ENV['config'].var}, else RULES.md's defaults); refused if the published "
                    "outcomes were decided under other rules")
     s.add_argument("--state", metavar="FILE",
-                   help="the state file: progress and the snapshot of the rebuilt topics; keep it "
-                   "until the command says done (default: ./mynapoint-rescale-<app-id>.state)")
+                   help="the state file: the progress; the snapshot of the rebuilt topics goes "
+                   "beside it (FILE.snapshot); keep both until the command says done (default: "
+                   "./mynapoint-rescale-<app-id>.state)")
     s.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                    help="give up a single read or topic operation after this long (default 600)")
     s.set_defaults(func=lazy("cli.rescale", "cmd_rescale"))
@@ -73,5 +74,6 @@ def cmd_rescale(args: argparse.Namespace) -> int:
     except RescaleFailed as exc:
         return err(str(exc))
     print(summary.render())
-    print(f"(state file {state}: keep it with the change record; it is not needed any more)")
+    print(f"(state file {state} and its snapshot beside it: keep them with the change record; "
+          "they are not needed any more)")
     return 0

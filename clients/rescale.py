@@ -7,7 +7,8 @@ doing any step twice:
 
     check     no member in the app's consumer group; M > N; the rules the outcomes carry
     snapshot  the group's committed offsets, the whole journal, the unanswered claims and the
-              state changelogs (latest value per key) -> the state file (fsync'd): Faust's
+              state changelogs (latest value per key) -> the snapshot file beside the state
+              file (`<state>.snapshot`, fsync'd, written once): Faust's
               three tables', or the Quix worker's two states' (taken in the tables' layout,
               streams.audit.takeover), whichever engine the app runs on
     grow      inputs and outputs to M partitions (CreatePartitions: records stay where they are)
@@ -23,8 +24,9 @@ doing any step twice:
               `inputs` (the originals of moved records are never read), the journal at the
               entries the ledger had folded, claims at 0
 
-The state file holds the only copy of the journal between its deletion and its refill: keep it
-until the command says it is done (it is not removed; a later run with it says so and stops).
+The snapshot file holds the only copy of the journal between its deletion and its refill: keep it
+and the state file until the command says it is done (they are not removed; a later run with them
+says so and stops).
 
 For the crash test only: MYNAPOINT_RESCALE_CRASH_AT=<step> (a step name above, or
 `rebuild:<topic>:half`) makes the process exit with status 70 right after that point.
@@ -71,7 +73,7 @@ from streams.audit.takeover import (
     to_quix,
 )
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 SOURCE_HEADER = "mynapoint-rescale-source"
 CRASH_ENV = "MYNAPOINT_RESCALE_CRASH_AT"
 
@@ -121,39 +123,51 @@ class Summary:
 
 
 class State:
-    """The state file: the plan, the steps done and the snapshot (msgpack, replaced atomically)."""
+    """The state file: the plan and the steps done, replaced atomically at each step; and beside
+    it, once taken, the snapshot (`snapshot_path`), written once (msgpack, both).
+
+    Version 1 kept the snapshot inside the state file, rewritten whole at every step; such a file
+    is read as it is, and the next save writes it as version 2 (the snapshot first)."""
 
     def __init__(self, path: Path, data: dict[str, Any]):
         self.path = path
         self.data = data
+        self._snapshot_saved = False
+
+    @staticmethod
+    def snapshot_path(path: Path) -> Path:
+        return path.with_name(path.name + ".snapshot")
 
     @classmethod
     def load(cls, path: Path) -> State | None:
         if not path.exists():
             return None
-        try:
-            # Decoded from the file's pages, not from a copy of its bytes in memory.
-            with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-                data = msgspec.msgpack.decode(m)
-        except (OSError, ValueError, msgspec.DecodeError) as exc:
-            raise RescaleFailed(f"cannot read the state file {path} ({exc}): restore it from "
-                                "the run that wrote it") from None
-        if not isinstance(data, dict) or data.get("v") != STATE_VERSION:
+        data = _read_msgpack(path, "state file")
+        if not isinstance(data, dict) or data.get("v") not in (1, STATE_VERSION):
             raise RescaleFailed(f"{path} is not a state file of this version of rescale")
-        return cls(path, data)
+        state = cls(path, data)
+        if data["v"] == 1:  # the snapshot inline: upcast, written apart at the next save
+            data["v"] = STATE_VERSION
+            data["snapshot"] = any(k in data for k in SNAPSHOT_KEYS)
+        elif data.get("snapshot"):
+            snapshot = _read_msgpack(cls.snapshot_path(path), "snapshot")
+            if not isinstance(snapshot, dict) or set(snapshot) != set(SNAPSHOT_KEYS):
+                raise RescaleFailed(f"{cls.snapshot_path(path)} is not the snapshot of {path}: "
+                                    "restore the one the run wrote beside it")
+            data.update(snapshot)
+            state._snapshot_saved = True
+        return state
 
     def save(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            write_msgpack(f, self.data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self.path)
-        dirfd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dirfd)
-        finally:
-            os.close(dirfd)
+        progress = {k: v for k, v in self.data.items() if k not in SNAPSHOT_KEYS}
+        if any(k in self.data for k in SNAPSHOT_KEYS):
+            progress["snapshot"] = True
+            if not self._snapshot_saved:
+                # Taken once and never changed: written before the file that says it is there.
+                _write_atomically(self.snapshot_path(self.path),
+                                  {k: self.data.get(k) for k in SNAPSHOT_KEYS})
+                self._snapshot_saved = True
+        _write_atomically(self.path, progress)
 
     def done(self, step: str) -> bool:
         return step in self.data["done"]
@@ -163,6 +177,35 @@ class State:
             self.data["done"].append(step)
         self.save()
         crash_point(step)
+
+
+#: What the snapshot step reads, kept in the snapshot file: the rebuild's source.
+SNAPSHOT_KEYS = ("engine", "committed", "configs", "replicas", "journal", "claims", "tables")
+
+
+def _read_msgpack(path: Path, what: str) -> Any:
+    try:
+        # Decoded from the file's pages, not from a copy of its bytes in memory.
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            return msgspec.msgpack.decode(m)
+    except (OSError, ValueError, msgspec.DecodeError) as exc:
+        raise RescaleFailed(f"cannot read the {what} {path} ({exc}): restore it from the run "
+                            "that wrote it") from None
+
+
+def _write_atomically(path: Path, data: dict[str, Any]) -> None:
+    """Writes `data` to `path` through a temporary file, fsync'd, then renamed over it."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        write_msgpack(f, data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    dirfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)
 
 
 _ENCODE = msgspec.msgpack.Encoder().encode
