@@ -147,7 +147,7 @@ def main() -> int:
             marks.append((t0, "start"))
             summary = asyncio.run(r.run())
             total = time.perf_counter() - t0
-            state_mib = (Path(tmp) / "state").stat().st_size / (1 << 20)
+            state_mib = sum(f.stat().st_size for f in Path(tmp).iterdir()) / (1 << 20)
         scale = 1_000_000 / args.people
         print(f"people {args.people:,}, journal entries {entries:,}, persons rows written "
               f"{args.versions} time(s) each")
@@ -157,7 +157,8 @@ def main() -> int:
         import resource
 
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"peak memory of the rescale: {rss:,.0f} MiB; state file {state_mib:,.0f} MiB")
+        print(f"peak memory of the rescale: {rss:,.0f} MiB; state file and snapshot "
+              f"{state_mib:,.0f} MiB")
         print(summary.render())
     finally:
         if broker is not None:
