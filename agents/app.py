@@ -27,6 +27,7 @@ import faust
 from agents import claims as claims_agent
 from agents import intake, ledger, metrics, web
 from agents.faust_private import (
+    ack_only_what_a_stream_took,
     flush_before_transactional_commits,
     recover_to_the_end_in_exactly_once,
     rejoining_assignor,
@@ -103,6 +104,8 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None,
     recover_to_the_end_in_exactly_once(app)
     # A step's seek in answer to a record waits until Faust's fetch loop is done with it.
     track_handovers(app)
+    # Records a stream skipped during a rebalance are read again, not committed past.
+    ack_only_what_a_stream_took(app)
 
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                            "value_serializer": "raw"}

@@ -36,6 +36,9 @@ fails a test instead of a worker:
 - `forget_gaps(app, tp, offset)`, `pass_over(app, tp, start, end)`: what Faust's commits may
   pass without an acknowledgement (`Consumer._gap`): not the records a step reads again, but the
   offsets it found hold no records (see the functions).
+- `ack_only_what_a_stream_took(app)`: Faust's consumer records no acknowledgement of a record no
+  stream took (one its streams skipped during a rebalance), so its commits never pass it (see
+  the function);
 - `rejoining_assignor()`: Faust's `PartitionAssignor` (the app's setting), for a static member (`--instance-id`) that comes back
   under another status API address takes the assignment the group kept for it, then has the
   group rebalance, instead of stopping in Faust's assertion on the address (see the function).
@@ -515,3 +518,34 @@ def rejoining_assignor() -> Any:
             consumer._thread._ensure_consumer()._coordinator.request_rejoin()  # noqa: SLF001
 
     return RejoiningAssignor
+
+
+def ack_only_what_a_stream_took(app: Any) -> None:
+    """Keeps Faust's commits from passing records that no stream took.
+
+    What Faust 0.15 does: a stream that meets a record fetched before a rebalance (its
+    `generation_id` is not the consumer's any more, or flow control is off while the rebalance
+    runs) skips it, and acknowledges it, also in a `noack` stream, before the stream has tracked
+    it (`Stream._c_aiter`). The consumer counts that acknowledgement like any other
+    (`Consumer.ack`), so a partition that stays with the worker across the rebalance is committed
+    past every record skipped that way: they are never read again. Seen on Apache Kafka in the
+    failover test: a worker that had all four partitions fetched the first 2,083 records of
+    payments/2, a second worker joined, the first kept payments/2, and those records were
+    committed without ever reaching intake (216 people's later decisions never came).
+
+    Installs, on this app's transport (before its consumer exists), a subclass of the transport's
+    `Consumer` that records no acknowledgement of a record no stream has tracked: a record of a
+    topic that streams track (every topic our agents read) is tracked as soon as a stream takes
+    it, before any agent sees it. Such a skipped record is then read again after the rebalance,
+    from the committed offset (`seek_before_resuming_streams`).
+    """
+    base = app.transport.Consumer
+
+    class TakenOnlyConsumer(base):  # type: ignore[misc,valid-type]
+        def ack(self, message: Any) -> bool:
+            if not message.tracked:
+                return False
+            acked: bool = super().ack(message)
+            return acked
+
+    app.transport.Consumer = TakenOnlyConsumer

@@ -533,3 +533,53 @@ def test_the_worker_app_uses_the_rejoining_assignor(tmp_path):
 
     app = create_app(WorkerSettings(data_dir=str(tmp_path)))
     assert type(app.assignor).__name__ == "RejoiningAssignor"
+
+
+def test_faust_streams_acknowledge_the_records_they_skip_in_a_rebalance_untracked():
+    # Why `ack_only_what_a_stream_took` exists: the skip (stale generation, or flow control off)
+    # breaks out before the record is tracked, and the `finally` acknowledges it anyway.
+    from faust.streams import Stream
+
+    source = inspect.getsource(Stream._py_aiter)  # noqa: SLF001
+    skip = source.index("message.generation_id != self.app.consumer_generation_id")
+    assert skip < source.index("message.tracked = True")
+    assert "if event is not None and (do_ack or value is skipped_value):" in source
+
+
+def _consumer_message(offset: int) -> Any:
+    from faust.types.tuples import ConsumerMessage
+
+    return ConsumerMessage("mynapoint.payments", 2, offset, 0.0, 0, None, b"P1", b"{}", None)
+
+
+@pytest.mark.parametrize("patched", [True, False])
+def test_a_record_no_stream_took_is_not_acknowledged(patched):
+    from faust.types import TP
+
+    from agents.faust_private import ack_only_what_a_stream_took
+
+    app = faust.App(f"mynapoint-ack-{patched}", broker="kafka://127.0.0.1:1",
+                    store="memory://")
+    if patched:
+        ack_only_what_a_stream_took(app)
+    app.topics._acking_topics.add("mynapoint.payments")  # noqa: SLF001 - a topic an agent reads
+    consumer = app.consumer
+    tp = TP("mynapoint.payments", 2)
+    # Faust keeps the offset of the last record committed: 11 is the next one.
+    consumer._committed_offset[tp] = 10  # noqa: SLF001
+    skipped, taken = _consumer_message(11), _consumer_message(12)
+    assert not skipped.tracked  # a stream tracks a record when it takes it
+    taken.tracked = True
+    assert consumer.ack(skipped) is not patched
+    assert consumer.ack(taken) is True
+    assert consumer._acked[tp] == ([12] if patched else [11, 12])  # noqa: SLF001
+    # What a commit would pass: not the skipped record once its acknowledgement is left out.
+    assert consumer._new_offset(tp) == (None if patched else 13)  # noqa: SLF001
+
+
+def test_the_worker_app_acknowledges_only_what_a_stream_took(tmp_path):
+    from agents.app import create_app
+    from agents.settings import WorkerSettings
+
+    app = create_app(WorkerSettings(data_dir=str(tmp_path)))
+    assert "TakenOnlyConsumer" in {c.__name__ for c in type(app.consumer).__mro__}
