@@ -536,14 +536,27 @@ def test_the_worker_app_uses_the_rejoining_assignor(tmp_path):
 
 
 def test_faust_streams_acknowledge_the_records_they_skip_in_a_rebalance_untracked():
-    # Why `ack_only_what_a_stream_took` exists: the skip (stale generation, or flow control off)
-    # breaks out before the record is tracked, and the `finally` acknowledges it anyway.
+    # Why `ack_only_what_a_stream_took` exists: in the pure-Python iterator the skip (stale
+    # generation, or flow control off) breaks out before the record is tracked, and the `finally`
+    # acknowledges it anyway. The Cython iterator, the one used here, returns no event for a
+    # skipped record, so it acknowledges none.
+    from pathlib import Path
+
+    import faust._cython as compiled
     from faust.streams import Stream
 
     source = inspect.getsource(Stream._py_aiter)  # noqa: SLF001
     skip = source.index("message.generation_id != self.app.consumer_generation_id")
     assert skip < source.index("message.tracked = True")
     assert "if event is not None and (do_ack or value is skipped_value):" in source
+    # The Cython iterator, the one `Stream.__aiter__` takes when it is built (it is here), skips
+    # before tracking too, but without the event, and acknowledges only an event.
+    assert "_CStreamIterator is not None" in inspect.getsource(Stream.__aiter__)
+    pyx = (Path(compiled.__file__).parent / "streams.pyx").read_text()
+    skip = pyx.index("message.generation_id != self.app.consumer_generation_id")
+    assert skip < pyx.index("return None, self._skipped_value, stream_state") < pyx.index(
+        "message.tracked = True")
+    assert "if do_ack and event is not None:" in pyx
 
 
 def _consumer_message(offset: int) -> Any:
