@@ -5,7 +5,10 @@ else, and tests/agents/test_faust_private.py pins each name, so a Faust upgrade 
 fails a test instead of a worker:
 
 - `committed_offset(app, tp)`: the group's committed offset of a partition, which Faust keeps in
-  `Consumer._committed_offset` (intake's event-time alignment, the consumer-lag gauge);
+  `Consumer._committed_offset` (the ledger's memory of outcomes, the consumer-lag gauge);
+  `start_offset(app, tp)`: where the group resumes it, the committed offset or, with none, the
+  partition's first offset that the seek after the assignment read (each step's check that its
+  sources' offsets follow on);
 - `created_consumer(app)`, `created_assignor(app)`: the consumer (`App._consumer`) and the
   partition assignor, only once Faust has made them, for the metrics scrape, which must not make
   them from its own thread (see the functions);
@@ -23,7 +26,8 @@ fails a test instead of a worker:
   function);
 - `seek_before_resuming_streams(app)`: after a rebalance (and at start), the stream partitions are
   fetched only once they were sought to their committed offsets, so that Faust never counts
-  records still waiting in an agent's buffer as acknowledged (see the function);
+  records still waiting in an agent's buffer as acknowledged, and once the first offsets of those
+  with nothing committed are known (see the function);
 - `pause_fetching(app, tp, pause)`: intake's bound on held records pauses an input partition
   in aiokafka itself, on the consumer's thread (`Consumer._thread`), not with Faust's
   `pause_partitions` (see the function).
@@ -107,6 +111,22 @@ def committed_offset(app: Any, tp: Any) -> int | None:
     """The consumer group's committed offset of `tp` as this worker last knew it; None if none.
     Not on Faust's ConsumerT interface; its Consumer implementation keeps it."""
     return app.consumer._committed_offset.get(tp)  # noqa: SLF001
+
+
+def start_offset(app: Any, tp: Any) -> int | None:
+    """Where the group resumes `tp` in this assignment: its committed offset or, when nothing is
+    committed (or 0, which Faust does not tell from nothing), the partition's first offset, where
+    the consumer starts it (`consumer_auto_offset_reset="earliest"`), as the seek after the
+    assignment found it (`seek_before_resuming_streams`). None while not known: before that seek,
+    or if the broker did not answer it."""
+    committed = committed_offset(app, tp)
+    if committed is not None:
+        return committed
+    starts = getattr(app.consumer, "_mynapoint_starts", None)
+    if starts is None or starts[0] != app.consumer_generation_id:
+        return None  # learnt for an earlier assignment
+    offset: int | None = starts[1].get(tp)
+    return offset
 
 
 def handed_over(app: Any, tp: Any) -> int | None:
@@ -357,11 +377,25 @@ def seek_before_resuming_streams(app: Any) -> None:
     Faust's `getmany` drops them (not active) after aiokafka has moved past them: seen in the
     same diagnostic runs. The consumer thread made here fetches a copy of the set taken when the
     fetch runs, and nothing when it is empty.
+
+    The same seek, before it releases the partitions, also reads the first offset of each stream
+    partition that has nothing committed (`Consumer.earliest_offsets`, one ListOffsets request):
+    Faust's commits check nothing at the head of such a partition (`Consumer._new_offset`
+    commits the first run of acknowledged offsets wherever it starts), so the steps must know
+    where it starts to notice records missing there (`start_offset`). Seen once in CI: the first
+    2,083 records of an input partition never reached intake after a rebalance, and the group
+    committed the partition to its end (docs/ARCHITECTURE.md, "Records missing at the very start
+    of a partition").
     """
+    from faust.types import TP
+
     base = app.transport.Consumer
 
     class SeekFirstConsumer(base):  # type: ignore[misc,valid-type]
         _mynapoint_awaiting_seek: set[Any] | None = None
+        # (generation, {partition: first offset}) of the stream partitions with nothing
+        # committed, read by `start_offset`.
+        _mynapoint_starts: tuple[int, dict[Any, int]] | None = None
 
         def resume_partitions(self, tps: Any) -> None:
             tpset = set(tps)
@@ -393,9 +427,28 @@ def seek_before_resuming_streams(app: Any) -> None:
             generation = self.app.consumer_generation_id
             try:
                 await super().perform_seek()
+                await self._mynapoint_learn_starts(generation)
             finally:
                 if held and self.app.consumer_generation_id == generation:
                     super().resume_partitions(held & set(self.assignment()))
+
+        async def _mynapoint_learn_starts(self, generation: int) -> None:
+            # Before the partitions are resumed: their first records find `start_offset` known.
+            unknown = [tp for tp in self.assignment()
+                       if not self._is_changelog_tp(tp)  # noqa: SLF001
+                       and self._committed_offset.get(tp) is None]  # noqa: SLF001
+            starts: dict[Any, int] = {}
+            if unknown:
+                try:
+                    found = await self.earliest_offsets(*unknown)
+                except Exception as exc:  # noqa: BLE001 - the steps then start at a first record
+                    log.warning("the first offsets of %d partitions with nothing committed could "
+                                "not be read (%r): a record missing at the very start of one of "
+                                "them goes unnoticed until the next rebalance", len(unknown), exc)
+                else:
+                    starts = {TP(tp.topic, tp.partition): offset for tp, offset in found.items()}
+            if self.app.consumer_generation_id == generation:
+                self._mynapoint_starts = (generation, starts)
 
     app.transport.Consumer = SeekFirstConsumer
 

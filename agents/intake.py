@@ -15,16 +15,17 @@ from streams.pipeline.rereads import RESEEK_EVERY
 def register(app: Any, inputs: Any, out: Outputs, idle_wait: float, max_held: int,
              journal_partitions: int, journal_batch: int) -> Intake:
     """Adds the intake agent and its timers to `app`; returns its step (for `revoked`)."""
-    step = Intake(FaustSource(app, topics.INPUT_TOPICS), out, idle_wait, max_held,
-                  journal_partitions, RELEASE_EVERY, journal_batch)
-    on_record = step.on_record
+    source = FaustSource(app, topics.INPUT_TOPICS)
+    step = Intake(source, out, idle_wait, max_held, journal_partitions, RELEASE_EVERY,
+                  journal_batch)
+    on_record, current = step.on_record, source.current
 
     @app.agent(inputs, name="intake")
     async def intake(stream: Any) -> None:
         # `noack`: records are acknowledged by the step, once journaled or dead-lettered.
         async for event in stream.noack().events():
             msg = event.message
-            if msg.generation_id != app.consumer_generation_id:
+            if not current(msg):
                 # Read before the last rebalance: its partition was revoked (and read again from
                 # the committed offset by whoever owns it now).
                 continue

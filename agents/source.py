@@ -12,12 +12,12 @@ from aiokafka.errors import KafkaError
 from faust.types import TP
 
 from agents.faust_private import (
-    committed_offset,
     forget_gaps,
     handed_over,
     handing_over,
     pass_over,
     pause_fetching,
+    start_offset,
 )
 from streams.pipeline.rereads import RESEEK_EVERY, Rereads
 
@@ -58,9 +58,10 @@ class FaustSource:
         return [(tp.topic, tp.partition) for tp in self.app.consumer.assignment()
                 if tp.topic in self.topics]
 
-    def committed(self, topic: str, partition: int) -> int | None:
-        # Faust does not know it before its seek after a rebalance, nor tell 0 from none.
-        return committed_offset(self.app, self._tp(topic, partition))
+    def start(self, topic: str, partition: int) -> int | None:
+        # Unknown before Faust's seek after a rebalance (and the first offset of a partition with
+        # nothing committed, learnt at that seek).
+        return start_offset(self.app, self._tp(topic, partition))
 
     async def seek(self, topic: str, partition: int, offset: int,
                    after: int | None = None) -> None:
@@ -116,10 +117,15 @@ class FaustSource:
     def resume(self, topic: str, partition: int) -> None:
         pause_fetching(self.app, (topic, partition), False)
 
+    def current(self, message: Any) -> bool:
+        """Whether Faust's `message` was read in the current assignment. One read before the last
+        rebalance is read again from the committed offset by whoever owns its partition now."""
+        return bool(message.generation_id == self.app.consumer_generation_id)
+
     def acknowledge(self, token: Any) -> None:
         # During a rebalance Faust forgets the revoked partitions' bookkeeping; an event read
         # in an earlier generation belongs to an assignment that ended.
-        if token.message.generation_id == self.app.consumer_generation_id:
+        if self.current(token.message):
             token.ack()
 
 
@@ -139,15 +145,22 @@ async def admitted(stream: Any, watch: Rereads) -> AsyncIterator[Any]:
     """The events of an agent's `stream` that `watch` admits (none after a hole: they come again
     after it), with `watch.busy` telling whether Faust's buffer for the agent holds records.
 
+    An event read before the last rebalance is neither handled nor admitted: it is read again
+    from the committed offset by whoever owns its partition now, and it must not set where the
+    source starts in the new assignment (as intake's agent does).
+
     An event is acknowledged once the agent has handled it (when it asks for the next one), and
     only if admitted: one passed over comes again after the hole, and a commit must not pass it
     before (Faust would acknowledge every event of the stream, `noack`)."""
     channel = stream.channel
     watch.busy = lambda: not channel.empty()
     admit = watch.admit
-    acknowledge = cast(FaustSource, watch.source).acknowledge
+    source = cast(FaustSource, watch.source)
+    current, acknowledge = source.current, source.acknowledge
     async for event in stream.noack().events():
         msg = event.message
+        if not current(msg):
+            continue
         if await admit(msg.topic, msg.partition, msg.offset, time.monotonic()):
             yield event
             acknowledge(event)

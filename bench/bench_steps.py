@@ -70,7 +70,7 @@ class Backlog:
     def highwater(self, topic: str, partition: int) -> int | None:
         return len(self.records.get((topic, partition), ()))
 
-    def committed(self, topic: str, partition: int) -> int | None:
+    def start(self, topic: str, partition: int) -> int | None:
         return None
 
     def passed_over(self, topic: str, partition: int, start: int, end: int) -> None:

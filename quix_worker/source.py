@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from quix_worker.private import StoreOffset
+
+log = logging.getLogger("mynapoint")
 
 #: An intake token: (its partition's assignment count when read, topic, partition, offset).
 Token = tuple[int, str, int, int]
@@ -32,7 +35,7 @@ def finish(step: Coroutine[Any, Any, None]) -> None:
 class QuixSource:
     """Watermarks, committed offsets, seeks and acknowledgements of the input topics."""
 
-    __slots__ = ("consumer", "_store", "_generation", "_committed", "_acked", "_tps", "_owned")
+    __slots__ = ("consumer", "_store", "_generation", "_start", "_acked", "_tps", "_owned")
 
     #: Quix's consumer already merges the co-partitioned input topics by record timestamp, and
     #: pauses a partition whose buffer is full itself. It hands nothing of a partition number
@@ -45,8 +48,9 @@ class QuixSource:
         self._store = store_offset
         # Per input partition, bumped when it is revoked: a token read before is not acknowledged.
         self._generation: dict[tuple[str, int], int] = {}
-        # The group's committed offsets of the assigned input partitions, read at assignment.
-        self._committed: dict[tuple[str, int], int] = {}
+        # Where the assigned input partitions start, read at assignment: the group's committed
+        # offset, or the partition's first offset if nothing is committed.
+        self._start: dict[tuple[str, int], int] = {}
         # The last offset acknowledged per partition in this generation.
         self._acked: dict[tuple[str, int], int] = {}
         self._tps: dict[tuple[str, int], TopicPartition] = {}
@@ -68,8 +72,8 @@ class QuixSource:
         _, high = self.consumer.get_watermark_offsets(self._tp(topic, partition), cached=True)
         return high if high >= 0 else None
 
-    def committed(self, topic: str, partition: int) -> int | None:
-        return self._committed.get((topic, partition))
+    def start(self, topic: str, partition: int) -> int | None:
+        return self._start.get((topic, partition))
 
     def passed_over(self, topic: str, partition: int, start: int, end: int) -> None:
         pass  # intake acknowledges the record after the hole; Quix commits past the hole then
@@ -109,15 +113,28 @@ class QuixSource:
         return list(self._owned)
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
-        """Reads the committed offsets of newly assigned input partitions."""
+        """Reads where newly assigned input partitions start: the group's committed offset, or,
+        with nothing committed, the partition's first offset (the low watermark, where the
+        consumer starts: `auto.offset.reset` earliest), so that intake notices records missing
+        at the very start of a partition (the group would commit past them)."""
         self._owned.update((tp.topic, tp.partition) for tp in partitions)
         if not partitions:
             return
         for tp in self.consumer.committed(partitions, timeout=30):
+            source = (tp.topic, tp.partition)
             if tp.offset >= 0:
-                self._committed[(tp.topic, tp.partition)] = tp.offset
-            else:
-                self._committed.pop((tp.topic, tp.partition), None)
+                self._start[source] = tp.offset
+                continue
+            self._start.pop(source, None)
+            try:
+                low, _ = self.consumer.get_watermark_offsets(tp, timeout=30, cached=False)
+            except KafkaException as exc:
+                log.warning("%s/%s: its first offset could not be read (%s): a record missing at "
+                            "its very start goes unnoticed until it is assigned again", tp.topic,
+                            tp.partition, exc)
+                continue
+            if low >= 0:
+                self._start[source] = low
 
     def revoked(self, partitions: list[TopicPartition]) -> set[tuple[str, int]]:
         """Forgets the revoked input partitions; returns them as (topic, partition)."""
@@ -125,6 +142,6 @@ class QuixSource:
         self._owned -= gone
         for source in gone:
             self._generation[source] = self._generation.get(source, 0) + 1
-            self._committed.pop(source, None)
+            self._start.pop(source, None)
             self._acked.pop(source, None)
         return gone

@@ -280,7 +280,9 @@ class Continuity:
     offset past records it then drops as "already read". A record skipped like that would be
     committed past and never decided. So intake checks that each source's offsets follow on:
 
-    - `TAKE` the record that comes next (the source's start is the committed offset);
+    - `TAKE` the record that comes next (the source's start is the committed offset, or the
+      partition's first offset while nothing is committed: Faust would commit past records
+      missing at its head);
     - `TAKE` a record before that too: delivered again (the ledger folds repeats once);
     - `FOUND` when a record comes after a hole not sought yet: the caller reports the hole and
       seeks the consumer to the returned offset, so the records in the hole are read again (this

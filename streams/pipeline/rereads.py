@@ -86,9 +86,9 @@ class Rereads:
         back to the hole, and this record comes again after it."""
         source = self.source
         key = (topic, partition)
-        # A source starts at its committed offset; the engine may not know it yet (before its
-        # seek after a rebalance): then at its first record.
-        start = source.committed(topic, partition)
+        # A source starts at its committed offset, or at its first offset if nothing is
+        # committed; the engine may not know it (then at its first record).
+        start = source.start(topic, partition)
         verdict, at = self.continuity.check(key, offset, offset if start is None else start)
         self._heard[key] = now
         if verdict is TAKE:
@@ -108,10 +108,10 @@ class Rereads:
         return False
 
     def next_to_read(self, topic: str, partition: int, next_offset: int) -> int:
-        """Where a source resumes: `next_offset`, or the group's committed offset if later (a
-        source this worker has read nothing of since it took it starts there; everything before
-        was handled by an earlier owner)."""
-        return max(next_offset, self.source.committed(topic, partition) or 0)
+        """Where a source resumes: `next_offset`, or its start if later (the group's committed
+        offset: a source this worker has read nothing of since it took it starts there, and
+        everything before was handled by an earlier owner)."""
+        return max(next_offset, self.source.start(topic, partition) or 0)
 
     def has_more(self, topic: str, partition: int, next_offset: int) -> bool:
         """Whether the broker holds records of the source from where it resumes, by the high

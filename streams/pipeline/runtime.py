@@ -11,9 +11,10 @@ folding, claims, dead letters and metrics are written once, whatever runs them:
 - `Send`: send one record to a topic, partitioned by its key with Kafka's default partitioner;
   the engine delivers everything sent before it commits any offset;
 - `Where`: the topic, partition and offset of the record being handled (dead letters name it);
-- `Source`: what every step needs of the engine's consumer of its topics: high watermarks,
-  committed offsets and the consumer's position (the start of a source, a source lost or only
-  behind), and seeking back to where it lost its place (streams/pipeline/rereads.py);
+- `Source`: what every step needs of the engine's consumer of its topics: high watermarks, where
+  each source starts (its committed offset, or its first offset with nothing committed) and the
+  consumer's position (a source lost or only behind), and seeking back to where it lost its place
+  (streams/pipeline/rereads.py);
 - `IntakeSource`: a `Source` of the input topics that can also pause a partition (the bound on
   what alignment holds) and acknowledge a record once it reached the journal (the engine
   commits no offset past a record not acknowledged).
@@ -78,9 +79,11 @@ class Source(Protocol):
         """The (topic, partition)s of the step's topics the engine has assigned to this worker
         now."""
 
-    def committed(self, topic: str, partition: int) -> int | None:
-        """The group's committed offset of the partition as the engine knows it; None if
-        unknown (then the source starts at its first record read)."""
+    def start(self, topic: str, partition: int) -> int | None:
+        """Where the group resumes the partition in this assignment: its committed offset or,
+        when nothing is committed, the partition's first offset (where the consumer starts it);
+        None if the engine does not know it (then the source starts at its first record read,
+        and records missing before that one go unnoticed)."""
 
     async def seek(self, topic: str, partition: int, offset: int,
                    after: int | None = None) -> None:

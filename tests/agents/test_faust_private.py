@@ -596,3 +596,40 @@ def test_the_worker_app_acknowledges_only_what_a_stream_took(tmp_path):
 
     app = create_app(WorkerSettings(data_dir=str(tmp_path)))
     assert "TakenOnlyConsumer" in {c.__name__ for c in type(app.consumer).__mro__}
+
+
+def test_the_start_of_a_partition_is_its_committed_offset_or_its_first_one_in_this_assignment():
+    import asyncio
+
+    from faust.types import TP
+
+    from agents.faust_private import seek_before_resuming_streams, start_offset
+
+    app = faust.App("mynapoint-start-test", broker="kafka://127.0.0.1:1", store="memory://")
+    seek_before_resuming_streams(app)
+    table = app.Table("persons", partitions=4)
+    consumer = app.consumer
+    committed, zero, fresh = (TP("mynapoint.cards", p) for p in range(3))
+    changelog = TP(table.changelog_topic.get_topic_name(), 2)
+    consumer.assignment = lambda: {committed, zero, fresh, changelog}
+    asked: list[tuple[TP, ...]] = []
+
+    async def seek_to_committed() -> dict[TP, int | None]:
+        return {committed: 41, zero: 0, fresh: None, changelog: None}
+
+    async def earliest_offsets(*partitions: TP) -> dict[TP, int]:
+        asked.append(tuple(sorted(partitions)))
+        return {tp: 3 for tp in partitions}  # retention removed offsets 0 to 2
+
+    consumer.seek_to_committed = seek_to_committed
+    consumer.earliest_offsets = earliest_offsets
+    assert start_offset(app, fresh) is None  # before the seek: not known
+    asyncio.run(consumer.perform_seek())
+    # Faust keeps a committed 0 as None: the consumer starts such a partition at its first offset
+    # too. Changelogs are not the steps' sources: not asked.
+    assert asked == [(zero, fresh)]
+    assert [start_offset(app, tp) for tp in (committed, zero, fresh)] == [41, 3, 3]
+    app.consumer_generation_id += 1  # a rebalance: learnt for the assignment that ended
+    assert start_offset(app, fresh) is None
+    consumer._committed_offset[fresh] = 7  # once committed, where the group resumes it
+    assert start_offset(app, fresh) == 7

@@ -75,17 +75,17 @@ def test_each_step_owns_only_the_assigned_partitions_of_its_topics():
 
 
 class Event:
-    def __init__(self, offset: int) -> None:
+    def __init__(self, offset: int, generation: int = 1) -> None:
         self.message = type("Message", (), {"topic": "mynapoint.journal", "partition": 1,
-                                            "offset": offset})()
+                                            "offset": offset, "generation_id": generation})()
 
 
 class Stream:
     """An agent's stream: its events, and the channel buffering them; the agent acknowledges
     them itself (`noack`)."""
 
-    def __init__(self, offsets: list[int]) -> None:
-        self.offsets = offsets
+    def __init__(self, offsets: list[int], generation: int = 1) -> None:
+        self.offsets, self.generation = offsets, generation
         self.channel = type("Channel", (), {"empty": lambda _: False})()
         self.acks = True
 
@@ -96,18 +96,22 @@ class Stream:
     async def events(self) -> Any:
         assert not self.acks
         for offset in self.offsets:
-            yield Event(offset)
+            yield Event(offset, self.generation)
 
 
 class JournalSource:
     def __init__(self) -> None:
         self.sought: list[tuple[str, int, int]] = []
         self.acked: list[int] = []
+        self.generation = 1  # the consumer's
+
+    def current(self, message: Any) -> bool:
+        return bool(message.generation_id == self.generation)
 
     def acknowledge(self, event: Event) -> None:
         self.acked.append(event.message.offset)
 
-    def committed(self, topic: str, partition: int) -> int | None:
+    def start(self, topic: str, partition: int) -> int | None:
         return 0
 
     def passed_over(self, topic: str, partition: int, start: int, end: int) -> None:
@@ -137,6 +141,21 @@ def test_an_agent_handles_only_the_events_its_rereads_admit():
     assert watch.busy() is True  # the stream's channel holds records
     assert asyncio.run(handled(Stream([1, 2]))) == [1, 2]
     assert source.acked == [0, 1, 2]
+
+
+def test_an_event_read_before_the_last_rebalance_is_neither_handled_nor_admitted():
+    source = JournalSource()
+    watch = Rereads(source)  # type: ignore[arg-type]
+
+    async def handled(stream: Stream) -> list[int]:
+        return [event.message.offset async for event in admitted(stream, watch)]
+
+    source.generation = 2
+    # Still in the agent's buffer from generation 1: whoever owns partition 1 now reads it again
+    # from the committed offset. It does not become the source's start either: offset 0 is.
+    assert asyncio.run(handled(Stream([7], generation=1))) == []
+    assert source.acked == [] and source.sought == []
+    assert asyncio.run(handled(Stream([0, 1], generation=2))) == [0, 1]
 
 
 class LogMessage:
@@ -217,3 +236,77 @@ def test_a_hole_is_read_again_through_faust_s_own_fetch_loop(tracked, end):
     else:
         assert not set(range(23, 36)) & set(taken)
         assert (36 in taken) is (end == 37)  # taken after a hole taken for real
+
+
+@pytest.mark.parametrize("learnt", [True, False])
+def test_records_missing_at_the_start_of_a_partition_with_nothing_committed_are_read(learnt):
+    # As in a CI run on Apache Kafka: after a rebalance, an input partition with nothing committed
+    # yet first handed over its record at offset 2,083, and the group committed it to its end
+    # (Faust commits the first run of acknowledged offsets wherever it starts while nothing is
+    # committed). The seek after the assignment learns where such a partition starts
+    # (`seek_before_resuming_streams`), so the step finds the hole before that first record and
+    # reads it. Without it (learnt=False: the broker did not answer), the head goes unnoticed.
+    from agents.faust_private import seek_before_resuming_streams, track_handovers
+
+    tp = TP("mynapoint.journal", 3)
+    log = list(range(0, 40))
+    fetches = 0
+    position = 0
+    taken: list[int] = []
+
+    async def seek_in_aiokafka(partition: TP, offset: int) -> None:
+        nonlocal position
+        await asyncio.sleep(0)
+        position = offset
+
+    async def next_records(timeout: float) -> Any:
+        nonlocal fetches, position
+        fetches += 1
+        await asyncio.sleep(0)
+        # The first fetch hands over nothing before offset 23 (the records were passed over).
+        batch = [o for o in log if o >= max(position, 23 if fetches == 1 else 0)]
+        if fetches > 20 or set(taken) >= set(log):
+            batch.append(10_000)  # enough: the step ends at this one
+        position = log[-1] + 1
+        return {tp: batch}, {tp}
+
+    async def run() -> None:
+        app = faust.App("mynapoint-head-test", broker="kafka://127.0.0.1:1",
+                        store="memory://", loop=asyncio.get_running_loop())
+        seek_before_resuming_streams(app)
+        track_handovers(app)
+        consumer = app.consumer
+        consumer.assignment = lambda: {tp}
+
+        async def seek_to_committed() -> dict[TP, int | None]:
+            return {tp: None}  # nothing committed
+
+        async def earliest_offsets(*partitions: TP) -> dict[TP, int]:
+            assert partitions == (tp,)
+            if not learnt:
+                raise ConnectionError("the broker did not answer")
+            return {tp: 0}
+
+        consumer.seek_to_committed = seek_to_committed
+        consumer.earliest_offsets = earliest_offsets
+        await consumer.perform_seek()  # as after the assignment, before the records flow
+        consumer._seek = seek_in_aiokafka
+        consumer._wait_next_records = next_records
+        consumer._to_message = lambda tp, offset: LogMessage(offset)
+        consumer.highwater = lambda tp: log[-1] + 1
+        handed: asyncio.Queue[LogMessage] = asyncio.Queue()
+        consumer.callback = handed.put
+        watch = Rereads(FaustSource(app, ["mynapoint.journal"]))
+        drain = asyncio.ensure_future(consumer._drain_messages(
+            type("Fetcher", (), {"_stopped": asyncio.Event()})()))
+        step = asyncio.ensure_future(_admitted(handed, watch, taken))
+        await asyncio.wait([drain, step], return_when=asyncio.FIRST_COMPLETED)
+        assert not drain.done(), drain.exception()
+        drain.cancel()
+
+    asyncio.run(run())
+    if learnt:
+        assert sorted(set(taken)) == log
+        assert taken[0] == 0  # offset 23 came first, found the hole, and came again after it
+    else:
+        assert taken[0] == 23 and not set(range(23)) & set(taken)

@@ -16,7 +16,8 @@ J = topics.JOURNAL
 
 
 class Source:
-    """A consumer of the journal: high watermarks, committed offsets and positions as set."""
+    """A consumer of the journal: high watermarks, starts (committed offsets) and positions as
+    set."""
 
     def __init__(self) -> None:
         self.ends: dict[tuple[str, int], int] = {}
@@ -33,7 +34,7 @@ class Source:
     def owned(self) -> list[tuple[str, int]]:
         return self.assignment
 
-    def committed(self, topic: str, partition: int) -> int | None:
+    def start(self, topic: str, partition: int) -> int | None:
         return self.commits.get((topic, partition))
 
     def passed_over(self, topic: str, partition: int, start: int, end: int) -> None:
@@ -207,7 +208,7 @@ def test_nothing_is_sought_during_a_rebalance_and_revoked_sources_start_afresh()
     assert source.sought == [(J, 2, 41)]
     source.balancing = False
     watch.revoked({(J, 2)})
-    # Taken back: it starts at its first record (no committed offset known), no hole, no silence.
+    # Taken back: it starts at its first record (no start known), no hole, no silence.
     assert admitted(watch, [60, 61], now=3 * STARVED_AFTER) == [60, 61]
     asyncio.run(watch.reseek(now=3 * STARVED_AFTER + 1))
     assert source.sought == [(J, 2, 41)]

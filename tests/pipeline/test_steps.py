@@ -59,7 +59,7 @@ class Sent:
 
 
 class Source:
-    """A consumer that has fetched nothing yet (no high watermarks, no committed offsets)."""
+    """A consumer that has fetched nothing yet (no high watermarks, no starts known)."""
 
     def __init__(self) -> None:
         self.acked: list[Any] = []
@@ -79,7 +79,7 @@ class Source:
     def owned(self) -> list[tuple[str, int]]:
         return self.assignment
 
-    def committed(self, topic: str, partition: int) -> int | None:
+    def start(self, topic: str, partition: int) -> int | None:
         return None
 
     def passed_over(self, topic: str, partition: int, start: int, end: int) -> None:
@@ -256,11 +256,11 @@ def test_an_owned_partition_that_delivers_nothing_is_sought_where_it_resumes():
     asyncio.run(step.reseek(now=100.0 + STARVED_AFTER - 1))
     assert source.sought == []
     asyncio.run(step.reseek(now=100.0 + STARVED_AFTER))
-    # Nothing committed known: from the start.
+    # No start known: from offset 0.
     assert sorted(source.sought) == [(topics.CARDS, 5, 0), (topics.PAYMENTS, 6, 0)]
     asyncio.run(step.reseek(now=100.0 + STARVED_AFTER + 1))  # not again before another wait
     assert len(source.sought) == 2
-    source.committed = lambda topic, partition: 4 if partition == 6 else 7  # type: ignore[method-assign]
+    source.start = lambda topic, partition: 4 if partition == 6 else 7  # type: ignore[method-assign]
     asyncio.run(step.reseek(now=100.0 + 2 * STARVED_AFTER))
     # payments/6 is read up to its end by the committed offset: nothing more to read there.
     assert source.sought[2:] == [(topics.CARDS, 5, 7)]

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from quix_worker.app import PERSONS_TAG, TIMELINE_TAG, _Current, _store
 from quix_worker.source import QuixSource, finish
@@ -18,25 +18,36 @@ from tests.builders import card
 
 
 class FakeConsumer:
-    def __init__(self, committed: dict[tuple[str, int], int], high: dict[tuple[str, int], int]):
-        self._committed, self._high = committed, high
+    def __init__(self, committed: dict[tuple[str, int], int], high: dict[tuple[str, int], int],
+                 low: dict[tuple[str, int], int | KafkaException] | None = None):
+        self._committed, self._high, self._low = committed, high, low or {}
         self.seeks: list[tuple[str, int, int]] = []
+        self.asked_low: list[tuple[str, int]] = []
 
     def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
         return [TopicPartition(tp.topic, tp.partition, self._committed.get((tp.topic, tp.partition),
                                                                            -1001))
                 for tp in partitions]
 
-    def get_watermark_offsets(self, tp: TopicPartition, cached: bool) -> tuple[int, int]:
-        assert cached  # never a broker round trip on the hot path
-        return -1001, self._high.get((tp.topic, tp.partition), -1001)
+    def get_watermark_offsets(self, tp: TopicPartition, timeout: float | None = None,
+                              cached: bool = False) -> tuple[int, int]:
+        high = self._high.get((tp.topic, tp.partition), -1001)
+        if cached:
+            return -1001, high
+        # A broker round trip: only at an assignment, for a partition with nothing committed.
+        self.asked_low.append((tp.topic, tp.partition))
+        low = self._low.get((tp.topic, tp.partition), 0)
+        if isinstance(low, KafkaException):
+            raise low
+        return low, high
 
     def seek(self, tp: TopicPartition) -> None:
         self.seeks.append((tp.topic, tp.partition, tp.offset))
 
 
-def make(committed=None, high=None) -> tuple[QuixSource, FakeConsumer, list[tuple[str, int, int]]]:
-    consumer = FakeConsumer(committed or {}, high or {})
+def make(committed=None, high=None,
+         low=None) -> tuple[QuixSource, FakeConsumer, list[tuple[str, int, int]]]:
+    consumer = FakeConsumer(committed or {}, high or {}, low)
     stored: list[tuple[str, int, int]] = []
     return QuixSource(consumer, lambda t, p, o: stored.append((t, p, o))), consumer, stored
 
@@ -59,14 +70,18 @@ def test_a_token_read_before_its_partition_was_revoked_is_not_acknowledged():
     assert stored == [("a", 1, 7), ("a", 0, 7)]
 
 
-def test_committed_offsets_are_read_at_assignment_and_forgotten_at_revocation():
-    source, _, _ = make(committed={("a", 0): 12})
-    source.assigned([TopicPartition("a", 0), TopicPartition("a", 1)])
-    assert (source.committed("a", 0), source.committed("a", 1)) == (12, None)
-    assert sorted(source.owned()) == [("a", 0), ("a", 1)]
+def test_starts_are_read_at_assignment_and_forgotten_at_revocation():
+    # a/0 has a committed offset; a/1 has none: it starts at its first offset (the consumer's
+    # `auto.offset.reset` earliest), 5 after retention; a/2's could not be read: unknown.
+    source, consumer, _ = make(committed={("a", 0): 12},
+                               low={("a", 1): 5, ("a", 2): KafkaException("timed out")})
+    source.assigned([TopicPartition("a", 0), TopicPartition("a", 1), TopicPartition("a", 2)])
+    assert [source.start("a", p) for p in range(3)] == [12, 5, None]
+    assert consumer.asked_low == [("a", 1), ("a", 2)]  # not for a committed partition
+    assert sorted(source.owned()) == [("a", 0), ("a", 1), ("a", 2)]
     source.revoked([TopicPartition("a", 0)])
-    assert source.committed("a", 0) is None
-    assert source.owned() == [("a", 1)]
+    assert source.start("a", 0) is None
+    assert sorted(source.owned()) == [("a", 1), ("a", 2)]
 
 
 @pytest.mark.parametrize(("high", "expected"), [({("a", 0): 40}, 40), ({}, None),
