@@ -20,15 +20,19 @@ replaced whole (`table[key] = value`): Faust changelogs only on assignment.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import faust
+from mode import Service
 
 from agents import claims as claims_agent
 from agents import intake, ledger, metrics, web
 from agents.faust_private import (
     ack_only_what_a_stream_took,
+    fenced,
     flush_before_transactional_commits,
+    name_fenced_instance_ids,
     recover_to_the_end_in_exactly_once,
     rejoining_assignor,
     seek_before_resuming_streams,
@@ -40,7 +44,44 @@ from schemas import topics
 from streams.core.config import RulesConfig, load_config
 from streams.pipeline.metrics import count_assignment
 
-__all__ = ["TUNING", "WorkerSettings", "create_app"]
+__all__ = ["TUNING", "FencedWorker", "WorkerSettings", "create_app"]
+
+log = logging.getLogger("mynapoint")
+
+#: How often a static member checks whether the broker fenced it (seconds).
+FENCED_CHECK_EVERY = 1.0
+
+
+class FencedWorker(RuntimeError):
+    """The broker gave this worker's instance id to another worker: this one must stop."""
+
+
+class StopWhenFenced(Service):
+    """Crashes the app, and so stops the worker, once the broker has fenced it (`fenced`).
+
+    A service started with the app, not a Faust timer: Faust starts its timers only once the
+    first table recovery is complete, and a worker fenced while it joins can wait in that
+    recovery for ever (seen on Apache Kafka)."""
+
+    def __init__(self, app: faust.App, message: str) -> None:
+        super().__init__()
+        self._app, self._message = app, message
+
+    @Service.task
+    async def _watch(self) -> None:
+        while not self.should_stop:
+            if (error := fenced(self._app)) is not None:
+                log.error("%s (%s)", self._message, error)
+                await self._app.crash(FencedWorker(self._message))
+                return
+            await self.sleep(FENCED_CHECK_EVERY)
+
+
+def fenced_message(app_id: str, instance_id: str) -> str:
+    return (f"another worker joined group '{app_id}' with this worker's instance id "
+            f"'{instance_id}' (--instance-id, MYNAPOINT_INSTANCE_ID), and the broker fenced this "
+            "one out of the group: it stops. Each worker needs an instance id of its own; start "
+            "this one again with another id, or not at all if the other one replaces it")
 
 
 def raw_table(app: faust.App, name: str, partitions: int) -> Any:
@@ -145,6 +186,13 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None,
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def count_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         count_assignment()
+
+    # Kafka's error for a fenced static member gets a name in aiokafka's logs, and such a worker
+    # stops instead of staying alive and idle.
+    name_fenced_instance_ids()
+    if settings.instance_id:
+        app.add_dependency(StopWhenFenced(app, fenced_message(settings.app_id,
+                                                              settings.instance_id)))
 
     app.mynapoint_rules = rules  # type: ignore[attr-defined]
     app.mynapoint_tables = tables  # type: ignore[attr-defined]

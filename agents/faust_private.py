@@ -43,6 +43,9 @@ fails a test instead of a worker:
 - `ack_only_what_a_stream_took(app)`: Faust's consumer records no acknowledgement of a record no
   stream took (one the pure-Python stream iterator skipped during a rebalance), so its commits
   never pass it (see the function);
+- `name_fenced_instance_ids()`, `fenced(app)`: Kafka's error for a static member whose instance
+  id another worker took, which aiokafka does not know, and the error aiokafka's group
+  coordinator holds for this worker, so that a fenced worker stops (see the functions);
 - `rejoining_assignor()`: Faust's `PartitionAssignor` (the app's setting), with which a static
   member (`--instance-id`) that comes back under another status API address takes the
   assignment the group kept for it, then has the group rebalance, instead of stopping in Faust's
@@ -526,6 +529,52 @@ def track_handovers(app: Any) -> None:
                 self._mynapoint_handing = None
 
     app.transport.Consumer = HandoverConsumer
+
+
+#: Kafka's FENCED_INSTANCE_ID: the broker gave this static member's instance id to another
+#: consumer that joined with it.
+FENCED_INSTANCE_ID = 82
+
+
+def name_fenced_instance_ids() -> type:
+    """Gives Kafka's error 82 (FENCED_INSTANCE_ID) a class in aiokafka, which has none: it reads it
+    as `UnknownError`, so its logs said "[Error -1] UnknownError" and nothing could tell a fenced
+    member from any other error. Registers `FencedInstanceIdError` in `aiokafka.errors.kafka_errors`
+    (what `aiokafka.errors.for_code` reads), unless aiokafka has a class for 82; returns it."""
+    from aiokafka import errors
+
+    known: type | None = errors.kafka_errors.get(FENCED_INSTANCE_ID)
+    if known is not None:
+        return known
+
+    class FencedInstanceIdError(errors.BrokerResponseError):
+        errno = FENCED_INSTANCE_ID
+        message = "FENCED_INSTANCE_ID"
+        description = ("The broker rejected this static member because another consumer joined "
+                       "the group with the same group.instance.id")
+
+    errors.kafka_errors[FENCED_INSTANCE_ID] = FencedInstanceIdError
+    return FencedInstanceIdError
+
+
+def fenced(app: Any) -> BaseException | None:
+    """The error with which the broker fenced this worker out of its group, if aiokafka's group
+    coordinator is holding one for it, else None.
+
+    What aiokafka 0.12 does with it: a JoinGroup, SyncGroup or Heartbeat answered with error 82
+    raises `KafkaError(repr(error))` in its coordination loop, which hands it to the user
+    (`GroupCoordinator._push_error_to_user`: kept in `_pending_exception` until a fetch raises
+    it) and waits, minutes at most, before it joins again. Faust raises nothing meanwhile: seen on
+    Apache Kafka, a second worker started with the first one's instance id stayed alive, in table
+    recovery for ever, deciding nothing. Needs `name_fenced_instance_ids` (the error's name)."""
+    consumer = created_consumer(app)
+    thread = getattr(consumer, "_thread", None)
+    client = getattr(thread, "_consumer", None)
+    coordinator = getattr(client, "_coordinator", None)
+    error: BaseException | None = getattr(coordinator, "_pending_exception", None)
+    if error is not None and "FencedInstanceIdError" in str(error):
+        return error
+    return None
 
 
 def rejoining_assignor() -> Any:

@@ -32,3 +32,53 @@ def test_a_revocation_reaches_each_step_with_its_own_partitions(tmp_path, monkey
         ("rereads", {(topics.CLAIMS, 2)}),
         ("rereads", {(topics.JOURNAL, 1)}),
     ]
+
+
+def test_only_a_static_member_watches_for_being_fenced(tmp_path):
+    from agents.app import StopWhenFenced, create_app
+    from agents.settings import WorkerSettings
+
+    def watches(**kwargs: object) -> list[StopWhenFenced]:
+        app = create_app(WorkerSettings(data_dir=str(tmp_path), **kwargs))
+        return [c for c in app._children if isinstance(c, StopWhenFenced)]  # noqa: SLF001
+
+    assert watches() == []
+    (watch,) = watches(instance_id="worker-1")
+    assert "instance id 'worker-1'" in watch._message  # noqa: SLF001
+
+
+def test_a_fenced_worker_crashes_its_app_with_what_to_do():
+    # `fenced` reads the error aiokafka's group coordinator holds (tests/agents/
+    # test_faust_private.py); the service started with the app crashes it, and so stops the
+    # worker, with the message.
+    from types import SimpleNamespace
+
+    from aiokafka.errors import KafkaError
+
+    from agents.app import FencedWorker, StopWhenFenced, fenced_message
+    from agents.faust_private import name_fenced_instance_ids
+
+    crashed: list[BaseException] = []
+
+    async def crash(reason: BaseException) -> None:
+        crashed.append(reason)
+
+    coordinator = SimpleNamespace(_pending_exception=None)
+    client = SimpleNamespace(_consumer=SimpleNamespace(_coordinator=coordinator))
+    app = SimpleNamespace(_consumer=SimpleNamespace(_thread=client), crash=crash)
+
+    async def run() -> None:
+        watch = StopWhenFenced(app, fenced_message("mynapoint", "worker-1"))  # type: ignore[arg-type]
+        await watch.start()
+        await asyncio.sleep(0.05)
+        assert crashed == []  # nothing held: it goes on
+        coordinator._pending_exception = KafkaError(repr(name_fenced_instance_ids()()))
+        while not crashed:
+            await asyncio.sleep(0.05)
+        await watch.stop()
+
+    asyncio.run(run())
+    (reason,) = crashed
+    assert isinstance(reason, FencedWorker)
+    assert str(reason).startswith("another worker joined group 'mynapoint' with this worker's "
+                                  "instance id 'worker-1'")

@@ -633,3 +633,57 @@ def test_the_start_of_a_partition_is_its_committed_offset_or_its_first_one_in_th
     assert start_offset(app, fresh) is None
     consumer._committed_offset[fresh] = 7  # once committed, where the group resumes it
     assert start_offset(app, fresh) == 7
+
+
+def _holding(error: BaseException | None) -> Any:
+    """An app whose consumer's aiokafka group coordinator holds `error` for the user."""
+    from types import SimpleNamespace
+
+    coordinator = SimpleNamespace(_pending_exception=error)
+    thread = SimpleNamespace(_consumer=SimpleNamespace(_coordinator=coordinator))
+    return SimpleNamespace(_consumer=SimpleNamespace(_thread=thread))
+
+
+def test_aiokafka_hands_a_fenced_member_s_error_to_the_user_under_a_name_we_give_it():
+    # Pinned: aiokafka has no class for Kafka's error 82, reads unknown codes from
+    # `kafka_errors`, raises a join error it does not handle as `KafkaError(repr(err))`, and keeps
+    # what its coordination loop could not handle in `_pending_exception`.
+    import inspect
+
+    from aiokafka import errors
+    from aiokafka.consumer.group_coordinator import CoordinatorGroupRebalance, GroupCoordinator
+
+    from agents.faust_private import FENCED_INSTANCE_ID, name_fenced_instance_ids
+
+    assert "kafka_errors.get(error_code, UnknownError)" in inspect.getsource(errors.for_code)
+    assert "raise Errors.KafkaError(repr(err))" in inspect.getsource(CoordinatorGroupRebalance)
+    assert "self._pending_exception = exc" in inspect.getsource(
+        GroupCoordinator._push_error_to_user)
+    named = name_fenced_instance_ids()
+    assert errors.for_code(FENCED_INSTANCE_ID) is named
+    assert name_fenced_instance_ids() is named  # once
+    assert str(named()) == "[Error 82] FencedInstanceIdError"
+
+
+@pytest.mark.parametrize(("held", "is_fenced"), [
+    ("join", True),        # a JoinGroup or SyncGroup answered with 82
+    ("heartbeat", True),   # a Heartbeat answered with 82
+    ("other", False),      # any other error
+    (None, False),         # nothing held
+])
+def test_a_worker_knows_when_the_broker_fenced_it(held, is_fenced):
+    from aiokafka.errors import KafkaError, UnknownError
+
+    from agents.faust_private import fenced, name_fenced_instance_ids
+
+    error = name_fenced_instance_ids()()
+    made = {"join": KafkaError(repr(error)),
+            "heartbeat": KafkaError(f"Unexpected exception in heartbeat task: {error!r}"),
+            "other": KafkaError(repr(UnknownError())), None: None}[held]
+    assert fenced(_holding(made)) is (made if is_fenced else None)
+
+
+def test_a_worker_whose_consumer_is_not_made_yet_is_not_fenced(app):
+    from agents.faust_private import fenced
+
+    assert fenced(app) is None
