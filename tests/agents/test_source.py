@@ -174,63 +174,75 @@ async def _admitted(handed: asyncio.Queue[LogMessage], watch: Rereads, taken: li
             taken.append(message.offset)
 
 
+class FetchedLog:
+    """journal/3 as aiokafka fetches it for Faust's fetch loop (`Consumer._drain_messages`, run as
+    it is), with the step taking what its `Rereads` admit: `log` the partition's offsets, `skip`
+    whether a fetch (counted from 1) passes over an offset."""
+
+    tp = TP("mynapoint.journal", 3)
+
+    def __init__(self, log: list[int], skip: Any) -> None:
+        self.log, self.skip = log, skip
+        self.position, self.fetches = log[0], 0
+        self.taken: list[int] = []
+
+    async def seek_in_aiokafka(self, partition: TP, offset: int) -> None:
+        await asyncio.sleep(0)  # on the consumer's thread
+        self.position = offset
+
+    async def next_records(self, timeout: float) -> Any:
+        # aiokafka's next fetch, from its position; a seek discards what it fetched before.
+        self.fetches += 1
+        await asyncio.sleep(0)
+        batch = [o for o in self.log if o >= self.position and not self.skip(self.fetches, o)]
+        if self.fetches > 20 or set(self.taken) >= set(self.log):
+            batch.append(10_000)  # enough: the step ends at this one
+        self.position = self.log[-1] + 1
+        return {self.tp: batch}, {self.tp}
+
+    async def run(self, app: Any) -> None:
+        """Until the step ends, through the consumer of `app` (assigned this partition only)."""
+        consumer = app.consumer
+        consumer._seek = self.seek_in_aiokafka
+        consumer._wait_next_records = self.next_records
+        consumer._to_message = lambda tp, offset: LogMessage(offset)
+        consumer.highwater = lambda tp: self.log[-1] + 1
+        handed: asyncio.Queue[LogMessage] = asyncio.Queue()
+        consumer.callback = handed.put
+        watch = Rereads(FaustSource(app, ["mynapoint.journal"]))
+        drain = asyncio.ensure_future(consumer._drain_messages(
+            type("Fetcher", (), {"_stopped": asyncio.Event()})()))
+        step = asyncio.ensure_future(_admitted(handed, watch, self.taken))
+        await asyncio.wait([drain, step], return_when=asyncio.FIRST_COMPLETED)
+        assert not drain.done(), drain.exception()  # the fetch loop ran on
+        drain.cancel()
+
+
 @pytest.mark.parametrize("tracked", [True, False])
 @pytest.mark.parametrize("end", [37, 50])
 def test_a_hole_is_read_again_through_faust_s_own_fetch_loop(tracked, end):
-    # Faust's fetch loop (`Consumer._drain_messages`, run here as it is) marks a record read only
-    # after the agent has it. The first fetch passes over offsets 23 to 35 (as after the
-    # rebalance in a failed run on Apache Kafka); the step's seek back to 23 must not be undone
-    # by the loop's mark of the record it answers, or the loop drops 23 to 35 of the next fetch
-    # as already read and hands over that record alone again. When it is 36, the last record
-    # (as in that run), three such reads and the hole is taken for a real one; when records
-    # follow, the step seeks for ever. Both happen without `track_handovers` (tracked=False).
+    # Faust's fetch loop marks a record read only after the agent has it. The first fetch passes
+    # over offsets 23 to 35 (as after the rebalance in a failed run on Apache Kafka); the step's
+    # seek back to 23 must not be undone by the loop's mark of the record it answers, or the loop
+    # drops 23 to 35 of the next fetch as already read and hands over that record alone again.
+    # When it is 36, the last record (as in that run), three such reads and the hole is taken
+    # for a real one; when records follow, the step seeks for ever. Both happen without
+    # `track_handovers` (tracked=False).
     from agents.faust_private import track_handovers
 
-    tp = TP("mynapoint.journal", 3)
-    log = list(range(20, end))
-    fetches = 0
-    position = 20
-    taken: list[int] = []
-
-    async def seek_in_aiokafka(partition: TP, offset: int) -> None:
-        nonlocal position
-        await asyncio.sleep(0)  # on the consumer's thread
-        position = offset
-
-    async def next_records(timeout: float) -> Any:
-        # aiokafka's next fetch, from its position; a seek discards what it fetched before.
-        nonlocal fetches, position
-        fetches += 1
-        await asyncio.sleep(0)
-        batch = [o for o in log if o >= position and not (fetches == 1 and 23 <= o <= 35)]
-        if fetches > 20 or set(taken) >= set(log):
-            batch.append(10_000)  # enough: the step ends at this one
-        position = log[-1] + 1
-        return {tp: batch}, {tp}
+    fetched = FetchedLog(list(range(20, end)), lambda fetch, o: fetch == 1 and 23 <= o <= 35)
 
     async def run() -> None:
         app = faust.App("mynapoint-drain-test", broker="kafka://127.0.0.1:1",
                         store="memory://", loop=asyncio.get_running_loop())
         if tracked:
             track_handovers(app)
-        consumer = app.consumer
-        consumer.assignment = lambda: {tp}
-        consumer._committed_offset[tp] = 20
-        consumer._seek = seek_in_aiokafka
-        consumer._wait_next_records = next_records
-        consumer._to_message = lambda tp, offset: LogMessage(offset)
-        consumer.highwater = lambda tp: log[-1] + 1
-        handed: asyncio.Queue[LogMessage] = asyncio.Queue()
-        consumer.callback = handed.put
-        watch = Rereads(FaustSource(app, ["mynapoint.journal"]))
-        drain = asyncio.ensure_future(consumer._drain_messages(
-            type("Fetcher", (), {"_stopped": asyncio.Event()})()))
-        step = asyncio.ensure_future(_admitted(handed, watch, taken))
-        await asyncio.wait([drain, step], return_when=asyncio.FIRST_COMPLETED)
-        assert not drain.done(), drain.exception()  # the fetch loop ran on
-        drain.cancel()
+        app.consumer.assignment = lambda: {fetched.tp}
+        app.consumer._committed_offset[fetched.tp] = 20
+        await fetched.run(app)
 
     asyncio.run(run())
+    taken, log = fetched.taken, fetched.log
     if tracked:
         assert sorted(set(taken)) == log
     else:
@@ -248,27 +260,8 @@ def test_records_missing_at_the_start_of_a_partition_with_nothing_committed_are_
     # reads it. Without it (learnt=False: the broker did not answer), the head goes unnoticed.
     from agents.faust_private import seek_before_resuming_streams, track_handovers
 
-    tp = TP("mynapoint.journal", 3)
-    log = list(range(0, 40))
-    fetches = 0
-    position = 0
-    taken: list[int] = []
-
-    async def seek_in_aiokafka(partition: TP, offset: int) -> None:
-        nonlocal position
-        await asyncio.sleep(0)
-        position = offset
-
-    async def next_records(timeout: float) -> Any:
-        nonlocal fetches, position
-        fetches += 1
-        await asyncio.sleep(0)
-        # The first fetch hands over nothing before offset 23 (the records were passed over).
-        batch = [o for o in log if o >= max(position, 23 if fetches == 1 else 0)]
-        if fetches > 20 or set(taken) >= set(log):
-            batch.append(10_000)  # enough: the step ends at this one
-        position = log[-1] + 1
-        return {tp: batch}, {tp}
+    fetched = FetchedLog(list(range(0, 40)), lambda fetch, o: fetch == 1 and o < 23)
+    tp = fetched.tp
 
     async def run() -> None:
         app = faust.App("mynapoint-head-test", broker="kafka://127.0.0.1:1",
@@ -290,21 +283,10 @@ def test_records_missing_at_the_start_of_a_partition_with_nothing_committed_are_
         consumer.seek_to_committed = seek_to_committed
         consumer.earliest_offsets = earliest_offsets
         await consumer.perform_seek()  # as after the assignment, before the records flow
-        consumer._seek = seek_in_aiokafka
-        consumer._wait_next_records = next_records
-        consumer._to_message = lambda tp, offset: LogMessage(offset)
-        consumer.highwater = lambda tp: log[-1] + 1
-        handed: asyncio.Queue[LogMessage] = asyncio.Queue()
-        consumer.callback = handed.put
-        watch = Rereads(FaustSource(app, ["mynapoint.journal"]))
-        drain = asyncio.ensure_future(consumer._drain_messages(
-            type("Fetcher", (), {"_stopped": asyncio.Event()})()))
-        step = asyncio.ensure_future(_admitted(handed, watch, taken))
-        await asyncio.wait([drain, step], return_when=asyncio.FIRST_COMPLETED)
-        assert not drain.done(), drain.exception()
-        drain.cancel()
+        await fetched.run(app)
 
     asyncio.run(run())
+    taken, log = fetched.taken, fetched.log
     if learnt:
         assert sorted(set(taken)) == log
         assert taken[0] == 0  # offset 23 came first, found the hole, and came again after it
