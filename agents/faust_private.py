@@ -439,7 +439,7 @@ def seek_before_resuming_streams(app: Any) -> None:
             # Before the partitions are resumed: their first records find `start_offset` known.
             unknown = [tp for tp in self.assignment()
                        if not self._is_changelog_tp(tp)  # noqa: SLF001
-                       and self._committed_offset.get(tp) is None]  # noqa: SLF001
+                       and committed_offset(self.app, tp) is None]
             starts: dict[Any, int] = {}
             if unknown:
                 try:
@@ -566,13 +566,14 @@ def fenced(app: Any) -> BaseException | None:
     (`GroupCoordinator._push_error_to_user`: kept in `_pending_exception` until a fetch raises
     it) and waits, minutes at most, before it joins again. Faust raises nothing meanwhile: seen on
     Apache Kafka, a second worker started with the first one's instance id stayed alive, in table
-    recovery for ever, deciding nothing. Needs `name_fenced_instance_ids` (the error's name)."""
+    recovery for ever, deciding nothing."""
     consumer = created_consumer(app)
     thread = getattr(consumer, "_thread", None)
     client = getattr(thread, "_consumer", None)
     coordinator = getattr(client, "_coordinator", None)
     error: BaseException | None = getattr(coordinator, "_pending_exception", None)
-    if error is not None and "FencedInstanceIdError" in str(error):
+    # aiokafka hands the error on wrapped in a `KafkaError` of its repr: found by its class name.
+    if error is not None and name_fenced_instance_ids().__name__ in str(error):
         return error
     return None
 
@@ -640,8 +641,8 @@ def ack_only_what_a_stream_took(app: Any) -> None:
 
     It was written for a CI failure of the failover test on Apache Kafka (the first 2,083 records
     of payments/2 committed without ever reaching intake), but that run used the Cython iterator,
-    which does not acknowledge skipped records: the cause of that failure is not this one, and is
-    not known (docs/ARCHITECTURE.md, "Holes found on Apache Kafka").
+    which does not acknowledge skipped records: that failure's cause was another one, closed by
+    `start_offset` (docs/ARCHITECTURE.md, "Records missing at the very start of a partition").
 
     Installs, on this app's transport (before its consumer exists), a subclass of the transport's
     `Consumer` that records no acknowledgement of a record no stream has tracked: a record of a
