@@ -73,8 +73,7 @@ def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:
     from agents import metrics
     from agents.app import create_app
     from agents.faust_private import quiet_worker
-    from clients.admin import Refused
-    from clients.offline import ensure_worker_topics
+    from clients.offline import start_worker_topics
     from schemas import topics
 
     if settings.tansu_compat:
@@ -82,11 +81,8 @@ def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:
 
         patch_for_tansu()
     names, configs = worker_topics(settings.app_id)
-    try:
-        report = ensure_worker_topics("faust", settings.app_id, settings.bootstrap,
-                                      settings.partitions, names, configs)
-    except Refused as refused:
-        print(f"mynapoint worker: {refused}", file=sys.stderr)
+    report = start_worker_topics("faust", settings, names, configs)
+    if report is None:
         return 2
     app = create_app(settings, cfg, report.partitions.get(topics.JOURNAL))
     metrics.register_app(app)

@@ -63,6 +63,7 @@ async def ensure_topics_async(
     `refuse`, given the names of the topics present, may say why nothing must be created: then
     `Refused` is raised with that reason, and nothing was created."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import KafkaError
 
     if partitions < 1:
         raise ValueError("partitions must be at least 1")
@@ -77,7 +78,12 @@ async def ensure_topics_async(
         **client_kwargs,
     )
     try:
-        await asyncio.wait_for(admin.start(), timeout)
+        try:
+            await asyncio.wait_for(admin.start(), timeout)
+        except (KafkaError, OSError) as exc:
+            # aiokafka has logged why (refused, unknown host, failed authentication, ...).
+            raise TopicError(f"cannot reach a Kafka broker at {bootstrap} "
+                             f"({exc or type(exc).__name__})") from None
         present = set(await asyncio.wait_for(admin.list_topics(), _left(deadline)))
         why = refuse(present) if refuse is not None else None
         if why:

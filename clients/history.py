@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from schemas import topics
-from schemas.settings import ENV, from_env
+from schemas.settings import ENV, aiokafka_security, from_env
 from schemas.topics import changelog_topic
 from streams.audit.export import (
     History,
@@ -61,21 +61,8 @@ def default_app_id() -> str:
 def client_kwargs_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """aiokafka security settings from the worker's environment variables."""
     env = os.environ if environ is None else environ
-    kwargs: dict[str, Any] = {}
-    cafile = from_env("ssl_cafile", env)
-    mechanism = from_env("sasl_mechanism", env)
-    if cafile:
-        import ssl
-
-        kwargs["ssl_context"] = ssl.create_default_context(cafile=cafile)
-    if mechanism:
-        kwargs["sasl_mechanism"] = mechanism
-        kwargs["sasl_plain_username"] = from_env("sasl_username", env)
-        kwargs["sasl_plain_password"] = from_env("sasl_password", env)
-        kwargs["security_protocol"] = "SASL_SSL" if cafile else "SASL_PLAINTEXT"
-    elif cafile:
-        kwargs["security_protocol"] = "SSL"
-    return kwargs
+    return aiokafka_security(from_env("sasl_mechanism", env), from_env("sasl_username", env),
+                             from_env("sasl_password", env), from_env("ssl_cafile", env))
 
 
 @dataclass

@@ -10,14 +10,22 @@ topics through aiokafka's admin client and producer.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from clients.admin import TOPIC_ALREADY_EXISTS, TopicsReport, ensure_topics, topic_errors
+from clients.admin import (
+    TOPIC_ALREADY_EXISTS,
+    Refused,
+    TopicError,
+    TopicsReport,
+    ensure_topics,
+    topic_errors,
+)
 from clients.history import HistoryError, read_topics
 from schemas import topics
-from schemas.settings import ENGINES
+from schemas.settings import ENGINES, ENV
 from streams.audit.rescale import latest_values
 from streams.audit.takeover import (
     QUIX_COLUMN_FAMILY,
@@ -59,13 +67,34 @@ def state_elsewhere(engine: str, app_id: str, present: Collection[str]) -> str |
 
 
 def ensure_worker_topics(engine: str, app_id: str, bootstrap: str, partitions: int,
-                         names: Iterable[str],
-                         configs: Mapping[str, Mapping[str, str]]) -> TopicsReport:
+                         names: Iterable[str], configs: Mapping[str, Mapping[str, str]],
+                         **client_kwargs: Any) -> TopicsReport:
     """Creates the topics a worker of `engine` needs (`names`, with their `configs`), unless the
     app's state is in the other engine's changelogs (`state_elsewhere`): then raises
-    `clients.admin.Refused` saying why, having created nothing."""
+    `clients.admin.Refused` saying why, having created nothing. `client_kwargs`: the worker's
+    SASL/TLS settings (`WorkerSettings.client_kwargs`)."""
     return ensure_topics(bootstrap, partitions, names, configs=configs,
-                         refuse=lambda present: state_elsewhere(engine, app_id, present))
+                         refuse=lambda present: state_elsewhere(engine, app_id, present),
+                         **client_kwargs)
+
+
+def start_worker_topics(engine: str, settings: Any, names: Iterable[str],
+                        configs: Mapping[str, Mapping[str, str]]) -> TopicsReport | None:
+    """`ensure_worker_topics` for a worker about to start with `settings` (a
+    `streams.pipeline.settings.WorkerSettings`), or None after saying on stderr why it cannot
+    start (it then exits 2): the app's state is in the other engine's changelogs, or the broker
+    could not be reached, refused the client, or did not make the topics usable in time."""
+    try:
+        return ensure_worker_topics(engine, settings.app_id, settings.bootstrap,
+                                    settings.partitions, names, configs,
+                                    **settings.client_kwargs)
+    except Refused as refused:
+        print(f"mynapoint worker: {refused}", file=sys.stderr)
+    except TopicError as exc:
+        print(f"mynapoint worker: {exc}. Check --bootstrap ({ENV['bootstrap'].var}) and, on a "
+              "secured cluster, --sasl-mechanism, --sasl-username, --sasl-password and "
+              "--ssl-cafile (their MYNAPOINT_ variables)", file=sys.stderr)
+    return None
 
 
 class StateRows:

@@ -262,9 +262,12 @@ async def _quiet_stop(producer: Any) -> None:
 
 def _unreachable(bootstrap: str, exc: BaseException) -> str:
     detail = str(exc) or type(exc).__name__
+    security = ", ".join(ENV[name].var for name in
+                         ("sasl_mechanism", "sasl_username", "sasl_password", "ssl_cafile"))
     return (
         f"cannot reach a Kafka broker at {bootstrap} ({detail}). Start a local one with "
-        f"`mynapoint broker`, or pass --bootstrap HOST:PORT / set {ENV['bootstrap'].var}"
+        f"`mynapoint broker`, or pass --bootstrap HOST:PORT / set {ENV['bootstrap'].var}; on a "
+        f"secured cluster, set {security}"
     )
 
 
@@ -292,6 +295,8 @@ def order_summary(report: ProduceReport) -> str:
 def cmd_produce(args: argparse.Namespace) -> int:
     """`mynapoint produce FILE.jsonl [--bootstrap] [--partitions] [--keep-order] [--dry-run]
     [--strict]`."""
+    from clients.history import client_kwargs_from_env
+
     name = "<stdin>" if args.file == "-" else args.file
     bootstrap = args.bootstrap or default_bootstrap()
 
@@ -306,6 +311,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             keep_order=args.keep_order,
             on_bad=on_bad,
+            **client_kwargs_from_env(),
         )
     except OSError as exc:
         print(f"mynapoint produce: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)

@@ -73,9 +73,7 @@ def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
     from prometheus_client import start_http_server
 
     _quiet_unused_deprecations()
-    from clients.admin import Refused
-    from clients.history import client_kwargs_from_env
-    from clients.offline import ensure_worker_topics
+    from clients.offline import start_worker_topics
     from quix_worker import metrics, private
     from quix_worker.app import create_app
     from quix_worker.web import StatusServer
@@ -84,11 +82,8 @@ def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
     logging.basicConfig(level=str(loglevel).upper(),
                         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
     names, configs = worker_topics()
-    try:
-        report = ensure_worker_topics("quix", settings.app_id, settings.bootstrap,
-                                      settings.partitions, names, configs)
-    except Refused as refused:
-        print(f"mynapoint worker: {refused}", file=sys.stderr)
+    report = start_worker_topics("quix", settings, names, configs)
+    if report is None:
         return 2
     if settings.standby_replicas:
         log.info("standby replicas: Quix Streams keeps none; a partition's new owner recovers "
@@ -100,7 +95,7 @@ def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
         token=settings.status_token,
         partitions=report.partitions.get(topics.JOURNAL, settings.partitions),
         bootstrap=settings.bootstrap, group=settings.app_id,
-        client_kwargs=client_kwargs_from_env(),
+        client_kwargs=settings.client_kwargs,
     ).start()
     metrics.register_consumer(private.consumer(app))
     metrics.register_state(lambda: private.state_databases(app))

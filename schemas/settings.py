@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from schemas.journal import JOURNAL_BATCH_MAX
 from schemas.topics import DEFAULT_PARTITIONS
@@ -84,3 +84,24 @@ def env_help(name: str) -> str:
 def is_true(value: object) -> bool:
     """How every boolean setting reads: 1, true, yes or on (any case)."""
     return value is True or str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def aiokafka_security(mechanism: str | None, username: str | None, password: str | None,
+                      cafile: str | None) -> dict[str, Any]:
+    """SASL/TLS settings as aiokafka's clients take them (keyword arguments): SASL with
+    `mechanism`, over TLS when `cafile` (the CA to trust) is given; TLS alone with `cafile` only;
+    nothing (plaintext) with neither. The one place that says how: the worker's own clients and
+    every command that reads or writes the topics connect this way."""
+    kwargs: dict[str, Any] = {}
+    if cafile:
+        import ssl
+
+        kwargs["ssl_context"] = ssl.create_default_context(cafile=cafile)
+    if mechanism:
+        kwargs["sasl_mechanism"] = mechanism
+        kwargs["sasl_plain_username"] = username
+        kwargs["sasl_plain_password"] = password
+        kwargs["security_protocol"] = "SASL_SSL" if cafile else "SASL_PLAINTEXT"
+    elif cafile:
+        kwargs["security_protocol"] = "SSL"
+    return kwargs

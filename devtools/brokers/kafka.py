@@ -156,12 +156,45 @@ class KafkaBroker(BrokerProcess):
 
     def __init__(self, port: int | None = None, *, data_dir: str | Path | None = None,
                  extra_config: dict[str, str] | None = None, stop_timeout: float = 30.0,
-                 startup_timeout: float = 90.0, **kwargs: Any) -> None:
+                 startup_timeout: float = 90.0, sasl_users: dict[str, str] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(port, stop_timeout=stop_timeout, startup_timeout=startup_timeout,
                          **kwargs)
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self._own_dir: Path | None = None
         self.extra_config = dict(extra_config or {})
+        # SASL/PLAIN users (name -> password) of a second listener, SASL_PLAINTEXT on its own
+        # port (`sasl_bootstrap`), beside the plaintext one: what a secured cluster asks clients.
+        self.sasl_users = dict(sasl_users or {})
+        self.sasl_port: int | None = None
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        """The SASL_PLAINTEXT listener's address (a broker started with `sasl_users`)."""
+        if self.sasl_port is None or self.port is None:
+            raise BrokerError("the broker has no SASL listener (start it with sasl_users)")
+        return f"{self.host}:{self.sasl_port}"
+
+    def _listeners(self, port: int, controller: int) -> dict[str, str]:
+        """The listeners' settings: PLAINTEXT on `port`, the controller's, and with `sasl_users`
+        a SASL_PLAINTEXT listener named SASL (PLAIN mechanism) on a port of its own."""
+        listeners = f"PLAINTEXT://{self.host}:{port},CONTROLLER://{self.host}:{controller}"
+        advertised = f"PLAINTEXT://{self.host}:{port}"
+        if not self.sasl_users:
+            return {"listeners": listeners, "advertised.listeners": advertised}
+        if self.sasl_port is None:
+            self.sasl_port = free_port(self.host)
+        sasl = f"SASL://{self.host}:{self.sasl_port}"
+        users = " ".join(f'user_{name}="{password}"' for name, password in self.sasl_users.items())
+        return {
+            "listeners": f"{listeners},{sasl}",
+            "advertised.listeners": f"{advertised},{sasl}",
+            "listener.security.protocol.map":
+                f"{BASE_CONFIG['listener.security.protocol.map']},SASL:SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.sasl.plain.sasl.jaas.config":
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};",
+        }
 
     def storage(self) -> Path:
         if self.data_dir is not None:
@@ -185,8 +218,7 @@ class KafkaBroker(BrokerProcess):
         config = {
             **BASE_CONFIG,
             "controller.quorum.voters": f"1@{self.host}:{controller}",
-            "listeners": f"PLAINTEXT://{self.host}:{port},CONTROLLER://{self.host}:{controller}",
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{port}",
+            **self._listeners(port, controller),
             "log.dirs": str(logs),
             "metadata.log.dir": str(logs),
             **self.extra_config,

@@ -13,7 +13,15 @@ from typing import Any
 
 from schemas import topics
 from schemas.journal import JOURNAL_BATCH_MAX
-from schemas.settings import ENGINES, ENV, PROCESSING_GUARANTEES, env_help, from_env, is_true
+from schemas.settings import (
+    ENGINES,
+    ENV,
+    PROCESSING_GUARANTEES,
+    aiokafka_security,
+    env_help,
+    from_env,
+    is_true,
+)
 
 
 def _default(name: str) -> Any:
@@ -55,6 +63,9 @@ class WorkerSettings:
     instance_id: str | None = None
     # Seconds without a heartbeat after which the broker drops a worker from the group.
     session_timeout: float = float(_default("session_timeout"))
+    # The SASL/TLS flags as aiokafka's client keyword arguments (`aiokafka_security`), for the
+    # clients the worker makes besides its engine's: its topics' admin client, the status API's.
+    client_kwargs: dict[str, Any] = field(default_factory=dict, repr=False)  # a password
 
     @property
     def canonical_url(self) -> str:
@@ -193,6 +204,13 @@ def sasl_login(args: argparse.Namespace) -> tuple[str, str]:
     return user, password
 
 
+def client_security(args: argparse.Namespace) -> dict[str, Any]:
+    """The worker's SASL/TLS flags (or their variables) as aiokafka's keyword arguments."""
+    mechanism = resolve(args, "sasl_mechanism")
+    user, password = sasl_login(args) if mechanism else (None, None)
+    return aiokafka_security(mechanism, user, password, resolve(args, "ssl_cafile"))
+
+
 def load_rules(settings: WorkerSettings) -> Any:
     """The rules of `settings.config_path`, or None after saying on stderr why they cannot be
     read (the worker then exits 2)."""
@@ -234,4 +252,5 @@ def settings_from_args(args: argparse.Namespace, credentials: Any = None) -> Wor
         session_timeout=_number(args, "session_timeout", float, SESSION_TIMEOUT_MIN,
                                 SESSION_TIMEOUT_MAX,
                                 f"seconds, {SESSION_TIMEOUT_MIN:g} to {SESSION_TIMEOUT_MAX:g}"),
+        client_kwargs=client_security(args),
     )

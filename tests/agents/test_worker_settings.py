@@ -214,3 +214,55 @@ def test_static_membership_reaches_the_quix_consumer():
     assert "group.instance.id" not in dynamic
     # librdkafka requires max.poll.interval.ms >= session.timeout.ms.
     assert dynamic["max.poll.interval.ms"] >= dynamic["session.timeout.ms"] == 1_800_000
+
+
+@pytest.mark.parametrize(("mechanism", "cafile", "protocol"), [
+    (None, None, None),                      # plaintext: aiokafka's defaults
+    (None, "ca.pem", "SSL"),                 # TLS alone
+    ("PLAIN", None, "SASL_PLAINTEXT"),
+    ("SCRAM-SHA-512", "ca.pem", "SASL_SSL"),
+])
+def test_the_sasl_and_tls_settings_as_aiokafka_takes_them(monkeypatch, mechanism, cafile,
+                                                          protocol):
+    import ssl
+
+    from schemas.settings import aiokafka_security
+
+    monkeypatch.setattr(ssl, "create_default_context", lambda cafile: ("context", cafile))
+    kwargs = aiokafka_security(mechanism, "alice" if mechanism else None,
+                               "secret" if mechanism else None, cafile)
+    assert kwargs.get("security_protocol") == protocol
+    assert kwargs.get("ssl_context") == (("context", cafile) if cafile else None)
+    if mechanism:
+        assert (kwargs["sasl_mechanism"], kwargs["sasl_plain_username"],
+                kwargs["sasl_plain_password"]) == (mechanism, "alice", "secret")
+    else:
+        assert not {"sasl_mechanism", "sasl_plain_username", "sasl_plain_password"} & set(kwargs)
+
+
+def test_the_worker_makes_its_own_clients_with_its_sasl_flags_or_variables(monkeypatch):
+    # Its topics' admin client (`clients.offline.start_worker_topics`) and the Quix status API's
+    # group lookups connect as its engine does: before, they ignored the flags.
+    s = settings_from_args(parse("--sasl-mechanism", "PLAIN", "--sasl-username", "alice",
+                                 "--sasl-password", "secret"))
+    assert s.client_kwargs == {"sasl_mechanism": "PLAIN", "sasl_plain_username": "alice",
+                               "sasl_plain_password": "secret",
+                               "security_protocol": "SASL_PLAINTEXT"}
+    monkeypatch.setenv("MYNAPOINT_SASL_MECHANISM", "SCRAM-SHA-256")
+    monkeypatch.setenv("MYNAPOINT_SASL_USERNAME", "bob")
+    monkeypatch.setenv("MYNAPOINT_SASL_PASSWORD", "hunter2")
+    s = settings_from_args(parse())
+    assert (s.client_kwargs["sasl_mechanism"], s.client_kwargs["sasl_plain_username"]) == (
+        "SCRAM-SHA-256", "bob")
+    from clients.history import client_kwargs_from_env
+
+    assert client_kwargs_from_env() == s.client_kwargs  # the commands' form: the same
+
+
+def test_a_plaintext_worker_passes_no_security_settings():
+    assert settings_from_args(parse()).client_kwargs == {}
+
+
+def test_a_sasl_mechanism_without_its_login_is_refused():
+    with pytest.raises(SystemExit, match="--sasl-mechanism needs --sasl-username"):
+        settings_from_args(parse("--sasl-mechanism", "PLAIN"))

@@ -1,0 +1,105 @@
+"""A secured cluster: SASL/PLAIN on a listener of its own (TLS goes through the same settings,
+`streams.pipeline.settings.aiokafka_security`). The workers of both engines and `mynapoint
+produce` connect with the SASL settings they are given, everything they make of their own
+included (the topics, the state's changelogs), and decide as `simulate`; a worker or `produce`
+the broker refuses says what to check and exits 2.
+
+Before, a worker made its topics with a client that ignored its SASL flags, so it stopped at
+start-up with aiokafka's "Unable to bootstrap" traceback on any secured cluster, and `mynapoint
+produce` read no SASL settings at all.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clients.admin import topic_names
+from devtools.brokers import BrokerProcess
+from schemas import topics
+from tests.integration.test_kafka import _assert_as_simulate, _expect, _sorted_history
+from tests.integration.test_pipeline import DEMO_CONFIG, Outcomes
+from tests.integration.workers import ROOT, WorkerProcess, wait_for
+
+pytestmark = pytest.mark.engines("kafka")
+
+USER, PASSWORD = "alice", "alice-secret"
+
+
+@pytest.fixture
+def secured_broker(make_test_broker) -> Iterator[BrokerProcess]:
+    """Apache Kafka with a SASL_PLAINTEXT listener (PLAIN, one user) beside its plaintext one,
+    which only the test's own readers use."""
+    with make_test_broker(sasl_users={USER: PASSWORD}) as broker:
+        yield broker
+
+
+def _sasl_flags(password: str = PASSWORD) -> list[str]:
+    return ["--sasl-mechanism", "PLAIN", "--sasl-username", USER, "--sasl-password", password]
+
+
+def _sasl_env(password: str = PASSWORD) -> dict[str, str]:
+    return {**os.environ, "MYNAPOINT_SASL_MECHANISM": "PLAIN", "MYNAPOINT_SASL_USERNAME": USER,
+            "MYNAPOINT_SASL_PASSWORD": password}
+
+
+def _produce(bootstrap: str, path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cli.main", "produce", "--bootstrap", bootstrap,
+                           str(path)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_a_worker_and_produce_on_a_sasl_listener_decide_as_simulate(secured_broker, tmp_path,
+                                                                    worker_engine):
+    lines = _sorted_history(300, seed=71)
+    expected, contended, wanted = _expect(lines)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(line + b"\n" for line in lines))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    # The worker is told only the SASL listener (a later --bootstrap wins over the harness's).
+    worker = WorkerProcess(secured_broker, tmp_path / "data", logs, config=DEMO_CONFIG,
+                           engine=worker_engine,
+                           extra_args=["--bootstrap", secured_broker.sasl_bootstrap,
+                                       *_sasl_flags()]).start()
+    try:
+        # The worker makes its topics through the SASL listener, or stops saying why.
+        wait_for(lambda: topics.DECISIONS in topic_names(secured_broker.bootstrap), 120,
+                 "the worker's topics", worker=worker)
+        done = _produce(secured_broker.sasl_bootstrap, events, _sasl_env())
+        assert done.returncode == 0, done.stderr
+        assert f"sent to {secured_broker.sasl_bootstrap}: {len(lines)} events" in done.stderr
+        published = Outcomes(secured_broker.bootstrap).until_ids(wanted, 600, worker, expected)
+        _assert_as_simulate(published, expected, contended)
+    finally:
+        worker.stop()
+
+
+def test_a_worker_the_broker_refuses_says_what_to_check(secured_broker, tmp_path, worker_engine):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    worker = WorkerProcess(secured_broker, tmp_path / "data", logs, engine=worker_engine,
+                           extra_args=["--bootstrap", secured_broker.sasl_bootstrap,
+                                       *_sasl_flags("not-the-password")]).start()
+    assert worker.process is not None
+    assert worker.process.wait(timeout=120) == 2, worker.log_tail()
+    said = worker.log_tail()
+    assert "Authentication failed" in said, said  # aiokafka's own words, logged first
+    assert f"cannot reach a Kafka broker at {secured_broker.sasl_bootstrap}" in said, said
+    assert "--sasl-username, --sasl-password" in said, said
+    assert "Traceback" not in said, said
+
+
+def test_produce_the_broker_refuses_says_what_to_check(secured_broker, tmp_path):
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(line + b"\n" for line in _sorted_history(5, seed=72)))
+    done = _produce(secured_broker.sasl_bootstrap, events, _sasl_env("not-the-password"))
+    assert done.returncode == 2, done.stderr
+    assert f"cannot reach a Kafka broker at {secured_broker.sasl_bootstrap}" in done.stderr
+    assert "MYNAPOINT_SASL_USERNAME" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
