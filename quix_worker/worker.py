@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 from streams.pipeline.settings import (
@@ -61,11 +62,36 @@ def connection(args: argparse.Namespace, bootstrap: str) -> Any:
 
 def worker_topics() -> tuple[tuple[str, ...], dict[str, dict[str, str]]]:
     """The topics the worker needs before it starts, and the configs of those that have one.
-    Quix creates its state's changelog topics itself."""
+    The state's changelog topics come after them (`ensure_state_changelogs`)."""
     from clients.admin import ALL_TOPICS
     from schemas import topics
 
     return ALL_TOPICS, {t: dict(topics.HISTORY_CONFIG) for t in (topics.JOURNAL, topics.CLAIMS)}
+
+
+def ensure_state_changelogs(settings: WorkerSettings, partitions: Mapping[str, int]) -> list[str]:
+    """Makes the state's changelog topics before Quix does, as Quix makes them: compacted, with
+    their source topic's retention (`topics.QUIX_CHANGELOG_CONFIG`) and partition count
+    (`partitions`: the broker's count of each topic, the journal's and the claims'). Returns
+    their names.
+
+    Quix creates them itself when the app is built, but two workers started at once raced there
+    (seen on Apache Kafka with 32 partitions): the one whose creation found the topic already made
+    by the other looked it up before its broker's metadata showed it, and stopped with Quix's
+    `TopicNotFoundError`. `ensure_topics` takes "already exists" for done and waits until every
+    partition has a leader."""
+    from clients.admin import ensure_topics
+    from clients.offline import state_topics
+    from schemas import topics
+
+    by_count: dict[int, list[str]] = {}
+    for source, changelog in state_topics("quix", settings.app_id).items():
+        by_count.setdefault(partitions.get(source, settings.partitions), []).append(changelog)
+    for count, changelogs in by_count.items():
+        ensure_topics(settings.bootstrap, count, changelogs,
+                      configs=dict.fromkeys(changelogs, topics.QUIX_CHANGELOG_CONFIG),
+                      **settings.client_kwargs)
+    return [c for changelogs in by_count.values() for c in changelogs]
 
 
 def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
@@ -85,6 +111,7 @@ def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
     report = start_worker_topics("quix", settings, names, configs)
     if report is None:
         return 2
+    ensure_state_changelogs(settings, report.partitions)
     if settings.standby_replicas:
         log.info("standby replicas: Quix Streams keeps none; a partition's new owner recovers "
                  "its state from the changelog")

@@ -66,6 +66,10 @@ CHANGELOG_CONFIG: dict[str, str] = {"cleanup.policy": "compact"}
 #: stateful step's source topic, and Tansu reports only the settings a topic was created with.)
 HISTORY_CONFIG: dict[str, str] = {"retention.ms": "-1", "retention.bytes": "-1"}
 
+#: A Quix Streams state changelog's topic configuration, as Quix creates it: compacted, with the
+#: retention of its source topic (the journal's or the claims', `HISTORY_CONFIG`).
+QUIX_CHANGELOG_CONFIG: dict[str, str] = {**HISTORY_CONFIG, **CHANGELOG_CONFIG}
+
 
 def changelog_topic(app_id: str, table: str = "persons") -> str:
     """Faust names a table's changelog topic f"{app_id}-{table}-changelog"."""

@@ -1,0 +1,102 @@
+"""The topics a worker makes before its engine starts, and two workers started at once on a fresh
+cluster with many partitions (what an SRE does when scaling by partitions).
+
+Seen on Apache Kafka with 32 partitions: of two Quix workers started together, one stopped with
+Quix's `TopicNotFoundError` for its state's changelog. Quix made that topic at start-up; the
+other worker's creation found it made, then looked it up before its broker's metadata showed it.
+The worker now makes the changelogs itself beforehand, as Quix makes them
+(`quix_worker.worker.ensure_state_changelogs`), as the Faust worker already made its tables'.
+
+The race is timing's: with the changelogs left to Quix, the many-partitions test below failed 2
+times in 4 on this machine (`TopicNotFoundError` in a worker's log), and passed 4 times in 4 with
+them made beforehand; the first test checks the mechanism itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from clients.admin import ensure_topics
+from clients.connect import run_blocking
+from clients.produce import produce_lines
+from schemas import topics
+from streams.core.config import load_config
+from streams.pipeline.settings import WorkerSettings
+from tests.integration.test_kafka import _assert_as_simulate, _expect, _sorted_history
+from tests.integration.test_pipeline import DEMO_CONFIG, Outcomes
+from tests.integration.workers import worker_group
+
+WIDE = 32
+
+
+async def _describe(bootstrap: str, names: list[str]) -> dict[str, tuple[int, dict[str, str]]]:
+    """Each topic's partition count, and the settings the broker reports for it."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        counts = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(names)}
+        out: dict[str, tuple[int, dict[str, str]]] = {}
+        for name in names:
+            configs: dict[str, str] = {}
+            for response in await admin.describe_configs(
+                    [ConfigResource(ConfigResourceType.TOPIC, name)]):
+                for resource in response.resources:
+                    configs |= {e[0]: e[1] for e in resource[4] if e[1] is not None}
+            out[name] = (counts[name], configs)
+        return out
+    finally:
+        await admin.close()
+
+
+def _settings(bootstrap: str, app_id: str, data_dir: Any) -> WorkerSettings:
+    return WorkerSettings(bootstrap=bootstrap, app_id=app_id, data_dir=str(data_dir),
+                          engine="quix")
+
+
+@pytest.mark.engines("tansu")
+def test_the_quix_worker_makes_its_state_changelogs_as_quix_makes_them(fresh_broker, tmp_path):
+    from quix_worker.app import create_app
+    from quix_worker.worker import ensure_state_changelogs, worker_topics
+
+    bootstrap = fresh_broker.bootstrap
+    names, configs = worker_topics()
+    # A journal of 6 partitions, the other topics of 4: each changelog follows its source.
+    ensure_topics(bootstrap, 6, [topics.JOURNAL], configs=configs)
+    ensure_topics(bootstrap, 4, names, configs=configs)
+    rules = load_config(None)
+    # What Quix makes by itself, for one app; what the worker makes beforehand, for another.
+    create_app(_settings(bootstrap, "by-quix", tmp_path / "q"), rules, journal_partitions=6)
+    made = ensure_state_changelogs(_settings(bootstrap, "by-worker", tmp_path / "w"),
+                                   {topics.JOURNAL: 6, topics.CLAIMS: 4})
+    sources = (topics.JOURNAL, topics.CLAIMS)
+    assert made == [topics.quix_changelog_topic("by-worker", s) for s in sources]
+    ours = run_blocking(_describe(bootstrap, made))
+    quix = run_blocking(_describe(bootstrap, [topics.quix_changelog_topic("by-quix", s)
+                                              for s in sources]))
+    assert [n for n, _ in ours.values()] == [6, 4]
+    assert list(ours.values()) == list(quix.values())
+    assert all(c["cleanup.policy"] == "compact" for _, c in ours.values())
+    # Quix takes the worker's changelogs as they are (it checks their partition counts).
+    create_app(_settings(bootstrap, "by-worker", tmp_path / "w"), rules, journal_partitions=6)
+
+
+@pytest.mark.engines("kafka")
+def test_two_workers_started_at_once_on_many_partitions_decide_as_simulate(
+        fresh_broker, tmp_path, worker_engine):
+    lines = _sorted_history(1000, seed=81)
+    expected, contended, wanted = _expect(lines)
+    with worker_group(fresh_broker, tmp_path, 2, config=DEMO_CONFIG, engine=worker_engine,
+                      partitions=WIDE) as workers:
+        report = run_blocking(produce_lines(lines, fresh_broker.bootstrap, partitions=WIDE,
+                                            timeout=300))
+        assert not report.bad
+        published = Outcomes(fresh_broker.bootstrap).until_ids(wanted, 900, workers[0], expected)
+        for worker in workers:
+            worker.assert_alive()
+        _assert_as_simulate(published, expected, contended)
+    assert len({o["person_id"] for o in published}) == len(expected)
