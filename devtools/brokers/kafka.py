@@ -143,6 +143,11 @@ def resolve_jars() -> Path:
     return libs
 
 
+def _one_line(pem: str) -> str:
+    """PEM text as one value of a properties file, where a newline is spelled "\\n"."""
+    return pem.strip().replace("\n", "\\n")
+
+
 def new_cluster_id() -> str:
     """16 random bytes, base64url without padding: what `kafka-storage random-uuid` prints."""
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -157,16 +162,21 @@ class KafkaBroker(BrokerProcess):
     def __init__(self, port: int | None = None, *, data_dir: str | Path | None = None,
                  extra_config: dict[str, str] | None = None, stop_timeout: float = 30.0,
                  startup_timeout: float = 90.0, sasl_users: dict[str, str] | None = None,
-                 **kwargs: Any) -> None:
+                 tls: bool = False, **kwargs: Any) -> None:
         super().__init__(port, stop_timeout=stop_timeout, startup_timeout=startup_timeout,
                          **kwargs)
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self._own_dir: Path | None = None
         self.extra_config = dict(extra_config or {})
-        # SASL/PLAIN users (name -> password) of a second listener, SASL_PLAINTEXT on its own
-        # port (`sasl_bootstrap`), beside the plaintext one: what a secured cluster asks clients.
+        # SASL/PLAIN users (name -> password) of a second listener on its own port
+        # (`sasl_bootstrap`), beside the plaintext one: what a secured cluster asks clients.
+        # SASL_PLAINTEXT, or with `tls` SASL_SSL under a throwaway CA (`ca_file`, for clients).
         self.sasl_users = dict(sasl_users or {})
         self.sasl_port: int | None = None
+        self.tls = tls
+        self.ca_file: Path | None = None
+        if tls and not self.sasl_users:
+            raise BrokerError("tls=True secures the SASL listener: give sasl_users too")
 
     @property
     def sasl_bootstrap(self) -> str:
@@ -186,15 +196,27 @@ class KafkaBroker(BrokerProcess):
             self.sasl_port = free_port(self.host)
         sasl = f"SASL://{self.host}:{self.sasl_port}"
         users = " ".join(f'user_{name}="{password}"' for name, password in self.sasl_users.items())
-        return {
+        protocol = "SASL_SSL" if self.tls else "SASL_PLAINTEXT"
+        config = {
             "listeners": f"{listeners},{sasl}",
             "advertised.listeners": f"{advertised},{sasl}",
             "listener.security.protocol.map":
-                f"{BASE_CONFIG['listener.security.protocol.map']},SASL:SASL_PLAINTEXT",
+                f"{BASE_CONFIG['listener.security.protocol.map']},SASL:{protocol}",
             "sasl.enabled.mechanisms": "PLAIN",
             "listener.name.sasl.plain.sasl.jaas.config":
                 f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};",
         }
+        if self.tls:
+            from devtools.brokers.certs import make_tls_files
+
+            files = make_tls_files(self.storage() / "tls", self.host)
+            self.ca_file = files.ca
+            config |= {
+                "listener.name.sasl.ssl.keystore.type": "PEM",
+                "listener.name.sasl.ssl.keystore.key": _one_line(files.key_pem),
+                "listener.name.sasl.ssl.keystore.certificate.chain": _one_line(files.chain_pem),
+            }
+        return config
 
     def storage(self) -> Path:
         if self.data_dir is not None:

@@ -66,3 +66,37 @@ def test_kafka_properties_name_both_listeners_and_keep_topics_explicit(monkeypat
     assert cmd[-2:] == ["kafka.Kafka", str(tmp_path / "data" / "server.properties")]
     fmt = calls[0]
     assert "kafka.tools.StorageTool" in fmt and any(a.startswith("--cluster-id=") for a in fmt)
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_a_kafka_broker_with_sasl_users_has_a_secured_listener_of_its_own(monkeypatch, tmp_path,
+                                                                          tls):
+    monkeypatch.setattr(K, "find_java", lambda: "java")
+    monkeypatch.setattr(K, "resolve_jars", lambda: tmp_path / "libs")
+    monkeypatch.setattr(K.subprocess, "run", lambda cmd, **kw:
+                        subprocess.CompletedProcess(cmd, 0, "", ""))
+    broker = make_broker("kafka", data_dir=tmp_path / "data", sasl_users={"alice": "pw"}, tls=tls)
+    broker.prepare(19092)
+    broker.port = 19092
+    text = (tmp_path / "data" / "server.properties").read_text()
+    props = dict(line.split("=", 1) for line in text.splitlines())
+    sasl = broker.sasl_bootstrap  # type: ignore[attr-defined]
+    assert props["advertised.listeners"] == f"PLAINTEXT://127.0.0.1:19092,SASL://{sasl}"
+    protocol = "SASL_SSL" if tls else "SASL_PLAINTEXT"
+    assert props["listener.security.protocol.map"].endswith(f",SASL:{protocol}")
+    assert 'user_alice="pw"' in props["listener.name.sasl.plain.sasl.jaas.config"]
+    if tls:
+        # The PEM texts as one line each (a properties value), and the CA for the clients.
+        assert props["listener.name.sasl.ssl.keystore.key"].startswith(
+            "-----BEGIN PRIVATE KEY-----\\n")
+        assert props["listener.name.sasl.ssl.keystore.certificate.chain"].count(
+            "-----BEGIN CERTIFICATE-----") == 2
+        ca = broker.ca_file  # type: ignore[attr-defined]
+        assert ca is not None and ca.read_text().startswith("-----BEGIN CERTIFICATE-----")
+    else:
+        assert "listener.name.sasl.ssl.keystore.key" not in props
+
+
+def test_tls_secures_the_sasl_listener_only():
+    with pytest.raises(BrokerError, match="give sasl_users too"):
+        make_broker("kafka", tls=True)

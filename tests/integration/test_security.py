@@ -1,8 +1,9 @@
-"""A secured cluster: SASL/PLAIN on a listener of its own (TLS goes through the same settings,
-`streams.pipeline.settings.aiokafka_security`). The workers of both engines and `mynapoint
-produce` connect with the SASL settings they are given, everything they make of their own
-included (the topics, the state's changelogs), and decide as `simulate`; a worker or `produce`
-the broker refuses says what to check and exits 2.
+"""A secured cluster: SASL/PLAIN on a listener of its own, over TLS under a throwaway CA
+(`devtools.brokers.certs`) or not. The workers of both engines and `mynapoint produce` connect
+with the SASL/TLS settings they are given (`schemas.settings.aiokafka_security` for everything
+made with aiokafka), everything they make of their own included (the topics, the state's
+changelogs), and decide as `simulate`; a worker or `produce` the broker refuses says what to
+check and exits 2.
 
 Before, a worker made its topics with a client that ignored its SASL flags, so it stopped at
 start-up with aiokafka's "Unable to bootstrap" traceback on any secured cluster, and `mynapoint
@@ -39,13 +40,22 @@ def secured_broker(make_test_broker) -> Iterator[BrokerProcess]:
         yield broker
 
 
-def _sasl_flags(password: str = PASSWORD) -> list[str]:
-    return ["--sasl-mechanism", "PLAIN", "--sasl-username", USER, "--sasl-password", password]
+@pytest.fixture
+def tls_broker(make_test_broker) -> Iterator[BrokerProcess]:
+    """The same with SASL_SSL: what a production cluster asks of its clients."""
+    with make_test_broker(sasl_users={USER: PASSWORD}, tls=True) as broker:
+        yield broker
 
 
-def _sasl_env(password: str = PASSWORD) -> dict[str, str]:
-    return {**os.environ, "MYNAPOINT_SASL_MECHANISM": "PLAIN", "MYNAPOINT_SASL_USERNAME": USER,
-            "MYNAPOINT_SASL_PASSWORD": password}
+def _sasl_flags(password: str = PASSWORD, cafile: Path | None = None) -> list[str]:
+    flags = ["--sasl-mechanism", "PLAIN", "--sasl-username", USER, "--sasl-password", password]
+    return flags + (["--ssl-cafile", str(cafile)] if cafile else [])
+
+
+def _sasl_env(password: str = PASSWORD, cafile: Path | None = None) -> dict[str, str]:
+    env = {**os.environ, "MYNAPOINT_SASL_MECHANISM": "PLAIN", "MYNAPOINT_SASL_USERNAME": USER,
+           "MYNAPOINT_SASL_PASSWORD": password}
+    return env | ({"MYNAPOINT_SSL_CAFILE": str(cafile)} if cafile else {})
 
 
 def _produce(bootstrap: str, path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -54,8 +64,9 @@ def _produce(bootstrap: str, path: Path, env: dict[str, str]) -> subprocess.Comp
                           timeout=300)
 
 
-def test_a_worker_and_produce_on_a_sasl_listener_decide_as_simulate(secured_broker, tmp_path,
-                                                                    worker_engine):
+def test_a_worker_and_produce_over_sasl_and_tls_decide_as_simulate(tls_broker, tmp_path,
+                                                                   worker_engine):
+    secured_broker, ca = tls_broker, tls_broker.ca_file
     lines = _sorted_history(300, seed=71)
     expected, contended, wanted = _expect(lines)
     events = tmp_path / "events.jsonl"
@@ -66,12 +77,12 @@ def test_a_worker_and_produce_on_a_sasl_listener_decide_as_simulate(secured_brok
     worker = WorkerProcess(secured_broker, tmp_path / "data", logs, config=DEMO_CONFIG,
                            engine=worker_engine,
                            extra_args=["--bootstrap", secured_broker.sasl_bootstrap,
-                                       *_sasl_flags()]).start()
+                                       *_sasl_flags(cafile=ca)]).start()
     try:
         # The worker makes its topics through the SASL listener, or stops saying why.
         wait_for(lambda: topics.DECISIONS in topic_names(secured_broker.bootstrap), 120,
                  "the worker's topics", worker=worker)
-        done = _produce(secured_broker.sasl_bootstrap, events, _sasl_env())
+        done = _produce(secured_broker.sasl_bootstrap, events, _sasl_env(cafile=ca))
         assert done.returncode == 0, done.stderr
         assert f"sent to {secured_broker.sasl_bootstrap}: {len(lines)} events" in done.stderr
         published = Outcomes(secured_broker.bootstrap).until_ids(wanted, 600, worker, expected)
