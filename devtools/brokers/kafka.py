@@ -180,14 +180,16 @@ class KafkaBroker(BrokerProcess):
 
     @property
     def sasl_bootstrap(self) -> str:
-        """The SASL_PLAINTEXT listener's address (a broker started with `sasl_users`)."""
+        """The SASL listener's address (a broker made with `sasl_users`): SASL_PLAINTEXT, or
+        SASL_SSL with `tls`."""
         if self.sasl_port is None or self.port is None:
             raise BrokerError("the broker has no SASL listener (start it with sasl_users)")
         return f"{self.host}:{self.sasl_port}"
 
     def _listeners(self, port: int, controller: int) -> dict[str, str]:
         """The listeners' settings: PLAINTEXT on `port`, the controller's, and with `sasl_users`
-        a SASL_PLAINTEXT listener named SASL (PLAIN mechanism) on a port of its own."""
+        a listener named SASL (PLAIN mechanism) on a port of its own: SASL_PLAINTEXT, or with
+        `tls` SASL_SSL, its certificate signed by a CA made for this broker (`ca_file`)."""
         listeners = f"PLAINTEXT://{self.host}:{port},CONTROLLER://{self.host}:{controller}"
         advertised = f"PLAINTEXT://{self.host}:{port}"
         if not self.sasl_users:
