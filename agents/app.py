@@ -43,6 +43,7 @@ from agents.settings import TUNING, WorkerSettings
 from schemas import topics
 from streams.core.config import RulesConfig, load_config
 from streams.pipeline.metrics import count_assignment
+from streams.pipeline.runtime import pinned_partitions
 
 __all__ = ["TUNING", "FencedWorker", "WorkerSettings", "create_app"]
 
@@ -98,9 +99,12 @@ def raw_table(app: faust.App, name: str, partitions: int) -> Any:
 
 
 def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None,
-               journal_partitions: int | None = None) -> faust.App:
-    """The Faust app of the worker; `journal_partitions`: the journal's partition count as the
-    broker has it (`settings.partitions` when not given), which intake's batches follow."""
+               journal_partitions: int | None = None,
+               claims_partitions: int | None = None) -> faust.App:
+    """The Faust app of the worker; `journal_partitions` and `claims_partitions`: the journal's
+    and the claims' partition counts as the broker has them (`settings.partitions` when not
+    given), which intake's batches and every record sent to these topics follow
+    (`pinned_partitions`)."""
     rules = cfg if cfg is not None else load_config(settings.config_path)
     app = faust.App(
         settings.app_id,
@@ -162,10 +166,11 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None,
     timeline = tables["timeline"]
     metrics.register_tables(tables)
 
-    out = outputs(app)
+    journal_partitions = journal_partitions or settings.partitions
+    out = outputs(app, pinned_partitions(journal_partitions,
+                                         claims_partitions or settings.partitions))
     intake_step = intake.register(app, inputs, out, settings.idle_wait,
-                                  settings.max_held_per_partition,
-                                  journal_partitions or settings.partitions,
+                                  settings.max_held_per_partition, journal_partitions,
                                   settings.journal_batch)
     ledger_step, journal_rereads = ledger.register(app, journal, persons, timeline, out, rules)
     claims_rereads = claims_agent.register(app, claims, holders, out, rules)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from streams.pipeline.outputs import Outputs
@@ -16,26 +17,27 @@ log = logging.getLogger("mynapoint")
 EXIT_SEND_FAILED = 75
 
 
-def producer_send(app: Any) -> Send:
-    """The engine's `Send` for the pipeline's steps.
+def producer_send(app: Any, partition: Callable[[str, bytes | None], int | None]) -> Send:
+    """The engine's `Send` for the pipeline's steps; `partition` gives a record's partition, or
+    None for the producer's (`streams.pipeline.runtime.pinned_partitions`).
 
     Straight to Faust's producer: `Topic.send` wraps every record in a FutureMessage and a channel
     hop, about a fifth of the worker's time. Partitioning is the same (the producer's default
-    partitioner on the key), and this producer is still flushed before any offset is committed
+    partitioner on the key, Kafka's), and this producer is still flushed before any offset is committed
     (by Faust in the at-least-once mode; in the exactly-once mode by
     `faust_private.flush_before_transactional_commits`).
     """
 
     async def send(topic: str, key: bytes | None, value: bytes) -> None:
-        sent = await app.producer.send(topic, key, value, None, None, None)
+        sent = await app.producer.send(topic, key, value, partition(topic, key), None, None)
         sent.add_done_callback(delivered)
 
     return send
 
 
-def outputs(app: Any) -> Outputs:
-    """The steps' outputs, sent through the app's producer."""
-    return Outputs(producer_send(app))
+def outputs(app: Any, partition: Callable[[str, bytes | None], int | None]) -> Outputs:
+    """The steps' outputs, sent through the app's producer (`partition`: as `producer_send`)."""
+    return Outputs(producer_send(app, partition))
 
 
 def delivered(sent: Any) -> None:

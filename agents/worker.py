@@ -84,7 +84,8 @@ def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:
     report = start_worker_topics("faust", settings, names, configs)
     if report is None:
         return 2
-    app = create_app(settings, cfg, report.partitions.get(topics.JOURNAL))
+    app = create_app(settings, cfg, report.partitions.get(topics.JOURNAL),
+                     report.partitions.get(topics.CLAIMS))
     metrics.register_app(app)
     if settings.metrics_port:
         metrics.serve(settings.metrics_port, settings.metrics_host)

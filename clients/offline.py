@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from clients.admin import (
@@ -79,22 +79,67 @@ def ensure_worker_topics(engine: str, app_id: str, bootstrap: str, partitions: i
 
 
 def start_worker_topics(engine: str, settings: Any, names: Iterable[str],
-                        configs: Mapping[str, Mapping[str, str]]) -> TopicsReport | None:
+                        configs: Mapping[str, Mapping[str, str]],
+                        then: Callable[[TopicsReport], object] | None = None,
+                        ) -> TopicsReport | None:
     """`ensure_worker_topics` for a worker about to start with `settings` (a
-    `streams.pipeline.settings.WorkerSettings`), or None after saying on stderr why it cannot
-    start (it then exits 2): the app's state is in the other engine's changelogs, or the broker
-    could not be reached, refused the client, or did not make the topics usable in time."""
+    `streams.pipeline.settings.WorkerSettings`), then `then` (the engine's own topic step, given
+    the report), then the layout check (`layout_problem`); or None after saying on stderr why it
+    cannot start (it then exits 2): the app's state is in the other engine's changelogs, the
+    topics are not laid out for their partition counts, or the broker could not be reached,
+    refused the client, or did not make the topics usable in time."""
     try:
-        return ensure_worker_topics(engine, settings.app_id, settings.bootstrap,
-                                    settings.partitions, names, configs,
-                                    **settings.client_kwargs)
+        report = ensure_worker_topics(engine, settings.app_id, settings.bootstrap,
+                                      settings.partitions, names, configs,
+                                      **settings.client_kwargs)
+        if then is not None:
+            then(report)
+        problem = layout_problem(engine, settings.app_id, settings.bootstrap,
+                                 **settings.client_kwargs)
     except Refused as refused:
         print(f"mynapoint worker: {refused}", file=sys.stderr)
-    except TopicError as exc:
+        return None
+    except (TopicError, HistoryError) as exc:
         print(f"mynapoint worker: {exc}. Check --bootstrap ({ENV['bootstrap'].var}) and, on a "
               "secured cluster, --sasl-mechanism, --sasl-username, --sasl-password and "
               "--ssl-cafile (their MYNAPOINT_ variables)", file=sys.stderr)
-    return None
+        return None
+    if problem is not None:
+        print(f"mynapoint worker: {problem}", file=sys.stderr)
+        return None
+    return report
+
+
+#: How many of the last records of each journal and claims partition the layout check reads.
+LAYOUT_TAIL = 16
+
+
+def state_sources(engine: str, app_id: str) -> dict[str, str]:
+    """Each state changelog of `engine`'s workers -> the topic whose partitions it follows."""
+    if engine == "faust":
+        return {topics.changelog_topic(app_id, table): source
+                for table, (source, _) in QUIX_STATE_OF_TABLE.items()}
+    return {changelog: source for source, changelog in state_topics(engine, app_id).items()}
+
+
+def layout_problem(engine: str, app_id: str, bootstrap: str, *, timeout: float = 60.0,
+                   **client_kwargs: Any) -> str | None:
+    """Why a worker of `engine` must not start on these topics, or None: the last
+    `LAYOUT_TAIL` records of each journal and claims partition must be on their key's partition
+    at the topic's partition count, and each state changelog must have its source topic's count
+    (`streams.audit.layout`). Raises `HistoryError` when the broker cannot be read."""
+    from clients.connect import run_blocking
+    from streams.audit.layout import count_mismatches, layout_message, misplaced
+
+    sources = state_sources(engine, app_id)
+    keyed = (topics.JOURNAL, topics.CLAIMS)
+    dump = run_blocking(read_topics(bootstrap, keyed, optional=list(sources),
+                                    only=dict.fromkeys(sources, ()), tail=LAYOUT_TAIL,
+                                    timeout=timeout, **client_kwargs))
+    wrong = [m for t in keyed
+             for m in misplaced(t, ((r.partition, r.offset, r.key) for r in dump.records[t]),
+                                dump.partitions[t])]
+    return layout_message(wrong, count_mismatches(sources, dump.partitions), dump.partitions)
 
 
 class StateRows:

@@ -14,6 +14,7 @@ is never committed past (quix_worker/private.py), so a crash reads it again.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from quixstreams import Application, State, message_context
@@ -28,7 +29,7 @@ from streams.pipeline.intake import ALIGN_TICK, RELEASE_EVERY, Intake
 from streams.pipeline.ledger import Ledger
 from streams.pipeline.outputs import Outputs
 from streams.pipeline.rereads import RESEEK_EVERY
-from streams.pipeline.runtime import At, Send, Store
+from streams.pipeline.runtime import At, Send, Store, pinned_partitions
 from streams.pipeline.settings import WorkerSettings
 from streams.web import peers
 
@@ -126,23 +127,28 @@ def _history_topic(app: Application, name: str) -> Any:
     return topic
 
 
-def producer_send(app: Application) -> Send:
+def producer_send(app: Application,
+                  partition: Callable[[str, bytes | None], int | None]) -> Send:
     """The engine's `Send`: the app's producer, which every checkpoint flushes before it commits
-    (a record it could not deliver fails the checkpoint, and the app stops with it)."""
+    (a record it could not deliver fails the checkpoint, and the app stops with it); `partition`
+    gives a record's partition, or None for the producer's
+    (`streams.pipeline.runtime.pinned_partitions`)."""
     produce = private.producer(app).produce
 
     async def send(topic: str, key: bytes | None, value: bytes) -> None:
-        produce(topic=topic, key=key, value=value)
+        produce(topic=topic, key=key, value=value, partition=partition(topic, key))
 
     return send
 
 
 def create_app(settings: WorkerSettings, rules: RulesConfig,
-               connection: Any = None, journal_partitions: int | None = None) -> Application:
+               connection: Any = None, journal_partitions: int | None = None,
+               claims_partitions: int | None = None) -> Application:
     """The application, its dataframes and the steps; `connection` is a Quix `ConnectionConfig`
-    (SASL/TLS), or None for a plain bootstrap address; `journal_partitions` the journal's
-    partition count as the broker has it (`settings.partitions` when not given), which intake's
-    batches follow."""
+    (SASL/TLS), or None for a plain bootstrap address; `journal_partitions` and
+    `claims_partitions` the journal's and the claims' partition counts as the broker has them
+    (`settings.partitions` when not given), which intake's batches and every record sent to
+    these topics follow (`pinned_partitions`)."""
     app = Application(
         broker_address=connection or settings.bootstrap,
         consumer_group=settings.app_id,
@@ -159,13 +165,15 @@ def create_app(settings: WorkerSettings, rules: RulesConfig,
     )
     if settings.tansu_compat:
         private.correct_end_offsets_for_tansu(app)
-    out = Outputs(producer_send(app))
+    journal_partitions = journal_partitions or settings.partitions
+    out = Outputs(producer_send(app, pinned_partitions(
+        journal_partitions, claims_partitions or settings.partitions)))
 
     # Intake: every input topic, one step for all of them.
     source = QuixSource(private.consumer(app),
                         private.acknowledged_offsets(app, topics.INPUT_TOPICS))
     intake = Intake(source, out, settings.idle_wait, settings.max_held_per_partition,
-                    journal_partitions=journal_partitions or settings.partitions,
+                    journal_partitions=journal_partitions,
                     release_every=RELEASE_EVERY, batch_max=settings.journal_batch)
     on_record, token = intake.on_record, source.token
 

@@ -108,14 +108,16 @@ def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
     logging.basicConfig(level=str(loglevel).upper(),
                         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
     names, configs = worker_topics()
-    report = start_worker_topics("quix", settings, names, configs)
+    report = start_worker_topics(
+        "quix", settings, names, configs,
+        then=lambda report: ensure_state_changelogs(settings, report.partitions))
     if report is None:
         return 2
-    ensure_state_changelogs(settings, report.partitions)
     if settings.standby_replicas:
         log.info("standby replicas: Quix Streams keeps none; a partition's new owner recovers "
                  "its state from the changelog")
-    app = create_app(settings, cfg, connection_config, report.partitions.get(topics.JOURNAL))
+    app = create_app(settings, cfg, connection_config, report.partitions.get(topics.JOURNAL),
+                     report.partitions.get(topics.CLAIMS))
     StatusServer(
         private.StateReads(app, topics.JOURNAL), cfg, host=settings.web_host,
         port=settings.web_port, canonical_url=settings.canonical_url,

@@ -8,8 +8,10 @@ folding, claims, dead letters and metrics are written once, whatever runs them:
 - `Store`: the state of one table, for the partition of the record being handled: a read and a
   whole-value write (the engine changelogs each write; a step awaits `changelog()` after its
   writes for a record);
-- `Send`: send one record to a topic, partitioned by its key with Kafka's default partitioner;
-  the engine delivers everything sent before it commits any offset;
+- `Send`: send one record to a topic, partitioned by its key with Kafka's default partitioner,
+  the journal's and the claims' records over the partition count their topic had when the
+  worker started (`pinned_partitions`); the engine delivers everything sent before it commits
+  any offset;
 - `Where`: the topic, partition and offset of the record being handled (dead letters name it);
 - `Source`: what every step needs of the engine's consumer of its topics: high watermarks, where
   each source starts (its committed offset, or its first offset with nothing committed) and the
@@ -22,11 +24,34 @@ folding, claims, dead letters and metrics are written once, whatever runs them:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, NamedTuple, Protocol
+
+from schemas import topics
 
 #: Sends one record: (topic, key, value). Awaited for the hand-over to the producer, not delivery.
 Send = Callable[[str, bytes | None, bytes], Awaitable[None]]
+
+
+def pinned_partitions(journal: int, claims: int) -> Callable[[str, bytes | None], int | None]:
+    """The partition an engine's `Send` gives a record of `topic` with `key`: for the journal
+    and the claims, its key's partition (`topics.partition_for_key`) over the count the topic had
+    when the worker started; None (the producer's partitioner) for every other topic.
+
+    A person's state is on the journal partition of their key, a claim key's on its claims
+    partition. Partitions added to these topics by hand while the worker runs
+    (`kafka-topics.sh --alter`) would make the producer's partitioner, once its metadata showed
+    them, send some people's entries where their state is not: they would be decided on an
+    empty state. Pinned, the entries stay where the state is, and the next start refuses the
+    grown topics (`streams.audit.layout`) until `mynapoint rescale` has moved everything."""
+    counts: Mapping[str, int] = {topics.JOURNAL: journal, topics.CLAIMS: claims}
+    partition_for_key = topics.partition_for_key
+
+    def partition(topic: str, key: bytes | None) -> int | None:
+        n = counts.get(topic)
+        return None if n is None or key is None else partition_for_key(key, n)
+
+    return partition
 
 
 async def _changelogged_already() -> None:

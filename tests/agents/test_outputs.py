@@ -9,6 +9,8 @@ import pytest
 
 from agents import outputs
 from agents.outputs import EXIT_SEND_FAILED, delivered, producer_send
+from schemas import topics
+from streams.pipeline.runtime import pinned_partitions
 
 
 class Exited(BaseException):
@@ -72,10 +74,42 @@ def test_every_send_is_watched(exits):
     async def run() -> None:
         loop = asyncio.get_running_loop()
         app = type("App", (), {"producer": Producer(loop)})()
-        send = producer_send(app)
+        send = producer_send(app, pinned_partitions(4, 4))
         await send("mynapoint.decisions", b"P1", b"{}")
         app.producer.futures[0].set_exception(RuntimeError("gone"))
         await asyncio.sleep(0)  # the done callback runs (the loop logs the stand-in's raise)
 
     asyncio.run(run())
     assert exits == [EXIT_SEND_FAILED]
+
+
+def test_journal_and_claims_records_go_to_their_key_partition_at_the_start_up_count():
+    # What the producer is told: the partition of the key over the counts the worker started
+    # with, for the journal and the claims; for outcomes, the producer's own partitioner.
+    class Producer:
+        def __init__(self, loop):
+            self.loop, self.calls = loop, []
+
+        async def send(self, topic, key, value, partition, timestamp, headers):
+            self.calls.append((topic, key, partition))
+            fut = self.loop.create_future()
+            fut.set_result(None)
+            return fut
+
+    async def run() -> list:
+        loop = asyncio.get_running_loop()
+        app = type("App", (), {"producer": Producer(loop)})()
+        send = producer_send(app, pinned_partitions(4, 6))
+        for topic in (topics.JOURNAL, topics.CLAIMS, "mynapoint.decisions"):
+            for key in (b"P0000001", b"P0000002", b"P0000003"):
+                await send(topic, key, b"{}")
+        return app.producer.calls
+
+    calls = asyncio.run(run())
+    want = {topics.JOURNAL: 4, topics.CLAIMS: 6}
+    for topic, key, partition in calls:
+        if topic in want:
+            assert partition == topics.partition_for_key(key, want[topic])
+        else:
+            assert partition is None
+    assert {p for t, _, p in calls if t == topics.JOURNAL} != {None}

@@ -5,7 +5,9 @@ before the growth that no worker consumed), rescale to 8, a worker with `--parti
 person exactly what `simulate` gives for the whole history in event-time order; no payment
 account granted to two people; the reservation count carried over. Also with the rescale
 stopped half-way through rewriting the journal, then run again. And the refusals: a worker
-still running, M not larger, another rules configuration.
+still running, M not larger, another rules configuration. And partitions added by hand (Kafka's
+own CreatePartitions, which moves nothing): a worker refuses to start on them, and a rescale to a
+larger count repairs them.
 
 After it, replay of the topics finds nothing to differ, and replays of two halves of the
 journal partitions add up to it (`replay --partitions`, `replay --combine`).
@@ -267,3 +269,80 @@ def test_rescale_4_to_8_decides_as_simulate(fresh_broker, tmp_path, worker_engin
 def test_rescale_crashed_half_way_then_run_again(fresh_broker, tmp_path, worker_engine):
     _scenario(fresh_broker, tmp_path, crash_at=f"rebuild:{topics.JOURNAL}:half",
               engine=worker_engine)
+
+
+def _add_partitions_by_hand(bootstrap: str, count: int) -> list[str]:
+    """What an operator's `kafka-topics.sh --alter --partitions` does to every topic of the app:
+    the partitions are added, nothing is moved."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
+
+    from clients.connect import run_blocking
+
+    async def grow() -> list[str]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            names = sorted(t for t in await admin.list_topics()
+                           if (t.startswith("mynapoint.") or APP_ID in t)
+                           and "__assignor" not in t)
+            await admin.create_partitions({t: NewPartitions(total_count=count) for t in names})
+            return names
+        finally:
+            await admin.close()
+
+    return run_blocking(grow())
+
+
+def test_partitions_added_by_hand_are_refused_until_rescaled(fresh_broker, tmp_path,
+                                                             worker_engine):
+    # Partitions added with Kafka's own tool move nothing: a worker started on them would have
+    # decided the moved people on an empty state (seen: a second phase-1 grant, a payment on an
+    # unlinked account). It refuses, saying what to do; `mynapoint rescale` to a larger count
+    # then puts everyone where the workers look, and the rest is decided as `simulate` decides
+    # the whole history.
+    bootstrap = fresh_broker.bootstrap
+    lines = _sorted_history(PEOPLE // 2, seed=43)
+    n = len(lines)
+    first, backlog, rest = lines[: n // 2], lines[n // 2 : n // 2 + n // 10], lines[n // 2 + n // 10 :]
+    expected, contended, wanted = _expect(lines)
+    _, _, wanted_first = _expect(first)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    worker = WorkerProcess(fresh_broker, tmp_path / "data-4", logs, config=DEMO_CONFIG,
+                           engine=worker_engine).start()
+    try:
+        _produce(bootstrap, first)
+        Outcomes(bootstrap).until_ids(wanted_first, 600, worker)
+    finally:
+        worker.stop()
+
+    grown = _add_partitions_by_hand(bootstrap, 8)
+    assert topics.JOURNAL in grown and any("changelog" in t for t in grown), grown
+    _produce(bootstrap, backlog)  # producers go on, over 8 partitions now
+    logs_refused = tmp_path / "logs-refused"  # the first worker's log stays in `logs`
+    logs_refused.mkdir()
+    refused = WorkerProcess(fresh_broker, tmp_path / "data-refused", logs_refused, partitions=8,
+                            config=DEMO_CONFIG, engine=worker_engine).start()
+    assert refused.process is not None
+    assert refused.process.wait(timeout=300) == 2, refused.log_tail()
+    said = refused.log_tail()
+    assert "not laid out for their partition counts" in said, said
+    assert f"the last records of {topics.JOURNAL}" in said
+    assert "mynapoint rescale --to-partitions M" in said
+
+    done = _rescale(bootstrap, tmp_path / "rescale.state", to=16)
+    assert done.returncode == 0, done.stderr
+    assert "rescaled from 8 to 16 partitions" in done.stdout
+
+    logs_16 = tmp_path / "logs-16"
+    logs_16.mkdir()
+    worker = WorkerProcess(fresh_broker, tmp_path / "data-16", logs_16, partitions=16,
+                           config=DEMO_CONFIG, engine=worker_engine).start()
+    try:
+        _produce(bootstrap, rest)
+        published = Outcomes(bootstrap).until_ids(wanted, RESCALE_WAIT, worker)
+        _assert_as_simulate(published, expected, contended)
+    finally:
+        worker.stop()
+    whole = _cli("replay", "--bootstrap", bootstrap, "--config", DEMO_CONFIG, "--app-id", APP_ID)
+    assert whole.returncode == 0, whole.stdout[-3000:] + whole.stderr
