@@ -10,33 +10,28 @@ import argparse
 import sys
 from typing import Any
 
-from streams.pipeline.settings import add_arguments, load_rules, resolve, sasl_login
+from streams.pipeline.settings import add_arguments, load_rules, resolve
 from streams.pipeline.settings import settings_from_args as neutral_settings
 
 __all__ = ["add_arguments", "resolve", "run_worker", "settings_from_args", "start_worker"]
 
 
-def credentials(args: argparse.Namespace) -> Any:
-    import ssl
-
+def credentials(client_kwargs: dict[str, Any]) -> Any:
+    """The SASL/TLS settings as Faust takes them, from aiokafka's form (the same SSL context)."""
     import faust
 
-    mechanism = resolve(args, "sasl_mechanism")
-    cafile = resolve(args, "ssl_cafile")
-    context = ssl.create_default_context(cafile=cafile) if cafile else None
-    if mechanism:
-        user, password = sasl_login(args)
+    context = client_kwargs.get("ssl_context")
+    if "sasl_mechanism" in client_kwargs:
         return faust.SASLCredentials(
-            username=user, password=password, mechanism=mechanism, ssl_context=context
-        )
-    if context is not None:
-        return context
-    return None
+            username=client_kwargs["sasl_plain_username"],
+            password=client_kwargs["sasl_plain_password"],
+            mechanism=client_kwargs["sasl_mechanism"], ssl_context=context)
+    return context
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
     """The worker's settings, with the SASL/TLS flags as Faust takes them."""
-    return neutral_settings(args, credentials(args))
+    return neutral_settings(args, credentials)
 
 
 def run_worker(args: argparse.Namespace) -> int:

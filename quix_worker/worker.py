@@ -20,7 +20,6 @@ from streams.pipeline.settings import (
     add_arguments,
     load_rules,
     resolve,
-    sasl_login,
     settings_from_args,
 )
 
@@ -40,18 +39,16 @@ def _quiet_unused_deprecations() -> None:
     warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
 
 
-def connection(args: argparse.Namespace, bootstrap: str) -> Any:
-    """The SASL/TLS flags as a Quix `ConnectionConfig`, or None when none is set."""
-    mechanism, cafile = resolve(args, "sasl_mechanism"), resolve(args, "ssl_cafile")
+def connection(settings: WorkerSettings) -> Any:
+    """The worker's SASL/TLS settings as a Quix `ConnectionConfig`, or None when none is set."""
+    mechanism, user, password, cafile = settings.security
     if not mechanism and not cafile:
         return None
     from quixstreams.kafka.configuration import ConnectionConfig
 
-    fields: dict[str, Any] = {"bootstrap_servers": bootstrap}
+    fields: dict[str, Any] = {"bootstrap_servers": settings.bootstrap}
     if mechanism:
-        user, password = sasl_login(args)
-        fields |= {"sasl_mechanism": mechanism, "sasl_username": user,
-                   "sasl_password": password,
+        fields |= {"sasl_mechanism": mechanism, "sasl_username": user, "sasl_password": password,
                    "security_protocol": "sasl_ssl" if cafile else "sasl_plaintext"}
     else:
         fields["security_protocol"] = "ssl"
@@ -149,7 +146,7 @@ def run_worker(args: argparse.Namespace) -> int:
     if cfg is None:
         return 2
     return start_worker(settings, cfg, loglevel=resolve(args, "loglevel"),
-                        connection_config=connection(args, settings.bootstrap))
+                        connection_config=connection(settings))
 
 
 def main(argv: list[str] | None = None) -> int:

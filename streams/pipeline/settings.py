@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas import topics
 from schemas.journal import JOURNAL_BATCH_MAX
@@ -63,8 +64,11 @@ class WorkerSettings:
     instance_id: str | None = None
     # Seconds without a heartbeat after which the broker drops a worker from the group.
     session_timeout: float = float(_default("session_timeout"))
-    # The SASL/TLS flags as aiokafka's client keyword arguments (`aiokafka_security`), for the
-    # clients the worker makes besides its engine's: its topics' admin client, the status API's.
+    # The SASL/TLS flags (or their variables), resolved once (`security`).
+    security: Security = field(default_factory=lambda: Security(), repr=False)  # a password
+    # The same as aiokafka's client keyword arguments (`aiokafka_security`), for the clients the
+    # worker makes besides its engine's (its topics' admin client, the status API's) and, in
+    # Faust's form, for Faust's (`settings_from_args`): one SSL context for all.
     client_kwargs: dict[str, Any] = field(default_factory=dict, repr=False)  # a password
 
     @property
@@ -204,11 +208,21 @@ def sasl_login(args: argparse.Namespace) -> tuple[str, str]:
     return user, password
 
 
-def client_security(args: argparse.Namespace) -> dict[str, Any]:
-    """The worker's SASL/TLS flags (or their variables) as aiokafka's keyword arguments."""
+class Security(NamedTuple):
+    """The worker's SASL/TLS settings: a SASL `mechanism` with its login, over TLS when `cafile`
+    (the CA to trust) is given; TLS alone with `cafile` only; plaintext with neither."""
+
+    mechanism: str | None = None
+    username: str | None = None
+    password: str | None = None
+    cafile: str | None = None
+
+
+def security(args: argparse.Namespace) -> Security:
+    """The worker's SASL/TLS flags, or their variables."""
     mechanism = resolve(args, "sasl_mechanism")
     user, password = sasl_login(args) if mechanism else (None, None)
-    return aiokafka_security(mechanism, user, password, resolve(args, "ssl_cafile"))
+    return Security(mechanism, user, password, resolve(args, "ssl_cafile") or None)
 
 
 def load_rules(settings: WorkerSettings) -> Any:
@@ -223,8 +237,13 @@ def load_rules(settings: WorkerSettings) -> Any:
         return None
 
 
-def settings_from_args(args: argparse.Namespace, credentials: Any = None) -> WorkerSettings:
-    """The worker's settings; `credentials` are the engine's own form of the SASL/TLS flags."""
+def settings_from_args(args: argparse.Namespace,
+                       credentials: Callable[[dict[str, Any]], Any] | None = None,
+                       ) -> WorkerSettings:
+    """The worker's settings; `credentials` gives the engine's own form of the SASL/TLS settings
+    from aiokafka's (`WorkerSettings.broker_credentials`, for an engine that takes them so)."""
+    secured = security(args)
+    client_kwargs = aiokafka_security(*secured)
     metrics_port = _number(args, "metrics_port", int, 0, 65535, "a port, 1-65535, or 0 for none")
     return WorkerSettings(
         bootstrap=resolve(args, "bootstrap"),
@@ -243,7 +262,7 @@ def settings_from_args(args: argparse.Namespace, credentials: Any = None) -> Wor
                               f"a whole number of entries, 1 to {JOURNAL_BATCH_MAX}"),
         standby_replicas=_number(args, "standby_replicas", int, 0, 100, "a count, 0 or more"),
         processing_guarantee=_guarantee(args),
-        broker_credentials=credentials,
+        broker_credentials=credentials(client_kwargs) if credentials is not None else None,
         tansu_compat=is_true(resolve(args, "tansu_compat")),
         status_token=resolve(args, "status_token") or None,
         extra={"canonical_url": url} if (url := resolve(args, "web_canonical_url")) else {},
@@ -252,5 +271,6 @@ def settings_from_args(args: argparse.Namespace, credentials: Any = None) -> Wor
         session_timeout=_number(args, "session_timeout", float, SESSION_TIMEOUT_MIN,
                                 SESSION_TIMEOUT_MAX,
                                 f"seconds, {SESSION_TIMEOUT_MIN:g} to {SESSION_TIMEOUT_MAX:g}"),
-        client_kwargs=client_security(args),
+        security=secured,
+        client_kwargs=client_kwargs,
     )

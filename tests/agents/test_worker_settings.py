@@ -266,3 +266,33 @@ def test_a_plaintext_worker_passes_no_security_settings():
 def test_a_sasl_mechanism_without_its_login_is_refused():
     with pytest.raises(SystemExit, match="--sasl-mechanism needs --sasl-username"):
         settings_from_args(parse("--sasl-mechanism", "PLAIN"))
+
+
+def test_both_engines_take_the_security_settings_read_once(tmp_path):
+    # One reading of the flags, one SSL context: the worker's own clients and Faust's share it,
+    # and the Quix connection names the same CA file and login.
+    import faust
+
+    from devtools.brokers.certs import make_tls_files
+    from quix_worker.worker import connection
+
+    ca = make_tls_files(tmp_path, "localhost").ca
+    s = settings_from_args(parse("--sasl-mechanism", "SCRAM-SHA-256", "--sasl-username", "alice",
+                                 "--sasl-password", "secret", "--ssl-cafile", str(ca)))
+    creds = s.broker_credentials
+    assert isinstance(creds, faust.SASLCredentials)
+    assert (creds.username, creds.password, creds.mechanism.value) == (
+        "alice", "secret", "SCRAM-SHA-256")
+    assert creds.ssl_context is s.client_kwargs["ssl_context"]
+    assert s.client_kwargs["security_protocol"] == "SASL_SSL"
+    assert "secret" not in repr(s)
+    quix = connection(s)
+    assert (quix.security_protocol, quix.sasl_mechanism, quix.sasl_username,
+            quix.ssl_ca_location) == ("sasl_ssl", "SCRAM-SHA-256", "alice", str(ca))
+
+    tls = settings_from_args(parse("--ssl-cafile", str(ca)))
+    assert tls.broker_credentials is tls.client_kwargs["ssl_context"]
+    assert connection(tls).security_protocol == "ssl"
+    plain = settings_from_args(parse())
+    assert plain.broker_credentials is None and connection(plain) is None
+
