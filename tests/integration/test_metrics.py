@@ -8,12 +8,14 @@ lag on the inputs drains to zero once everything is committed.
 
 from __future__ import annotations
 
+import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from clients.connect import free_port, run_blocking
@@ -175,5 +177,42 @@ def test_metrics_match_the_records(fresh_broker, tmp_path, worker_engine):
         assert tables[("persons",)] >= len(people)
         assert tables[("timeline",)] >= len(people)
         assert tables[("claims",)] >= 1
+    finally:
+        worker.stop()
+
+
+def _answers(host: str, port: int, path: str) -> bool:
+    """Whether anything answers HTTP at host:port (an error status is an answer)."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=10):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@pytest.mark.engines("tansu")
+def test_the_worker_listens_only_where_it_is_told(broker, tmp_path, worker_engine):
+    # --web-host and --metrics-host: an SRE keeps the status API and /metrics off the public
+    # interface. Each answers on its own loopback address, and not on 127.0.0.1.
+    web_host, metrics_host = "127.0.0.2", "127.0.0.3"
+    metrics_port = free_port()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    worker = WorkerProcess(broker, tmp_path / "data", logs, engine=worker_engine,
+                           app_id=f"mynapoint-hosts-{worker_engine}", extra_args=[
+                               "--web-host", web_host, "--metrics-port", str(metrics_port),
+                               "--metrics-host", metrics_host]).start()
+    try:
+        assert worker.web_port is not None
+        status = f"/persons/P{0:07d}"
+        wait_for(lambda: (_answers(web_host, worker.web_port, status)
+                          and _answers(metrics_host, metrics_port, "/metrics")),
+                 180, f"the status API on {web_host} and /metrics on {metrics_host}",
+                 worker=worker)
+        assert not _answers("127.0.0.1", worker.web_port, status)
+        assert not _answers("127.0.0.1", metrics_port, "/metrics")
+        assert not _answers(web_host, metrics_port, "/metrics")
     finally:
         worker.stop()
