@@ -9,6 +9,7 @@ import contextvars
 import logging
 import socket
 import threading
+from collections import Counter
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -69,6 +70,47 @@ def quiet_connect_errors() -> Iterator[None]:
         yield
     finally:
         _QUIET.reset(token)
+
+
+#: The send errors a producer retries while a new partition's leader settles: counted, not logged.
+SETTLING_ERRORS = ("NotLeaderForPartitionError", "LeaderNotAvailableError")
+
+_SETTLING: contextvars.ContextVar[Counter[str] | None] = contextvars.ContextVar(
+    "mynapoint_settling_retries", default=None)
+
+
+class _CountSettlingRetries(logging.Filter):
+    """Counts aiokafka's "Got error produce response ..., retrying" warnings for
+    `SETTLING_ERRORS` where a caller asked (`counted_settling_retries`), instead of logging each:
+    right after topics are made or grown, a producer meets dozens while the leaders settle, and
+    every one of those sends then succeeds. Other errors are logged as before."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        counts = _SETTLING.get()
+        if counts is None or not str(record.msg).startswith("Got error produce response"):
+            return True
+        error = str(record.args[-1]) if isinstance(record.args, tuple) and record.args else ""
+        name = next((e for e in SETTLING_ERRORS if e in error), None)
+        if name is None:
+            return True
+        counts[name] += 1
+        return False
+
+
+_SETTLING_FILTER = _CountSettlingRetries()
+
+
+@contextlib.contextmanager
+def counted_settling_retries() -> Iterator[Counter[str]]:
+    """Within this block (and tasks started from it: a producer started here), the producer's
+    retries for `SETTLING_ERRORS` are counted in the yielded Counter, not logged."""
+    logging.getLogger("aiokafka.producer.sender").addFilter(_SETTLING_FILTER)  # once (same)
+    counts: Counter[str] = Counter()
+    token = _SETTLING.set(counts)
+    try:
+        yield counts
+    finally:
+        _SETTLING.reset(token)
 
 
 async def probe(bootstrap: str, timeout: float = 2.0) -> bool:

@@ -76,6 +76,10 @@ class ProduceReport:
     dry_run: bool = False
     moved: int | None = None
     """Events moved to put the file in event-time order (`moved_count`); None: file order kept."""
+    retried: Counter[str] = field(default_factory=Counter)
+    """Sends the producer retried while a partition's leader settled, by error
+    (`clients.connect.counted_settling_retries`); each such send then succeeded or failed the
+    run."""
 
     @property
     def total_sent(self) -> int:
@@ -199,14 +203,16 @@ async def produce_lines(
         request_timeout_ms=int(timeout * 1000),
         **client_kwargs,
     )
-    from clients.connect import quiet_connect_errors
+    from clients.connect import counted_settling_retries, quiet_connect_errors
 
     try:
-        with quiet_connect_errors():  # an unreachable broker is reported below, once
+        # The producer's sender task starts here: its settling retries are counted in the report.
+        with quiet_connect_errors(), counted_settling_retries() as retried:
             await asyncio.wait_for(producer.start(), timeout)
     except (TimeoutError, KafkaError, OSError) as exc:
         await _quiet_stop(producer)
         raise ProduceError(_unreachable(bootstrap, exc)) from None
+    report.retried = retried
     try:
         if create_topics:
             from clients.admin import TopicError, ensure_topics_async
@@ -328,6 +334,17 @@ def cmd_produce(args: argparse.Namespace) -> int:
         f"bad lines: {len(report.bad)}",
         file=sys.stderr,
     )
+    if report.retried:
+        print(f"mynapoint produce: {retries_summary(report)}", file=sys.stderr)
     if report.bad and args.strict:
         return 1
     return 0
+
+
+def retries_summary(report: ProduceReport) -> str:
+    """One line on the sends retried while partitions' leaders settled (none: "")."""
+    if not report.retried:
+        return ""
+    errors = ", ".join(f"{n} after {e}" for e, n in sorted(report.retried.items()))
+    return (f"{report.retried.total()} sends were retried while new partitions' leaders "
+            f"settled ({errors}); every event counted above was acknowledged")
