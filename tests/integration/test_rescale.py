@@ -180,11 +180,17 @@ def _what_is_missing(bootstrap: str, wanted: set[str], expected: dict[str, list[
             f"{[(o.get('event_id'), o['kind']) for o in expected.get(person or '', [])]}")
 
 
+def _in_three(people: int, seed: int) -> tuple[list[bytes], tuple[list[bytes], ...]]:
+    """A history, and its three slices: the first half (decided on 4 partitions), a tenth sent
+    while no worker runs, the rest (decided after the rescale)."""
+    lines = _sorted_history(people, seed=seed)
+    n = len(lines)
+    return lines, (lines[: n // 2], lines[n // 2 : n // 2 + n // 10], lines[n // 2 + n // 10 :])
+
+
 def _scenario(broker, tmp_path: Path, crash_at: str | None, engine: str) -> None:
     bootstrap = broker.bootstrap
-    lines = _sorted_history(PEOPLE, seed=41)
-    n = len(lines)
-    first, backlog, rest = lines[: n // 2], lines[n // 2 : n // 2 + n // 10], lines[n // 2 + n // 10 :]
+    lines, (first, backlog, rest) = _in_three(PEOPLE, seed=41)
     expected, contended, wanted = _expect(lines)
     _, _, wanted_first = _expect(first)
     logs = tmp_path / "logs"
@@ -301,9 +307,7 @@ def test_partitions_added_by_hand_are_refused_until_rescaled(fresh_broker, tmp_p
     # then puts everyone where the workers look, and the rest is decided as `simulate` decides
     # the whole history.
     bootstrap = fresh_broker.bootstrap
-    lines = _sorted_history(PEOPLE // 2, seed=43)
-    n = len(lines)
-    first, backlog, rest = lines[: n // 2], lines[n // 2 : n // 2 + n // 10], lines[n // 2 + n // 10 :]
+    lines, (first, backlog, rest) = _in_three(PEOPLE // 2, seed=43)
     expected, contended, wanted = _expect(lines)
     _, _, wanted_first = _expect(first)
     logs = tmp_path / "logs"
