@@ -59,9 +59,8 @@ def worker_topics(app_id: str) -> tuple[tuple[str, ...], dict[str, dict[str, str
     from schemas import topics
 
     changelogs = tuple(topics.changelog_topic(app_id, t) for t in topics.TABLES)
-    configs = {c: dict(topics.CHANGELOG_CONFIG) for c in changelogs}
-    configs |= {t: dict(topics.HISTORY_CONFIG) for t in (topics.JOURNAL, topics.CLAIMS)}
-    return ALL_TOPICS + changelogs, configs
+    # The journal's and the claims' are `clients.admin.DEFAULT_CONFIGS`.
+    return ALL_TOPICS + changelogs, {c: dict(topics.CHANGELOG_CONFIG) for c in changelogs}
 
 
 def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:

@@ -18,11 +18,24 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.topics import CLAIMS, DEFAULT_PARTITIONS, INPUT_TOPICS, JOURNAL, OUTPUT_TOPICS
+from schemas.topics import (
+    CLAIMS,
+    DEFAULT_PARTITIONS,
+    HISTORY_CONFIG,
+    INPUT_TOPICS,
+    JOURNAL,
+    OUTPUT_TOPICS,
+)
 
 log = logging.getLogger(__name__)
 
 ALL_TOPICS: tuple[str, ...] = (*INPUT_TOPICS, *OUTPUT_TOPICS, JOURNAL, CLAIMS)
+
+#: The settings `ensure_topics` makes these topics with unless its caller gives others: the
+#: journal and the claims keep every record (`HISTORY_CONFIG`), whoever makes them (a worker,
+#: `mynapoint dev`, a test), as a worker requires (`clients.offline.config_problem`).
+DEFAULT_CONFIGS: dict[str, dict[str, str]] = {JOURNAL: dict(HISTORY_CONFIG),
+                                              CLAIMS: dict(HISTORY_CONFIG)}
 
 TOPIC_ALREADY_EXISTS = 36
 
@@ -58,7 +71,8 @@ async def ensure_topics_async(
     **client_kwargs: Any,
 ) -> TopicsReport:
     """Creates the missing `topics` with `partitions` partitions and waits until every one of them
-    has a leader for each partition. `configs` maps a topic name to its topic configs.
+    has a leader for each partition. `configs` maps a topic name to its topic configs (default:
+    `DEFAULT_CONFIGS`).
 
     `refuse`, given the names of the topics present, may say why nothing must be created: then
     `Refused` is raised with that reason, and nothing was created."""
@@ -95,7 +109,7 @@ async def ensure_topics_async(
                     name,
                     partitions,
                     replication_factor,
-                    topic_configs=dict((configs or {}).get(name, {})),
+                    topic_configs=dict({**DEFAULT_CONFIGS, **(configs or {})}.get(name, {})),
                 )
                 for name in missing
             ]
@@ -160,6 +174,48 @@ def topic_names(bootstrap: str, **kwargs: Any) -> set[str]:
     from clients.connect import run_blocking
 
     return run_blocking(topic_names_async(bootstrap, **kwargs))
+
+
+async def topic_configs_async(bootstrap: str, names: Iterable[str], *, timeout: float = 30.0,
+                              **client_kwargs: Any) -> dict[str, dict[str, str]]:
+    """The settings in effect of each of `names` that exists (its own, else the broker's
+    defaults), as DescribeConfigs reports them; a broker may leave some out (Tansu reports only
+    those a topic was created with)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap,
+                                request_timeout_ms=max(int(timeout * 1000), 1000), **client_kwargs)
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        present = set(await asyncio.wait_for(admin.list_topics(), timeout))
+        wanted = [n for n in dict.fromkeys(names) if n in present]
+        out: dict[str, dict[str, str]] = {}
+        if not wanted:
+            return out
+        responses = await asyncio.wait_for(admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, n) for n in wanted]), timeout)
+        for response in responses:
+            for res in response.resources:
+                # (error_code, error_message, resource_type, resource_name, config entries)
+                if res[0] == 0:
+                    out[res[3]] = {e[0]: e[1] for e in res[4] if e[1] is not None}
+        return out
+    except TimeoutError:
+        raise TopicError(f"no answer from {bootstrap} within {timeout:g} s") from None
+    except (KafkaError, OSError) as exc:
+        raise TopicError(f"cannot read the topics' settings on {bootstrap} "
+                         f"({exc or type(exc).__name__})") from None
+    finally:
+        await admin.close()
+
+
+def topic_configs(bootstrap: str, names: Iterable[str], **kwargs: Any) -> dict[str, dict[str, str]]:
+    """Blocking form of `topic_configs_async` (same arguments)."""
+    from clients.connect import run_blocking
+
+    return run_blocking(topic_configs_async(bootstrap, names, **kwargs))
 
 
 def _left(deadline: float) -> float:

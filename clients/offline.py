@@ -84,9 +84,11 @@ def start_worker_topics(engine: str, settings: Any, names: Iterable[str],
                         ) -> TopicsReport | None:
     """`ensure_worker_topics` for a worker about to start with `settings` (a
     `streams.pipeline.settings.WorkerSettings`), then `then` (the engine's own topic step, given
-    the report), then the layout check (`layout_problem`); or None after saying on stderr why it
-    cannot start (it then exits 2): the app's state is in the other engine's changelogs, the
-    topics are not laid out for their partition counts, or the broker could not be reached,
+    the report), then the checks of the topics' settings (`config_problem`) and layout
+    (`layout_problem`); or None after saying on stderr why it cannot start (it then exits 2): the
+    app's state is in the other engine's changelogs, a topic's settings would lose history or
+    state, the topics are not laid out for their partition counts, or the broker could not be
+    reached,
     refused the client, or did not make the topics usable in time."""
     try:
         report = ensure_worker_topics(engine, settings.app_id, settings.bootstrap,
@@ -94,8 +96,10 @@ def start_worker_topics(engine: str, settings: Any, names: Iterable[str],
                                       **settings.client_kwargs)
         if then is not None:
             then(report)
-        problem = layout_problem(engine, settings.app_id, settings.bootstrap,
-                                 **settings.client_kwargs)
+        problem = (config_problem(engine, settings.app_id, settings.bootstrap,
+                                  **settings.client_kwargs)
+                   or layout_problem(engine, settings.app_id, settings.bootstrap,
+                                     **settings.client_kwargs))
     except Refused as refused:
         print(f"mynapoint worker: {refused}", file=sys.stderr)
         return None
@@ -120,6 +124,27 @@ def state_sources(engine: str, app_id: str) -> dict[str, str]:
         return {topics.changelog_topic(app_id, table): source
                 for table, (source, _) in QUIX_STATE_OF_TABLE.items()}
     return {changelog: source for source, changelog in state_topics(engine, app_id).items()}
+
+
+def required_configs(engine: str, app_id: str) -> dict[str, dict[str, str]]:
+    """The settings in effect a worker of `engine` requires of its stateful topics."""
+    out = {t: dict(topics.HISTORY_REQUIRED) for t in (topics.JOURNAL, topics.CLAIMS)}
+    out |= {c: dict(topics.CHANGELOG_CONFIG) for c in state_sources(engine, app_id)}
+    return out
+
+
+def config_problem(engine: str, app_id: str, bootstrap: str, *, timeout: float = 30.0,
+                   **client_kwargs: Any) -> str | None:
+    """Why a worker of `engine` must not start with these topics' settings, or None: the
+    journal and the claims must keep every record (`topics.HISTORY_REQUIRED`), the state
+    changelogs be compacted (`streams.audit.layout.config_problems`). Raises `TopicError` when
+    the broker cannot be read."""
+    from clients.admin import topic_configs
+    from streams.audit.layout import config_message, config_problems
+
+    required = required_configs(engine, app_id)
+    actual = topic_configs(bootstrap, list(required), timeout=timeout, **client_kwargs)
+    return config_message(config_problems(required, actual), bootstrap)
 
 
 def layout_problem(engine: str, app_id: str, bootstrap: str, *, timeout: float = 60.0,

@@ -61,9 +61,9 @@ def worker_topics() -> tuple[tuple[str, ...], dict[str, dict[str, str]]]:
     """The topics the worker needs before it starts, and the configs of those that have one.
     The state's changelog topics come after them (`ensure_state_changelogs`)."""
     from clients.admin import ALL_TOPICS
-    from schemas import topics
 
-    return ALL_TOPICS, {t: dict(topics.HISTORY_CONFIG) for t in (topics.JOURNAL, topics.CLAIMS)}
+    # The journal's and the claims' configs are `clients.admin.DEFAULT_CONFIGS`.
+    return ALL_TOPICS, {}
 
 
 def ensure_state_changelogs(settings: WorkerSettings, partitions: Mapping[str, int]) -> list[str]:

@@ -66,6 +66,11 @@ CHANGELOG_CONFIG: dict[str, str] = {"cleanup.policy": "compact"}
 #: stateful step's source topic, and Tansu reports only the settings a topic was created with.)
 HISTORY_CONFIG: dict[str, str] = {"retention.ms": "-1", "retention.bytes": "-1"}
 
+#: What a worker requires of the journal and the claims topic in effect, whoever made them
+#: (`clients.offline.config_problem`): `HISTORY_CONFIG`, and deletion by retention only, never
+#: compaction (which would keep one journal record per person).
+HISTORY_REQUIRED: dict[str, str] = {**HISTORY_CONFIG, "cleanup.policy": "delete"}
+
 #: A Quix Streams state changelog's topic configuration, as Quix creates it: compacted, with the
 #: retention of its source topic (the journal's or the claims', `HISTORY_CONFIG`).
 QUIX_CHANGELOG_CONFIG: dict[str, str] = {**HISTORY_CONFIG, **CHANGELOG_CONFIG}

@@ -13,6 +13,12 @@ So a worker checks, before it starts, what these functions compute over the last
 journal and of the claims topic (`clients.offline.layout_problem`), and refuses to start when
 they are not on their key's partition, and when a state changelog's partition count is not its
 source topic's.
+
+Topics made by an operator's tooling rather than by the worker can also carry the cluster's
+defaults: a journal deleted after 7 days (replay, explain and rescale need all of it), a
+changelog deleted by age instead of compacted (a worker restoring its tables would forget the
+people whose rows aged out, and decide them again). `config_problems` finds those
+(`clients.offline.config_problem` refuses to start on them).
 """
 
 from __future__ import annotations
@@ -85,3 +91,60 @@ def layout_message(wrong: list[Misplaced], mismatches: list[str],
         "the app to one partition count (the largest they have now), then run `mynapoint "
         "rescale --to-partitions M` with M larger than that count, and start the workers with "
         "--partitions M (docs/RUNBOOK.md, \"Partitions added by hand\")")
+
+
+class ConfigProblem(NamedTuple):
+    """A topic setting in effect that is not what the worker requires."""
+
+    topic: str
+    key: str
+    value: str
+    required: str
+
+
+def config_problems(required: Mapping[str, Mapping[str, str]],
+                    actual: Mapping[str, Mapping[str, str]]) -> list[ConfigProblem]:
+    """The settings of `actual` (topic -> setting -> value in effect) that differ from
+    `required` (topic -> setting -> value); topics and settings not reported are left out."""
+    out = []
+    for topic, settings in sorted(required.items()):
+        have = actual.get(topic)
+        if have is None:
+            continue
+        for key, want in settings.items():
+            got = have.get(key)
+            if got is not None and got != want:
+                out.append(ConfigProblem(topic, key, got, want))
+    return out
+
+
+_WHY = {
+    "retention.ms": "the broker deletes its records by age",
+    "retention.bytes": "the broker deletes its records by size",
+}
+
+
+def config_message(problems: list[ConfigProblem], bootstrap: str) -> str | None:
+    """What a worker says when it refuses to start over `problems`, or None when there are none:
+    each setting and why it loses history or state, and the command that sets it right."""
+    if not problems:
+        return None
+    by_topic: dict[str, list[ConfigProblem]] = {}
+    for p in problems:
+        by_topic.setdefault(p.topic, []).append(p)
+    said, commands = [], []
+    for topic, ps in by_topic.items():
+        for p in ps:
+            why = _WHY.get(p.key)
+            if p.key == "cleanup.policy":
+                why = ("compaction keeps one record per key" if p.required == "delete"
+                       else "the broker deletes rows by age instead of keeping each key's latest")
+            said.append(f"{topic} has {p.key}={p.value} (needs {p.required}: {why})")
+        settings = ",".join(f"{p.key}={p.required}" for p in ps)
+        commands.append(f"kafka-configs.sh --bootstrap-server {bootstrap} --alter --entity-type "
+                        f"topics --entity-name {topic} --add-config {settings}")
+    return ("topic settings that would lose the app's history or state: " + "; ".join(said)
+            + ". The journal is the history that replay, explain and rescale read in full, and "
+            "the changelogs are the state a worker restores. This worker decided nothing. Set "
+            "them (the records still there are kept), then start the worker again: "
+            + "; ".join(commands) + " (docs/RUNBOOK.md, \"Topic settings\")")

@@ -1,13 +1,22 @@
-"""The layout check a worker runs before it starts (`streams.audit.layout`): records of the
-journal and the claims must be on their key's partition at the topic's count, and each state
-changelog must have its source topic's count."""
+"""The checks a worker runs before it starts (`streams.audit.layout`): records of the journal and
+the claims must be on their key's partition at the topic's count, each state changelog must have
+its source topic's count, the journal and the claims must keep every record and the changelogs
+be compacted."""
 
 from __future__ import annotations
 
 import pytest
 
 from schemas import topics
-from streams.audit.layout import Misplaced, count_mismatches, layout_message, misplaced
+from streams.audit.layout import (
+    ConfigProblem,
+    Misplaced,
+    config_message,
+    config_problems,
+    count_mismatches,
+    layout_message,
+    misplaced,
+)
 
 PEOPLE = [f"P{i:07d}".encode() for i in range(200)]
 
@@ -68,3 +77,46 @@ def test_the_message_says_what_happened_and_what_to_do():
     assert "This worker decided nothing" in text
     # No key is named: a key may be a person's id.
     assert "P0" not in text
+
+
+HISTORY = dict(topics.HISTORY_REQUIRED)
+
+
+@pytest.mark.parametrize(("actual", "found"), [
+    # What the worker makes: nothing to say.
+    ({"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}, []),
+    # A broker that reports only what a topic was made with (Tansu): the rest is not judged.
+    ({"retention.ms": "-1"}, []),
+    # The cluster's defaults on a journal made by other tooling: deleted after 7 days.
+    ({"retention.ms": "604800000", "retention.bytes": "-1", "cleanup.policy": "delete"},
+     [("retention.ms", "604800000", "-1")]),
+    # Compaction would keep one journal record per person.
+    ({"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "compact"},
+     [("cleanup.policy", "compact", "delete")]),
+])
+def test_the_journal_must_keep_every_record(actual, found):
+    problems = config_problems({topics.JOURNAL: HISTORY}, {topics.JOURNAL: actual})
+    assert [(p.key, p.value, p.required) for p in problems] == found
+
+
+def test_a_changelog_must_be_compacted_and_a_missing_topic_is_left_out():
+    required = {"app-persons-changelog": dict(topics.CHANGELOG_CONFIG), topics.CLAIMS: HISTORY}
+    assert config_problems(required, {"app-persons-changelog": {"cleanup.policy": "compact"}}) == []
+    problems = config_problems(required, {"app-persons-changelog": {"cleanup.policy": "delete"}})
+    assert problems == [ConfigProblem("app-persons-changelog", "cleanup.policy", "delete",
+                                      "compact")]
+
+
+def test_the_settings_message_names_each_setting_and_the_command_that_sets_it():
+    assert config_message([], "k:9092") is None
+    text = config_message([ConfigProblem(topics.JOURNAL, "retention.ms", "604800000", "-1"),
+                           ConfigProblem(topics.JOURNAL, "retention.bytes", "1073741824", "-1"),
+                           ConfigProblem("c", "cleanup.policy", "delete", "compact")], "k:9092")
+    assert text is not None
+    assert f"{topics.JOURNAL} has retention.ms=604800000 (needs -1" in text
+    assert "c has cleanup.policy=delete (needs compact" in text
+    assert (f"kafka-configs.sh --bootstrap-server k:9092 --alter --entity-type topics "
+            f"--entity-name {topics.JOURNAL} --add-config retention.ms=-1,retention.bytes=-1"
+            ) in text
+    assert "--entity-name c --add-config cleanup.policy=compact" in text
+    assert "This worker decided nothing" in text

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from clients.admin import ALL_TOPICS, ensure_topics
+from clients.admin import ALL_TOPICS, ensure_topics, topic_configs
 from clients.connect import free_port, probe, run_blocking
 from clients.produce import produce_file
 from devtools.brokers import BrokerError, BrokerProcess
+from schemas import topics
 from schemas.topics import INPUT_TOPICS, TOPIC_BY_TYPE
 
 MYNAPOINT = str(Path(sys.executable).with_name("mynapoint"))
@@ -241,6 +242,12 @@ def test_ensure_topics_creates_every_pipeline_topic(fresh_broker: BrokerProcess)
     report = ensure_topics(fresh_broker.bootstrap, 2, timeout=20)
     assert sorted(report.created) == sorted(ALL_TOPICS)
     assert set(report.partitions.values()) == {2}
+    # Whoever makes them, the journal and the claims keep every record, as a worker requires of
+    # them: `mynapoint dev` made them this way with no settings, so on Apache Kafka its journal
+    # had the cluster's 7-day retention.
+    settings = topic_configs(fresh_broker.bootstrap, [topics.JOURNAL, topics.CLAIMS])
+    for name in (topics.JOURNAL, topics.CLAIMS):
+        assert {k: settings[name].get(k) for k in topics.HISTORY_CONFIG} == topics.HISTORY_CONFIG
 
 
 # -- produce ------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from streams.core.config import load_config
 from streams.pipeline.settings import WorkerSettings
 from tests.integration.test_kafka import _assert_as_simulate, _expect, _sorted_history
 from tests.integration.test_pipeline import DEMO_CONFIG, Outcomes
-from tests.integration.workers import worker_group
+from tests.integration.workers import WorkerProcess, worker_group
 
 WIDE = 32
 
@@ -100,3 +100,61 @@ def test_two_workers_started_at_once_on_many_partitions_decide_as_simulate(
             worker.assert_alive()
         _assert_as_simulate(published, expected, contended)
     assert len({o["person_id"] for o in published}) == len(expected)
+
+
+def _set_configs(bootstrap: str, configs: dict[str, dict[str, str]]) -> None:
+    """What the refusal's `kafka-configs.sh --alter --add-config` lines do."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    async def alter() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, t, configs=c)
+                                       for t, c in configs.items()])
+        finally:
+            await admin.close()
+
+    run_blocking(alter())
+
+
+@pytest.mark.engines("kafka")
+def test_a_worker_refuses_topics_that_would_lose_history_or_state(fresh_broker, tmp_path,
+                                                                  worker_engine):
+    # Topics an operator's tooling made with the cluster's defaults: a journal deleted after 7
+    # days, a state changelog deleted by age rather than compacted. The worker refuses them,
+    # saying which settings and the commands that set them; set so, it starts and decides.
+    from clients.offline import state_sources
+
+    bootstrap, app_id = fresh_broker.bootstrap, "mynapoint-settings"
+    changelog = next(c for c, source in state_sources(worker_engine, app_id).items()
+                     if source == topics.JOURNAL)
+    ensure_topics(bootstrap, 4, [topics.JOURNAL, changelog],  # the journal with no settings
+                  configs={topics.JOURNAL: {}, changelog: {"cleanup.policy": "delete"}})
+    logs = tmp_path / "logs-refused"
+    logs.mkdir()
+    refused = WorkerProcess(fresh_broker, tmp_path / "data", logs, config=DEMO_CONFIG,
+                            app_id=app_id, engine=worker_engine).start()
+    assert refused.process is not None
+    assert refused.process.wait(timeout=300) == 2, refused.log_tail()
+    said = refused.log_tail()
+    assert "topic settings that would lose the app's history or state" in said, said
+    assert f"{topics.JOURNAL} has retention.ms=" in said and "(needs -1" in said, said
+    assert f"{changelog} has cleanup.policy=delete (needs compact" in said, said
+    assert (f"--entity-name {changelog} --add-config cleanup.policy=compact") in said, said
+
+    _set_configs(bootstrap, {topics.JOURNAL: dict(topics.HISTORY_CONFIG),
+                             changelog: {"cleanup.policy": "compact"}})
+    lines = _sorted_history(150, seed=53)
+    expected, contended, wanted = _expect(lines)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    worker = WorkerProcess(fresh_broker, tmp_path / "data", logs, config=DEMO_CONFIG,
+                           app_id=app_id, engine=worker_engine).start()
+    try:
+        run_blocking(produce_lines(lines, bootstrap, timeout=120))
+        published = Outcomes(bootstrap).until_ids(wanted, 600, worker)
+        _assert_as_simulate(published, expected, contended)
+    finally:
+        worker.stop()
