@@ -7,6 +7,7 @@ serves a laptop, docker-compose and a production deployment.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
@@ -78,6 +79,8 @@ def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:
     report = start_worker_topics("faust", settings, names, configs)
     if report is None:
         return 2
+    # Faust's own topics (its assignor's) get the replication factor the others got.
+    settings = dataclasses.replace(settings, replication_factor=report.replication_factor)
     app = create_app(settings, cfg, report.partitions.get(topics.JOURNAL),
                      report.partitions.get(topics.CLAIMS))
     metrics.register_app(app)

@@ -44,6 +44,18 @@ class TopicError(RuntimeError):
     """A topic could not be created, or did not become usable in time."""
 
 
+class CannotCreate(TopicError):
+    """The broker refused to create a topic; `code` is its error code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+#: The broker's error for a replication factor it cannot hold (more than its brokers).
+INVALID_REPLICATION_FACTOR = 38
+
+
 class Refused(TopicError):
     """`ensure_topics` created nothing: its `refuse` check said why (the message)."""
 
@@ -57,6 +69,8 @@ class TopicsReport:
     partitions: dict[str, int] = field(default_factory=dict)
     mismatched: dict[str, int] = field(default_factory=dict)
     """Existing topics whose partition count differs from the one asked for."""
+    replication_factor: int = 1
+    """The replication factor topics are made with: the one asked for, else the cluster's."""
 
 
 async def ensure_topics_async(
@@ -64,7 +78,7 @@ async def ensure_topics_async(
     partitions: int = DEFAULT_PARTITIONS,
     topics: Iterable[str] = ALL_TOPICS,
     *,
-    replication_factor: int = 1,
+    replication_factor: int | None = None,
     configs: Mapping[str, Mapping[str, str]] | None = None,
     timeout: float = 30.0,
     refuse: Callable[[set[str]], str | None] | None = None,
@@ -74,8 +88,9 @@ async def ensure_topics_async(
     has a leader for each partition. `configs` maps a topic name to its topic configs (default:
     `DEFAULT_CONFIGS`).
 
-    `refuse`, given the names of the topics present, may say why nothing must be created: then
-    `Refused` is raised with that reason, and nothing was created."""
+    `replication_factor`: of the topics it makes; None: the cluster's `default.replication.factor`
+    (`cluster_replication_factor`). `refuse`, given the names of the topics present, may say why
+    nothing must be created: then `Refused` is raised with that reason, and nothing was created."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaError
 
@@ -102,13 +117,16 @@ async def ensure_topics_async(
         why = refuse(present) if refuse is not None else None
         if why:
             raise Refused(why)
+        report.replication_factor = (
+            replication_factor if replication_factor is not None
+            else await cluster_replication_factor(admin, _left(deadline)))
         missing = [t for t in wanted if t not in present]
         if missing:
             new = [
                 NewTopic(
                     name,
                     partitions,
-                    replication_factor,
+                    report.replication_factor,
                     topic_configs=dict({**DEFAULT_CONFIGS, **(configs or {})}.get(name, {})),
                 )
                 for name in missing
@@ -121,7 +139,9 @@ async def ensure_topics_async(
                 if code == 0:
                     report.created.append(name)
                 elif code != TOPIC_ALREADY_EXISTS:  # created meanwhile by someone else: fine
-                    raise TopicError(f"cannot create topic {name}: error {code}: {message}")
+                    raise CannotCreate(
+                        f"cannot create topic {name} with {report.replication_factor} "
+                        f"replica(s): error {code}: {message}", code)
         report.existing = [t for t in wanted if t not in report.created]
         report.partitions = await _wait_usable(admin, wanted, deadline)
     except TimeoutError:
@@ -174,6 +194,29 @@ def topic_names(bootstrap: str, **kwargs: Any) -> set[str]:
     from clients.connect import run_blocking
 
     return run_blocking(topic_names_async(bootstrap, **kwargs))
+
+
+async def cluster_replication_factor(admin: Any, timeout: float) -> int:
+    """The cluster's `default.replication.factor` (what it gives topics it makes itself), as one
+    of its brokers reports it; 1 when it says none (Tansu) or does not answer in `timeout` s."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+    from aiokafka.errors import KafkaError
+
+    async def ask() -> int:
+        cluster = await admin.describe_cluster()
+        node = str(cluster["brokers"][0]["node_id"])
+        for response in await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.BROKER, node)]):
+            for res in response.resources:
+                for entry in res[4]:
+                    if entry[0] == "default.replication.factor" and entry[1]:
+                        return max(int(entry[1]), 1)
+        return 1
+
+    try:
+        return await asyncio.wait_for(ask(), timeout)
+    except (TimeoutError, KafkaError, LookupError, TypeError, ValueError):
+        return 1
 
 
 async def topic_configs_async(bootstrap: str, names: Iterable[str], *, timeout: float = 30.0,

@@ -16,7 +16,9 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from clients.admin import (
+    INVALID_REPLICATION_FACTOR,
     TOPIC_ALREADY_EXISTS,
+    CannotCreate,
     Refused,
     TopicError,
     TopicsReport,
@@ -68,12 +70,14 @@ def state_elsewhere(engine: str, app_id: str, present: Collection[str]) -> str |
 
 def ensure_worker_topics(engine: str, app_id: str, bootstrap: str, partitions: int,
                          names: Iterable[str], configs: Mapping[str, Mapping[str, str]],
+                         replication_factor: int | None = None,
                          **client_kwargs: Any) -> TopicsReport:
     """Creates the topics a worker of `engine` needs (`names`, with their `configs`), unless the
     app's state is in the other engine's changelogs (`state_elsewhere`): then raises
     `clients.admin.Refused` saying why, having created nothing. `client_kwargs`: the worker's
     SASL/TLS settings (`WorkerSettings.client_kwargs`)."""
     return ensure_topics(bootstrap, partitions, names, configs=configs,
+                         replication_factor=replication_factor,
                          refuse=lambda present: state_elsewhere(engine, app_id, present),
                          **client_kwargs)
 
@@ -93,7 +97,7 @@ def start_worker_topics(engine: str, settings: Any, names: Iterable[str],
     try:
         report = ensure_worker_topics(engine, settings.app_id, settings.bootstrap,
                                       settings.partitions, names, configs,
-                                      **settings.client_kwargs)
+                                      settings.replication_factor, **settings.client_kwargs)
         if then is not None:
             then(report)
         problem = (config_problem(engine, settings.app_id, settings.bootstrap,
@@ -102,6 +106,14 @@ def start_worker_topics(engine: str, settings: Any, names: Iterable[str],
                                      **settings.client_kwargs))
     except Refused as refused:
         print(f"mynapoint worker: {refused}", file=sys.stderr)
+        return None
+    except CannotCreate as exc:
+        hint = ""
+        if exc.code == INVALID_REPLICATION_FACTOR:
+            hint = (f"; the cluster has fewer brokers than that: set --replication-factor "
+                    f"({ENV['replication_factor'].var}) to at most their number (unset, the "
+                    "cluster's default.replication.factor applies)")
+        print(f"mynapoint worker: {exc}{hint}", file=sys.stderr)
         return None
     except (TopicError, HistoryError) as exc:
         print(f"mynapoint worker: {exc}. Check --bootstrap ({ENV['bootstrap'].var}) and, on a "

@@ -87,6 +87,7 @@ def ensure_state_changelogs(settings: WorkerSettings, partitions: Mapping[str, i
     for count, changelogs in by_count.items():
         ensure_topics(settings.bootstrap, count, changelogs,
                       configs=dict.fromkeys(changelogs, topics.QUIX_CHANGELOG_CONFIG),
+                      replication_factor=settings.replication_factor,
                       **settings.client_kwargs)
     return [c for changelogs in by_count.values() for c in changelogs]
 

@@ -45,6 +45,8 @@ ENV: dict[str, Setting] = {
     "engine": Setting("MYNAPOINT_ENGINE", "faust"),
     "instance_id": Setting("MYNAPOINT_INSTANCE_ID", None),
     "session_timeout": Setting("MYNAPOINT_SESSION_TIMEOUT", "10"),
+    # None: the cluster's own default.replication.factor.
+    "replication_factor": Setting("MYNAPOINT_REPLICATION_FACTOR", None),
 }
 
 #: What `--processing-guarantee` takes (Faust's `processing_guarantee`, Quix Streams' too).

@@ -64,6 +64,8 @@ class WorkerSettings:
     instance_id: str | None = None
     # Seconds without a heartbeat after which the broker drops a worker from the group.
     session_timeout: float = float(_default("session_timeout"))
+    # Of the topics the worker makes; None: the cluster's default.replication.factor.
+    replication_factor: int | None = None
     # The SASL/TLS flags (or their variables), resolved once (`security`).
     security: Security = field(default_factory=lambda: Security(), repr=False)  # a password
     # The same as aiokafka's client keyword arguments (`aiokafka_security`), for the clients the
@@ -123,6 +125,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    f"partitions to the others, {SESSION_TIMEOUT_MIN:g} to {SESSION_TIMEOUT_MAX:g} "
                    "(the broker's group.min/max.session.timeout.ms by default); with "
                    "--instance-id, longer than a restart takes " + env_help("session_timeout"))
+    p.add_argument("--replication-factor", type=int,
+                   help="replicas of each topic the worker makes (the journal, the claims, the "
+                   "changelogs, missing inputs and outputs); existing topics are left as they "
+                   "are (default: the cluster's default.replication.factor) "
+                   f"(env {ENV['replication_factor'].var})")
     p.add_argument("--idle-wait", type=float,
                    help="seconds a silent input topic may hold back later events (event-time "
                    "alignment; the latency cost for sparse topics) " + env_help("idle_wait"))
@@ -273,4 +280,8 @@ def settings_from_args(args: argparse.Namespace,
                                 f"seconds, {SESSION_TIMEOUT_MIN:g} to {SESSION_TIMEOUT_MAX:g}"),
         security=secured,
         client_kwargs=client_kwargs,
+        replication_factor=(None if resolve(args, "replication_factor") in (None, "")
+                            else _number(args, "replication_factor", int, 1, 32767,
+                                         "a whole number of replicas, 1 or more, or unset for "
+                                         "the cluster's default.replication.factor")),
     )

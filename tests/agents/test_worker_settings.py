@@ -296,3 +296,14 @@ def test_both_engines_take_the_security_settings_read_once(tmp_path):
     plain = settings_from_args(parse())
     assert plain.broker_credentials is None and connection(plain) is None
 
+
+
+def test_the_replication_factor_is_the_clusters_unless_asked(monkeypatch):
+    assert settings_from_args(parse()).replication_factor is None  # the cluster's default
+    assert settings_from_args(parse("--replication-factor", "3")).replication_factor == 3
+    monkeypatch.setenv("MYNAPOINT_REPLICATION_FACTOR", "2")
+    assert settings_from_args(parse()).replication_factor == 2
+    monkeypatch.setenv("MYNAPOINT_REPLICATION_FACTOR", "")  # blank: not set
+    assert settings_from_args(parse()).replication_factor is None
+    with pytest.raises(SystemExit, match="--replication-factor"):
+        settings_from_args(parse("--replication-factor", "0"))

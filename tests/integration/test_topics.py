@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from clients.admin import ensure_topics
+from clients.admin import ALL_TOPICS, ensure_topics, topic_names
 from clients.connect import run_blocking
 from clients.produce import produce_lines
 from schemas import topics
@@ -26,7 +26,7 @@ from streams.core.config import load_config
 from streams.pipeline.settings import WorkerSettings
 from tests.integration.test_kafka import _assert_as_simulate, _expect, _sorted_history
 from tests.integration.test_pipeline import DEMO_CONFIG, Outcomes
-from tests.integration.workers import WorkerProcess, worker_group
+from tests.integration.workers import WorkerProcess, wait_for, worker_group
 
 WIDE = 32
 
@@ -158,3 +158,41 @@ def test_a_worker_refuses_topics_that_would_lose_history_or_state(fresh_broker, 
         _assert_as_simulate(published, expected, contended)
     finally:
         worker.stop()
+
+
+@pytest.mark.engines("kafka")
+def test_the_worker_makes_topics_with_the_clusters_replication_factor_or_the_one_asked(
+        make_test_broker, tmp_path, worker_engine):
+    # On a production cluster every topic must be replicated; the worker made them all with one
+    # replica. Now it takes the cluster's default.replication.factor, or --replication-factor.
+    # A single broker whose default is 2 shows both: the default is refused (one broker cannot
+    # hold two replicas), saying what to set; 1 asked for is made, and the worker decides.
+    with make_test_broker(extra_config={"default.replication.factor": "2"}) as broker:
+        app_id = "mynapoint-replicas"
+        logs = tmp_path / "logs-refused"
+        logs.mkdir()
+        refused = WorkerProcess(broker, tmp_path / "data", logs, config=DEMO_CONFIG,
+                                app_id=app_id, engine=worker_engine).start()
+        assert refused.process is not None
+        assert refused.process.wait(timeout=300) == 2, refused.log_tail()
+        said = refused.log_tail()
+        assert "with 2 replica(s): error 38" in said, said
+        assert "set --replication-factor (MYNAPOINT_REPLICATION_FACTOR)" in said, said
+
+        lines = _sorted_history(60, seed=59)
+        expected, contended, wanted = _expect(lines)
+        logs = tmp_path / "logs"
+        logs.mkdir()
+        worker = WorkerProcess(broker, tmp_path / "data", logs, config=DEMO_CONFIG,
+                               app_id=app_id, engine=worker_engine,
+                               extra_args=["--replication-factor", "1"]).start()
+        try:
+            # The worker makes the input topics (with one replica); `produce` would make any
+            # missing one with the cluster's two, which this broker refuses.
+            wait_for(lambda: set(ALL_TOPICS) <= topic_names(broker.bootstrap), 120,
+                     "the worker's topics", worker=worker)
+            run_blocking(produce_lines(lines, broker.bootstrap, timeout=120))
+            published = Outcomes(broker.bootstrap).until_ids(wanted, 600, worker)
+            _assert_as_simulate(published, expected, contended)
+        finally:
+            worker.stop()
