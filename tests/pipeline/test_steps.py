@@ -219,6 +219,12 @@ def test_a_hole_in_a_source_is_sought_not_taken():
     assert source.sought == [(topics.CARDS, 0, 1)] * 2
 
 
+#: A microsecond past a deadline. The steps stamp records with `time.monotonic()`: `t0 + wait`
+#: can round to just under `wait` after `t0` (one start value in about five thousand), so a test
+#: that means "the wait has passed" asks a little after it.
+TICK = 1e-6
+
+
 def cards_waiting_for_links() -> tuple[Intake, Source, Sent, float]:
     """Intake after cards/0 delivered offset 0, while the broker holds offsets 0-1 of cards/0 and
     offset 0 of links/0; and when partition 0 woke (both sources are silent from then)."""
@@ -235,11 +241,11 @@ def test_a_source_that_stops_delivering_is_read_again_from_its_next_offset():
     assert sent.on(topics.JOURNAL) == []  # links has a record we have not read: c0 waits
     asyncio.run(step.reseek(now=t0 + STARVED_AFTER - 1))
     assert source.sought == []
-    asyncio.run(step.reseek(now=t0 + STARVED_AFTER))
+    asyncio.run(step.reseek(now=t0 + STARVED_AFTER + TICK))
     assert sorted(source.sought) == [(topics.CARDS, 0, 1), (topics.LINKS, 0, 0)]
     asyncio.run(step.reseek(now=t0 + STARVED_AFTER + 1))  # not again before another wait
     assert len(source.sought) == 2
-    asyncio.run(step.reseek(now=t0 + 2 * STARVED_AFTER))
+    asyncio.run(step.reseek(now=t0 + 2 * (STARVED_AFTER + TICK)))
     assert len(source.sought) == 4
     source.balancing = True  # no seeks during a rebalance
     asyncio.run(step.reseek(now=t0 + 4 * STARVED_AFTER))
@@ -289,11 +295,11 @@ def test_a_silent_source_the_consumer_has_not_come_to_is_behind_not_lost():
     step, source, sent, t0 = cards_waiting_for_links()
     # cards handed over offset 1 (lost on the way); links has not come to offset 0 yet.
     source.positions = {(topics.CARDS, 0): 2, (topics.LINKS, 0): 0}
-    asyncio.run(step.reseek(now=t0 + STARVED_AFTER))
+    asyncio.run(step.reseek(now=t0 + STARVED_AFTER + TICK))
     assert source.sought == [(topics.CARDS, 0, 1)]
     asyncio.run(step.reseek(now=t0 + STARVED_BEHIND_AFTER - 1))
     assert source.sought[1:] == [(topics.CARDS, 0, 1)]  # cards again; links still waits
-    asyncio.run(step.reseek(now=t0 + STARVED_BEHIND_AFTER))
+    asyncio.run(step.reseek(now=t0 + STARVED_BEHIND_AFTER + TICK))
     assert source.sought[2:] == [(topics.LINKS, 0, 0)]  # a stuck fetch: read again after all
 
 
@@ -305,7 +311,7 @@ def test_no_seek_when_a_rebalance_begins_while_the_position_is_asked():
         return 5
 
     source.position = rebalance_on_asking  # type: ignore[method-assign]
-    asyncio.run(step.reseek(now=t0 + STARVED_AFTER))
+    asyncio.run(step.reseek(now=t0 + STARVED_AFTER + TICK))
     assert source.sought == []
 
 
@@ -348,7 +354,7 @@ def test_a_paused_partition_is_not_taken_for_starved():
     feed(step, topics.CARDS, 0, 0, 1)
     feed(step, topics.CARDS, 0, 1, 2)
     assert source.pauses == [("pause", topics.CARDS, 0)]
-    asyncio.run(step.reseek(now=step.aligner.partitions[0].woke + STARVED_AFTER))
+    asyncio.run(step.reseek(now=step.aligner.partitions[0].woke + STARVED_AFTER + TICK))
     assert (topics.CARDS, 0, 2) not in source.sought  # paused by intake: silent by design
     assert (topics.LINKS, 0, 0) in source.sought  # the source it waits for: read again
 
