@@ -82,6 +82,17 @@ def layout_message(wrong: list[Misplaced], mismatches: list[str],
                 f"gives at its {counts.get(topic, '?')} partitions (for one, "
                 f"{m.topic}/{m.partition}/{m.offset} belongs on partition {m.belongs})")
     parts.extend(mismatches)
+    if not wrong:
+        return (
+            "the app's state changelogs do not have their source topics' partition counts: "
+            + "; ".join(parts)
+            + ". A worker restores a partition's state from the same partition of its changelog, "
+            "so it would decide people on the wrong state or none. This worker decided nothing. "
+            "A changelog made by other tooling before any worker ran is empty: delete it, and the "
+            "worker makes it with its source's count. Otherwise partitions were added by hand: "
+            "stop every worker, bring every topic of the app to one partition count, run "
+            "`mynapoint rescale --to-partitions M` with M larger than that count, and start the "
+            "workers with --partitions M (docs/RUNBOOK.md, \"Partitions added by hand\")")
     return (
         "the app's topics are not laid out for their partition counts: "
         + "; ".join(parts)

@@ -77,6 +77,10 @@ def test_the_message_says_what_happened_and_what_to_do():
     assert "This worker decided nothing" in text
     # No key is named: a key may be a person's id.
     assert "P0" not in text
+    # A changelog of another count alone may be one made empty by other tooling.
+    alone = layout_message([], ["x-changelog has 4 partitions, its source topic y has 8"], {})
+    assert alone is not None and "delete it, and the worker makes it" in alone
+    assert "mynapoint rescale --to-partitions M" in alone
 
 
 HISTORY = dict(topics.HISTORY_REQUIRED)
