@@ -196,22 +196,34 @@ def topic_names(bootstrap: str, **kwargs: Any) -> set[str]:
     return run_blocking(topic_names_async(bootstrap, **kwargs))
 
 
+#: The replication factor used where the cluster does not say its default and has this many
+#: brokers or more (Kafka's usual production setting).
+FALLBACK_REPLICATION = 3
+
+
 async def cluster_replication_factor(admin: Any, timeout: float) -> int:
     """The cluster's `default.replication.factor` (what it gives topics it makes itself), as one
-    of its brokers reports it; 1 when it says none (Tansu) or does not answer in `timeout` s."""
+    of its brokers reports it. When it says none (Tansu; or the client may not describe the
+    cluster's configs, an ACL): `FALLBACK_REPLICATION`, or its broker count if smaller, with a
+    warning where that is more than one; 1 when it does not answer in `timeout` s."""
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
     from aiokafka.errors import KafkaError
 
     async def ask() -> int:
         cluster = await admin.describe_cluster()
-        node = str(cluster["brokers"][0]["node_id"])
+        brokers = cluster["brokers"]
         for response in await admin.describe_configs(
-                [ConfigResource(ConfigResourceType.BROKER, node)]):
+                [ConfigResource(ConfigResourceType.BROKER, str(brokers[0]["node_id"]))]):
             for res in response.resources:
                 for entry in res[4]:
                     if entry[0] == "default.replication.factor" and entry[1]:
                         return max(int(entry[1]), 1)
-        return 1
+        factor = min(FALLBACK_REPLICATION, len(brokers))
+        if factor > 1:
+            log.warning("the cluster did not say its default.replication.factor (may this "
+                        "client describe its configs?): topics are made with %d replicas; set "
+                        "--replication-factor to choose", factor)
+        return max(factor, 1)
 
     try:
         return await asyncio.wait_for(ask(), timeout)

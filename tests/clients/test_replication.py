@@ -1,0 +1,51 @@
+"""The replication factor of the topics a worker makes (`clients.admin.cluster_replication_factor`):
+the cluster's default.replication.factor, as a broker reports it; where it reports none (Tansu, or
+a client an ACL keeps from the cluster's configs), 3 or the broker count if smaller, never
+silently one replica on a cluster of several brokers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import SimpleNamespace
+
+import pytest
+from aiokafka.errors import KafkaConnectionError
+
+from clients.admin import cluster_replication_factor
+
+
+class Admin:
+    """The two calls it makes, answered as a broker would."""
+
+    def __init__(self, brokers: int, default: str | None, fail: bool = False) -> None:
+        self.brokers, self.default, self.fail = brokers, default, fail
+
+    async def describe_cluster(self):
+        if self.fail:
+            raise KafkaConnectionError("gone")
+        return {"brokers": [{"node_id": i + 1} for i in range(self.brokers)]}
+
+    async def describe_configs(self, resources):
+        entries = [] if self.default is None else [
+            ("default.replication.factor", self.default, False, 5, False, [])]
+        # (error_code, error_message, resource_type, resource_name, entries)
+        return [SimpleNamespace(resources=[(0, None, 4, "1", entries)])]
+
+
+@pytest.mark.parametrize(("brokers", "default", "factor", "warned"), [
+    (3, "3", 3, False),   # what the cluster says
+    (1, "1", 1, False),
+    (5, "2", 2, False),
+    (5, None, 3, True),   # says nothing on five brokers: three, and a warning
+    (2, None, 2, True),
+    (1, None, 1, False),  # a single broker (Tansu): one, quietly
+])
+def test_the_clusters_default_or_a_safe_one(caplog, brokers, default, factor, warned):
+    caplog.set_level(logging.WARNING, logger="clients.admin")
+    assert asyncio.run(cluster_replication_factor(Admin(brokers, default), 5.0)) == factor
+    assert bool(caplog.records) is warned
+
+
+def test_no_answer_is_one():
+    assert asyncio.run(cluster_replication_factor(Admin(3, "3", fail=True), 5.0)) == 1
