@@ -91,9 +91,9 @@ def start_worker_topics(engine: str, settings: Any, names: Iterable[str],
     the report), then the checks of the topics' settings (`config_problem`) and layout
     (`layout_problem`); or None after saying on stderr why it cannot start (it then exits 2): the
     app's state is in the other engine's changelogs, a topic's settings would lose history or
-    state, the topics are not laid out for their partition counts, or the broker could not be
-    reached,
-    refused the client, or did not make the topics usable in time."""
+    state, the topics are not laid out for their partition counts, the cluster cannot hold the
+    replication factor, or the broker could not be reached, refused the client, or did not make
+    the topics usable in time."""
     try:
         report = ensure_worker_topics(engine, settings.app_id, settings.bootstrap,
                                       settings.partitions, names, configs,
