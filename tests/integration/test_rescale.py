@@ -38,7 +38,7 @@ from streams.core.versions import journal_entries
 from tests.integration.conftest import consume_sync
 from tests.integration.test_kafka import _assert_as_simulate, _expect, _produce, _sorted_history
 from tests.integration.test_pipeline import DEMO_CONFIG, Outcomes
-from tests.integration.workers import OUTCOME_TOPICS, ROOT, WorkerProcess
+from tests.integration.workers import OUTCOME_TOPICS, ROOT, WorkerProcess, refused_start
 
 pytestmark = pytest.mark.engines("kafka")
 
@@ -323,13 +323,8 @@ def test_partitions_added_by_hand_are_refused_until_rescaled(fresh_broker, tmp_p
     grown = _add_partitions_by_hand(bootstrap, 8)
     assert topics.JOURNAL in grown and any("changelog" in t for t in grown), grown
     _produce(bootstrap, backlog)  # producers go on, over 8 partitions now
-    logs_refused = tmp_path / "logs-refused"  # the first worker's log stays in `logs`
-    logs_refused.mkdir()
-    refused = WorkerProcess(fresh_broker, tmp_path / "data-refused", logs_refused, partitions=8,
-                            config=DEMO_CONFIG, engine=worker_engine).start()
-    assert refused.process is not None
-    assert refused.process.wait(timeout=300) == 2, refused.log_tail()
-    said = refused.log_tail()
+    said = refused_start(fresh_broker, tmp_path, partitions=8, config=DEMO_CONFIG,
+                         engine=worker_engine)
     assert "not laid out for their partition counts" in said, said
     assert f"the last records of {topics.JOURNAL}" in said
     assert "mynapoint rescale --to-partitions M" in said

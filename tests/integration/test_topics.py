@@ -26,7 +26,7 @@ from streams.core.config import load_config
 from streams.pipeline.settings import WorkerSettings
 from tests.integration.test_kafka import _assert_as_simulate, _expect, _sorted_history
 from tests.integration.test_pipeline import DEMO_CONFIG, Outcomes
-from tests.integration.workers import WorkerProcess, wait_for, worker_group
+from tests.integration.workers import WorkerProcess, refused_start, wait_for, worker_group
 
 WIDE = 32
 
@@ -132,13 +132,8 @@ def test_a_worker_refuses_topics_that_would_lose_history_or_state(fresh_broker, 
                      if source == topics.JOURNAL)
     ensure_topics(bootstrap, 4, [topics.JOURNAL, changelog],  # the journal with no settings
                   configs={topics.JOURNAL: {}, changelog: {"cleanup.policy": "delete"}})
-    logs = tmp_path / "logs-refused"
-    logs.mkdir()
-    refused = WorkerProcess(fresh_broker, tmp_path / "data", logs, config=DEMO_CONFIG,
-                            app_id=app_id, engine=worker_engine).start()
-    assert refused.process is not None
-    assert refused.process.wait(timeout=300) == 2, refused.log_tail()
-    said = refused.log_tail()
+    said = refused_start(fresh_broker, tmp_path, config=DEMO_CONFIG, app_id=app_id,
+                         engine=worker_engine)
     assert "topic settings that would lose the app's history or state" in said, said
     assert f"{topics.JOURNAL} has retention.ms=" in said and "(needs -1" in said, said
     assert f"{changelog} has cleanup.policy=delete (needs compact" in said, said
@@ -169,13 +164,8 @@ def test_the_worker_makes_topics_with_the_clusters_replication_factor_or_the_one
     # hold two replicas), saying what to set; 1 asked for is made, and the worker decides.
     with make_test_broker(extra_config={"default.replication.factor": "2"}) as broker:
         app_id = "mynapoint-replicas"
-        logs = tmp_path / "logs-refused"
-        logs.mkdir()
-        refused = WorkerProcess(broker, tmp_path / "data", logs, config=DEMO_CONFIG,
-                                app_id=app_id, engine=worker_engine).start()
-        assert refused.process is not None
-        assert refused.process.wait(timeout=300) == 2, refused.log_tail()
-        said = refused.log_tail()
+        said = refused_start(broker, tmp_path, config=DEMO_CONFIG, app_id=app_id,
+                             engine=worker_engine)
         assert "with 2 replica(s): error 38" in said, said
         assert "set --replication-factor (MYNAPOINT_REPLICATION_FACTOR)" in said, said
 

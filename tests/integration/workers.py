@@ -101,6 +101,18 @@ class WorkerProcess:
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
 
 
+def refused_start(broker: BrokerProcess, tmp_path: Path, **kwargs: Any) -> str:
+    """Starts a worker (`WorkerProcess` keyword arguments) that must refuse to start: asserts
+    that it exits with status 2, and returns the end of its log (what it said). Its data and log
+    folders are `data-refused` and `logs-refused` under `tmp_path`."""
+    logs = tmp_path / "logs-refused"
+    logs.mkdir()
+    worker = WorkerProcess(broker, tmp_path / "data-refused", logs, **kwargs).start()
+    assert worker.process is not None
+    assert worker.process.wait(timeout=300) == 2, worker.log_tail()
+    return worker.log_tail()
+
+
 @contextlib.contextmanager
 def worker_group(broker: BrokerProcess, tmp_path: Path, count: int,
                  **kwargs: Any) -> Iterator[list[WorkerProcess]]:
