@@ -57,11 +57,13 @@ def worker_topics(app_id: str) -> tuple[tuple[str, ...], dict[str, dict[str, str
     until the next metadata refresh minutes later.
     """
     from clients.admin import ALL_TOPICS
+    from clients.offline import made_configs
     from schemas import topics
 
     changelogs = tuple(topics.changelog_topic(app_id, t) for t in topics.TABLES)
+    made = made_configs("faust", app_id)
     # The journal's and the claims' are `clients.admin.DEFAULT_CONFIGS`.
-    return ALL_TOPICS + changelogs, {c: dict(topics.CHANGELOG_CONFIG) for c in changelogs}
+    return ALL_TOPICS + changelogs, {c: made[c] for c in changelogs}
 
 
 def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas.topics import (
     CLAIMS,
@@ -231,13 +231,61 @@ async def cluster_replication_factor(admin: Any, timeout: float) -> int:
         return 1
 
 
-async def topic_configs_async(bootstrap: str, names: Iterable[str], *, timeout: float = 30.0,
-                              **client_kwargs: Any) -> dict[str, dict[str, str]]:
-    """The settings in effect of each of `names` that exists (its own, else the broker's
-    defaults), as DescribeConfigs reports them; a broker may leave some out (Tansu reports only
-    those a topic was created with)."""
-    from aiokafka.admin import AIOKafkaAdminClient
+#: DescribeConfigs' `config_source` of a setting made on the topic itself (not a default).
+DYNAMIC_TOPIC_CONFIG = 1
+
+
+class TopicConfigs(NamedTuple):
+    """What one DescribeConfigs request tells of some topics."""
+
+    #: topic -> setting -> value, of each topic the broker described
+    settings: dict[str, dict[str, str]]
+    #: topic -> why the broker did not describe it ("error 29: ..."; an ACL, typically)
+    errors: dict[str, str]
+
+
+async def describe_topic_configs(admin: Any, names: Iterable[str], *,
+                                 own_only: bool = False) -> TopicConfigs:
+    """The settings of the topics `names` (which must exist), in one DescribeConfigs request
+    through `admin` (a started `AIOKafkaAdminClient`): those in effect (the topic's own, else
+    the broker's defaults) as the broker reports them, or with `own_only` only those set on the
+    topic itself. A broker may leave some out (Tansu reports only those a topic was created
+    with)."""
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    wanted = list(dict.fromkeys(names))
+    out = TopicConfigs({}, {})
+    if not wanted:
+        return out
+    responses = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, n) for n in wanted])
+    for response in responses:
+        # Each entry is (name, value, read_only, config_source, ...) from version 1 on;
+        # version 0 has is_default where the source is.
+        own = (_is_own if response.API_VERSION >= 1 else _is_own_v0) if own_only else None
+        for res in response.resources:
+            # (error_code, error_message, resource_type, resource_name, config entries)
+            code, message, name = res[0], res[1], res[3]
+            if code:
+                out.errors[name] = f"error {code}" + (f": {message}" if message else "")
+                continue
+            out.settings[name] = {e[0]: e[1] for e in res[4]
+                                  if e[1] is not None and (own is None or own(e))}
+    return out
+
+
+def _is_own(entry: Any) -> bool:
+    return bool(entry[3] == DYNAMIC_TOPIC_CONFIG)
+
+
+def _is_own_v0(entry: Any) -> bool:
+    return not entry[3]
+
+
+async def topic_configs_async(bootstrap: str, names: Iterable[str], *, timeout: float = 30.0,
+                              **client_kwargs: Any) -> TopicConfigs:
+    """The settings in effect of each of `names` that exists (`describe_topic_configs`)."""
+    from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap,
@@ -245,18 +293,8 @@ async def topic_configs_async(bootstrap: str, names: Iterable[str], *, timeout: 
     try:
         await asyncio.wait_for(admin.start(), timeout)
         present = set(await asyncio.wait_for(admin.list_topics(), timeout))
-        wanted = [n for n in dict.fromkeys(names) if n in present]
-        out: dict[str, dict[str, str]] = {}
-        if not wanted:
-            return out
-        responses = await asyncio.wait_for(admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, n) for n in wanted]), timeout)
-        for response in responses:
-            for res in response.resources:
-                # (error_code, error_message, resource_type, resource_name, config entries)
-                if res[0] == 0:
-                    out[res[3]] = {e[0]: e[1] for e in res[4] if e[1] is not None}
-        return out
+        return await asyncio.wait_for(
+            describe_topic_configs(admin, [n for n in names if n in present]), timeout)
     except TimeoutError:
         raise TopicError(f"no answer from {bootstrap} within {timeout:g} s") from None
     except (KafkaError, OSError) as exc:
@@ -266,7 +304,7 @@ async def topic_configs_async(bootstrap: str, names: Iterable[str], *, timeout: 
         await admin.close()
 
 
-def topic_configs(bootstrap: str, names: Iterable[str], **kwargs: Any) -> dict[str, dict[str, str]]:
+def topic_configs(bootstrap: str, names: Iterable[str], **kwargs: Any) -> TopicConfigs:
     """Blocking form of `topic_configs_async` (same arguments)."""
     from clients.connect import run_blocking
 

@@ -10,18 +10,21 @@ topics through aiokafka's admin client and producer.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from clients.admin import (
+    DEFAULT_CONFIGS,
     INVALID_REPLICATION_FACTOR,
     TOPIC_ALREADY_EXISTS,
     CannotCreate,
     Refused,
     TopicError,
     TopicsReport,
+    describe_topic_configs,
     ensure_topics,
     topic_errors,
 )
@@ -36,7 +39,7 @@ from streams.audit.takeover import (
     QUIX_STATE_SOURCES,
 )
 
-_DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs config_source: set on the topic itself
+log = logging.getLogger(__name__)
 
 # A record to send: topic, partition, key, value, headers.
 Outgoing = tuple[str, int, bytes | None, bytes | None, list[tuple[str, bytes]]]
@@ -138,6 +141,18 @@ def state_sources(engine: str, app_id: str) -> dict[str, str]:
     return {changelog: source for source, changelog in state_topics(engine, app_id).items()}
 
 
+def made_configs(engine: str, app_id: str) -> dict[str, dict[str, str]]:
+    """The settings the workers of `engine` make the app's stateful topics with: the journal and
+    the claims keep every record (`clients.admin.DEFAULT_CONFIGS`); the state changelogs are
+    compacted as the engine makes them (Faust's `topics.CHANGELOG_CONFIG`, Quix's
+    `topics.QUIX_CHANGELOG_CONFIG`). `rescale` and `takeover` make a topic again with these,
+    under the settings made on it since."""
+    changelog = topics.CHANGELOG_CONFIG if engine == "faust" else topics.QUIX_CHANGELOG_CONFIG
+    out = {t: dict(c) for t, c in DEFAULT_CONFIGS.items()}
+    out |= {c: dict(changelog) for c in state_sources(engine, app_id)}
+    return out
+
+
 def required_configs(engine: str, app_id: str) -> dict[str, dict[str, str]]:
     """The settings in effect a worker of `engine` requires of its stateful topics."""
     out = {t: dict(topics.HISTORY_REQUIRED) for t in (topics.JOURNAL, topics.CLAIMS)}
@@ -155,8 +170,13 @@ def config_problem(engine: str, app_id: str, bootstrap: str, *, timeout: float =
     from streams.audit.layout import config_message, config_problems
 
     required = required_configs(engine, app_id)
-    actual = topic_configs(bootstrap, list(required), timeout=timeout, **client_kwargs)
-    return config_message(config_problems(required, actual), bootstrap)
+    found = topic_configs(bootstrap, list(required), timeout=timeout, **client_kwargs)
+    for topic, why in sorted(found.errors.items()):
+        wanted = ",".join(f"{k}={v}" for k, v in required[topic].items())
+        log.warning("the settings of %s were not checked: the broker did not describe them (%s). "
+                    "Allow this client DescribeConfigs on it, or check by hand that it has %s",
+                    topic, why, wanted)
+    return config_message(config_problems(required, found.settings), bootstrap)
 
 
 def layout_problem(engine: str, app_id: str, bootstrap: str, *, timeout: float = 60.0,
@@ -337,23 +357,22 @@ class OfflineJob:
                 out.setdefault(tp.topic, {})[tp.partition] = int(meta.offset)
         return out
 
-    async def _topic_configs(self, names: list[str]) -> dict[str, dict[str, str]]:
-        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
+    async def _remade_configs(self, engine: str, names: list[str]) -> dict[str, dict[str, str]]:
+        """What each of `names` that exists is made again with: the settings the workers of
+        `engine` make it with (`made_configs`), under those made on the topic itself since
+        (not the broker's defaults; Tansu reports a topic's own settings as defaults, so only
+        the first count there)."""
         present = set(await self.admin.list_topics())
-        out: dict[str, dict[str, str]] = {}
-        for name in names:
-            if name not in present:
-                continue
-            responses = await self.admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, name)])
-            for response in responses:
-                for res in response.resources:
-                    entries = res[4]
-                    out[name] = {e[0]: e[1] for e in entries
-                                 if len(e) > 3 and e[3] == _DYNAMIC_TOPIC_CONFIG
-                                 and e[1] is not None}
-        return out
+        found = await describe_topic_configs(self.admin, [n for n in names if n in present],
+                                             own_only=True)
+        if found.errors:
+            said = "; ".join(f"{t}: {why}" for t, why in sorted(found.errors.items()))
+            raise self.failure(
+                f"cannot read the settings of {said}, so they could not be made again: "
+                "allow this client DescribeConfigs on the app's topics (an ACL) and run the "
+                "command again; nothing was changed")
+        made = made_configs(engine, self.app_id)
+        return {t: {**made.get(t, {}), **own} for t, own in found.settings.items()}
 
     async def _recreate(self, topic: str, partitions: int, configs: Mapping[str, str],
                         replicas: int) -> None:

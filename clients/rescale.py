@@ -349,7 +349,7 @@ class Rescaler(OfflineJob):
         committed = await self._committed()
         engine = await self._engine()
         internal = internal_topics(self.app_id, engine)
-        configs = await self._topic_configs(list(internal))
+        configs = await self._remade_configs(engine or "faust", list(internal))
         replicas = await self._replication(list(internal))
         # Each record is kept as the tuple the state file stores as soon as it is read, and each
         # changelog folded to its latest rows: never all of aiokafka's records at once.

@@ -33,6 +33,7 @@ from clients.offline import (
     OfflineFailed,
     OfflineJob,
     Outgoing,
+    made_configs,
     state_headers,
     state_topics,
 )
@@ -143,9 +144,10 @@ class Takeover(OfflineJob):
         except TakeoverError as exc:
             raise TakeoverFailed(str(exc)) from None
         replicas = (await self._replication([topics.JOURNAL])).get(topics.JOURNAL, 1)
+        configs = made_configs(self.target, self.app_id)
         for name, topic in state_topics(self.target, self.app_id).items():
             parts = layout.get(name, [[] for _ in range(n)])
-            await self._recreate(topic, n, dict(topics.CHANGELOG_CONFIG), replicas)
+            await self._recreate(topic, n, configs[topic], replicas)
             headers = state_headers(topic)
             records: list[Outgoing] = [(topic, p, key, value, headers)
                                        for p, part in enumerate(parts) for key, value in part]

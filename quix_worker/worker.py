@@ -78,15 +78,15 @@ def ensure_state_changelogs(settings: WorkerSettings, partitions: Mapping[str, i
     `TopicNotFoundError`. `ensure_topics` takes "already exists" for done and waits until every
     partition has a leader."""
     from clients.admin import ensure_topics
-    from clients.offline import state_topics
-    from schemas import topics
+    from clients.offline import made_configs, state_topics
 
+    made = made_configs("quix", settings.app_id)
     by_count: dict[int, list[str]] = {}
     for source, changelog in state_topics("quix", settings.app_id).items():
         by_count.setdefault(partitions.get(source, settings.partitions), []).append(changelog)
     for count, changelogs in by_count.items():
         ensure_topics(settings.bootstrap, count, changelogs,
-                      configs=dict.fromkeys(changelogs, topics.QUIX_CHANGELOG_CONFIG),
+                      configs={c: made[c] for c in changelogs},
                       replication_factor=settings.replication_factor,
                       **settings.client_kwargs)
     return [c for changelogs in by_count.values() for c in changelogs]

@@ -245,7 +245,7 @@ def test_ensure_topics_creates_every_pipeline_topic(fresh_broker: BrokerProcess)
     # Whoever makes them, the journal and the claims keep every record, as a worker requires of
     # them: `mynapoint dev` made them this way with no settings, so on Apache Kafka its journal
     # had the cluster's 7-day retention.
-    settings = topic_configs(fresh_broker.bootstrap, [topics.JOURNAL, topics.CLAIMS])
+    settings = topic_configs(fresh_broker.bootstrap, [topics.JOURNAL, topics.CLAIMS]).settings
     for name in (topics.JOURNAL, topics.CLAIMS):
         assert {k: settings[name].get(k) for k in topics.HISTORY_CONFIG} == topics.HISTORY_CONFIG
 

@@ -14,11 +14,18 @@ them made beforehand; the first test checks the mechanism itself.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
 
-from clients.admin import ALL_TOPICS, ensure_topics, topic_names
+from clients.admin import (
+    ALL_TOPICS,
+    TopicConfigs,
+    describe_topic_configs,
+    ensure_topics,
+    topic_names,
+)
 from clients.connect import run_blocking
 from clients.produce import produce_lines
 from schemas import topics
@@ -34,21 +41,14 @@ WIDE = 32
 async def _describe(bootstrap: str, names: list[str]) -> dict[str, tuple[int, dict[str, str]]]:
     """Each topic's partition count, and the settings the broker reports for it."""
     from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         counts = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(names)}
-        out: dict[str, tuple[int, dict[str, str]]] = {}
-        for name in names:
-            configs: dict[str, str] = {}
-            for response in await admin.describe_configs(
-                    [ConfigResource(ConfigResourceType.TOPIC, name)]):
-                for resource in response.resources:
-                    configs |= {e[0]: e[1] for e in resource[4] if e[1] is not None}
-            out[name] = (counts[name], configs)
-        return out
+        found = await describe_topic_configs(admin, names)
+        assert found.errors == {}
+        return {name: (counts[name], found.settings[name]) for name in names}
     finally:
         await admin.close()
 
@@ -83,6 +83,31 @@ def test_the_quix_worker_makes_its_state_changelogs_as_quix_makes_them(fresh_bro
     assert all(c["cleanup.policy"] == "compact" for _, c in ours.values())
     # Quix takes the worker's changelogs as they are (it checks their partition counts).
     create_app(_settings(bootstrap, "by-worker", tmp_path / "w"), rules, journal_partitions=6)
+
+
+@pytest.mark.engines("kafka")  # Tansu reports a topic's own settings as defaults (source 5)
+def test_a_topics_own_settings_and_those_in_effect(broker):
+    """What `rescale` keeps of a topic it makes again (the settings made on it) and what a
+    worker checks (those in effect), each read from the broker in one request."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    name = f"settings-{uuid.uuid4().hex[:8]}"
+    own = {"cleanup.policy": "compact", "max.message.bytes": "2000000"}
+    ensure_topics(broker.bootstrap, 1, [name], configs={name: own})
+
+    async def read() -> tuple[TopicConfigs, TopicConfigs]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        await admin.start()
+        try:
+            return (await describe_topic_configs(admin, [name], own_only=True),
+                    await describe_topic_configs(admin, [name]))
+        finally:
+            await admin.close()
+
+    made, in_effect = run_blocking(read())
+    assert made == TopicConfigs({name: own}, {})
+    assert in_effect.errors == {}
+    assert in_effect.settings[name].items() >= own.items()
 
 
 @pytest.mark.engines("kafka")
