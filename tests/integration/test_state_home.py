@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from clients.admin import ensure_topics, topic_names
-from clients.offline import state_topics
+from clients.offline import made_configs, state_topics
 from schemas import topics
 from schemas.settings import ENGINES
-from tests.integration.workers import WorkerProcess
+from tests.integration.workers import refused_start
 
 APP_ID = "mynapoint-state-home-it"
 
@@ -20,15 +20,8 @@ pytestmark = pytest.mark.engines("tansu")
 def test_a_worker_refuses_the_other_engines_state(fresh_broker, tmp_path, worker_engine):
     other = next(e for e in ENGINES if e != worker_engine)
     theirs = list(state_topics(other, APP_ID).values())
-    ensure_topics(fresh_broker.bootstrap, 4, theirs,
-                  configs=dict.fromkeys(theirs, dict(topics.CHANGELOG_CONFIG)))
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    worker = WorkerProcess(fresh_broker, tmp_path / "data", logs, app_id=APP_ID,
-                           engine=worker_engine).start()
-    assert worker.process is not None
-    assert worker.process.wait(timeout=120) == 2, worker.log_tail()
-    said = worker.log_tail()
+    ensure_topics(fresh_broker.bootstrap, 4, theirs, configs=made_configs(other, APP_ID))
+    said = refused_start(fresh_broker, tmp_path, app_id=APP_ID, engine=worker_engine)
     assert f"in the {other} workers' changelogs" in said, said
     assert f"mynapoint takeover --to {worker_engine}" in said, said
     present = topic_names(fresh_broker.bootstrap)
