@@ -95,15 +95,17 @@ def start_worker_topics(engine: str, settings: Any, names: Iterable[str],
     (`layout_problem`); or None after saying on stderr why it cannot start (it then exits 2): the
     app's state is in the other engine's changelogs, a topic's settings would lose history or
     state, the topics are not laid out for their partition counts, the cluster cannot hold the
-    replication factor, or the broker could not be reached, refused the client, or did not make
-    the topics usable in time."""
+    replication factor, the broker will not describe the settings of a topic a Quix worker
+    uses, or the broker could not be reached, refused the client, or did not make the topics
+    usable in time."""
+    names = list(names)
     try:
         report = ensure_worker_topics(engine, settings.app_id, settings.bootstrap,
                                       settings.partitions, names, configs,
                                       settings.replication_factor, **settings.client_kwargs)
         if then is not None:
             then(report)
-        problem = (config_problem(engine, settings.app_id, settings.bootstrap,
+        problem = (config_problem(engine, settings.app_id, settings.bootstrap, used=names,
                                   **settings.client_kwargs)
                    or layout_problem(engine, settings.app_id, settings.bootstrap,
                                      **settings.client_kwargs))
@@ -160,22 +162,37 @@ def required_configs(engine: str, app_id: str) -> dict[str, dict[str, str]]:
     return out
 
 
-def config_problem(engine: str, app_id: str, bootstrap: str, *, timeout: float = 30.0,
-                   **client_kwargs: Any) -> str | None:
+def config_problem(engine: str, app_id: str, bootstrap: str, *, used: Iterable[str] = (),
+                   timeout: float = 30.0, **client_kwargs: Any) -> str | None:
     """Why a worker of `engine` must not start with these topics' settings, or None: the
     journal and the claims must keep every record (`topics.HISTORY_REQUIRED`), the state
-    changelogs be compacted (`streams.audit.layout.config_problems`). Raises `TopicError` when
-    the broker cannot be read."""
+    changelogs be compacted (`streams.audit.layout.config_problems`). A topic whose settings
+    the broker will not describe (an ACL without DescribeConfigs) is not judged: a Faust worker
+    logs a warning and starts; a Quix worker, whose engine reads the settings of every topic it
+    uses (`used`, and the changelogs) and stops with a traceback when refused, is refused here.
+    Raises `TopicError` when the broker cannot be read."""
     from clients.admin import topic_configs
     from streams.audit.layout import config_message, config_problems
 
     required = required_configs(engine, app_id)
-    found = topic_configs(bootstrap, list(required), timeout=timeout, **client_kwargs)
+    names = list(dict.fromkeys([*required, *used]))
+    found = topic_configs(bootstrap, names, timeout=timeout, **client_kwargs)
+    if engine == "quix" and found.errors:
+        said = "; ".join(f"{t} ({why})" for t, why in sorted(found.errors.items()))
+        user = client_kwargs.get("sasl_plain_username") or "NAME"
+        commands = "; ".join(
+            f"kafka-acls.sh --bootstrap-server {bootstrap} --add --allow-principal User:{user} "
+            f"--operation DescribeConfigs --topic {t}" for t in sorted(found.errors))
+        return (f"the broker refused to describe the settings of {said}. Quix Streams reads "
+                "the settings of every topic it uses (DescribeConfigs) when it starts. This "
+                "worker decided nothing. Allow this client DescribeConfigs on them, then start "
+                f"the worker again: {commands}")
     for topic, why in sorted(found.errors.items()):
-        wanted = ",".join(f"{k}={v}" for k, v in required[topic].items())
-        log.warning("the settings of %s were not checked: the broker did not describe them (%s). "
-                    "Allow this client DescribeConfigs on it, or check by hand that it has %s",
-                    topic, why, wanted)
+        if topic in required:
+            wanted = ",".join(f"{k}={v}" for k, v in required[topic].items())
+            log.warning("the settings of %s were not checked: the broker did not describe them "
+                        "(%s). Allow this client DescribeConfigs on it, or check by hand that "
+                        "it has %s", topic, why, wanted)
     return config_message(config_problems(required, found.settings), bootstrap)
 
 
@@ -366,11 +383,11 @@ class OfflineJob:
         found = await describe_topic_configs(self.admin, [n for n in names if n in present],
                                              own_only=True)
         if found.errors:
-            said = "; ".join(f"{t}: {why}" for t, why in sorted(found.errors.items()))
+            said = "; ".join(f"{t} ({why})" for t, why in sorted(found.errors.items()))
             raise self.failure(
-                f"cannot read the settings of {said}, so they could not be made again: "
-                "allow this client DescribeConfigs on the app's topics (an ACL) and run the "
-                "command again; nothing was changed")
+                f"cannot read the settings of {said}, so {self.command} could not make them "
+                "again; nothing was changed. Allow this client DescribeConfigs on the app's "
+                f"topics (an ACL), then run {self.command} again")
         made = made_configs(engine, self.app_id)
         return {t: {**made.get(t, {}), **own} for t, own in found.settings.items()}
 

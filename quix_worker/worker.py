@@ -92,6 +92,15 @@ def ensure_state_changelogs(settings: WorkerSettings, partitions: Mapping[str, i
     return [c for changelogs in by_count.values() for c in changelogs]
 
 
+def _topic_errors() -> tuple[type[Exception], ...]:
+    """Quix Streams' errors about the topics it is given (each says what is wrong with one)."""
+    from quixstreams.models.topics import exceptions as e
+
+    return (e.TopicPermissionError, e.TopicConfigurationMismatch, e.TopicPartitionsMismatch,
+            e.TopicNotFoundError, e.CreateTopicFailure, e.CreateTopicTimeout,
+            e.TopicConfigurationError, e.TopicNameLengthExceeded)
+
+
 def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
                  connection_config: Any = None) -> int:
     from prometheus_client import start_http_server
@@ -114,8 +123,15 @@ def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
     if settings.standby_replicas:
         log.info("standby replicas: Quix Streams keeps none; a partition's new owner recovers "
                  "its state from the changelog")
-    app = create_app(settings, cfg, connection_config, report.partitions.get(topics.JOURNAL),
-                     report.partitions.get(topics.CLAIMS))
+    try:
+        app = create_app(settings, cfg, connection_config, report.partitions.get(topics.JOURNAL),
+                         report.partitions.get(topics.CLAIMS))
+    except _topic_errors() as exc:
+        # What the start-up checks cannot foresee (the broker's permissions changed in between):
+        # Quix Streams' own words, without a traceback.
+        print(f"mynapoint worker: Quix Streams could not set up its topics: {exc}. This worker "
+              "decided nothing", file=sys.stderr)
+        return 2
     StatusServer(
         private.StateReads(app, topics.JOURNAL), cfg, host=settings.web_host,
         port=settings.web_port, canonical_url=settings.canonical_url,

@@ -11,7 +11,8 @@ resolution; a missing one is a one-line message saying what to install.
 
 Storage is formatted first, as `kafka-storage.sh format` does, in a temporary directory removed
 on stop, or in `data_dir` (kept, and reused by the next start on it). `extra_config` adds or
-overrides broker properties (tests use small segments and a fast log cleaner to see compaction).
+overrides broker properties (tests use small segments and a fast log cleaner to see compaction);
+`authorizer` turns ACLs on (`devtools.brokers.acls`).
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ class KafkaBroker(BrokerProcess):
     def __init__(self, port: int | None = None, *, data_dir: str | Path | None = None,
                  extra_config: dict[str, str] | None = None, stop_timeout: float = 30.0,
                  startup_timeout: float = 90.0, sasl_users: dict[str, str] | None = None,
-                 tls: bool = False, **kwargs: Any) -> None:
+                 tls: bool = False, authorizer: bool = False, **kwargs: Any) -> None:
         super().__init__(port, stop_timeout=stop_timeout, startup_timeout=startup_timeout,
                          **kwargs)
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -177,6 +178,12 @@ class KafkaBroker(BrokerProcess):
         self.ca_file: Path | None = None
         if tls and not self.sasl_users:
             raise BrokerError("tls=True secures the SASL listener: give sasl_users too")
+        # ACLs (`devtools.brokers.acls`) hold the SASL listener's users; the plaintext and
+        # controller listeners stay a super user's.
+        if authorizer:
+            from devtools.brokers.acls import AUTHORIZER_CONFIG
+
+            self.extra_config = {**AUTHORIZER_CONFIG, **self.extra_config}
 
     @property
     def sasl_bootstrap(self) -> str:

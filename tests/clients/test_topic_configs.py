@@ -92,6 +92,31 @@ def test_the_worker_check_still_refuses_what_it_could_read(monkeypatch):
     assert problem is not None and f"{topics.CLAIMS} has retention.ms=604800000" in problem
 
 
+def test_a_quix_worker_is_refused_a_topic_it_could_not_read(monkeypatch):
+    asked = []
+
+    def configs(bootstrap, names, **kwargs):
+        asked.extend(names)
+        return TopicConfigs({}, {topics.DECISIONS: "error 29: Topic authorization failed."})
+
+    monkeypatch.setattr("clients.admin.topic_configs", configs)
+    problem = offline.config_problem("quix", "app", "kafka:9093", used=[topics.DECISIONS],
+                                     sasl_plain_username="alice")
+    assert topics.DECISIONS in asked and topics.JOURNAL in asked  # what Quix reads, and the rest
+    assert problem is not None
+    assert f"settings of {topics.DECISIONS} (error 29" in problem
+    assert ("kafka-acls.sh --bootstrap-server kafka:9093 --add --allow-principal User:alice "
+            f"--operation DescribeConfigs --topic {topics.DECISIONS}") in problem
+
+
+def test_a_faust_worker_says_nothing_of_a_topic_it_does_not_check(monkeypatch, caplog):
+    found = TopicConfigs({}, {topics.DECISIONS: "error 29"})
+    monkeypatch.setattr("clients.admin.topic_configs", lambda *a, **k: found)
+    with caplog.at_level(logging.WARNING, logger="clients.offline"):
+        assert offline.config_problem("faust", "app", "b:1", used=[topics.DECISIONS]) is None
+    assert caplog.records == []
+
+
 # -- what the workers make the stateful topics with, and what rescale makes again -------------
 
 
@@ -149,5 +174,5 @@ def test_a_topic_made_again_keeps_its_own_settings_over_those_it_was_made_with()
 def test_a_topic_whose_settings_cannot_be_read_is_not_made_again():
     admin = RemadeAdmin(1, [_topic(topics.JOURNAL, []),
                             (29, None, 2, topics.CLAIMS, [])])
-    with pytest.raises(offline.OfflineFailed, match=f"{topics.CLAIMS}: error 29.*nothing was"):
+    with pytest.raises(offline.OfflineFailed, match=f"{topics.CLAIMS} \\(error 29.*nothing was"):
         asyncio.run(_job(admin)._remade_configs("faust", [topics.JOURNAL, topics.CLAIMS]))

@@ -21,11 +21,14 @@ from pathlib import Path
 import pytest
 
 from clients.admin import topic_names
+from clients.connect import run_blocking
+from clients.history import read_topics
 from devtools.brokers import BrokerProcess
+from devtools.brokers.acls import Acl, create_acls, everything_for
 from schemas import topics
 from tests.integration.test_kafka import _assert_as_simulate, _expect, _sorted_history
 from tests.integration.test_pipeline import DEMO_CONFIG, Outcomes
-from tests.integration.workers import ROOT, WorkerProcess, wait_for
+from tests.integration.workers import ROOT, WorkerProcess, refused_start, wait_for
 
 pytestmark = pytest.mark.engines("kafka")
 
@@ -44,6 +47,18 @@ def secured_broker(make_test_broker) -> Iterator[BrokerProcess]:
 def tls_broker(make_test_broker) -> Iterator[BrokerProcess]:
     """The same with SASL_SSL: what a production cluster asks of its clients."""
     with make_test_broker(sasl_users={USER: PASSWORD}, tls=True) as broker:
+        yield broker
+
+
+@pytest.fixture
+def acl_broker(make_test_broker) -> Iterator[BrokerProcess]:
+    """The SASL_PLAINTEXT broker with ACLs: its user may do everything but read the journal's
+    settings (DescribeConfigs), as a cluster whose operators grant each operation by name
+    might leave it."""
+    with make_test_broker(sasl_users={USER: PASSWORD}, authorizer=True) as broker:
+        create_acls(broker.bootstrap, [
+            *everything_for(f"User:{USER}"),
+            Acl("deny", f"User:{USER}", "describe_configs", "topic", topics.JOURNAL)])
         yield broker
 
 
@@ -114,3 +129,64 @@ def test_produce_the_broker_refuses_says_what_to_check(secured_broker, tmp_path)
     assert f"cannot reach a Kafka broker at {secured_broker.sasl_bootstrap}" in done.stderr
     assert "MYNAPOINT_SASL_USERNAME" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.workers("faust")
+def test_a_worker_that_may_not_read_the_journals_settings_warns_and_decides(acl_broker, tmp_path,
+                                                                            worker_engine):
+    """A Faust worker starts without the settings check of a topic it may not describe, and says
+    which settings to check by hand; `rescale`, which makes that topic again with its settings,
+    stops before changing anything."""
+    lines = _sorted_history(200, seed=73)
+    expected, contended, wanted = _expect(lines)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(line + b"\n" for line in lines))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    sasl = acl_broker.sasl_bootstrap
+    worker = WorkerProcess(acl_broker, tmp_path / "data", logs, config=DEMO_CONFIG,
+                           engine=worker_engine,
+                           extra_args=["--bootstrap", sasl, *_sasl_flags()]).start()
+    try:
+        wait_for(lambda: topics.DECISIONS in topic_names(acl_broker.bootstrap), 120,
+                 "the worker's topics", worker=worker)
+        done = _produce(sasl, events, _sasl_env())
+        assert done.returncode == 0, done.stderr
+        published = Outcomes(acl_broker.bootstrap).until_ids(wanted, 600, worker, expected)
+        _assert_as_simulate(published, expected, contended)
+    finally:
+        worker.stop()
+    said = worker.log_tail(n=1_000_000)
+    assert f"the settings of {topics.JOURNAL} were not checked" in said, said[-3000:]
+    assert "Topic authorization failed" in said and "retention.ms=-1" in said
+
+    counts = _partition_counts(acl_broker.bootstrap)
+    rescale = subprocess.run(
+        [sys.executable, "-m", "cli.main", "rescale", "--bootstrap", sasl,
+         "--app-id", worker.app_id, "--to-partitions", "8", "--config", DEMO_CONFIG,
+         "--state", str(tmp_path / "rescale.state")],
+        cwd=ROOT, env=_sasl_env(), capture_output=True, text=True, timeout=300)
+    assert rescale.returncode == 2, rescale.stdout + rescale.stderr
+    assert f"cannot read the settings of {topics.JOURNAL} (error 29" in rescale.stderr
+    assert "nothing was changed" in rescale.stderr
+    assert _partition_counts(acl_broker.bootstrap) == counts
+
+
+@pytest.mark.workers("quix")
+def test_a_quix_worker_that_may_not_read_a_topics_settings_says_so(acl_broker, tmp_path,
+                                                                   worker_engine):
+    """Quix Streams reads the settings of every topic it uses when it starts, and stopped with a
+    traceback where an ACL kept it from one; the worker now refuses before, saying what to
+    allow."""
+    said = refused_start(acl_broker, tmp_path, engine=worker_engine,
+                         extra_args=["--bootstrap", acl_broker.sasl_bootstrap, *_sasl_flags()])
+    assert f"settings of {topics.JOURNAL} (error 29" in said, said
+    assert "Quix Streams reads the settings of every topic it uses" in said, said
+    assert f"--allow-principal User:{USER} --operation DescribeConfigs" in said, said
+    assert "Traceback" not in said, said
+
+
+def _partition_counts(bootstrap: str) -> dict[str, int]:
+    names = sorted(t for t in topic_names(bootstrap) if not t.startswith("__"))
+    dump = run_blocking(read_topics(bootstrap, [], optional=names, tail=0))
+    return {t: dump.partitions[t] for t in names}
