@@ -79,31 +79,38 @@ def _produce(bootstrap: str, path: Path, env: dict[str, str]) -> subprocess.Comp
                           timeout=300)
 
 
-def test_a_worker_and_produce_over_sasl_and_tls_decide_as_simulate(tls_broker, tmp_path,
-                                                                   worker_engine):
-    secured_broker, ca = tls_broker, tls_broker.ca_file
-    lines = _sorted_history(300, seed=71)
+def _decides_over_sasl(broker: BrokerProcess, tmp_path: Path, engine: str, *, people: int,
+                       seed: int, cafile: Path | None = None) -> WorkerProcess:
+    """A worker told only the SASL listener, and `produce` over it: the worker decides a history
+    of `people` as `simulate` does. Returns the worker, stopped."""
+    lines = _sorted_history(people, seed=seed)
     expected, contended, wanted = _expect(lines)
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"".join(line + b"\n" for line in lines))
     logs = tmp_path / "logs"
     logs.mkdir()
-    # The worker is told only the SASL listener (a later --bootstrap wins over the harness's).
-    worker = WorkerProcess(secured_broker, tmp_path / "data", logs, config=DEMO_CONFIG,
-                           engine=worker_engine,
-                           extra_args=["--bootstrap", secured_broker.sasl_bootstrap,
-                                       *_sasl_flags(cafile=ca)]).start()
+    # A later --bootstrap wins over the harness's.
+    worker = WorkerProcess(broker, tmp_path / "data", logs, config=DEMO_CONFIG, engine=engine,
+                           extra_args=["--bootstrap", broker.sasl_bootstrap,
+                                       *_sasl_flags(cafile=cafile)]).start()
     try:
         # The worker makes its topics through the SASL listener, or stops saying why.
-        wait_for(lambda: topics.DECISIONS in topic_names(secured_broker.bootstrap), 120,
+        wait_for(lambda: topics.DECISIONS in topic_names(broker.bootstrap), 120,
                  "the worker's topics", worker=worker)
-        done = _produce(secured_broker.sasl_bootstrap, events, _sasl_env(cafile=ca))
+        done = _produce(broker.sasl_bootstrap, events, _sasl_env(cafile=cafile))
         assert done.returncode == 0, done.stderr
-        assert f"sent to {secured_broker.sasl_bootstrap}: {len(lines)} events" in done.stderr
-        published = Outcomes(secured_broker.bootstrap).until_ids(wanted, 600, worker, expected)
+        assert f"sent to {broker.sasl_bootstrap}: {len(lines)} events" in done.stderr
+        published = Outcomes(broker.bootstrap).until_ids(wanted, 600, worker, expected)
         _assert_as_simulate(published, expected, contended)
     finally:
         worker.stop()
+    return worker
+
+
+def test_a_worker_and_produce_over_sasl_and_tls_decide_as_simulate(tls_broker, tmp_path,
+                                                                   worker_engine):
+    _decides_over_sasl(tls_broker, tmp_path, worker_engine, people=300, seed=71,
+                       cafile=tls_broker.ca_file)
 
 
 def test_a_worker_the_broker_refuses_says_what_to_check(secured_broker, tmp_path, worker_engine):
@@ -137,32 +144,14 @@ def test_a_worker_that_may_not_read_the_journals_settings_warns_and_decides(acl_
     """A Faust worker starts without the settings check of a topic it may not describe, and says
     which settings to check by hand; `rescale`, which makes that topic again with its settings,
     stops before changing anything."""
-    lines = _sorted_history(200, seed=73)
-    expected, contended, wanted = _expect(lines)
-    events = tmp_path / "events.jsonl"
-    events.write_bytes(b"".join(line + b"\n" for line in lines))
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    sasl = acl_broker.sasl_bootstrap
-    worker = WorkerProcess(acl_broker, tmp_path / "data", logs, config=DEMO_CONFIG,
-                           engine=worker_engine,
-                           extra_args=["--bootstrap", sasl, *_sasl_flags()]).start()
-    try:
-        wait_for(lambda: topics.DECISIONS in topic_names(acl_broker.bootstrap), 120,
-                 "the worker's topics", worker=worker)
-        done = _produce(sasl, events, _sasl_env())
-        assert done.returncode == 0, done.stderr
-        published = Outcomes(acl_broker.bootstrap).until_ids(wanted, 600, worker, expected)
-        _assert_as_simulate(published, expected, contended)
-    finally:
-        worker.stop()
+    worker = _decides_over_sasl(acl_broker, tmp_path, worker_engine, people=200, seed=73)
     said = worker.log_tail(n=1_000_000)
     assert f"the settings of {topics.JOURNAL} were not checked" in said, said[-3000:]
     assert "Topic authorization failed" in said and "retention.ms=-1" in said
 
     counts = _partition_counts(acl_broker.bootstrap)
     rescale = subprocess.run(
-        [sys.executable, "-m", "cli.main", "rescale", "--bootstrap", sasl,
+        [sys.executable, "-m", "cli.main", "rescale", "--bootstrap", acl_broker.sasl_bootstrap,
          "--app-id", worker.app_id, "--to-partitions", "8", "--config", DEMO_CONFIG,
          "--state", str(tmp_path / "rescale.state")],
         cwd=ROOT, env=_sasl_env(), capture_output=True, text=True, timeout=300)
