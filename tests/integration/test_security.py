@@ -2,8 +2,9 @@
 (`devtools.brokers.certs`) or not. The workers of both engines and `mynapoint produce` connect
 with the SASL/TLS settings they are given (`schemas.settings.aiokafka_security` for everything
 made with aiokafka), everything they make of their own included (the topics, the state's
-changelogs), and decide as `simulate`; a worker or `produce` the broker refuses says what to
-check and exits 2.
+changelogs), and decide as `simulate`; `rescale` and `takeover` run over SASL_SSL alone; a worker or
+`produce` the broker refuses says what to check and exits 2. And with ACLs: a user who may not
+read a topic's settings (DescribeConfigs).
 
 Before, a worker made its topics with a client that ignored its SASL flags, so it stopped at
 start-up with aiokafka's "Unable to bootstrap" traceback on any secured cluster, and `mynapoint
@@ -23,9 +24,11 @@ import pytest
 from clients.admin import topic_names
 from clients.connect import run_blocking
 from clients.history import read_topics
+from clients.offline import state_topics
 from devtools.brokers import BrokerProcess
 from devtools.brokers.acls import Acl, create_acls, everything_for
 from schemas import topics
+from schemas.settings import ENGINES
 from tests.integration.test_kafka import _assert_as_simulate, _expect, _sorted_history
 from tests.integration.test_pipeline import DEMO_CONFIG, Outcomes
 from tests.integration.workers import ROOT, WorkerProcess, refused_start, wait_for
@@ -109,8 +112,31 @@ def _decides_over_sasl(broker: BrokerProcess, tmp_path: Path, engine: str, *, pe
 
 def test_a_worker_and_produce_over_sasl_and_tls_decide_as_simulate(tls_broker, tmp_path,
                                                                    worker_engine):
-    _decides_over_sasl(tls_broker, tmp_path, worker_engine, people=300, seed=71,
-                       cafile=tls_broker.ca_file)
+    ca = tls_broker.ca_file
+    worker = _decides_over_sasl(tls_broker, tmp_path, worker_engine, people=300, seed=71,
+                                cafile=ca)
+    # The offline commands take the same settings from the environment: `rescale`, which reads,
+    # makes and writes topics with its own clients, over SASL_SSL only.
+    before = _partition_counts(tls_broker.bootstrap)
+    rescale = _rescale(tls_broker.sasl_bootstrap, worker.app_id, 8, tmp_path / "rescale.state",
+                       _sasl_env(cafile=ca))
+    assert rescale.returncode == 0, rescale.stdout + rescale.stderr
+    assert "rescaled from 4 to 8 partitions" in rescale.stdout, rescale.stdout
+    # Every topic of the app from 4 to 8; Faust's own (its assignor's, 1) as it was.
+    assert max(before.values()) == 4
+    assert _partition_counts(tls_broker.bootstrap) == {
+        t: 8 if n == 4 else n for t, n in before.items()}
+    # ... and `takeover`, to the other engine's changelogs.
+    other = next(e for e in ENGINES if e != worker_engine)
+    takeover = subprocess.run(
+        [sys.executable, "-m", "cli.main", "takeover", "--to", other, "--bootstrap",
+         tls_broker.sasl_bootstrap, "--app-id", worker.app_id],
+        cwd=ROOT, env=_sasl_env(cafile=ca), capture_output=True, text=True, timeout=600)
+    assert takeover.returncode == 0, takeover.stdout + takeover.stderr
+    assert f"took over the state from {worker_engine} to {other} (8 partitions)" in takeover.stdout
+    present = topic_names(tls_broker.bootstrap)
+    assert set(state_topics(other, worker.app_id).values()) <= present
+    assert not set(state_topics(worker_engine, worker.app_id).values()) & present
 
 
 def test_a_worker_the_broker_refuses_says_what_to_check(secured_broker, tmp_path, worker_engine):
@@ -150,11 +176,8 @@ def test_a_worker_that_may_not_read_the_journals_settings_warns_and_decides(acl_
     assert "Topic authorization failed" in said and "retention.ms=-1" in said
 
     counts = _partition_counts(acl_broker.bootstrap)
-    rescale = subprocess.run(
-        [sys.executable, "-m", "cli.main", "rescale", "--bootstrap", acl_broker.sasl_bootstrap,
-         "--app-id", worker.app_id, "--to-partitions", "8", "--config", DEMO_CONFIG,
-         "--state", str(tmp_path / "rescale.state")],
-        cwd=ROOT, env=_sasl_env(), capture_output=True, text=True, timeout=300)
+    rescale = _rescale(acl_broker.sasl_bootstrap, worker.app_id, 8, tmp_path / "rescale.state",
+                       _sasl_env())
     assert rescale.returncode == 2, rescale.stdout + rescale.stderr
     assert f"cannot read the settings of {topics.JOURNAL} (error 29" in rescale.stderr
     assert "nothing was changed" in rescale.stderr
@@ -175,7 +198,16 @@ def test_a_quix_worker_that_may_not_read_a_topics_settings_says_so(acl_broker, t
     assert "Traceback" not in said, said
 
 
+def _rescale(bootstrap: str, app_id: str, to: int, state: Path,
+             env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", "rescale", "--bootstrap", bootstrap, "--app-id", app_id,
+         "--to-partitions", str(to), "--config", DEMO_CONFIG, "--state", str(state)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
 def _partition_counts(bootstrap: str) -> dict[str, int]:
+    """Every topic's partition count but the broker's own (`__consumer_offsets`, ...)."""
     names = sorted(t for t in topic_names(bootstrap) if not t.startswith("__"))
     dump = run_blocking(read_topics(bootstrap, [], optional=names, tail=0))
     return {t: dump.partitions[t] for t in names}
