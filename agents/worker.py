@@ -81,7 +81,6 @@ def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:
     report = start_worker_topics("faust", settings, names, configs)
     if report is None:
         return 2
-    # Faust's own topics (its assignor's) get the replication factor the others got.
     settings = dataclasses.replace(settings, replication_factor=report.replication_factor)
     app = create_app(settings, cfg, report.partitions.get(topics.JOURNAL),
                      report.partitions.get(topics.CLAIMS))

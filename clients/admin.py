@@ -55,6 +55,19 @@ class CannotCreate(TopicError):
 #: The broker's error for a replication factor it cannot hold (more than its brokers).
 INVALID_REPLICATION_FACTOR = 38
 
+#: The broker's errors for a client an ACL does not allow to create topics: TOPIC_ and
+#: CLUSTER_AUTHORIZATION_FAILED.
+NOT_AUTHORIZED = (29, 31)
+
+
+def create_command(bootstrap: str, topic: Any) -> str:
+    """The `kafka-topics.sh` line that makes `topic` (an aiokafka `NewTopic`) as the worker
+    would."""
+    configs = "".join(f" --config {k}={v}" for k, v in sorted(topic.topic_configs.items()))
+    return (f"kafka-topics.sh --bootstrap-server {bootstrap} --create --topic {topic.name} "
+            f"--partitions {topic.num_partitions} --replication-factor "
+            f"{topic.replication_factor}{configs}")
+
 
 class Refused(TopicError):
     """`ensure_topics` created nothing: its `refuse` check said why (the message)."""
@@ -80,13 +93,14 @@ async def ensure_topics_async(
     *,
     replication_factor: int | None = None,
     configs: Mapping[str, Mapping[str, str]] | None = None,
+    counts: Mapping[str, int] | None = None,
     timeout: float = 30.0,
     refuse: Callable[[set[str]], str | None] | None = None,
     **client_kwargs: Any,
 ) -> TopicsReport:
-    """Creates the missing `topics` with `partitions` partitions and waits until every one of them
-    has a leader for each partition. `configs` maps a topic name to its topic configs (default:
-    `DEFAULT_CONFIGS`).
+    """Creates the missing `topics` with `partitions` partitions (a topic in `counts` with its
+    own) and waits until every one of them has a leader for each partition. `configs` maps a
+    topic name to its topic configs (default: `DEFAULT_CONFIGS`).
 
     `replication_factor`: of the topics it makes; None: the cluster's `default.replication.factor`
     (`cluster_replication_factor`). `refuse`, given the names of the topics present, may say why
@@ -125,7 +139,7 @@ async def ensure_topics_async(
             new = [
                 NewTopic(
                     name,
-                    partitions,
+                    (counts or {}).get(name, partitions),
                     report.replication_factor,
                     topic_configs=dict({**DEFAULT_CONFIGS, **(configs or {})}.get(name, {})),
                 )
@@ -135,13 +149,23 @@ async def ensure_topics_async(
                 admin.create_topics(new, timeout_ms=int(_left(deadline) * 1000)),
                 _left(deadline),
             )
+            refused: list[tuple[NewTopic, int]] = []
+            by_name = {t.name: t for t in new}
             for name, code, message in topic_errors(response):
                 if code == 0:
                     report.created.append(name)
+                elif code in NOT_AUTHORIZED:
+                    refused.append((by_name[name], code))
                 elif code != TOPIC_ALREADY_EXISTS:  # created meanwhile by someone else: fine
                     raise CannotCreate(
                         f"cannot create topic {name} with {report.replication_factor} "
                         f"replica(s): error {code}: {message}", code)
+            if refused:
+                raise CannotCreate(
+                    f"this client may not create topics on {bootstrap} (error {refused[0][1]}: "
+                    f"not authorized), and {len(refused)} are missing. Have them made with:\n"
+                    + "\n".join(f"  {create_command(bootstrap, t)}" for t, _ in refused),
+                    refused[0][1])
         report.existing = [t for t in wanted if t not in report.created]
         report.partitions = await _wait_usable(admin, wanted, deadline)
     except TimeoutError:
@@ -149,7 +173,7 @@ async def ensure_topics_async(
     finally:
         await admin.close()
     for name in report.existing:
-        if report.partitions.get(name) != partitions:
+        if report.partitions.get(name) != (counts or {}).get(name, partitions):
             report.mismatched[name] = report.partitions.get(name, 0)
     if report.mismatched:
         log.warning(

@@ -19,6 +19,7 @@ from typing import Any
 from clients.admin import (
     DEFAULT_CONFIGS,
     INVALID_REPLICATION_FACTOR,
+    NOT_AUTHORIZED,
     TOPIC_ALREADY_EXISTS,
     CannotCreate,
     Refused,
@@ -71,15 +72,25 @@ def state_elsewhere(engine: str, app_id: str, present: Collection[str]) -> str |
     return None
 
 
+def engine_topics(engine: str, app_id: str) -> dict[str, int]:
+    """The topics `engine` itself uses besides the app's, with their partition counts: Faust's
+    leader topic (one partition). The worker makes them, as every other topic, so that the
+    engine creates none (on a cluster whose ACLs do not let the app create topics, a
+    CreateTopics even of a topic that exists is refused)."""
+    return {topics.faust_leader_topic(app_id): 1} if engine == "faust" else {}
+
+
 def ensure_worker_topics(engine: str, app_id: str, bootstrap: str, partitions: int,
                          names: Iterable[str], configs: Mapping[str, Mapping[str, str]],
                          replication_factor: int | None = None,
                          **client_kwargs: Any) -> TopicsReport:
-    """Creates the topics a worker of `engine` needs (`names`, with their `configs`), unless the
-    app's state is in the other engine's changelogs (`state_elsewhere`): then raises
+    """Creates the topics a worker of `engine` needs (`names`, with their `configs`; and a Faust
+    worker's leader topic, which Faust would make itself: `engine_topics`), unless the app's
+    state is in the other engine's changelogs (`state_elsewhere`): then raises
     `clients.admin.Refused` saying why, having created nothing. `client_kwargs`: the worker's
     SASL/TLS settings (`WorkerSettings.client_kwargs`)."""
-    return ensure_topics(bootstrap, partitions, names, configs=configs,
+    own = engine_topics(engine, app_id)
+    return ensure_topics(bootstrap, partitions, [*names, *own], configs=configs, counts=own,
                          replication_factor=replication_factor,
                          refuse=lambda present: state_elsewhere(engine, app_id, present),
                          **client_kwargs)
@@ -118,6 +129,9 @@ def start_worker_topics(engine: str, settings: Any, names: Iterable[str],
             hint = (f"; the cluster has fewer brokers than that: set --replication-factor "
                     f"({ENV['replication_factor'].var}) to at most their number (unset, the "
                     "cluster's default.replication.factor applies)")
+        elif exc.code in NOT_AUTHORIZED:
+            hint = ("\nThen start the worker again: it makes no topic that exists, so it needs "
+                    "no Create permission (docs/RUNBOOK.md, \"Topics made beforehand\")")
         print(f"mynapoint worker: {exc}{hint}", file=sys.stderr)
         return None
     except (TopicError, HistoryError) as exc:

@@ -81,6 +81,12 @@ def changelog_topic(app_id: str, table: str = "persons") -> str:
     return f"{app_id}-{table}-changelog"
 
 
+def faust_leader_topic(app_id: str) -> str:
+    """The topic of one partition through which Faust's workers elect a leader (its
+    `LeaderAssignor`): f"{app_id}-__assignor-__leader"."""
+    return f"{app_id}-__assignor-__leader"
+
+
 def quix_changelog_topic(app_id: str, source: str) -> str:
     """The topic Quix Streams changelogs the state of the dataframe on `source` to (its own
     naming: `changelog__{group}--{topic}--{store}`; the Quix worker's dataframes use the default

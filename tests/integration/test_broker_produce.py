@@ -238,6 +238,16 @@ def test_ensure_topics_is_idempotent(broker: BrokerProcess, unique_topic) -> Non
     assert again.mismatched == {name: 3 for name in names}  # reported, left unchanged
 
 
+def test_ensure_topics_makes_a_topic_with_its_own_count(broker: BrokerProcess,
+                                                        unique_topic) -> None:
+    # As a Faust worker's leader topic is made: one partition, beside the others.
+    wide, one = unique_topic("wide"), unique_topic("one")
+    report = ensure_topics(broker.bootstrap, 3, [wide, one], counts={one: 1}, timeout=20)
+    assert report.partitions == {wide: 3, one: 1}
+    again = ensure_topics(broker.bootstrap, 3, [wide, one], counts={one: 1}, timeout=20)
+    assert again.created == [] and again.mismatched == {}
+
+
 def test_ensure_topics_creates_every_pipeline_topic(fresh_broker: BrokerProcess) -> None:
     report = ensure_topics(fresh_broker.bootstrap, 2, timeout=20)
     assert sorted(report.created) == sorted(ALL_TOPICS)

@@ -14,6 +14,7 @@ produce` read no SASL settings at all.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from clients.admin import topic_names
+from clients.admin import topic_errors, topic_names
 from clients.connect import run_blocking
 from clients.history import read_topics
 from clients.offline import state_topics
@@ -62,6 +63,18 @@ def acl_broker(make_test_broker) -> Iterator[BrokerProcess]:
         create_acls(broker.bootstrap, [
             *everything_for(f"User:{USER}"),
             Acl("deny", f"User:{USER}", "describe_configs", "topic", topics.JOURNAL)])
+        yield broker
+
+
+@pytest.fixture
+def no_create_broker(make_test_broker) -> Iterator[BrokerProcess]:
+    """The SASL_PLAINTEXT broker with ACLs: its user may do everything but create topics, as on a
+    cluster whose topics a platform team makes."""
+    user = f"User:{USER}"
+    with make_test_broker(sasl_users={USER: PASSWORD}, authorizer=True) as broker:
+        create_acls(broker.bootstrap, [
+            *everything_for(user), Acl("deny", user, "create", "topic"),
+            Acl("deny", user, "create", "cluster", "kafka-cluster")])
         yield broker
 
 
@@ -211,3 +224,51 @@ def _partition_counts(bootstrap: str) -> dict[str, int]:
     names = sorted(t for t in topic_names(bootstrap) if not t.startswith("__"))
     dump = run_blocking(read_topics(bootstrap, [], optional=names, tail=0))
     return {t: dump.partitions[t] for t in names}
+
+
+CREATE_LINE = re.compile(r"^  kafka-topics\.sh --bootstrap-server (\S+) --create --topic (\S+) "
+                         r"--partitions (\d+) --replication-factor (\d+)((?: --config \S+)*)$",
+                         re.MULTILINE)
+
+
+def test_a_worker_that_may_not_create_topics_says_which_to_make(no_create_broker, tmp_path,
+                                                                worker_engine):
+    """Refused, the worker names every topic it misses with the `kafka-topics.sh` line that makes
+    it (a Quix worker's changelogs follow its journal's and claims' counts, so they come in a
+    second round); made as those lines say, by another principal, the worker decides as
+    `simulate` without creating anything itself, and neither does its engine."""
+    broker = no_create_broker
+    flags = ["--bootstrap", broker.sasl_bootstrap, *_sasl_flags()]
+    for round_ in range({"faust": 1, "quix": 2}[worker_engine]):
+        tries = tmp_path / f"try-{round_}"
+        tries.mkdir()
+        said = refused_start(broker, tries, engine=worker_engine, extra_args=flags)
+        assert "this client may not create topics" in said, said
+        lines = CREATE_LINE.findall(said)
+        assert lines, said
+        _make_as_told(broker, lines)
+    assert topics.JOURNAL in topic_names(broker.bootstrap)
+    _decides_over_sasl(broker, tmp_path, worker_engine, people=150, seed=74)
+
+
+def _make_as_told(broker: BrokerProcess, lines: list[tuple[str, ...]]) -> None:
+    """What a platform team does with the lines: the topics made through the broker's own
+    listener (a super user's)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    async def make() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        await admin.start()
+        try:
+            new = []
+            for bootstrap, name, partitions, replicas, configs in lines:
+                assert bootstrap == broker.sasl_bootstrap
+                settings = dict(c.split("=", 1) for c in configs.split(" --config ") if c)
+                new.append(NewTopic(name, int(partitions), int(replicas),
+                                    topic_configs=settings))
+            response = await admin.create_topics(new)
+            assert [e for e in topic_errors(response) if e[1]] == [], new
+        finally:
+            await admin.close()
+
+    run_blocking(make())
