@@ -50,6 +50,15 @@ def everything_for(principal: str) -> list[Acl]:
         ("topic", "*"), ("group", "*"), ("transactional_id", "*"), ("cluster", "kafka-cluster"))]
 
 
+def worker_acls(principal: str) -> list[Acl]:
+    """What a worker of either engine needs, and nothing more, where its topics were made
+    beforehand (docs/RUNBOOK.md, "Topics made beforehand"): read, write, describe and describe
+    the settings of the topics; join, commit and describe its consumer group."""
+    return ([Acl("allow", principal, op, "topic")
+             for op in ("read", "write", "describe", "describe_configs")]
+            + [Acl("allow", principal, op, "group") for op in ("read", "describe")])
+
+
 async def create_acls_async(bootstrap: str, acls: Iterable[Acl]) -> None:
     """Creates `acls` through `bootstrap` (a super user's listener); raises RuntimeError with
     the broker's answer when one is refused."""

@@ -27,7 +27,7 @@ from clients.connect import run_blocking
 from clients.history import read_topics
 from clients.offline import state_topics
 from devtools.brokers import BrokerProcess
-from devtools.brokers.acls import Acl, create_acls, everything_for
+from devtools.brokers.acls import Acl, create_acls, everything_for, worker_acls
 from schemas import topics
 from schemas.settings import ENGINES
 from tests.integration.test_kafka import _assert_as_simulate, _expect, _sorted_history
@@ -68,13 +68,10 @@ def acl_broker(make_test_broker) -> Iterator[BrokerProcess]:
 
 @pytest.fixture
 def no_create_broker(make_test_broker) -> Iterator[BrokerProcess]:
-    """The SASL_PLAINTEXT broker with ACLs: its user may do everything but create topics, as on a
-    cluster whose topics a platform team makes."""
-    user = f"User:{USER}"
+    """The SASL_PLAINTEXT broker with ACLs: its user has only what a worker needs where a
+    platform team makes the topics (`worker_acls`: no Create, no cluster operation)."""
     with make_test_broker(sasl_users={USER: PASSWORD}, authorizer=True) as broker:
-        create_acls(broker.bootstrap, [
-            *everything_for(user), Acl("deny", user, "create", "topic"),
-            Acl("deny", user, "create", "cluster", "kafka-cluster")])
+        create_acls(broker.bootstrap, worker_acls(f"User:{USER}"))
         yield broker
 
 
@@ -236,7 +233,8 @@ def test_a_worker_that_may_not_create_topics_says_which_to_make(no_create_broker
     """Refused, the worker names every topic it misses with the `kafka-topics.sh` line that makes
     it (a Quix worker's changelogs follow its journal's and claims' counts, so they come in a
     second round); made as those lines say, by another principal, the worker decides as
-    `simulate` without creating anything itself, and neither does its engine."""
+    `simulate` without creating anything itself, and neither does its engine, with only the
+    ACLs of `worker_acls` (and `produce`, with the same)."""
     broker = no_create_broker
     flags = ["--bootstrap", broker.sasl_bootstrap, *_sasl_flags()]
     for round_ in range({"faust": 1, "quix": 2}[worker_engine]):
