@@ -50,13 +50,18 @@ def everything_for(principal: str) -> list[Acl]:
         ("topic", "*"), ("group", "*"), ("transactional_id", "*"), ("cluster", "kafka-cluster"))]
 
 
-def worker_acls(principal: str) -> list[Acl]:
-    """What a worker of either engine needs, and nothing more, where its topics were made
-    beforehand (docs/RUNBOOK.md, "Topics made beforehand"): read, write, describe and describe
-    the settings of the topics; join, commit and describe its consumer group."""
-    return ([Acl("allow", principal, op, "topic")
+def worker_acls(principal: str, *, exactly_once: bool = False) -> list[Acl]:
+    """What a worker of either engine needs where its topics were made beforehand
+    (docs/RUNBOOK.md, "Topics made beforehand"): read, write, describe and describe the settings
+    of the topics; join, commit and describe its consumer group; with `exactly_once`, also
+    write and describe its transactional ids, and idempotent writes on the cluster."""
+    acls = ([Acl("allow", principal, op, "topic")
              for op in ("read", "write", "describe", "describe_configs")]
             + [Acl("allow", principal, op, "group") for op in ("read", "describe")])
+    if exactly_once:
+        acls += [Acl("allow", principal, op, "transactional_id") for op in ("write", "describe")]
+        acls.append(Acl("allow", principal, "idempotent_write", "cluster", "kafka-cluster"))
+    return acls
 
 
 async def create_acls_async(bootstrap: str, acls: Iterable[Acl]) -> None:

@@ -66,15 +66,6 @@ def acl_broker(make_test_broker) -> Iterator[BrokerProcess]:
         yield broker
 
 
-@pytest.fixture
-def no_create_broker(make_test_broker) -> Iterator[BrokerProcess]:
-    """The SASL_PLAINTEXT broker with ACLs: its user has only what a worker needs where a
-    platform team makes the topics (`worker_acls`: no Create, no cluster operation)."""
-    with make_test_broker(sasl_users={USER: PASSWORD}, authorizer=True) as broker:
-        create_acls(broker.bootstrap, worker_acls(f"User:{USER}"))
-        yield broker
-
-
 def _sasl_flags(password: str = PASSWORD, cafile: Path | None = None) -> list[str]:
     flags = ["--sasl-mechanism", "PLAIN", "--sasl-username", USER, "--sasl-password", password]
     return flags + (["--ssl-cafile", str(cafile)] if cafile else [])
@@ -93,7 +84,8 @@ def _produce(bootstrap: str, path: Path, env: dict[str, str]) -> subprocess.Comp
 
 
 def _decides_over_sasl(broker: BrokerProcess, tmp_path: Path, engine: str, *, people: int,
-                       seed: int, cafile: Path | None = None) -> WorkerProcess:
+                       seed: int, cafile: Path | None = None,
+                       extra: tuple[str, ...] = ()) -> WorkerProcess:
     """A worker told only the SASL listener, and `produce` over it: the worker decides a history
     of `people` as `simulate` does. Returns the worker, stopped."""
     lines = _sorted_history(people, seed=seed)
@@ -105,7 +97,7 @@ def _decides_over_sasl(broker: BrokerProcess, tmp_path: Path, engine: str, *, pe
     # A later --bootstrap wins over the harness's.
     worker = WorkerProcess(broker, tmp_path / "data", logs, config=DEMO_CONFIG, engine=engine,
                            extra_args=["--bootstrap", broker.sasl_bootstrap,
-                                       *_sasl_flags(cafile=cafile)]).start()
+                                       *_sasl_flags(cafile=cafile), *extra]).start()
     try:
         # The worker makes its topics through the SASL listener, or stops saying why.
         wait_for(lambda: topics.DECISIONS in topic_names(broker.bootstrap), 120,
@@ -228,25 +220,35 @@ CREATE_LINE = re.compile(r"^  kafka-topics\.sh --bootstrap-server (\S+) --create
                          re.MULTILINE)
 
 
-def test_a_worker_that_may_not_create_topics_says_which_to_make(no_create_broker, tmp_path,
-                                                                worker_engine):
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_a_worker_that_may_not_create_topics_says_which_to_make(make_test_broker, tmp_path,
+                                                                worker_engine, guarantee):
     """Refused, the worker names every topic it misses with the `kafka-topics.sh` line that makes
     it (a Quix worker's changelogs follow its journal's and claims' counts, so they come in a
     second round); made as those lines say, by another principal, the worker decides as
     `simulate` without creating anything itself, and neither does its engine, with only the
-    ACLs of `worker_acls` (and `produce`, with the same)."""
-    broker = no_create_broker
-    flags = ["--bootstrap", broker.sasl_bootstrap, *_sasl_flags()]
-    for round_ in range({"faust": 1, "quix": 2}[worker_engine]):
+    ACLs of `worker_acls` (no Create; nothing on the cluster but, for exactly-once's
+    transactions, idempotent writes), and `produce` with the same."""
+    with make_test_broker(sasl_users={USER: PASSWORD}, authorizer=True) as broker:
+        create_acls(broker.bootstrap, worker_acls(f"User:{USER}",
+                                                  exactly_once=guarantee == "exactly_once"))
+        _made_as_told_then_decides(broker, tmp_path, worker_engine,
+                                   ("--processing-guarantee", guarantee))
+
+
+def _made_as_told_then_decides(broker: BrokerProcess, tmp_path: Path, engine: str,
+                               extra: tuple[str, ...]) -> None:
+    flags = ["--bootstrap", broker.sasl_bootstrap, *_sasl_flags(), *extra]
+    for round_ in range({"faust": 1, "quix": 2}[engine]):
         tries = tmp_path / f"try-{round_}"
         tries.mkdir()
-        said = refused_start(broker, tries, engine=worker_engine, extra_args=flags)
+        said = refused_start(broker, tries, engine=engine, extra_args=flags)
         assert "this client may not create topics" in said, said
         lines = CREATE_LINE.findall(said)
         assert lines, said
         _make_as_told(broker, lines)
     assert topics.JOURNAL in topic_names(broker.bootstrap)
-    _decides_over_sasl(broker, tmp_path, worker_engine, people=150, seed=74)
+    _decides_over_sasl(broker, tmp_path, engine, people=150, seed=74, extra=extra)
 
 
 def _make_as_told(broker: BrokerProcess, lines: list[tuple[str, ...]]) -> None:
