@@ -114,11 +114,6 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None,
         datadir=settings.data_dir,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor or 1,
-        # The worker makes every topic before the app starts (`agents.worker.worker_topics`,
-        # and Faust's leader topic: `clients.offline.engine_topics`), so Faust creates none: on
-        # a cluster whose ACLs do not let the app create topics, Faust's CreateTopics of a topic
-        # that exists is refused too, and stopped the worker.
-        topic_allow_declare=False,
         web_port=settings.web_port,
         web_host=settings.web_host,
         web_bind=settings.web_host,

@@ -74,9 +74,9 @@ def state_elsewhere(engine: str, app_id: str, present: Collection[str]) -> str |
 
 def engine_topics(engine: str, app_id: str) -> dict[str, int]:
     """The topics `engine` itself uses besides the app's, with their partition counts: Faust's
-    leader topic (one partition). The worker makes them, as every other topic, so that the
-    engine creates none (on a cluster whose ACLs do not let the app create topics, a
-    CreateTopics even of a topic that exists is refused)."""
+    leader topic (one partition). The worker makes them, as every other topic, with the
+    replication factor and the client settings of the others; and where it may not create
+    topics, it names them with the others."""
     return {topics.faust_leader_topic(app_id): 1} if engine == "faust" else {}
 
 
@@ -130,8 +130,12 @@ def start_worker_topics(engine: str, settings: Any, names: Iterable[str],
                     f"({ENV['replication_factor'].var}) to at most their number (unset, the "
                     "cluster's default.replication.factor applies)")
         elif exc.code in NOT_AUTHORIZED:
-            hint = ("\nThen start the worker again: it makes no topic that exists, so it needs "
-                    "no Create permission (docs/RUNBOOK.md, \"Topics made beforehand\")")
+            hint = ("\nThen start the worker again (docs/RUNBOOK.md, \"Topics made "
+                    "beforehand\"): " + (
+                        "it makes no topic that exists, so it needs no Create permission"
+                        if engine == "quix" else
+                        "a Faust worker still needs Create on its topics, because Faust asks "
+                        "to create its own at every start, even those that exist"))
         print(f"mynapoint worker: {exc}{hint}", file=sys.stderr)
         return None
     except (TopicError, HistoryError) as exc:

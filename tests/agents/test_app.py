@@ -84,17 +84,15 @@ def test_a_fenced_worker_crashes_its_app_with_what_to_do():
                                   "instance id 'worker-1'")
 
 
-def test_faust_declares_no_topic_the_worker_makes_them_all(tmp_path):
-    """Faust creates none of its topics (on a cluster whose ACLs do not let the app create
-    topics, its CreateTopics of one that exists is refused too, and stopped the worker): the
-    worker makes each of them beforehand, with Faust's names for them."""
+def test_the_worker_makes_every_topic_of_faust_beforehand(tmp_path):
+    """The worker makes each topic Faust uses before the app starts, with Faust's names for
+    them: the tables' changelogs and Faust's leader topic (one partition)."""
     from agents.app import create_app
     from agents.settings import WorkerSettings
     from agents.worker import worker_topics
     from clients.offline import engine_topics
 
     app = create_app(WorkerSettings(data_dir=str(tmp_path), app_id="some-app"))
-    assert app.conf.topic_allow_declare is False
     names, _ = worker_topics("some-app")
     assert {t.changelog_topic.get_topic_name() for t in app.tables.values()} <= set(names)
     # The leader topic, made with them (`clients.offline.ensure_worker_topics`).
