@@ -81,6 +81,7 @@ def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:
     report = start_worker_topics("faust", settings, names, configs)
     if report is None:
         return 2
+    # The topics Faust declares itself get the replication factor the others got.
     settings = dataclasses.replace(settings, replication_factor=report.replication_factor)
     app = create_app(settings, cfg, report.partitions.get(topics.JOURNAL),
                      report.partitions.get(topics.CLAIMS))
