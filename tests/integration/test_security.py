@@ -32,6 +32,7 @@ from schemas import topics
 from schemas.settings import ENGINES
 from tests.integration.test_kafka import _assert_as_simulate, _expect, _sorted_history
 from tests.integration.test_pipeline import DEMO_CONFIG, Outcomes
+from tests.integration.test_rescale import APP_ID, _rescale
 from tests.integration.workers import ROOT, WorkerProcess, refused_start, wait_for
 
 pytestmark = pytest.mark.engines("kafka")
@@ -120,8 +121,9 @@ def test_a_worker_and_produce_over_sasl_and_tls_decide_as_simulate(tls_broker, t
     # The offline commands take the same settings from the environment: `rescale`, which reads,
     # makes and writes topics with its own clients, over SASL_SSL only.
     before = _partition_counts(tls_broker.bootstrap)
-    rescale = _rescale(tls_broker.sasl_bootstrap, worker.app_id, 8, tmp_path / "rescale.state",
-                       _sasl_env(cafile=ca))
+    assert worker.app_id == APP_ID
+    rescale = _rescale(tls_broker.sasl_bootstrap, tmp_path / "rescale.state",
+                       env=_sasl_env(cafile=ca))
     assert rescale.returncode == 0, rescale.stdout + rescale.stderr
     assert "rescaled from 4 to 8 partitions" in rescale.stdout, rescale.stdout
     # Every topic of the app from 4 to 8; Faust's own (its assignor's, 1) as it was.
@@ -178,8 +180,8 @@ def test_a_worker_that_may_not_read_the_journals_settings_warns_and_decides(acl_
     assert "Topic authorization failed" in said and "retention.ms=-1" in said
 
     counts = _partition_counts(acl_broker.bootstrap)
-    rescale = _rescale(acl_broker.sasl_bootstrap, worker.app_id, 8, tmp_path / "rescale.state",
-                       _sasl_env())
+    assert worker.app_id == APP_ID
+    rescale = _rescale(acl_broker.sasl_bootstrap, tmp_path / "rescale.state", env=_sasl_env())
     assert rescale.returncode == 2, rescale.stdout + rescale.stderr
     assert f"cannot read the settings of {topics.JOURNAL} (error 29" in rescale.stderr
     assert "nothing was changed" in rescale.stderr
@@ -198,14 +200,6 @@ def test_a_quix_worker_that_may_not_read_a_topics_settings_says_so(acl_broker, t
     assert "Quix Streams reads the settings of every topic it uses" in said, said
     assert f"--allow-principal User:{USER} --operation DescribeConfigs" in said, said
     assert "Traceback" not in said, said
-
-
-def _rescale(bootstrap: str, app_id: str, to: int, state: Path,
-             env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", "rescale", "--bootstrap", bootstrap, "--app-id", app_id,
-         "--to-partitions", str(to), "--config", DEMO_CONFIG, "--state", str(state)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
 def _partition_counts(bootstrap: str) -> dict[str, int]:
