@@ -32,6 +32,7 @@ from agents.faust_private import (
     ack_only_what_a_stream_took,
     fenced,
     flush_before_transactional_commits,
+    is_fenced_error,
     name_fenced_instance_ids,
     recover_to_the_end_in_exactly_once,
     rejoining_assignor,
@@ -67,15 +68,28 @@ class StopWhenFenced(Service):
     def __init__(self, app: faust.App, message: str) -> None:
         super().__init__()
         self._app, self._message = app, message
+        self._said = False
 
     @Service.task
     async def _watch(self) -> None:
         while not self.should_stop:
             if (error := fenced(self._app)) is not None:
-                log.error("%s (%s)", self._message, error)
+                self._say(error)
                 await self._app.crash(FencedWorker(self._message))
                 return
             await self.sleep(FENCED_CHECK_EVERY)
+
+    async def on_stop(self) -> None:
+        # The error can stop the app before `_watch` looks: a fetch raises what aiokafka's
+        # coordinator holds, and Faust's fetcher crashes the app with it (seen on Apache Kafka).
+        reason = getattr(self._app, "crash_reason", None)
+        if reason is not None and is_fenced_error(reason):
+            self._say(reason)
+
+    def _say(self, error: BaseException) -> None:
+        if not self._said:
+            self._said = True
+            log.error("%s (%s)", self._message, error)
 
 
 def fenced_message(app_id: str, instance_id: str) -> str:

@@ -43,9 +43,10 @@ fails a test instead of a worker:
 - `ack_only_what_a_stream_took(app)`: Faust's consumer records no acknowledgement of a record no
   stream took (one the pure-Python stream iterator skipped during a rebalance), so its commits
   never pass it (see the function);
-- `name_fenced_instance_ids()`, `fenced(app)`: Kafka's error for a static member whose instance
-  id another worker took, which aiokafka does not know, and the error aiokafka's group
-  coordinator holds for this worker, so that a fenced worker stops (see the functions);
+- `name_fenced_instance_ids()`, `fenced(app)`, `is_fenced_error(error)`: Kafka's error for a
+  static member whose instance id another worker took, which aiokafka does not know, and the
+  error aiokafka's group coordinator holds for this worker, so that a fenced worker stops and
+  says why (see the functions);
 - `rejoining_assignor()`: Faust's `PartitionAssignor` (the app's setting), with which a static
   member (`--instance-id`) that comes back under another status API address takes the
   assignment the group kept for it, then has the group rebalance, instead of stopping in Faust's
@@ -572,10 +573,13 @@ def fenced(app: Any) -> BaseException | None:
     client = getattr(thread, "_consumer", None)
     coordinator = getattr(client, "_coordinator", None)
     error: BaseException | None = getattr(coordinator, "_pending_exception", None)
-    # aiokafka hands the error on wrapped in a `KafkaError` of its repr: found by its class name.
-    if error is not None and name_fenced_instance_ids().__name__ in str(error):
-        return error
-    return None
+    return error if error is not None and is_fenced_error(error) else None
+
+
+def is_fenced_error(error: BaseException) -> bool:
+    """Whether `error` is the broker's fencing of this static member, as aiokafka hands it on:
+    wrapped in a `KafkaError` of its repr, so it is found by its class name."""
+    return name_fenced_instance_ids().__name__ in str(error)
 
 
 def rejoining_assignor() -> Any:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
+import pytest
 from faust.types import TP
 
 from schemas import topics
@@ -82,6 +84,42 @@ def test_a_fenced_worker_crashes_its_app_with_what_to_do():
     assert isinstance(reason, FencedWorker)
     assert str(reason).startswith("another worker joined group 'mynapoint' with this worker's "
                                   "instance id 'worker-1'")
+
+
+@pytest.mark.parametrize(("reason", "says"), [
+    ("fenced", True),    # a fetch raised the error the coordinator held: the app crashed on it
+    ("other", False),    # any other crash
+    (None, False),       # a plain stop
+])
+def test_a_worker_that_stopped_on_the_fencing_error_before_its_watch_looked_says_why(
+        caplog, reason, says):
+    # The race seen once in CI: Faust's fetcher raised aiokafka's pending `FencedInstanceIdError`
+    # and crashed the app before `StopWhenFenced` looked; the worker stopped without the message.
+    from types import SimpleNamespace
+
+    from aiokafka.errors import KafkaError, UnknownError
+
+    from agents.app import StopWhenFenced, fenced_message
+    from agents.faust_private import name_fenced_instance_ids
+
+    coordinator = SimpleNamespace(_pending_exception=None)  # what the fetch took
+    client = SimpleNamespace(_consumer=SimpleNamespace(_coordinator=coordinator))
+    crash_reason = {"fenced": KafkaError(repr(name_fenced_instance_ids()())),
+                    "other": KafkaError(repr(UnknownError())), None: None}[reason]
+    app = SimpleNamespace(_consumer=SimpleNamespace(_thread=client), crash_reason=crash_reason)
+
+    async def run() -> None:
+        watch = StopWhenFenced(app, fenced_message("mynapoint", "worker-1"))  # type: ignore[arg-type]
+        await watch.start()
+        await watch.stop()
+        await watch.stop()  # said once at most
+
+    with caplog.at_level(logging.ERROR, logger="mynapoint"):
+        asyncio.run(run())
+    said = [r.getMessage() for r in caplog.records if "instance id 'worker-1'" in r.getMessage()]
+    assert len(said) == (1 if says else 0), said
+    if says:
+        assert "FencedInstanceIdError" in said[0]
 
 
 def test_the_worker_makes_every_topic_of_faust_beforehand(tmp_path):
