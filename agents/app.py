@@ -30,6 +30,7 @@ from agents import claims as claims_agent
 from agents import intake, ledger, metrics, web
 from agents.faust_private import (
     ack_only_what_a_stream_took,
+    declare_only_missing_topics,
     fenced,
     flush_before_transactional_commits,
     is_fenced_error,
@@ -165,6 +166,9 @@ def create_app(settings: WorkerSettings, cfg: RulesConfig | None = None,
     track_handovers(app)
     # Records a stream skipped during a rebalance are read again, not committed past.
     ack_only_what_a_stream_took(app)
+    # Faust asks to create none of its topics that exist (the worker makes them beforehand), so
+    # the worker needs no Create permission.
+    declare_only_missing_topics(app)
 
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                            "value_serializer": "raw"}

@@ -43,6 +43,8 @@ fails a test instead of a worker:
 - `ack_only_what_a_stream_took(app)`: Faust's consumer records no acknowledgement of a record no
   stream took (one the pure-Python stream iterator skipped during a rebalance), so its commits
   never pass it (see the function);
+- `declare_only_missing_topics(app)`: Faust asks the broker to create its topics at start even
+  when they exist, which a broker without Create in its ACLs refuses (see the function);
 - `name_fenced_instance_ids()`, `fenced(app)`, `is_fenced_error(error)`: Kafka's error for a
   static member whose instance id another worker took, which aiokafka does not know, and the
   error aiokafka's group coordinator holds for this worker, so that a fenced worker stops and
@@ -530,6 +532,40 @@ def track_handovers(app: Any) -> None:
                 self._mynapoint_handing = None
 
     app.transport.Consumer = HandoverConsumer
+
+
+def declare_only_missing_topics(app: Any) -> None:
+    """Lets Faust declare its topics without asking the broker to create those that exist, so
+    that a worker runs where its ACLs allow no Create, once its topics are made.
+
+    What Faust 0.15 does: each topic it uses (its leader topic, the tables' changelogs, the
+    agents' topics) is declared at start through the app's producer, whose transport skips the
+    CreateTopics request of a topic in the producer client's metadata and sends it otherwise,
+    then refreshes that metadata (its #499, on which its table router depends). But aiokafka's
+    client starts with the metadata of no topic (`bootstrap` asks for none), so the first
+    declaration always sent CreateTopics, and a broker that allows no Create refuses it before it
+    looks whether the topic exists: the worker stopped with `TopicAuthorizationFailedError`
+    (seen on Apache Kafka with a principal allowed everything but Create).
+
+    Installs, on this app's transport (before its producer exists), a subclass of the transport's
+    `Producer` whose `create_topic` first looks the topic up in the metadata of every topic
+    (`fetch_all_metadata`, which names none, so no broker creates one on a lookup) when the
+    client does not know it; a topic that exists is then not created, and the client's metadata
+    is refreshed as after Faust's own declaration. A missing topic is declared as before."""
+    base = app.transport.Producer
+
+    class DeclaringProducer(base):  # type: ignore[misc,valid-type]
+        async def create_topic(self, topic: str, partitions: int, replication: int,
+                               **kwargs: Any) -> None:
+            client = self._ensure_producer().client
+            if (self.app.conf.topic_allow_declare
+                    and topic not in client.cluster.topics()
+                    and topic in (await client.fetch_all_metadata()).topics()):
+                await client.force_metadata_update()
+                return
+            await super().create_topic(topic, partitions, replication, **kwargs)
+
+    app.transport.Producer = DeclaringProducer
 
 
 #: Kafka's FENCED_INSTANCE_ID: the broker gave this static member's instance id to another

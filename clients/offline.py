@@ -131,11 +131,8 @@ def start_worker_topics(engine: str, settings: Any, names: Iterable[str],
                     "cluster's default.replication.factor applies)")
         elif exc.code in NOT_AUTHORIZED:
             hint = ("\nThen start the worker again (docs/RUNBOOK.md, \"Topics made "
-                    "beforehand\"): " + (
-                        "it makes no topic that exists, so it needs no Create permission"
-                        if engine == "quix" else
-                        "a Faust worker still needs Create on its topics, because Faust asks "
-                        "to create its own at every start, even those that exist"))
+                    "beforehand\"): it makes no topic that exists, so it needs no Create "
+                    "permission")
         print(f"mynapoint worker: {exc}{hint}", file=sys.stderr)
         return None
     except (TopicError, HistoryError) as exc:

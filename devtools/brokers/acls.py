@@ -51,8 +51,8 @@ def everything_for(principal: str) -> list[Acl]:
 
 
 def worker_acls(principal: str, *, exactly_once: bool = False) -> list[Acl]:
-    """What a Quix worker needs where its topics were made beforehand (docs/RUNBOOK.md, "Topics
-    made beforehand"; a Faust worker needs Create besides): read, write, describe and describe the settings
+    """What a worker of either engine needs where its topics were made beforehand
+    (docs/RUNBOOK.md, "Topics made beforehand"): read, write, describe and describe the settings
     of the topics; join, commit and describe its consumer group; with `exactly_once`, also
     write and describe its transactional ids, and idempotent writes on the cluster."""
     acls = ([Acl("allow", principal, op, "topic")

@@ -214,15 +214,15 @@ CREATE_LINE = re.compile(r"^  kafka-topics\.sh --bootstrap-server (\S+) --create
                          re.MULTILINE)
 
 
-@pytest.mark.workers("quix")  # Faust asks to create its own topics at every start (RUNBOOK)
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_a_worker_that_may_not_create_topics_says_which_to_make(make_test_broker, tmp_path,
                                                                 worker_engine, guarantee):
     """Refused, the worker names every topic it misses with the `kafka-topics.sh` line that makes
     it (a Quix worker's changelogs follow its journal's and claims' counts, so they come in a
     second round); made as those lines say, by another principal, the worker decides as
-    `simulate` without creating anything itself, and neither does Quix Streams, with only the
-    ACLs of `worker_acls` (no Create; nothing on the cluster but, for exactly-once's
+    `simulate` without creating anything itself, and neither does its engine (before
+    `declare_only_missing_topics`, Faust asked to create its leader topic, which exists, and the
+    worker stopped with `TopicAuthorizationFailedError`), with only the ACLs of `worker_acls` (no Create; nothing on the cluster but, for exactly-once's
     transactions, idempotent writes), and `produce` with the same."""
     with make_test_broker(sasl_users={USER: PASSWORD}, authorizer=True) as broker:
         create_acls(broker.bootstrap, worker_acls(f"User:{USER}",
