@@ -94,13 +94,15 @@ async def ensure_topics_async(
     replication_factor: int | None = None,
     configs: Mapping[str, Mapping[str, str]] | None = None,
     counts: Mapping[str, int] | None = None,
+    follow: Mapping[str, str] | None = None,
     timeout: float = 30.0,
     refuse: Callable[[set[str]], str | None] | None = None,
     **client_kwargs: Any,
 ) -> TopicsReport:
     """Creates the missing `topics` with `partitions` partitions (a topic in `counts` with its
-    own) and waits until every one of them has a leader for each partition. `configs` maps a
-    topic name to its topic configs (default: `DEFAULT_CONFIGS`).
+    own; a topic in `follow` with the count of the topic it names there, as the broker has it or
+    as this call makes it: `made_count`) and waits until every one of them has a leader for each
+    partition. `configs` maps a topic name to its topic configs (default: `DEFAULT_CONFIGS`).
 
     `replication_factor`: of the topics it makes; None: the cluster's `default.replication.factor`
     (`cluster_replication_factor`). `refuse`, given the names of the topics present, may say why
@@ -135,11 +137,13 @@ async def ensure_topics_async(
             replication_factor if replication_factor is not None
             else await cluster_replication_factor(admin, _left(deadline)))
         missing = [t for t in wanted if t not in present]
+        followed = {(follow or {})[t] for t in missing if t in (follow or {})}
+        have = await _wait_usable(admin, sorted(followed & present), deadline) if followed else {}
         if missing:
             new = [
                 NewTopic(
                     name,
-                    (counts or {}).get(name, partitions),
+                    made_count(name, partitions, counts or {}, follow or {}, have),
                     report.replication_factor,
                     topic_configs=dict({**DEFAULT_CONFIGS, **(configs or {})}.get(name, {})),
                 )
@@ -173,7 +177,8 @@ async def ensure_topics_async(
     finally:
         await admin.close()
     for name in report.existing:
-        if report.partitions.get(name) != (counts or {}).get(name, partitions):
+        if report.partitions.get(name) != made_count(name, partitions, counts or {},
+                                                     follow or {}, report.partitions):
             report.mismatched[name] = report.partitions.get(name, 0)
     if report.mismatched:
         log.warning(
@@ -182,6 +187,17 @@ async def ensure_topics_async(
             ", ".join(f"{t}={n}" for t, n in sorted(report.mismatched.items())),
         )
     return report
+
+
+def made_count(name: str, partitions: int, counts: Mapping[str, int],
+               follow: Mapping[str, str], have: Mapping[str, int]) -> int:
+    """The partition count `ensure_topics` makes topic `name` with: its own in `counts`, else
+    `partitions`; or, for a topic in `follow`, the count of the topic it follows: the broker's
+    (`have`) when that one exists, else the count it is made with."""
+    source = follow.get(name)
+    if source is None:
+        return counts.get(name, partitions)
+    return have.get(source) or counts.get(source, partitions)
 
 
 def ensure_topics(

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from clients.admin import (
@@ -87,22 +87,23 @@ def ensure_worker_topics(engine: str, app_id: str, bootstrap: str, partitions: i
     """Creates the topics a worker of `engine` needs (`names`, with their `configs`; and a Faust
     worker's leader topic, which Faust would make itself: `engine_topics`), unless the app's
     state is in the other engine's changelogs (`state_elsewhere`): then raises
-    `clients.admin.Refused` saying why, having created nothing. `client_kwargs`: the worker's
+    `clients.admin.Refused` saying why, having created nothing. A Quix worker's state changelogs
+    get their source topic's partition count, as Quix makes them and checks them; so where the
+    worker may not create topics, they are named in the same round as their sources. (A Faust
+    worker's follow `partitions`, the count of its tables.) `client_kwargs`: the worker's
     SASL/TLS settings (`WorkerSettings.client_kwargs`)."""
     own = engine_topics(engine, app_id)
+    follow = state_sources(engine, app_id) if engine == "quix" else {}
     return ensure_topics(bootstrap, partitions, [*names, *own], configs=configs, counts=own,
-                         replication_factor=replication_factor,
+                         follow=follow, replication_factor=replication_factor,
                          refuse=lambda present: state_elsewhere(engine, app_id, present),
                          **client_kwargs)
 
 
 def start_worker_topics(engine: str, settings: Any, names: Iterable[str],
-                        configs: Mapping[str, Mapping[str, str]],
-                        then: Callable[[TopicsReport], object] | None = None,
-                        ) -> TopicsReport | None:
+                        configs: Mapping[str, Mapping[str, str]]) -> TopicsReport | None:
     """`ensure_worker_topics` for a worker about to start with `settings` (a
-    `streams.pipeline.settings.WorkerSettings`), then `then` (the engine's own topic step, given
-    the report), then the checks of the topics' settings (`config_problem`) and layout
+    `streams.pipeline.settings.WorkerSettings`), then the checks of the topics' settings (`config_problem`) and layout
     (`layout_problem`); or None after saying on stderr why it cannot start (it then exits 2): the
     app's state is in the other engine's changelogs, a topic's settings would lose history or
     state, the topics are not laid out for their partition counts, the cluster cannot hold the
@@ -114,8 +115,6 @@ def start_worker_topics(engine: str, settings: Any, names: Iterable[str],
         report = ensure_worker_topics(engine, settings.app_id, settings.bootstrap,
                                       settings.partitions, names, configs,
                                       settings.replication_factor, **settings.client_kwargs)
-        if then is not None:
-            then(report)
         problem = (config_problem(engine, settings.app_id, settings.bootstrap, used=names,
                                   **settings.client_kwargs)
                    or layout_problem(engine, settings.app_id, settings.bootstrap,

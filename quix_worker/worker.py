@@ -12,7 +12,6 @@ import argparse
 import logging
 import sys
 import warnings
-from collections.abc import Mapping
 from typing import Any
 
 from streams.pipeline.settings import (
@@ -57,39 +56,23 @@ def connection(settings: WorkerSettings) -> Any:
     return ConnectionConfig(**fields)
 
 
-def worker_topics() -> tuple[tuple[str, ...], dict[str, dict[str, str]]]:
+def worker_topics(app_id: str) -> tuple[tuple[str, ...], dict[str, dict[str, str]]]:
     """The topics the worker needs before it starts, and the configs of those that have one.
-    The state's changelog topics come after them (`ensure_state_changelogs`)."""
+
+    The state's changelogs are among them, made as Quix makes them: compacted, with their source
+    topic's retention (`topics.QUIX_CHANGELOG_CONFIG`) and partition count (`clients.offline.
+    ensure_worker_topics`). Quix creates them itself when the app is built, but two workers
+    started at once raced there (seen on Apache Kafka with 32 partitions): the one whose creation
+    found the topic already made by the other looked it up before its broker's metadata showed
+    it, and stopped with Quix's `TopicNotFoundError`. `ensure_topics` takes "already exists" for
+    done and waits until every partition has a leader."""
     from clients.admin import ALL_TOPICS
-
-    # The journal's and the claims' configs are `clients.admin.DEFAULT_CONFIGS`.
-    return ALL_TOPICS, {}
-
-
-def ensure_state_changelogs(settings: WorkerSettings, partitions: Mapping[str, int]) -> list[str]:
-    """Makes the state's changelog topics before Quix does, as Quix makes them: compacted, with
-    their source topic's retention (`topics.QUIX_CHANGELOG_CONFIG`) and partition count
-    (`partitions`: the broker's count of each topic, the journal's and the claims'). Returns
-    their names.
-
-    Quix creates them itself when the app is built, but two workers started at once raced there
-    (seen on Apache Kafka with 32 partitions): the one whose creation found the topic already made
-    by the other looked it up before its broker's metadata showed it, and stopped with Quix's
-    `TopicNotFoundError`. `ensure_topics` takes "already exists" for done and waits until every
-    partition has a leader."""
-    from clients.admin import ensure_topics
     from clients.offline import made_configs, state_topics
 
-    made = made_configs("quix", settings.app_id)
-    by_count: dict[int, list[str]] = {}
-    for source, changelog in state_topics("quix", settings.app_id).items():
-        by_count.setdefault(partitions.get(source, settings.partitions), []).append(changelog)
-    for count, changelogs in by_count.items():
-        ensure_topics(settings.bootstrap, count, changelogs,
-                      configs={c: made[c] for c in changelogs},
-                      replication_factor=settings.replication_factor,
-                      **settings.client_kwargs)
-    return [c for changelogs in by_count.values() for c in changelogs]
+    changelogs = tuple(state_topics("quix", app_id).values())
+    made = made_configs("quix", app_id)
+    # The journal's and the claims' are `clients.admin.DEFAULT_CONFIGS`.
+    return ALL_TOPICS + changelogs, {c: made[c] for c in changelogs}
 
 
 def _topic_errors() -> tuple[type[Exception], ...]:
@@ -114,10 +97,8 @@ def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
 
     logging.basicConfig(level=str(loglevel).upper(),
                         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
-    names, configs = worker_topics()
-    report = start_worker_topics(
-        "quix", settings, names, configs,
-        then=lambda report: ensure_state_changelogs(settings, report.partitions))
+    names, configs = worker_topics(settings.app_id)
+    report = start_worker_topics("quix", settings, names, configs)
     if report is None:
         return 2
     if settings.standby_replicas:
