@@ -242,33 +242,48 @@ FALLBACK_REPLICATION = 3
 
 
 async def cluster_replication_factor(admin: Any, timeout: float) -> int:
-    """The cluster's `default.replication.factor` (what it gives topics it makes itself), as one
-    of its brokers reports it. When it says none (Tansu; or the client may not describe the
-    cluster's configs, an ACL): `FALLBACK_REPLICATION`, or its broker count if smaller, with a
-    warning where that is more than one; 1 when it does not answer in `timeout` s."""
+    """The cluster's `default.replication.factor` (what it gives topics it makes itself), as the
+    first of its brokers that answers reports it (a broker that is down is passed over: asking
+    only the first one gave a single replica whenever it was the one down). When none says it
+    (Tansu; or the client may not describe the cluster's configs, an ACL; or none answers):
+    `FALLBACK_REPLICATION`, or its broker count if smaller, with a warning where that is more
+    than one; 1 when the cluster itself cannot be described in `timeout` s."""
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
     from aiokafka.errors import KafkaError
 
-    async def ask() -> int:
-        cluster = await admin.describe_cluster()
-        brokers = cluster["brokers"]
+    deadline = time.monotonic() + timeout
+
+    async def default_of(node: Any) -> int | None:
         for response in await admin.describe_configs(
-                [ConfigResource(ConfigResourceType.BROKER, str(brokers[0]["node_id"]))]):
+                [ConfigResource(ConfigResourceType.BROKER, str(node))]):
             for res in response.resources:
                 for entry in res[4]:
                     if entry[0] == "default.replication.factor" and entry[1]:
                         return max(int(entry[1]), 1)
-        factor = min(FALLBACK_REPLICATION, len(brokers))
-        if factor > 1:
-            log.warning("the cluster did not say its default.replication.factor (may this "
-                        "client describe its configs?): topics are made with %d replicas; set "
-                        "--replication-factor to choose", factor)
-        return max(factor, 1)
+        return None
 
     try:
-        return await asyncio.wait_for(ask(), timeout)
-    except (TimeoutError, KafkaError, LookupError, TypeError, ValueError):
+        cluster = await asyncio.wait_for(admin.describe_cluster(), timeout)
+        brokers = [b["node_id"] for b in cluster["brokers"]]
+    except (TimeoutError, KafkaError, LookupError, TypeError):
         return 1
+    for i, node in enumerate(brokers):
+        try:
+            # Each broker gets its share of what is left, so that one that does not answer
+            # leaves time to ask the others.
+            factor = await asyncio.wait_for(default_of(node),
+                                            max(_left(deadline), 0.1) / (len(brokers) - i))
+        except (TimeoutError, KafkaError, LookupError, TypeError, ValueError):
+            continue
+        if factor is not None:
+            return factor
+        break  # it answered, without the setting: the others would say the same
+    factor = min(FALLBACK_REPLICATION, len(brokers))
+    if factor > 1:
+        log.warning("the cluster did not say its default.replication.factor (may this client "
+                    "describe its configs? are its brokers up?): topics are made with %d "
+                    "replicas; set --replication-factor to choose", factor)
+    return max(factor, 1)
 
 
 #: DescribeConfigs' `config_source` of a setting made on the topic itself (not a default).

@@ -18,8 +18,10 @@ from clients.admin import cluster_replication_factor
 class Admin:
     """The two calls it makes, answered as a broker would."""
 
-    def __init__(self, brokers: int, default: str | None, fail: bool = False) -> None:
-        self.brokers, self.default, self.fail = brokers, default, fail
+    def __init__(self, brokers: int, default: str | None, fail: bool = False,
+                 down: frozenset[int] = frozenset()) -> None:
+        self.brokers, self.default, self.fail, self.down = brokers, default, fail, down
+        self.asked: list[str] = []
 
     async def describe_cluster(self):
         if self.fail:
@@ -27,6 +29,10 @@ class Admin:
         return {"brokers": [{"node_id": i + 1} for i in range(self.brokers)]}
 
     async def describe_configs(self, resources):
+        (resource,) = resources
+        self.asked.append(resource.name)
+        if int(resource.name) in self.down:  # a broker's configs are asked of that broker
+            raise KafkaConnectionError(f"node {resource.name} is down")
         entries = [] if self.default is None else [
             ("default.replication.factor", self.default, False, 5, False, [])]
         # (error_code, error_message, resource_type, resource_name, entries)
@@ -49,3 +55,18 @@ def test_the_clusters_default_or_a_safe_one(caplog, brokers, default, factor, wa
 
 def test_no_answer_is_one():
     assert asyncio.run(cluster_replication_factor(Admin(3, "3", fail=True), 5.0)) == 1
+
+
+@pytest.mark.parametrize(("down", "factor", "asked", "warned"), [
+    (frozenset({1}), 3, ["1", "2"], False),        # the first broker down: the next one says
+    (frozenset({1, 2}), 3, ["1", "2", "3"], False),
+    (frozenset({1, 2, 3}), 3, ["1", "2", "3"], True),  # none answers: three, and a warning
+])
+def test_a_broker_that_is_down_is_passed_over(caplog, down, factor, asked, warned):
+    # Before, only the first broker was asked: with it down (one broker of a three-broker
+    # cluster, seen on Apache Kafka), the worker made its topics with one replica, silently.
+    caplog.set_level(logging.WARNING, logger="clients.admin")
+    admin = Admin(3, "3", down=down)
+    assert asyncio.run(cluster_replication_factor(admin, 5.0)) == factor
+    assert admin.asked == asked
+    assert bool(caplog.records) is warned
