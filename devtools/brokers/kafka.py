@@ -13,6 +13,12 @@ Storage is formatted first, as `kafka-storage.sh format` does, in a temporary di
 on stop, or in `data_dir` (kept, and reused by the next start on it). `extra_config` adds or
 overrides broker properties (tests use small segments and a fast log cleaner to see compaction);
 `authorizer` turns ACLs on (`devtools.brokers.acls`).
+
+`KafkaCluster` runs several such nodes as one cluster (their controllers a quorum), replicated as
+production clusters are, so that a test can lose a broker:
+
+    with KafkaCluster(3) as cluster:       # three replicas of every topic, two in sync
+        cluster.nodes[0].process.kill()    # the others go on
 """
 
 from __future__ import annotations
@@ -163,9 +169,14 @@ class KafkaBroker(BrokerProcess):
     def __init__(self, port: int | None = None, *, data_dir: str | Path | None = None,
                  extra_config: dict[str, str] | None = None, stop_timeout: float = 30.0,
                  startup_timeout: float = 90.0, sasl_users: dict[str, str] | None = None,
-                 tls: bool = False, authorizer: bool = False, **kwargs: Any) -> None:
+                 tls: bool = False, authorizer: bool = False, node_id: int = 1,
+                 voters: dict[int, int] | None = None, cluster_id: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(port, stop_timeout=stop_timeout, startup_timeout=startup_timeout,
                          **kwargs)
+        # A node of a cluster (`KafkaCluster`): its id, every controller's port by node id (the
+        # quorum), and the cluster's id its storage is formatted with.
+        self.node_id, self.voters, self.cluster_id = node_id, voters, cluster_id
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self._own_dir: Path | None = None
         self.extra_config = dict(extra_config or {})
@@ -245,10 +256,13 @@ class KafkaBroker(BrokerProcess):
         root = self.storage()
         logs = root / "kafka-logs"
         props = root / "server.properties"
-        controller = free_port(self.host)
+        voters = self.voters or {self.node_id: free_port(self.host)}
+        controller = voters[self.node_id]
         config = {
             **BASE_CONFIG,
-            "controller.quorum.voters": f"1@{self.host}:{controller}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": ",".join(f"{n}@{self.host}:{p}"
+                                                 for n, p in sorted(voters.items())),
             **self._listeners(port, controller),
             "log.dirs": str(logs),
             "metadata.log.dir": str(logs),
@@ -259,7 +273,8 @@ class KafkaBroker(BrokerProcess):
             # An id starting with "-" would be taken for an option by "-t ID": "--cluster-id=".
             done = subprocess.run(
                 self._java(java, libs, "kafka.tools.StorageTool", "format",
-                           f"--cluster-id={new_cluster_id()}", "-c", str(props)),
+                           f"--cluster-id={self.cluster_id or new_cluster_id()}", "-c",
+                           str(props)),
                 capture_output=True, text=True, stdin=subprocess.DEVNULL)
             if done.returncode != 0:
                 raise BrokerError(f"formatting the Kafka storage in {logs} failed: "
@@ -268,10 +283,80 @@ class KafkaBroker(BrokerProcess):
 
     def describe(self) -> str:
         where = self.data_dir if self.data_dir is not None else "a temporary directory"
-        return f"Apache Kafka {kafka_version()} (KRaft, storage in {where})"
+        node = f"node {self.node_id} of {len(self.voters)}, " if self.voters else ""
+        return f"Apache Kafka {kafka_version()} (KRaft, {node}storage in {where})"
 
     def cleanup(self) -> None:
         if self._own_dir is not None:
             with contextlib.suppress(OSError):
                 shutil.rmtree(self._own_dir)
             self._own_dir = None
+
+
+def cluster_config(size: int) -> dict[str, str]:
+    """What a cluster of `size` nodes keeps as production does: three replicas of every topic
+    (or `size`), two of them in sync for a write to count (or `size`), the broker's own topics
+    too."""
+    replicas, in_sync = str(min(size, 3)), str(min(size, 2))
+    return {
+        "default.replication.factor": replicas,
+        "min.insync.replicas": in_sync,
+        "offsets.topic.replication.factor": replicas,
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": in_sync,
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": in_sync,
+    }
+
+
+class KafkaCluster:
+    """Apache Kafka clusters of `size` KRaft nodes on loopback (each a broker and a controller,
+    the controllers a quorum), replicated as `cluster_config` says; a context manager.
+
+    `nodes` are `KafkaBroker`s: stop or kill one to see the cluster go on without it.
+    `bootstrap` names them all, as clients are configured with a cluster's brokers. Keyword
+    arguments go to each node (`extra_config` over `cluster_config`)."""
+
+    engine = "kafka"
+    worker_flags = ()
+
+    def __init__(self, size: int = 3, *, extra_config: dict[str, str] | None = None,
+                 **kwargs: Any) -> None:
+        host = kwargs.get("host", "127.0.0.1")
+        voters = {node: free_port(host) for node in range(1, size + 1)}
+        cluster_id = new_cluster_id()
+        config = {**cluster_config(size), **(extra_config or {})}
+        self.nodes = [KafkaBroker(node_id=node, voters=voters, cluster_id=cluster_id,
+                                  extra_config=config, **kwargs) for node in voters]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def start(self) -> KafkaCluster:
+        """Starts every node at once (a node answers only once a quorum of controllers runs),
+        and returns once each answers Kafka requests; stops them all if one does not start."""
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(len(self.nodes)) as pool:
+            done = [pool.submit(node.start) for node in self.nodes]
+            errors = [exc for f in done if (exc := f.exception()) is not None]
+        if errors:
+            self.stop()
+            raise errors[0]
+        return self
+
+    def stop(self) -> None:
+        """Stops every node at once: one by one, the last ones would wait out their stop
+        timeout for a quorum of controllers that is gone."""
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(len(self.nodes)) as pool:
+            for done in [pool.submit(node.stop) for node in self.nodes]:
+                done.result()
+
+    def __enter__(self) -> KafkaCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
