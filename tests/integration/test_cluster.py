@@ -12,8 +12,9 @@ topics made with the cluster's three replicas.
 
 Not run: the Quix worker in the exactly-once mode. Seen here, it stalled, then stopped fenced
 10 minutes later: librdkafka's `send_offsets_to_transaction` waits for ever for a group
-coordinator whose broker left the cluster's metadata (librdkafka issue #5511, open, fixed on its
-master after 2.15.0; and #5456, the call's timeout is not kept). docs/RUNBOOK.md says so.
+coordinator whose broker left the cluster's metadata (librdkafka issue #5511, open, in every
+release from 2.10, fix proposed in its pull request #5512; and #5456, the call's timeout is not
+kept). docs/RUNBOOK.md says so.
 """
 
 from __future__ import annotations
