@@ -112,6 +112,7 @@ async def ensure_topics_async(
 
     if partitions < 1:
         raise ValueError("partitions must be at least 1")
+    counts, follow = counts or {}, follow or {}
     wanted = list(dict.fromkeys(topics))
     report = TopicsReport()
     if not wanted:
@@ -137,13 +138,14 @@ async def ensure_topics_async(
             replication_factor if replication_factor is not None
             else await cluster_replication_factor(admin, _left(deadline)))
         missing = [t for t in wanted if t not in present]
-        followed = {(follow or {})[t] for t in missing if t in (follow or {})}
-        have = await _wait_usable(admin, sorted(followed & present), deadline) if followed else {}
+        # The counts of the sources that exist, of the topics that follow one and are missing.
+        sources = sorted({follow[t] for t in missing if t in follow} & present)
+        have = await _wait_usable(admin, sources, deadline) if sources else {}
         if missing:
             new = [
                 NewTopic(
                     name,
-                    made_count(name, partitions, counts or {}, follow or {}, have),
+                    made_count(name, partitions, counts, follow, have),
                     report.replication_factor,
                     topic_configs=dict({**DEFAULT_CONFIGS, **(configs or {})}.get(name, {})),
                 )
@@ -177,8 +179,8 @@ async def ensure_topics_async(
     finally:
         await admin.close()
     for name in report.existing:
-        if report.partitions.get(name) != made_count(name, partitions, counts or {},
-                                                     follow or {}, report.partitions):
+        if report.partitions.get(name) != made_count(name, partitions, counts, follow,
+                                                     report.partitions):
             report.mismatched[name] = report.partitions.get(name, 0)
     if report.mismatched:
         log.warning(

@@ -219,11 +219,12 @@ def test_a_worker_that_may_not_create_topics_says_which_to_make(make_test_broker
                                                                 worker_engine, guarantee):
     """Refused, the worker names every topic it misses with the `kafka-topics.sh` line that makes
     it, in one round (a Quix worker's changelogs with the counts their sources get); made as
-    those lines say, by another principal, the worker decides as
-    `simulate` without creating anything itself, and neither does its engine (before
-    `declare_only_missing_topics`, Faust asked to create its leader topic, which exists, and the
-    worker stopped with `TopicAuthorizationFailedError`), with only the ACLs of `worker_acls` (no Create; nothing on the cluster but, for exactly-once's
-    transactions, idempotent writes), and `produce` with the same."""
+    those lines say, by another principal, the worker decides as `simulate` without creating
+    anything itself, and neither does its engine (before `declare_only_missing_topics`, Faust
+    asked to create its leader topic, which exists, and the worker stopped with
+    `TopicAuthorizationFailedError`), with only the ACLs of `worker_acls` (no Create; nothing on
+    the cluster but, for exactly-once's transactions, idempotent writes), and `produce` with the
+    same."""
     with make_test_broker(sasl_users={USER: PASSWORD}, authorizer=True) as broker:
         create_acls(broker.bootstrap, worker_acls(f"User:{USER}",
                                                   exactly_once=guarantee == "exactly_once"))
