@@ -47,25 +47,6 @@ def run_worker(args: argparse.Namespace) -> int:
     return start_worker(settings, cfg, loglevel=resolve(args, "loglevel"))
 
 
-def worker_topics(app_id: str) -> tuple[tuple[str, ...], dict[str, dict[str, str]]]:
-    """The topics a worker needs before it starts, and the configs of those that have one.
-
-    The tables' changelogs are among them, made as Faust makes them (compacted): Faust creates
-    them itself at start-up, but on Apache Kafka its consumer could then keep a snapshot of the
-    cluster's metadata taken before they existed, and the ledger's first table write failed its
-    partition check ("the changelog topic ... has 0 partitions") at every restart of the agent,
-    until the next metadata refresh minutes later.
-    """
-    from clients.admin import ALL_TOPICS
-    from clients.offline import made_configs
-    from schemas import topics
-
-    changelogs = tuple(topics.changelog_topic(app_id, t) for t in topics.TABLES)
-    made = made_configs("faust", app_id)
-    # The journal's and the claims' are `clients.admin.DEFAULT_CONFIGS`.
-    return ALL_TOPICS + changelogs, {c: made[c] for c in changelogs}
-
-
 def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:
     from agents import metrics
     from agents.app import create_app
@@ -77,8 +58,7 @@ def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:
         from agents.faust_private import patch_for_tansu
 
         patch_for_tansu()
-    names, configs = worker_topics(settings.app_id)
-    report = start_worker_topics("faust", settings, names, configs)
+    report = start_worker_topics("faust", settings)
     if report is None:
         return 2
     # The topics Faust declares itself get the replication factor the others got.

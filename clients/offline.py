@@ -17,6 +17,7 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from clients.admin import (
+    ALL_TOPICS,
     DEFAULT_CONFIGS,
     INVALID_REPLICATION_FACTOR,
     NOT_AUTHORIZED,
@@ -80,18 +81,37 @@ def engine_topics(engine: str, app_id: str) -> dict[str, int]:
     return {topics.faust_leader_topic(app_id): 1} if engine == "faust" else {}
 
 
+def worker_topics(engine: str, app_id: str) -> tuple[tuple[str, ...], dict[str, dict[str, str]]]:
+    """The topics a worker of `engine` needs before it starts, and the configs of those that have
+    one: the app's topics and its state's changelogs, made as the engine makes them
+    (`made_configs`; the journal's and the claims' are `clients.admin.DEFAULT_CONFIGS`).
+
+    Each engine makes its changelogs itself at start-up, and raced there:
+    - Faust: on Apache Kafka its consumer could keep a snapshot of the cluster's metadata taken
+      before they existed, and the ledger's first table write failed its partition check ("the
+      changelog topic ... has 0 partitions") at every restart of the agent, until the next
+      metadata refresh minutes later;
+    - Quix: of two workers started at once (seen on Apache Kafka with 32 partitions), the one
+      whose creation found the topic already made by the other looked it up before its broker's
+      metadata showed it, and stopped with Quix's `TopicNotFoundError`. `ensure_topics` takes
+      "already exists" for done and waits until every partition has a leader."""
+    changelogs = tuple(state_topics(engine, app_id).values())
+    made = made_configs(engine, app_id)
+    return ALL_TOPICS + changelogs, {c: made[c] for c in changelogs}
+
+
 def ensure_worker_topics(engine: str, app_id: str, bootstrap: str, partitions: int,
-                         names: Iterable[str], configs: Mapping[str, Mapping[str, str]],
                          replication_factor: int | None = None,
                          **client_kwargs: Any) -> TopicsReport:
-    """Creates the topics a worker of `engine` needs (`names`, with their `configs`; and a Faust
-    worker's leader topic, which Faust would make itself: `engine_topics`), unless the app's
+    """Creates the topics a worker of `engine` needs (`worker_topics`; and a Faust worker's
+    leader topic, which Faust would make itself: `engine_topics`), unless the app's
     state is in the other engine's changelogs (`state_elsewhere`): then raises
     `clients.admin.Refused` saying why, having created nothing. A Quix worker's state changelogs
     get their source topic's partition count, as Quix makes them and checks them; so where the
     worker may not create topics, they are named in the same round as their sources. (A Faust
     worker's follow `partitions`, the count of its tables.) `client_kwargs`: the worker's
     SASL/TLS settings (`WorkerSettings.client_kwargs`)."""
+    names, configs = worker_topics(engine, app_id)
     own = engine_topics(engine, app_id)
     follow = state_sources(engine, app_id) if engine == "quix" else {}
     return ensure_topics(bootstrap, partitions, [*names, *own], configs=configs, counts=own,
@@ -100,8 +120,7 @@ def ensure_worker_topics(engine: str, app_id: str, bootstrap: str, partitions: i
                          **client_kwargs)
 
 
-def start_worker_topics(engine: str, settings: Any, names: Iterable[str],
-                        configs: Mapping[str, Mapping[str, str]]) -> TopicsReport | None:
+def start_worker_topics(engine: str, settings: Any) -> TopicsReport | None:
     """`ensure_worker_topics` for a worker about to start with `settings` (a
     `streams.pipeline.settings.WorkerSettings`), then the checks of the topics' settings
     (`config_problem`) and layout (`layout_problem`); or None after saying on stderr why it cannot start (it then exits 2): the
@@ -110,12 +129,12 @@ def start_worker_topics(engine: str, settings: Any, names: Iterable[str],
     replication factor, the broker will not describe the settings of a topic a Quix worker
     uses, or the broker could not be reached, refused the client, or did not make the topics
     usable in time."""
-    names = list(names)
     try:
         report = ensure_worker_topics(engine, settings.app_id, settings.bootstrap,
-                                      settings.partitions, names, configs,
-                                      settings.replication_factor, **settings.client_kwargs)
-        problem = (config_problem(engine, settings.app_id, settings.bootstrap, used=names,
+                                      settings.partitions, settings.replication_factor,
+                                      **settings.client_kwargs)
+        problem = (config_problem(engine, settings.app_id, settings.bootstrap,
+                                  used=worker_topics(engine, settings.app_id)[0],
                                   **settings.client_kwargs)
                    or layout_problem(engine, settings.app_id, settings.bootstrap,
                                      **settings.client_kwargs))

@@ -56,25 +56,6 @@ def connection(settings: WorkerSettings) -> Any:
     return ConnectionConfig(**fields)
 
 
-def worker_topics(app_id: str) -> tuple[tuple[str, ...], dict[str, dict[str, str]]]:
-    """The topics the worker needs before it starts, and the configs of those that have one.
-
-    The state's changelogs are among them, made as Quix makes them: compacted, with their source
-    topic's retention (`topics.QUIX_CHANGELOG_CONFIG`) and partition count (`clients.offline.
-    ensure_worker_topics`). Quix creates them itself when the app is built, but two workers
-    started at once raced there (seen on Apache Kafka with 32 partitions): the one whose creation
-    found the topic already made by the other looked it up before its broker's metadata showed
-    it, and stopped with Quix's `TopicNotFoundError`. `ensure_topics` takes "already exists" for
-    done and waits until every partition has a leader."""
-    from clients.admin import ALL_TOPICS
-    from clients.offline import made_configs, state_topics
-
-    changelogs = tuple(state_topics("quix", app_id).values())
-    made = made_configs("quix", app_id)
-    # The journal's and the claims' are `clients.admin.DEFAULT_CONFIGS`.
-    return ALL_TOPICS + changelogs, {c: made[c] for c in changelogs}
-
-
 def _topic_errors() -> tuple[type[Exception], ...]:
     """Quix Streams' errors about the topics it is given (each says what is wrong with one)."""
     from quixstreams.models.topics import exceptions as e
@@ -97,8 +78,7 @@ def start_worker(settings: WorkerSettings, cfg: Any, loglevel: str = "info",
 
     logging.basicConfig(level=str(loglevel).upper(),
                         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
-    names, configs = worker_topics(settings.app_id)
-    report = start_worker_topics("quix", settings, names, configs)
+    report = start_worker_topics("quix", settings)
     if report is None:
         return 2
     if settings.standby_replicas:

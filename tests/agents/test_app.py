@@ -127,11 +127,10 @@ def test_the_worker_makes_every_topic_of_faust_beforehand(tmp_path):
     them: the tables' changelogs and Faust's leader topic (one partition)."""
     from agents.app import create_app
     from agents.settings import WorkerSettings
-    from agents.worker import worker_topics
-    from clients.offline import engine_topics
+    from clients.offline import engine_topics, worker_topics
 
     app = create_app(WorkerSettings(data_dir=str(tmp_path), app_id="some-app"))
-    names, _ = worker_topics("some-app")
+    names, _ = worker_topics("faust", "some-app")
     assert {t.changelog_topic.get_topic_name() for t in app.tables.values()} <= set(names)
     # The leader topic, made with them (`clients.offline.ensure_worker_topics`).
     leader = app._leader_assignor._leader_topic  # noqa: SLF001

@@ -122,10 +122,10 @@ def test_the_tables_changelogs_are_made_before_faust_starts_as_faust_makes_them(
     # On Apache Kafka, changelogs Faust made at start-up could be missing from its consumer's
     # metadata, and the ledger's first table write then failed its partition check.
     from agents.app import create_app
-    from agents.worker import worker_topics
+    from clients.offline import worker_topics
     from schemas import topics
 
-    names, configs = worker_topics("mynapoint-x")
+    names, configs = worker_topics("faust", "mynapoint-x")
     app = create_app(settings_from_args(parse("--data-dir", str(tmp_path),
                                               "--app-id", "mynapoint-x")))
     changelogs = {t.changelog_topic.get_topic_name()

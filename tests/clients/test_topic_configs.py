@@ -135,9 +135,7 @@ def test_the_workers_make_their_stateful_topics_as_they_then_require_them(engine
 
 
 def test_the_faust_worker_makes_its_changelogs_with_those_settings():
-    from agents.worker import worker_topics
-
-    names, configs = worker_topics("app")
+    names, configs = offline.worker_topics("faust", "app")
     made = offline.made_configs("faust", "app")
     assert configs == {t: made[t] for t in names if t in made and t not in (topics.JOURNAL,
                                                                            topics.CLAIMS)}

@@ -5,7 +5,7 @@ Seen on Apache Kafka with 32 partitions: of two Quix workers started together, o
 Quix's `TopicNotFoundError` for its state's changelog. Quix made that topic at start-up; the
 other worker's creation found it made, then looked it up before its broker's metadata showed it.
 The worker now makes the changelogs itself beforehand, as Quix makes them
-(`quix_worker.worker.worker_topics`), as the Faust worker already made its tables'.
+(`clients.offline.worker_topics`), as the Faust worker already made its tables'.
 
 The race is timing's: with the changelogs left to Quix, the many-partitions test below failed 2
 times in 4 on this machine (`TopicNotFoundError` in a worker's log), and passed 4 times in 4 with
@@ -60,16 +60,15 @@ def _settings(bootstrap: str, app_id: str, data_dir: Any) -> WorkerSettings:
 
 @pytest.mark.engines("tansu")
 def test_the_quix_worker_makes_its_state_changelogs_as_quix_makes_them(fresh_broker, tmp_path):
-    from clients.offline import ensure_worker_topics
+    from clients.offline import ensure_worker_topics, worker_topics
     from quix_worker.app import create_app
-    from quix_worker.worker import worker_topics
 
     bootstrap = fresh_broker.bootstrap
     # A journal of 6 partitions made beforehand; the worker's step makes the rest with 4, and
     # each changelog follows its source: the journal's 6, the claims' 4.
     ensure_topics(bootstrap, 6, [topics.JOURNAL])
-    names, configs = worker_topics("by-worker")
-    report = ensure_worker_topics("quix", "by-worker", bootstrap, 4, names, configs)
+    names, _ = worker_topics("quix", "by-worker")
+    report = ensure_worker_topics("quix", "by-worker", bootstrap, 4)
     sources = (topics.JOURNAL, topics.CLAIMS)
     made = [topics.quix_changelog_topic("by-worker", s) for s in sources]
     assert set(made) <= set(report.created) and set(made) <= set(names)
