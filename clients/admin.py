@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from schemas.topics import (
     CLAIMS,
@@ -28,6 +28,8 @@ from schemas.topics import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 ALL_TOPICS: tuple[str, ...] = (*INPUT_TOPICS, *OUTPUT_TOPICS, JOURNAL, CLAIMS)
 
@@ -130,7 +132,7 @@ async def ensure_topics_async(
             # aiokafka has logged why (refused, unknown host, failed authentication, ...).
             raise TopicError(f"cannot reach a Kafka broker at {bootstrap} "
                              f"({exc or type(exc).__name__})") from None
-        present = set(await asyncio.wait_for(admin.list_topics(), _left(deadline)))
+        present = set(await any_broker(admin.list_topics, deadline))
         why = refuse(present) if refuse is not None else None
         if why:
             raise Refused(why)
@@ -151,10 +153,9 @@ async def ensure_topics_async(
                 )
                 for name in missing
             ]
-            response = await asyncio.wait_for(
-                admin.create_topics(new, timeout_ms=int(_left(deadline) * 1000)),
-                _left(deadline),
-            )
+            response = await any_broker(
+                lambda: admin.create_topics(new, timeout_ms=int(_left(deadline) * 1000)),
+                deadline)
             refused: list[tuple[NewTopic, int]] = []
             by_name = {t.name: t for t in new}
             for name, code, message in topic_errors(response):
@@ -220,11 +221,12 @@ async def topic_names_async(bootstrap: str, *, timeout: float = 30.0,
     """The names of the topics on `bootstrap`."""
     from aiokafka.admin import AIOKafkaAdminClient
 
+    deadline = time.monotonic() + timeout
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap,
                                 request_timeout_ms=max(int(timeout * 1000), 1000), **client_kwargs)
     try:
         await asyncio.wait_for(admin.start(), timeout)
-        return set(await asyncio.wait_for(admin.list_topics(), timeout))
+        return set(await any_broker(admin.list_topics, deadline))
     except TimeoutError:
         raise TopicError(f"no answer from {bootstrap} within {timeout:g} s") from None
     finally:
@@ -265,7 +267,7 @@ async def cluster_replication_factor(admin: Any, timeout: float) -> int:
         return None
 
     try:
-        cluster = await asyncio.wait_for(admin.describe_cluster(), timeout)
+        cluster = await any_broker(admin.describe_cluster, deadline)
         brokers = [b["node_id"] for b in cluster["brokers"]]
     except (TimeoutError, KafkaError, LookupError, TypeError):
         return 1
@@ -345,13 +347,14 @@ async def topic_configs_async(bootstrap: str, names: Iterable[str], *, timeout: 
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
+    deadline = time.monotonic() + timeout
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap,
                                 request_timeout_ms=max(int(timeout * 1000), 1000), **client_kwargs)
     try:
         await asyncio.wait_for(admin.start(), timeout)
-        present = set(await asyncio.wait_for(admin.list_topics(), timeout))
-        return await asyncio.wait_for(
-            describe_topic_configs(admin, [n for n in names if n in present]), timeout)
+        present = set(await any_broker(admin.list_topics, deadline))
+        return await any_broker(
+            lambda: describe_topic_configs(admin, [n for n in names if n in present]), deadline)
     except TimeoutError:
         raise TopicError(f"no answer from {bootstrap} within {timeout:g} s") from None
     except (KafkaError, OSError) as exc:
@@ -372,6 +375,39 @@ def _left(deadline: float) -> float:
     return max(deadline - time.monotonic(), 0.001)
 
 
+#: The time the first try of `any_broker` is given; each next one gets twice its predecessor's.
+FIRST_TRY = 1.0
+
+
+async def any_broker(ask: Callable[[], Awaitable[T]], deadline: float) -> T:
+    """`ask()`, a request of an `AIOKafkaAdminClient`, asked again until it is answered or the
+    monotonic `deadline` passes, when the broker it went to does not answer.
+
+    Such a request goes to a broker the client picks at random among those of the cluster's
+    metadata, or to the one the metadata names as the controller. A broker that died stays in
+    that metadata until the controllers have missed its heartbeats for
+    `broker.session.timeout.ms`: asking it fails (`NodeNotReadyError`, at once where its host
+    refuses connections), or, as the controller, holds the request for the client's whole request
+    timeout. Asked again, the client picks another broker, and its metadata, refreshed after the
+    failed connection, may name another controller.
+
+    A try is cut short after `FIRST_TRY` s, the next after twice that, and so on (never past the
+    deadline): a live broker answers these requests well within the first, and a slow cluster
+    still gets tries as long as it needs. Asking again is safe for these requests (a topic that
+    a cut-short try did make is then reported as existing). What the last try raised is raised."""
+    from aiokafka.errors import KafkaConnectionError, NodeNotReadyError, RequestTimedOutError
+
+    allowed = FIRST_TRY
+    while True:
+        try:
+            return await asyncio.wait_for(ask(), min(_left(deadline), allowed))
+        except (NodeNotReadyError, KafkaConnectionError, RequestTimedOutError, TimeoutError):
+            if time.monotonic() >= deadline:
+                raise
+        allowed *= 2
+        await asyncio.sleep(min(0.1, _left(deadline)))
+
+
 def topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
     out = []
     for entry in response.topic_errors:
@@ -384,7 +420,7 @@ def topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
 async def _wait_usable(admin: Any, wanted: list[str], deadline: float) -> dict[str, int]:
     """Polls metadata until each topic exists and every partition has a leader."""
     while True:
-        described = await asyncio.wait_for(admin.describe_topics(wanted), _left(deadline))
+        described = await any_broker(lambda: admin.describe_topics(wanted), deadline)
         counts: dict[str, int] = {}
         ready = True
         for topic in described:

@@ -10,7 +10,7 @@ import logging
 from types import SimpleNamespace
 
 import pytest
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, NodeNotReadyError
 
 from clients.admin import cluster_replication_factor
 
@@ -19,13 +19,15 @@ class Admin:
     """The two calls it makes, answered as a broker would."""
 
     def __init__(self, brokers: int, default: str | None, fail: bool = False,
-                 down: frozenset[int] = frozenset()) -> None:
+                 down: frozenset[int] = frozenset(), unanswered: int = 0) -> None:
         self.brokers, self.default, self.fail, self.down = brokers, default, fail, down
+        self.unanswered = unanswered  # descriptions of the cluster sent to a dead broker
         self.asked: list[str] = []
 
     async def describe_cluster(self):
-        if self.fail:
-            raise KafkaConnectionError("gone")
+        if self.fail or self.unanswered:
+            self.unanswered -= 1
+            raise NodeNotReadyError("gone")
         return {"brokers": [{"node_id": i + 1} for i in range(self.brokers)]}
 
     async def describe_configs(self, resources):
@@ -54,7 +56,13 @@ def test_the_clusters_default_or_a_safe_one(caplog, brokers, default, factor, wa
 
 
 def test_no_answer_is_one():
-    assert asyncio.run(cluster_replication_factor(Admin(3, "3", fail=True), 5.0)) == 1
+    assert asyncio.run(cluster_replication_factor(Admin(3, "3", fail=True), 0.5)) == 1
+
+
+def test_a_description_sent_to_a_dead_broker_is_asked_again():
+    # The client sends it to a broker of its metadata at random. Before, one sent to a broker
+    # killed but still listed gave 1, and the worker made its topics with one replica, silently.
+    assert asyncio.run(cluster_replication_factor(Admin(3, "3", unanswered=2), 30.0)) == 3
 
 
 @pytest.mark.parametrize(("down", "factor", "asked", "warned"), [

@@ -1,0 +1,79 @@
+"""`clients.admin.any_broker`: an admin request whose broker does not answer is asked again, so
+that a broker killed but still in the cluster's metadata (until the controllers miss its
+heartbeats) neither fails nor misleads a worker that starts then. Seen on a three-broker Apache
+Kafka cluster with one broker killed: the cluster's description went to the dead broker, and the
+worker made its topics with one replica instead of three (tests/integration/test_cluster.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from aiokafka.errors import (
+    KafkaConnectionError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+    TopicAuthorizationFailedError,
+)
+
+from clients import admin
+from clients.admin import any_broker
+
+HANGS = "hangs"  # a try that never answers: the request went to a dead controller
+
+
+class Ask:
+    """Answers "answer" after the given failures, one per try."""
+
+    def __init__(self, failures: list[object]) -> None:
+        self.failures = list(failures)
+        self.tries = 0
+
+    async def __call__(self) -> str:
+        self.tries += 1
+        if self.failures:
+            failure = self.failures.pop(0)
+            if failure == HANGS:
+                await asyncio.Event().wait()
+            raise failure  # type: ignore[misc]
+        return "answer"
+
+
+@pytest.fixture(autouse=True)
+def _short_tries(monkeypatch):
+    monkeypatch.setattr(admin, "FIRST_TRY", 0.01)
+
+
+@pytest.mark.parametrize("failures", [
+    [],
+    [NodeNotReadyError("node 2")],  # a dead broker picked at random, then a live one
+    [NodeNotReadyError("node 2"), NodeNotReadyError("node 2")],
+    [KafkaConnectionError("reset")],
+    [RequestTimedOutError()],
+    [HANGS],  # a dead controller: the try is cut short, the next one answers
+    [HANGS, NodeNotReadyError("node 2"), HANGS],
+], ids=["at-once", "dead-once", "dead-twice", "connection", "timed-out", "hangs", "mixed"])
+def test_asked_again_until_a_broker_answers(failures):
+    ask = Ask(failures)
+    assert asyncio.run(any_broker(ask, time.monotonic() + 60)) == "answer"
+    assert ask.tries == len(failures) + 1
+
+
+@pytest.mark.parametrize(("failure", "raised"), [
+    (NodeNotReadyError("node 2"), NodeNotReadyError),
+    (HANGS, TimeoutError),
+])
+def test_no_answer_by_the_deadline_raises_the_last_error(failure, raised):
+    ask = Ask([failure] * 10_000)
+    with pytest.raises(raised):
+        asyncio.run(any_broker(ask, time.monotonic() + 0.3))
+    assert ask.tries > 1
+
+
+def test_an_answer_that_is_an_error_is_not_asked_again():
+    # Not a broker that is gone: the cluster's own answer (an ACL here), for the caller to report.
+    ask = Ask([TopicAuthorizationFailedError()])
+    with pytest.raises(TopicAuthorizationFailedError):
+        asyncio.run(any_broker(ask, time.monotonic() + 60))
+    assert ask.tries == 1
