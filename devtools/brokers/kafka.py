@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from clients.connect import free_port
-from devtools.brokers.process import BrokerError, BrokerNotInstalled, BrokerProcess
+from devtools.brokers.process import LOOPBACK, BrokerError, BrokerNotInstalled, BrokerProcess
 
 HERE = Path(__file__).resolve().parent
 POM = HERE / "maven" / "pom.xml"
@@ -322,7 +322,7 @@ class KafkaCluster:
 
     def __init__(self, size: int = 3, *, extra_config: dict[str, str] | None = None,
                  **kwargs: Any) -> None:
-        host = kwargs.get("host", "127.0.0.1")
+        host = kwargs.get("host", LOOPBACK)
         voters = {node: free_port(host) for node in range(1, size + 1)}
         cluster_id = new_cluster_id()
         config = {**cluster_config(size), **(extra_config or {})}

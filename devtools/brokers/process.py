@@ -43,6 +43,10 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+#: Where a broker listens unless told otherwise: loopback only.
+LOOPBACK = "127.0.0.1"
+
+
 class BrokerProcess:
     """A broker process on loopback; a context manager. Subclasses say how to start one
     (`prepare(port)` returns the command, after writing whatever the broker needs first).
@@ -58,7 +62,7 @@ class BrokerProcess:
         self,
         port: int | None = None,
         *,
-        host: str = "127.0.0.1",
+        host: str = LOOPBACK,
         startup_timeout: float = 30.0,
         stop_timeout: float = 10.0,
         log: IO[bytes] | None = None,

@@ -49,12 +49,10 @@ def test_only_a_static_member_watches_for_being_fenced(tmp_path):
     assert "instance id 'worker-1'" in watch._message  # noqa: SLF001
 
 
-def test_a_fenced_worker_crashes_its_app_with_what_to_do():
+def test_a_fenced_worker_crashes_its_app_with_what_to_do(app_holding):
     # `fenced` reads the error aiokafka's group coordinator holds (tests/agents/
     # test_faust_private.py); the service started with the app crashes it, and so stops the
     # worker, with the message.
-    from types import SimpleNamespace
-
     from aiokafka.errors import KafkaError
 
     from agents.app import FencedWorker, StopWhenFenced, fenced_message
@@ -65,9 +63,7 @@ def test_a_fenced_worker_crashes_its_app_with_what_to_do():
     async def crash(reason: BaseException) -> None:
         crashed.append(reason)
 
-    coordinator = SimpleNamespace(_pending_exception=None)
-    client = SimpleNamespace(_consumer=SimpleNamespace(_coordinator=coordinator))
-    app = SimpleNamespace(_consumer=SimpleNamespace(_thread=client), crash=crash)
+    app, coordinator = app_holding(crash=crash)
 
     async def run() -> None:
         watch = StopWhenFenced(app, fenced_message("mynapoint", "worker-1"))  # type: ignore[arg-type]
@@ -92,21 +88,17 @@ def test_a_fenced_worker_crashes_its_app_with_what_to_do():
     (None, False),       # a plain stop
 ])
 def test_a_worker_that_stopped_on_the_fencing_error_before_its_watch_looked_says_why(
-        caplog, reason, says):
+        caplog, app_holding, reason, says):
     # The race seen once in CI: Faust's fetcher raised aiokafka's pending `FencedInstanceIdError`
     # and crashed the app before `StopWhenFenced` looked; the worker stopped without the message.
-    from types import SimpleNamespace
-
     from aiokafka.errors import KafkaError, UnknownError
 
     from agents.app import StopWhenFenced, fenced_message
     from agents.faust_private import name_fenced_instance_ids
 
-    coordinator = SimpleNamespace(_pending_exception=None)  # what the fetch took
-    client = SimpleNamespace(_consumer=SimpleNamespace(_coordinator=coordinator))
     crash_reason = {"fenced": KafkaError(repr(name_fenced_instance_ids()())),
                     "other": KafkaError(repr(UnknownError())), None: None}[reason]
-    app = SimpleNamespace(_consumer=SimpleNamespace(_thread=client), crash_reason=crash_reason)
+    app, _ = app_holding(crash_reason=crash_reason)  # nothing held: the fetch took it
 
     async def run() -> None:
         watch = StopWhenFenced(app, fenced_message("mynapoint", "worker-1"))  # type: ignore[arg-type]

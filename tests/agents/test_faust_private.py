@@ -708,15 +708,6 @@ def test_the_start_of_a_partition_is_its_committed_offset_or_its_first_one_in_th
     assert start_offset(app, fresh) == 7
 
 
-def _holding(error: BaseException | None) -> Any:
-    """An app whose consumer's aiokafka group coordinator holds `error` for the user."""
-    from types import SimpleNamespace
-
-    coordinator = SimpleNamespace(_pending_exception=error)
-    thread = SimpleNamespace(_consumer=SimpleNamespace(_coordinator=coordinator))
-    return SimpleNamespace(_consumer=SimpleNamespace(_thread=thread))
-
-
 def test_aiokafka_hands_a_fenced_member_s_error_to_the_user_under_a_name_we_give_it():
     # Pinned: aiokafka has no class for Kafka's error 82, reads unknown codes from
     # `kafka_errors`, raises a join error it does not handle as `KafkaError(repr(err))`, and keeps
@@ -744,7 +735,7 @@ def test_aiokafka_hands_a_fenced_member_s_error_to_the_user_under_a_name_we_give
     ("other", False),      # any other error
     (None, False),         # nothing held
 ])
-def test_a_worker_knows_when_the_broker_fenced_it(held, is_fenced):
+def test_a_worker_knows_when_the_broker_fenced_it(app_holding, held, is_fenced):
     from aiokafka.errors import KafkaError, UnknownError
 
     from agents.faust_private import fenced, name_fenced_instance_ids
@@ -753,7 +744,7 @@ def test_a_worker_knows_when_the_broker_fenced_it(held, is_fenced):
     made = {"join": KafkaError(repr(error)),
             "heartbeat": KafkaError(f"Unexpected exception in heartbeat task: {error!r}"),
             "other": KafkaError(repr(UnknownError())), None: None}[held]
-    assert fenced(_holding(made)) is (made if is_fenced else None)
+    assert fenced(app_holding(made)[0]) is (made if is_fenced else None)
 
 
 def test_a_worker_whose_consumer_is_not_made_yet_is_not_fenced(app):
