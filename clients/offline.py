@@ -13,8 +13,8 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Collection, Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from typing import Any, TypeVar
 
 from clients.admin import (
     ALL_TOPICS,
@@ -26,6 +26,7 @@ from clients.admin import (
     Refused,
     TopicError,
     TopicsReport,
+    any_broker,
     describe_topic_configs,
     ensure_topics,
     topic_errors,
@@ -42,6 +43,8 @@ from streams.audit.takeover import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # A record to send: topic, partition, key, value, headers.
 Outgoing = tuple[str, int, bytes | None, bytes | None, list[tuple[str, bytes]]]
@@ -327,6 +330,13 @@ class OfflineJob:
     async def close(self) -> None:
         await self.admin.close()
 
+    async def ask(self, request: Callable[[], Awaitable[T]]) -> T:
+        """`request()`, a request of the job's admin client, asked again of another broker while
+        the one it went to does not answer, for up to the job's timeout
+        (`clients.admin.any_broker`: a broker that died is still in the metadata for a while).
+        Each request used so is safe to repeat."""
+        return await any_broker(request, time.monotonic() + self.timeout)
+
     async def _refuse_active_members(self) -> None:
         """Stops the job while any worker of the app's consumer group is running."""
         deadline = time.monotonic() + 60
@@ -374,7 +384,7 @@ class OfflineJob:
         return {name: folds[topic].rows for name, topic in changelogs.items()}
 
     async def _partition_counts(self, names: list[str]) -> dict[str, int]:
-        described = await self.admin.describe_topics(names)
+        described = await self.ask(lambda: self.admin.describe_topics(names))
         out = {}
         for t in described:
             if t.get("error_code", 0) == 0 and t.get("partitions"):
@@ -382,7 +392,7 @@ class OfflineJob:
         return out
 
     async def _replication(self, names: list[str]) -> dict[str, int]:
-        described = await self.admin.describe_topics(names)
+        described = await self.ask(lambda: self.admin.describe_topics(names))
         out = {}
         for t in described:
             parts = t.get("partitions") or []
@@ -401,7 +411,8 @@ class OfflineJob:
             await asyncio.sleep(0.2)
 
     async def _committed(self) -> dict[str, dict[int, int]]:
-        offsets = await self.admin.list_consumer_group_offsets(self.app_id)
+        offsets = await self.ask(
+            lambda: self.admin.list_consumer_group_offsets(self.app_id))
         out: dict[str, dict[int, int]] = {}
         for tp, meta in offsets.items():
             if meta.offset >= 0:
@@ -413,7 +424,7 @@ class OfflineJob:
         `engine` make it with (`made_configs`), under those made on the topic itself since
         (not the broker's defaults; Tansu reports a topic's own settings as defaults, so only
         the first count there)."""
-        present = set(await self.admin.list_topics())
+        present = set(await self.ask(self.admin.list_topics))
         found = await describe_topic_configs(self.admin, [n for n in names if n in present],
                                              own_only=True)
         if found.errors:
@@ -431,11 +442,12 @@ class OfflineJob:
         from aiokafka.admin import NewTopic
 
         deadline = time.monotonic() + self.timeout
-        if topic in set(await self.admin.list_topics()):
-            await self.admin.delete_topics([topic], timeout_ms=60_000)
+        if topic in set(await self.ask(self.admin.list_topics)):
+            await self.ask(lambda: self.admin.delete_topics([topic], timeout_ms=60_000))
         # Deletion is asynchronous: the topic is created again once it is gone.
         while True:
-            if topic not in set(await self.admin.list_topics()):
+            if topic not in set(await self.ask(self.admin.list_topics)):
+                # Not asked again: a repeat would find the topic made and take it for the old.
                 response = await self.admin.create_topics(
                     [NewTopic(topic, partitions, replicas, topic_configs=dict(configs))],
                     timeout_ms=60_000)

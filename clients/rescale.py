@@ -386,7 +386,8 @@ class Rescaler(OfflineJob):
         todo = {t: NewPartitions(self.m) for t in grown_topics() if counts.get(t, self.m) < self.m}
         if todo:
             self.say(f"grow: {len(todo)} topics to {self.m} partitions")
-            response = await self.admin.create_partitions(todo, timeout_ms=60_000)
+            response = await self.ask(
+                lambda: self.admin.create_partitions(todo, timeout_ms=60_000))
             for name, code, message in topic_errors(response):
                 if code not in (0, 37):  # 37: INVALID_PARTITIONS (already there, a re-run)
                     raise RescaleFailed(f"cannot add partitions to {name}: error {code} "
@@ -477,7 +478,7 @@ class Rescaler(OfflineJob):
 
     async def _engine(self) -> str | None:
         """The engine whose changelogs hold the app's state (None: no worker wrote any)."""
-        present = set(await self.admin.list_topics())
+        present = set(await self.ask(self.admin.list_topics))
         found = [e for e in ENGINES if set(state_topics(e, self.app_id).values()) & present]
         if len(found) > 1:
             raise RescaleFailed(

@@ -96,7 +96,7 @@ class Takeover(OfflineJob):
             retired = [t for t in state_topics(self.source, self.app_id).values()
                        if t in present]
             if retired:
-                await self.admin.delete_topics(retired, timeout_ms=60_000)
+                await self.ask(lambda: self.admin.delete_topics(retired, timeout_ms=60_000))
             self.summary.retired = retired
             self.say(f"retired {', '.join(retired) or 'nothing'}")
         finally:
@@ -105,7 +105,7 @@ class Takeover(OfflineJob):
         return self.summary
 
     async def _check(self) -> tuple[int, set[str]]:
-        present = set(await self.admin.list_topics())
+        present = set(await self.ask(self.admin.list_topics))
         if topics.JOURNAL not in present:
             raise TakeoverFailed(f"{topics.JOURNAL} does not exist on {self.bootstrap}: nothing "
                                  "to take over (start the workers of the engine you want)")

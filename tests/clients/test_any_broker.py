@@ -77,3 +77,33 @@ def test_an_answer_that_is_an_error_is_not_asked_again():
     with pytest.raises(TopicAuthorizationFailedError):
         asyncio.run(any_broker(ask, time.monotonic() + 60))
     assert ask.tries == 1
+
+
+class DeadFirst:
+    """An admin client each of whose requests goes first to a broker that died."""
+
+    def __init__(self) -> None:
+        self.tries: dict[str, int] = {}
+
+    def _try(self, name: str) -> None:
+        self.tries[name] = self.tries.get(name, 0) + 1
+        if self.tries[name] == 1:
+            raise NodeNotReadyError("node 2")
+
+    async def list_topics(self) -> list[str]:
+        self._try("list_topics")
+        return ["journal"]
+
+    async def describe_topics(self, names: list[str]) -> list[dict]:
+        self._try("describe_topics")
+        return [{"topic": n, "error_code": 0, "partitions": [{}, {}]} for n in names]
+
+
+def test_the_offline_commands_ask_again_too():
+    from clients.offline import OfflineJob
+
+    job = OfflineJob("b:1", "app", timeout=60)
+    job.admin = DeadFirst()
+    assert asyncio.run(job.ask(job.admin.list_topics)) == ["journal"]
+    assert asyncio.run(job._partition_counts(["journal"])) == {"journal": 2}
+    assert job.admin.tries == {"list_topics": 2, "describe_topics": 2}
