@@ -394,16 +394,21 @@ async def any_broker(ask: Callable[[], Awaitable[T]], deadline: float) -> T:
     A try is cut short after `FIRST_TRY` s, the next after twice that, and so on (never past the
     deadline): a live broker answers these requests well within the first, and a slow cluster
     still gets tries as long as it needs. Asking again is safe for these requests (a topic that
-    a cut-short try did make is then reported as existing). What the last try raised is raised."""
+    a cut-short try did make is then reported as existing). Unanswered by the deadline, it
+    raises `TimeoutError` (from the last try's error), which its callers report as no answer in
+    time; an answer that is an error is raised as it is."""
     from aiokafka.errors import KafkaConnectionError, NodeNotReadyError, RequestTimedOutError
 
     allowed = FIRST_TRY
     while True:
         try:
             return await asyncio.wait_for(ask(), min(_left(deadline), allowed))
-        except (NodeNotReadyError, KafkaConnectionError, RequestTimedOutError, TimeoutError):
+        except TimeoutError:
             if time.monotonic() >= deadline:
                 raise
+        except (NodeNotReadyError, KafkaConnectionError, RequestTimedOutError) as exc:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no broker answered ({exc!r})") from exc
         allowed *= 2
         await asyncio.sleep(min(0.1, _left(deadline)))
 

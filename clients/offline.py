@@ -334,8 +334,13 @@ class OfflineJob:
         """`request()`, a request of the job's admin client, asked again of another broker while
         the one it went to does not answer, for up to the job's timeout
         (`clients.admin.any_broker`: a broker that died is still in the metadata for a while).
-        Each request used so is safe to repeat."""
-        return await any_broker(request, time.monotonic() + self.timeout)
+        Each request used so is safe to repeat. Unanswered, the job stops saying so."""
+        try:
+            return await any_broker(request, time.monotonic() + self.timeout)
+        except TimeoutError:
+            raise self.failure(f"no broker of {self.bootstrap} answered within "
+                               f"{self.timeout:g} s: check that the cluster is up, then run "
+                               f"{self.command} again") from None
 
     async def _refuse_active_members(self) -> None:
         """Stops the job while any worker of the app's consumer group is running."""
