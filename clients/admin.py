@@ -396,21 +396,37 @@ async def any_broker(ask: Callable[[], Awaitable[T]], deadline: float) -> T:
     still gets tries as long as it needs. Asking again is safe for these requests (a topic that
     a cut-short try did make is then reported as existing). Unanswered by the deadline, it
     raises `TimeoutError` (from the last try's error), which its callers report as no answer in
-    time; an answer that is an error is raised as it is."""
+    time; an answer that is an error is raised as it is.
+
+    The first try that goes unanswered is logged, once, as a warning. aiokafka's "Unable
+    connect" errors of the tries themselves are not (`clients.connect.quiet_connect_errors`): a
+    dead controller alone gave ten a second. Its client's metadata refreshes, which run apart,
+    still log theirs, naming the dead broker."""
     from aiokafka.errors import KafkaConnectionError, NodeNotReadyError, RequestTimedOutError
 
+    from clients.connect import quiet_connect_errors
+
     allowed = FIRST_TRY
-    while True:
-        try:
-            return await asyncio.wait_for(ask(), min(_left(deadline), allowed))
-        except TimeoutError:
-            if time.monotonic() >= deadline:
-                raise
-        except (NodeNotReadyError, KafkaConnectionError, RequestTimedOutError) as exc:
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"no broker answered ({exc!r})") from exc
-        allowed *= 2
-        await asyncio.sleep(min(0.1, _left(deadline)))
+    said = False
+    with quiet_connect_errors():
+        while True:
+            try:
+                return await asyncio.wait_for(ask(), min(_left(deadline), allowed))
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise
+                why = f"no answer within {allowed:g} s"
+            except (NodeNotReadyError, KafkaConnectionError, RequestTimedOutError) as exc:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"no broker answered ({exc!r})") from exc
+                why = str(exc)
+            if not said:
+                log.warning("a broker did not answer (%s): asking again, of another one if "
+                            "need be (a broker that died stays in the cluster's metadata for "
+                            "its broker.session.timeout.ms)", why)
+                said = True
+            allowed *= 2
+            await asyncio.sleep(min(0.1, _left(deadline)))
 
 
 def topic_errors(response: Any) -> list[tuple[str, int, str | None]]:

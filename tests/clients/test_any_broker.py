@@ -7,6 +7,7 @@ worker made its topics with one replica instead of three (tests/integration/test
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -115,3 +116,25 @@ def test_an_offline_command_that_no_broker_answers_says_what_to_do():
     with pytest.raises(OfflineFailed, match="no broker of b:1 answered within 0.3 s: check that "
                                             "the cluster is up, then run mynapoint rescale again"):
         asyncio.run(job.ask(Ask([NodeNotReadyError("node 2")] * 10_000)))
+
+
+def test_one_warning_instead_of_aiokafkas_errors(caplog):
+    aiokafka = logging.getLogger("aiokafka")
+
+    async def dead_then_live(ask: Ask) -> str:
+        if not ask.failures:
+            return await ask()
+        aiokafka.error("Unable connect to node with id %s: %s", 2, "refused")  # as its client does
+        return await ask()
+
+    ask = Ask([NodeNotReadyError("node 2")] * 3)
+    with caplog.at_level(logging.WARNING):
+        assert asyncio.run(any_broker(lambda: dead_then_live(ask), time.monotonic() + 60)) == "answer"
+        aiokafka.error("Unable connect to node with id %s: %s", 3, "refused")  # said outside
+    said = [(r.name, r.getMessage()) for r in caplog.records]
+    assert said == [
+        ("clients.admin", "a broker did not answer (NodeNotReadyError: node 2): asking again, of "
+                          "another one if need be (a broker that died stays in the cluster's "
+                          "metadata for its broker.session.timeout.ms)"),
+        ("aiokafka", "Unable connect to node with id 3: refused"),
+    ]
