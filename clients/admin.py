@@ -376,7 +376,9 @@ def _left(deadline: float) -> float:
 
 
 #: The time the first try of `any_broker` is given; each next one gets twice its predecessor's.
-FIRST_TRY = 1.0
+#: Long enough that a live broker's answer is not cut short, even on a loaded machine: a
+#: creation cut short and asked again reports its topics as existing, not made.
+FIRST_TRY = 4.0
 
 
 async def any_broker(ask: Callable[[], Awaitable[T]], deadline: float) -> T:
@@ -392,8 +394,8 @@ async def any_broker(ask: Callable[[], Awaitable[T]], deadline: float) -> T:
     failed connection, may name another controller.
 
     A try is cut short after `FIRST_TRY` s, the next after twice that, and so on (never past the
-    deadline): a live broker answers these requests well within the first, and a slow cluster
-    still gets tries as long as it needs. Asking again is safe for these requests (a topic that
+    deadline): a live broker answers these requests well within the first (a request to a dead
+    controller costs that much), and a slow cluster still gets tries as long as it needs. Asking again is safe for these requests (a topic that
     a cut-short try did make is then reported as existing). Unanswered by the deadline, it
     raises `TimeoutError` (from the last try's error), which its callers report as no answer in
     time; an answer that is an error is raised as it is.
