@@ -73,7 +73,7 @@ class _Peers:
     async def get(self, fresh: bool = False) -> list[str]:
         from aiokafka.admin import AIOKafkaAdminClient
 
-        from clients.admin import group_members
+        from clients.admin import any_broker, group_members
 
         if not fresh and time.monotonic() - self.at < PEERS_TTL:
             return self.urls
@@ -85,7 +85,9 @@ class _Peers:
                 await admin.close()
                 raise
             self.admin = admin
-        self.urls = urls_of(await group_members(self.admin, self.group))
+        # Asked again of another broker while one that died is still in the metadata.
+        self.urls = urls_of(await any_broker(lambda: group_members(self.admin, self.group),
+                                             time.monotonic() + ROUTE_TIMEOUT))
         self.at = time.monotonic()
         return self.urls
 
