@@ -161,9 +161,10 @@ class _Sent:
     """A stand-in for AIOKafkaProducer recording what would be sent, in order."""
 
     log: list[tuple[str, bytes, bytes]] = []
+    made_with: dict[str, Any] = {}
 
     def __init__(self, **kwargs: Any):
-        pass
+        _Sent.made_with = kwargs
 
     async def start(self) -> None:
         pass
@@ -180,12 +181,16 @@ class _Sent:
         return fut
 
 
-@pytest.mark.parametrize("keep_order", [False, True])
+@pytest.mark.parametrize(("keep_order", "idempotent"), [(False, True), (True, False)])
 def test_the_send_path_uses_the_same_order(monkeypatch: pytest.MonkeyPatch,
-                                           keep_order: bool) -> None:
+                                           keep_order: bool, idempotent: bool) -> None:
     import aiokafka
 
+    async def gives_producer_ids(*args: Any, **kwargs: Any) -> bool:
+        return idempotent  # Apache Kafka, or Tansu
+
     monkeypatch.setattr(aiokafka, "AIOKafkaProducer", _Sent)
+    monkeypatch.setattr("clients.produce.gives_producer_ids", gives_producer_ids)
     _Sent.log = []
     lines = to_lines([pay("A", "2021-03-05T09:00:00+09:00", event_id="pay"),
                       link("A", "2021-03-02T09:00:00+09:00", event_id="link"),
@@ -197,6 +202,8 @@ def test_the_send_path_uses_the_same_order(monkeypatch: pytest.MonkeyPatch,
     assert report.total_sent == 3
     assert report.moved == (None if keep_order else 2)
     assert {k for _, k, _ in _Sent.log} == {b"A"}
+    assert report.idempotent is _Sent.made_with["enable_idempotence"] is idempotent
+    assert _Sent.made_with["acks"] == "all"
 
 
 def test_the_command_says_how_many_it_moved(tmp_path: Path,
