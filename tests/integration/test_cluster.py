@@ -27,6 +27,8 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,16 +77,29 @@ async def _replicas(bootstrap: str, names: list[str]) -> tuple[dict[str, set[int
     return {t["topic"]: {len(p["replicas"]) for p in t["partitions"]} for t in described}, factor
 
 
+def _history(tmp_path: Path, people: int, seed: int) -> tuple[list[bytes], Any, Path]:
+    """A history's lines, what `simulate` expects of them (`_expect`), and a folder for logs."""
+    lines = _sorted_history(people, seed=seed)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    return lines, _expect(lines), logs
+
+
+def _assert_made_with_three_replicas(bootstrap: str, engine: str) -> None:
+    """The worker made its topics with the cluster's three replicas, not one."""
+    made = [topics.JOURNAL, topics.CLAIMS, *state_topics(engine, APP_ID).values()]
+    replicas, factor = run_blocking(_replicas(bootstrap, made))
+    assert factor == 3
+    assert replicas == {t: {3} for t in made}, replicas
+
+
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_a_worker_decides_through_the_loss_of_one_broker_of_three(tmp_path, worker_engine,
                                                                  guarantee):
     if (worker_engine, guarantee) == ("quix", "exactly_once"):
         pytest.skip("librdkafka's send_offsets_to_transaction waits for ever for a group "
                     "coordinator that left the cluster (librdkafka #5511; module docstring)")
-    lines = _sorted_history(400, seed=83)
-    expected, contended, wanted = _expect(lines)
-    logs = tmp_path / "logs"
-    logs.mkdir()
+    lines, (expected, contended, wanted), logs = _history(tmp_path, 400, seed=83)
     with KafkaCluster(3) as cluster:
         bootstrap = cluster.bootstrap
         worker = WorkerProcess(cluster, tmp_path / "data", logs,  # type: ignore[arg-type]
@@ -103,13 +118,8 @@ def test_a_worker_decides_through_the_loss_of_one_broker_of_three(tmp_path, work
             worker.assert_alive()
         finally:
             worker.stop()
-        # The worker made its topics with the cluster's three replicas, not one.
-        made = [topics.JOURNAL, topics.CLAIMS, *state_topics(worker_engine, APP_ID).values()]
         alive = next(n for n in cluster.nodes if n is not lost)
-        replicas, factor = run_blocking(_replicas(alive.bootstrap, made))
-        assert factor == 3
-        assert replicas == {t: {3} for t in made}, replicas
-
+        _assert_made_with_three_replicas(alive.bootstrap, worker_engine)
 
 
 def test_a_worker_started_just_after_a_broker_died_decides_everything(tmp_path, worker_engine):
@@ -117,10 +127,7 @@ def test_a_worker_started_just_after_a_broker_died_decides_everything(tmp_path, 
     cluster's metadata still lists the dead broker (for `broker.session.timeout.ms`, 2 s on
     these test clusters; seen every time here, not asserted: it is a matter of timing), makes
     its own topics with three replicas, and decides every event as `simulate` does."""
-    lines = _sorted_history(300, seed=84)
-    expected, contended, wanted = _expect(lines)
-    logs = tmp_path / "logs"
-    logs.mkdir()
+    lines, (expected, contended, wanted), logs = _history(tmp_path, 300, seed=84)
     with KafkaCluster(3) as cluster:
         bootstrap = cluster.bootstrap
         _produce(bootstrap, lines)  # the inputs, made before the loss
@@ -136,9 +143,7 @@ def test_a_worker_started_just_after_a_broker_died_decides_everything(tmp_path, 
             worker.assert_alive()
         finally:
             worker.stop()
-        made = [topics.JOURNAL, topics.CLAIMS, *state_topics(worker_engine, APP_ID).values()]
-        replicas, _ = run_blocking(_replicas(cluster.nodes[1].bootstrap, made))
-        assert replicas == {t: {3} for t in made}, replicas
+        _assert_made_with_three_replicas(cluster.nodes[1].bootstrap, worker_engine)
 
 
 async def _until_written(bootstrap: str, partitions: int, done: Callable[[], bool]) -> None:
