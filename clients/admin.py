@@ -395,10 +395,11 @@ async def any_broker(ask: Callable[[], Awaitable[T]], deadline: float) -> T:
 
     A try is cut short after `FIRST_TRY` s, the next after twice that, and so on (never past the
     deadline): a live broker answers these requests well within the first (a request to a dead
-    controller costs that much), and a slow cluster still gets tries as long as it needs. Asking again is safe for these requests (a topic that
-    a cut-short try did make is then reported as existing). Unanswered by the deadline, it
-    raises `TimeoutError` (from the last try's error), which its callers report as no answer in
-    time; an answer that is an error is raised as it is.
+    controller costs that much), and a slow cluster still gets tries as long as it needs. Asking
+    again is safe for these requests (a topic that a cut-short try did make is then reported as
+    existing). Unanswered by the deadline, it raises `TimeoutError` (from the last try's
+    error), which its callers report as no answer in time; an answer that is an error is raised
+    as it is.
 
     The first try that goes unanswered is logged, once, as a warning. aiokafka's "Unable
     connect" errors of the tries themselves are not (`clients.connect.quiet_connect_errors`): a

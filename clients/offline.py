@@ -126,12 +126,12 @@ def ensure_worker_topics(engine: str, app_id: str, bootstrap: str, partitions: i
 def start_worker_topics(engine: str, settings: Any) -> TopicsReport | None:
     """`ensure_worker_topics` for a worker about to start with `settings` (a
     `streams.pipeline.settings.WorkerSettings`), then the checks of the topics' settings
-    (`config_problem`) and layout (`layout_problem`); or None after saying on stderr why it cannot start (it then exits 2): the
-    app's state is in the other engine's changelogs, a topic's settings would lose history or
-    state, the topics are not laid out for their partition counts, the cluster cannot hold the
-    replication factor, the broker will not describe the settings of a topic a Quix worker
-    uses, or the broker could not be reached, refused the client, or did not make the topics
-    usable in time."""
+    (`config_problem`) and layout (`layout_problem`); or None after saying on stderr why it
+    cannot start (it then exits 2): the app's state is in the other engine's changelogs, a
+    topic's settings would lose history or state, the topics are not laid out for their
+    partition counts, the cluster cannot hold the replication factor, the broker will not
+    describe the settings of a topic a Quix worker uses, or the broker could not be reached,
+    refused the client, or did not make the topics usable in time."""
     try:
         report = ensure_worker_topics(engine, settings.app_id, settings.bootstrap,
                                       settings.partitions, settings.replication_factor,

@@ -53,10 +53,10 @@ from schemas.events import TYPE_NAMES
 from schemas.settings import ENV, from_env
 from schemas.topics import DEFAULT_PARTITIONS, INPUT_TOPICS, TOPIC_BY_TYPE
 
+log = logging.getLogger(__name__)
+
 _FLUSH_EVERY = 10_000  # sends awaited per chunk: bounds memory on large files
 
-
-log = logging.getLogger(__name__)
 
 def default_bootstrap() -> str:
     """`$MYNAPOINT_BOOTSTRAP`, else 127.0.0.1:9092."""

@@ -157,7 +157,8 @@ async def _until_written(bootstrap: str, partitions: int, done: Callable[[], boo
     try:
         parts = [TopicPartition(t, p) for t in topics.INPUT_TOPICS for p in range(partitions)]
         while not done():
-            with contextlib.suppress(KafkaError):  # the topics are not made yet
+            # The topics are not made yet, or the answer is slow: asked again.
+            with contextlib.suppress(KafkaError, TimeoutError):
                 if sum((await asyncio.wait_for(consumer.end_offsets(parts), 5)).values()):
                     return
             await asyncio.sleep(0.05)
