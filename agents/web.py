@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import ClientError
 
 from agents.faust_private import add_middleware
+from schemas.events import valid_person_id
 from streams.core.config import RulesConfig
 from streams.web.documents import (
     DOC_ENCODER,
@@ -31,7 +32,6 @@ from streams.web.documents import (
     STATUS_PATH,
     ServedBy,
     openapi_document,
-    valid_person_id,
 )
 from streams.web.http import (
     BAD_PERSON_ID,

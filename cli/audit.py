@@ -243,8 +243,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from schemas.events import valid_person_id
     from streams.audit.explain import as_dict, explain_events, explain_history, render
 
+    if not valid_person_id(args.person):
+        # Not echoed: a 12-digit value may be a My Number (seed 003), which must not be shown back.
+        return _err("explain", "PERSON is not a person_id: give the person's opaque id, 1-64 of "
+                    "[A-Za-z0-9_-] (CONTRACT.md), never a 12-digit number such as a My Number "
+                    "(個人番号)")
     try:
         source = _source_given(args, "file", "bootstrap", "events")
         if source == "events":

@@ -25,6 +25,7 @@ from aiohttp import web as aioweb
 
 from quix_worker import private
 from schemas import topics
+from schemas.events import valid_person_id
 from streams.core.config import RulesConfig
 from streams.web.documents import (
     DOC_ENCODER,
@@ -33,7 +34,6 @@ from streams.web.documents import (
     STATUS_PATH,
     ServedBy,
     openapi_document,
-    valid_person_id,
 )
 from streams.web.http import (
     BAD_PERSON_ID,

@@ -8,6 +8,7 @@ JSON Schema for integrators.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import typing
 from typing import Annotated, Literal
 
@@ -24,6 +25,13 @@ PRINTABLE_ASCII_1_64 = r"^[\x20-\x7e]{1,64}$(?!\n)"
 # (個人番号), which must never enter the system (seed 003).
 PERSON_ID_PATTERN = r"^(?!\d{12}$)[A-Za-z0-9_-]{1,64}$(?!\n)"
 MYKEY_PATTERN = r"^[A-Za-z0-9]{8}$(?!\n)"
+_PERSON_ID_RE = re.compile(PERSON_ID_PATTERN)
+
+
+def valid_person_id(person_id: str) -> bool:
+    """True when `person_id` could be a person id of CONTRACT.md: [A-Za-z0-9_-]{1,64}, never a
+    bare 12-digit number. Anything that asks for a person checks it before echoing the id."""
+    return _PERSON_ID_RE.fullmatch(person_id) is not None  # `$` alone would allow a final "\n"
 
 EventId = Annotated[
     str,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import re
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -39,7 +38,6 @@ from streams.core.timeutil import day_to_date, jst_day, to_jst
 from streams.core.versions import decode_ledger_record
 from streams.web.status_page import PAGE_PATH
 
-PERSON_ID_RE = re.compile(PERSON_ID_PATTERN)
 JSON = "application/json"
 #: The API's paths (the page's is `status_page.PAGE_PATH`).
 STATUS_PATH = "/persons/{person_id}"
@@ -48,11 +46,6 @@ OPENAPI_PATH = "/openapi.json"
 
 
 # --- request checks ---------------------------------------------------------------------------
-
-
-def valid_person_id(person_id: str) -> bool:
-    """CONTRACT.md's person_id: [A-Za-z0-9_-]{1,64}, never a bare 12-digit number."""
-    return PERSON_ID_RE.fullmatch(person_id) is not None  # `$` alone would allow a final "\n"
 
 
 def _digest(value: str) -> bytes:

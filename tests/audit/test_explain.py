@@ -227,3 +227,16 @@ def test_explain_command(demo, tmp_path, capsys):
     assert d["found"] and d["rules_version"] == CFG.version and d["notes"] == []
     assert main(["explain", "NOBODY", "--file", str(export)]) == 1
     assert main(["explain", "P1", "--events", str(tmp_path / "absent")]) == 2
+
+
+@pytest.mark.parametrize("person", ["123456789012", "P 1", "x" * 65])
+def test_explain_refuses_what_cannot_be_a_person_id_without_echoing_it(demo, tmp_path, capsys,
+                                                                     person):
+    lines, _ = demo
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    assert main(["explain", person, "--events", str(events), "--config", str(DEMO)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "not a person_id" in err and "12-digit" in err
+    assert person not in err
