@@ -85,6 +85,7 @@ async def read_topics(
     start: Mapping[str, Mapping[int, int]] | None = None,
     tail: int | None = None,
     on_records: Callable[[list[Any]], None] | None = None,
+    made: bool = False,
     timeout: float = 120.0,
     **client_kwargs: Any,
 ) -> TopicDump:
@@ -93,7 +94,10 @@ async def read_topics(
     `only` maps a topic to the partitions to read of it (the others: all); `start` a topic's
     partition to the offset to read it from (default: its first); `tail`: only the last `tail`
     records of each partition. `on_records`, when given, gets the records as they are read (one
-    partition's at a time, in offset order) instead of the dump, whose lists then stay empty."""
+    partition's at a time, in offset order) instead of the dump, whose lists then stay empty.
+    `made`: the `wanted` topics were just made or found (`clients.admin.ensure_topics`), so one
+    that the metadata does not list yet is asked for again until the timeout: each broker of a
+    cluster applies a topic's creation in its own time, and the one asked may not have yet."""
     from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import KafkaError
 
@@ -127,8 +131,13 @@ async def read_topics(
         # covers topics it was assigned (Apache Kafka answers for the topics asked; Tansu
         # happened to answer for all), so asking it would find no partitions at all.
         cluster = await asyncio.wait_for(consumer._client.fetch_all_metadata(), _left(deadline))
+        missing = [t for t in wanted if t not in cluster.topics()]
+        while made and missing and time.monotonic() < deadline:
+            await asyncio.sleep(min(0.1, _left(deadline)))
+            cluster = await asyncio.wait_for(consumer._client.fetch_all_metadata(),
+                                             _left(deadline))
+            missing = [t for t in wanted if t not in cluster.topics()]
         present = cluster.topics()
-        missing = [t for t in wanted if t not in present]
         if missing:
             raise HistoryError(
                 f"topic(s) {missing} do not exist on {bootstrap}: has a worker of the pipeline run "

@@ -244,9 +244,11 @@ def layout_problem(engine: str, app_id: str, bootstrap: str, *, timeout: float =
 
     sources = state_sources(engine, app_id)
     keyed = (topics.JOURNAL, topics.CLAIMS)
+    # Called once the worker's topics were made or found: a broker that does not list them yet
+    # has not applied their creation (`made`).
     dump = run_blocking(read_topics(bootstrap, keyed, optional=list(sources),
                                     only=dict.fromkeys(sources, ()), tail=LAYOUT_TAIL,
-                                    timeout=timeout, **client_kwargs))
+                                    made=True, timeout=timeout, **client_kwargs))
     wrong = [m for t in keyed
              for m in misplaced(t, ((r.partition, r.offset, r.key) for r in dump.records[t]),
                                 dump.partitions[t])]
