@@ -130,14 +130,14 @@ async def read_topics(
         # The partitions come from this full metadata answer: the consumer's own metadata only
         # covers topics it was assigned (Apache Kafka answers for the topics asked; Tansu
         # happened to answer for all), so asking it would find no partitions at all.
-        cluster = await asyncio.wait_for(consumer._client.fetch_all_metadata(), _left(deadline))
-        missing = [t for t in wanted if t not in cluster.topics()]
-        while made and missing and time.monotonic() < deadline:
-            await asyncio.sleep(min(0.1, _left(deadline)))
+        while True:
             cluster = await asyncio.wait_for(consumer._client.fetch_all_metadata(),
                                              _left(deadline))
-            missing = [t for t in wanted if t not in cluster.topics()]
-        present = cluster.topics()
+            present = cluster.topics()
+            missing = [t for t in wanted if t not in present]
+            if not (made and missing) or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(min(0.1, _left(deadline)))
         if missing:
             raise HistoryError(
                 f"topic(s) {missing} do not exist on {bootstrap}: has a worker of the pipeline run "

@@ -33,6 +33,7 @@ def valid_person_id(person_id: str) -> bool:
     bare 12-digit number. Anything that asks for a person checks it before echoing the id."""
     return _PERSON_ID_RE.fullmatch(person_id) is not None  # `$` alone would allow a final "\n"
 
+
 EventId = Annotated[
     str,
     msgspec.Meta(

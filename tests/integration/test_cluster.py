@@ -48,6 +48,7 @@ from tests.integration.test_kafka import (
     _sorted_history,
 )
 from tests.integration.test_pipeline import DEMO_CONFIG, Outcomes
+from tests.integration.test_replay import _cli
 from tests.integration.workers import WorkerProcess
 
 pytestmark = pytest.mark.engines("kafka")
@@ -253,11 +254,8 @@ def test_topics_are_made_and_read_while_a_killed_broker_is_still_listed():
 def _cli_json(*args: str) -> tuple[int, Any, str]:
     """A `mynapoint` command's exit status, its JSON answer (None when there is none), stderr."""
     import json
-    import subprocess
-    import sys
 
-    done = subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True,
-                          text=True, timeout=300)
+    done = _cli(*args, timeout=300)
     return done.returncode, json.loads(done.stdout) if done.stdout.strip() else None, done.stderr
 
 
