@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 from schemas.topics import (
@@ -294,6 +295,17 @@ async def cluster_replication_factor(admin: Any, timeout: float) -> int:
 DYNAMIC_TOPIC_CONFIG = 1
 
 
+#: The error code of a topic the broker does not know (UNKNOWN_TOPIC_OR_PARTITION).
+UNKNOWN_TOPIC = 3
+
+
+def error_code(why: str | None) -> int | None:
+    """The code of an error of `TopicConfigs.errors` ("error 29: ..."), or None for None."""
+    if why is None:
+        return None
+    return int(why.split(":", 1)[0].removeprefix("error "))
+
+
 class TopicConfigs(NamedTuple):
     """What one DescribeConfigs request tells of some topics."""
 
@@ -341,20 +353,40 @@ def _is_own_v0(entry: Any) -> bool:
     return not entry[3]
 
 
-async def topic_configs_async(bootstrap: str, names: Iterable[str], *, timeout: float = 30.0,
-                              **client_kwargs: Any) -> TopicConfigs:
-    """The settings in effect of each of `names` that exists (`describe_topic_configs`)."""
+async def topic_configs_async(bootstrap: str, names: Iterable[str], *, made: bool = False,
+                              timeout: float = 30.0, **client_kwargs: Any) -> TopicConfigs:
+    """The settings in effect of each of `names` that exists (`describe_topic_configs`).
+
+    `made`: the topics were just made or found (`ensure_topics`). Each broker of a cluster
+    applies a topic's creation in its own time, and these requests go to a broker picked at
+    random: one that has not applied it yet leaves the topic out of its list, or answers
+    "unknown topic" (error 3) for its settings. So one of `names` that is left out or unknown
+    is asked for again, until the timeout; then it is left out, or its error reported, as
+    without `made`."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
+    wanted = list(dict.fromkeys(names))
     deadline = time.monotonic() + timeout
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap,
                                 request_timeout_ms=max(int(timeout * 1000), 1000), **client_kwargs)
     try:
         await asyncio.wait_for(admin.start(), timeout)
-        present = set(await any_broker(admin.list_topics, deadline))
-        return await any_broker(
-            lambda: describe_topic_configs(admin, [n for n in names if n in present]), deadline)
+        found: TopicConfigs | None = None
+        while True:
+            try:
+                present = set(await any_broker(admin.list_topics, deadline))
+                listed = [n for n in wanted if n in present]
+                found = await any_broker(partial(describe_topic_configs, admin, listed), deadline)
+            except TimeoutError:
+                if found is None:
+                    raise
+                return found  # asked again until the deadline: the last answer stands
+            unknown = [n for n in wanted
+                       if n not in present or error_code(found.errors.get(n)) == UNKNOWN_TOPIC]
+            if not (made and unknown) or time.monotonic() >= deadline:
+                return found
+            await asyncio.sleep(min(0.1, _left(deadline)))
     except TimeoutError:
         raise TopicError(f"no answer from {bootstrap} within {timeout:g} s") from None
     except (KafkaError, OSError) as exc:

@@ -138,7 +138,7 @@ def start_worker_topics(engine: str, settings: Any) -> TopicsReport | None:
                                       **settings.client_kwargs)
         problem = (config_problem(engine, settings.app_id, settings.bootstrap,
                                   used=worker_topics(engine, settings.app_id)[0],
-                                  **settings.client_kwargs)
+                                  made=True, **settings.client_kwargs)
                    or layout_problem(engine, settings.app_id, settings.bootstrap,
                                      **settings.client_kwargs))
     except Refused as refused:
@@ -199,21 +199,24 @@ def required_configs(engine: str, app_id: str) -> dict[str, dict[str, str]]:
 
 
 def config_problem(engine: str, app_id: str, bootstrap: str, *, used: Iterable[str] = (),
-                   timeout: float = 30.0, **client_kwargs: Any) -> str | None:
+                   made: bool = False, timeout: float = 30.0,
+                   **client_kwargs: Any) -> str | None:
     """Why a worker of `engine` must not start with these topics' settings, or None: the
     journal and the claims must keep every record (`topics.HISTORY_REQUIRED`), the state
     changelogs be compacted (`streams.audit.layout.config_problems`). A topic whose settings
     the broker will not describe (an ACL without DescribeConfigs) is not judged: a Faust worker
     logs a warning and starts; a Quix worker, whose engine reads the settings of every topic it
     uses (`used`, and the changelogs) and stops with a traceback when refused, is refused here.
-    Raises `TopicError` when the broker cannot be read."""
+    `made`: the topics were just made or found, so one that a broker does not know yet is asked
+    for again (`clients.admin.topic_configs_async`). Raises `TopicError` when the broker cannot
+    be read."""
     from clients.admin import topic_configs
     from streams.audit.layout import config_message, config_problems
 
     required = required_configs(engine, app_id)
     # Only Quix reads the settings of the other topics it uses; a Faust worker needs none of them.
     names = list(dict.fromkeys([*required, *used])) if engine == "quix" else list(required)
-    found = topic_configs(bootstrap, names, timeout=timeout, **client_kwargs)
+    found = topic_configs(bootstrap, names, made=made, timeout=timeout, **client_kwargs)
     if engine == "quix" and found.errors:
         said = "; ".join(f"{t} ({why})" for t, why in sorted(found.errors.items()))
         user = client_kwargs.get("sasl_plain_username") or "NAME"
