@@ -52,6 +52,7 @@ _MY_NUMBER_RE = re.compile(r"(?<!\d)\d{12}(?!\d)")
 _AT_PATH_RE = re.compile(r"^(?P<msg>.*) - at `(?P<path>[^`]*)`$", re.S)
 _MISSING_RE = re.compile(r"^Object missing required field `(?P<field>[^`]*)`(?: - at `(?P<path>[^`]*)`)?$")
 _RAW_LIMIT = 200
+_BOM = b"\xef\xbb\xbf"  # what editors on Windows often put first in a "UTF-8" file
 
 
 class BadInput(Exception):
@@ -126,6 +127,10 @@ def explain_error(raw: bytes, exc: Exception) -> BadInput:
     if not isinstance(exc, msgspec.ValidationError):
         if not raw.strip():
             return BadInput(EMPTY, "empty line: expected one JSON object per line")
+        if raw.startswith(_BOM):
+            return BadInput(NOT_JSON, "not valid JSON: the line starts with a UTF-8 byte order "
+                            "mark (bytes EF BB BF), which JSON does not allow: write the file "
+                            "as UTF-8 without a BOM")
         if isinstance(exc, UnicodeDecodeError):
             return BadInput(NOT_JSON, f"not valid JSON: JSON text must be UTF-8 ({exc})")
         return BadInput(NOT_JSON, f"not valid JSON: {exc}")

@@ -32,6 +32,16 @@ def test_bad_fields_are_named_with_a_reason(field, value, reason):
     assert field in info.value.message or reason in ("unknown_type", "my_number_in_person_id")
 
 
+def test_a_byte_order_mark_is_named_as_such():
+    # Editors on Windows save "UTF-8" with a BOM; JSON (RFC 8259) has none. msgspec alone says
+    # "invalid character (byte 0)", which does not tell the integrator what to change.
+    raw = b"\xef\xbb\xbf" + msgspec.json.encode(BASE)
+    with pytest.raises(BadInput) as info:
+        decode_event(raw)
+    assert info.value.reason == "not_json"
+    assert "byte order mark" in info.value.message and "without a BOM" in info.value.message
+
+
 def _outcome(fn, raw: bytes):
     try:
         return ("ok", msgspec.json.encode(fn(raw)))
