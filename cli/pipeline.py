@@ -67,7 +67,7 @@ def _register_dev(sub: Any, lazy: Lazy) -> None:
 
 
 def _register_broker(sub: Any, lazy: Lazy) -> None:
-    from devtools.brokers import DEFAULT_ENGINE, ENGINES  # names only
+    from devtools.brokers import DEFAULT_ENGINE, ENGINES, port_type  # names only
 
     s = sub.add_parser(
         "broker",
@@ -84,7 +84,8 @@ def _register_broker(sub: Any, lazy: Lazy) -> None:
     )
     s.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
                    help=f"which broker (default: {DEFAULT_ENGINE})")
-    s.add_argument("--port", type=int, default=None, help="port to listen on (default: a free one)")
+    s.add_argument("--port", type=port_type("a free one"), default=None,
+                   help="port to listen on (default, or 0: a free one)")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     s.add_argument("--data-dir", default=None,
                    help="kafka only: keep the broker's storage here (formatted on first use)")

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from devtools.brokers import DEFAULT_ENGINE, ENGINES, BrokerError, make_broker
+from devtools.brokers import DEFAULT_ENGINE, ENGINES, BrokerError, make_broker, port_type
 from devtools.brokers.process import stop_process
 from devtools.progress import Progress
 from schemas import topics
@@ -44,11 +44,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worker", choices=WORKER_ENGINES, default=None,
                    help="the worker's engine: faust or quix (Quix Streams, the `quix` extra); "
                    f"default ${ENV['engine'].var}, else faust")
-    p.add_argument("--port", type=int, default=None, help="broker port (default: a free one)")
-    p.add_argument("--metrics-port", type=int, default=9108)
-    p.add_argument("--web-port", type=int, default=6066)
-    p.add_argument("--prometheus-port", type=int, default=None,
-                   help="port of the local Prometheus (default: a free one, never 9090)")
+    p.add_argument("--port", type=port_type("a free one"), default=None,
+                   help="broker port (default, or 0: a free one)")
+    p.add_argument("--metrics-port", type=port_type("no metrics"), default=9108,
+                   help="the worker's Prometheus port (default: 9108; 0: no metrics)")
+    p.add_argument("--web-port", type=port_type(None), default=6066,
+                   help="the worker's status API port (default: 6066)")
+    p.add_argument("--prometheus-port", type=port_type("a free one"), default=None,
+                   help="port of the local Prometheus (default, or 0: a free one, never 9090)")
     p.add_argument("--no-prometheus", action="store_true",
                    help="do not start a local Prometheus even if one is installed")
     p.add_argument("--exit", action="store_true", help="stop after the summary instead of serving")
@@ -173,7 +176,7 @@ def run_dev(args: argparse.Namespace) -> int:
         worker = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "worker", *engine, "--bootstrap", bootstrap,
              "--data-dir", str(work / "data"), "--partitions", str(args.partitions),
-             "--config", args.config, "--metrics-port", str(args.metrics_port),
+             "--config", args.config, "--metrics-port", str(args.metrics_port or 0),
              "--web-port", str(args.web_port), *broker.worker_flags],
             cwd=ROOT, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
