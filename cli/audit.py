@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.codec import event_lines
-from schemas.settings import NO_BROKER, flag_or_env, from_env
+from schemas.settings import BadSetting, flag_or_env, from_env, usable_bootstrap
 from streams.audit.export import (
     ExportError,
     History,
@@ -93,8 +93,10 @@ def _read_kafka_history(args: argparse.Namespace, *, journal: bool = True,
     from clients.connect import run_blocking
     from clients.history import HistoryError, client_kwargs_from_env, read_history
 
-    bootstrap = flag_or_env("bootstrap", getattr(args, "bootstrap", None))
-    assert bootstrap
+    try:
+        bootstrap = usable_bootstrap(flag_or_env("bootstrap", getattr(args, "bootstrap", None)))
+    except BadSetting as exc:
+        raise CommandError(str(exc)) from None
     try:
         return run_blocking(read_history(
             bootstrap, app_id=getattr(args, "app_id", None), journal=journal, outcomes=outcomes,
@@ -204,9 +206,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from clients.connect import run_blocking
     from clients.history import HistoryError, client_kwargs_from_env, export_history
 
-    bootstrap = flag_or_env("bootstrap", args.bootstrap)
-    if not bootstrap:
-        return _err("export", NO_BROKER)
+    try:
+        bootstrap = usable_bootstrap(flag_or_env("bootstrap", args.bootstrap))
+    except BadSetting as exc:
+        return _err("export", str(exc))
     path = _config_path(args)
     try:
         cfg, _ = _resolve_config(args, None)

@@ -11,7 +11,7 @@ import argparse
 from typing import Any
 
 from cli import Lazy
-from schemas.settings import ENV
+from schemas.settings import ENV, HOW_MANY, SECONDS
 
 _BOOTSTRAP_HELP = ("read the topics of this Kafka (group-less: running workers are not disturbed; "
                    f"default ${ENV['bootstrap'].var} when no other source is given)")
@@ -38,7 +38,7 @@ _PARTITIONS_HELP = (
 
 
 def _timeout(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
+    s.add_argument("--timeout", type=SECONDS, default=300.0, metavar="SECONDS",
                    help="give up reading the topics after this long (default 300)")
 
 
@@ -63,7 +63,7 @@ def _register_replay(sub: Any, lazy: Lazy) -> None:
     s.add_argument("--no-tables", action="store_true",
                    help="do not compare with the persons table")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
-    s.add_argument("--examples", type=int, default=3, metavar="N",
+    s.add_argument("--examples", type=HOW_MANY, default=3, metavar="N",
                    help="examples shown per kind of difference (default 3)")
     s.add_argument("--partitions", metavar="LIST", help=_PARTITIONS_HELP)
     src.add_argument("--combine", nargs="+", metavar="REPORT.json",
@@ -167,7 +167,7 @@ def _register_whatif(sub: Any, lazy: Lazy) -> None:
                    help="the rules the history was decided with (default: the export file's, "
                    "else $MYNAPOINT_CONFIG, else RULES.md's defaults)")
     s.add_argument("--app-id", help=_APP_ID_HELP)
-    s.add_argument("--top", type=int, default=10, metavar="N",
+    s.add_argument("--top", type=HOW_MANY, default=10, metavar="N",
                    help="how many of the most affected people to list (default 10)")
     s.add_argument("--json", action="store_true",
                    help="print one JSON object: totals, campaigns, reason changes, claims and "

@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Callable
 
+from schemas.settings import COUNT, SHARE
 from streams.core.config import ConfigError, RulesConfig, load_config
 
 
@@ -109,9 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_config)
 
     s = sub.add_parser("generate", help="write a generated demo history (JSONL)")
-    s.add_argument("--people", type=int, default=1000)
+    s.add_argument("--people", type=COUNT, default=1000)
     s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--bad-ratio", type=float, default=0.002, help="share of malformed lines")
+    s.add_argument("--bad-ratio", type=SHARE, default=0.002,
+                   help="share of malformed lines, 0 to 1 (default 0.002)")
     s.add_argument("--output", "-o", default="-")
     s.set_defaults(func=cmd_generate)
 

@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from cli import Lazy
-from schemas.settings import ENV
+from schemas.settings import COUNT, ENV
 
 
 def register(sub: Any, lazy: Lazy) -> None:
@@ -67,7 +67,8 @@ def _register_dev(sub: Any, lazy: Lazy) -> None:
 
 
 def _register_broker(sub: Any, lazy: Lazy) -> None:
-    from devtools.brokers import DEFAULT_ENGINE, ENGINES, port_type  # names only
+    from devtools.brokers import DEFAULT_ENGINE, ENGINES  # names only
+    from schemas.settings import SECONDS, port_type  # imports no faust
 
     s = sub.add_parser(
         "broker",
@@ -89,7 +90,7 @@ def _register_broker(sub: Any, lazy: Lazy) -> None:
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     s.add_argument("--data-dir", default=None,
                    help="kafka only: keep the broker's storage here (formatted on first use)")
-    s.add_argument("--startup-timeout", type=float, default=None, metavar="SECONDS",
+    s.add_argument("--startup-timeout", type=SECONDS, default=None, metavar="SECONDS",
                    help="how long to wait for the broker to accept connections "
                    "(default: 30 for tansu, 90 for kafka)")
     s.add_argument("--quiet", action="store_true", help="do not show the broker's own log")
@@ -128,7 +129,7 @@ def _register_produce(sub: Any, lazy: Lazy) -> None:
     )
     s.add_argument(
         "--partitions",
-        type=int,
+        type=COUNT,
         default=DEFAULT_PARTITIONS,
         help=f"partitions of input topics that do not exist yet (default: {DEFAULT_PARTITIONS})",
     )

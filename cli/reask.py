@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from cli import Lazy, add_app_arguments
-from schemas.settings import NO_BROKER, flag_or_env
+from schemas.settings import SECONDS, BadSetting, flag_or_env, usable_bootstrap
 
 
 def register(sub: Any, lazy: Lazy) -> None:
@@ -30,7 +30,7 @@ def register(sub: Any, lazy: Lazy) -> None:
     s.add_argument("--send", action="store_true",
                    help="send the waiting requests' claims again (default: only list them)")
     add_app_arguments(s)
-    s.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+    s.add_argument("--timeout", type=SECONDS, default=600.0, metavar="SECONDS",
                    help="give up reading or sending after this long (default 600)")
     s.set_defaults(func=lazy("cli.reask", "cmd_reask"))
 
@@ -40,9 +40,10 @@ def cmd_reask(args: argparse.Namespace) -> int:
     from clients.history import client_kwargs_from_env, default_app_id
     from clients.reask import ReaskFailed, send_requests, waiting_requests
 
-    bootstrap = flag_or_env("bootstrap", args.bootstrap)
-    if not bootstrap:
-        print(f"mynapoint reask: {NO_BROKER}", file=sys.stderr)
+    try:
+        bootstrap = usable_bootstrap(flag_or_env("bootstrap", args.bootstrap))
+    except BadSetting as exc:
+        print(f"mynapoint reask: {exc}", file=sys.stderr)
         return 2
     kwargs = client_kwargs_from_env()
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cli import Lazy, add_app_arguments
-from schemas.settings import ENV, NO_BROKER, flag_or_env, from_env
+from schemas.settings import ENV, SECONDS, BadSetting, flag_or_env, from_env, usable_bootstrap
 
 
 def register(sub: Any, lazy: Lazy) -> None:
@@ -39,7 +39,7 @@ def register(sub: Any, lazy: Lazy) -> None:
                    help="the state file: the progress; the snapshot of the rebuilt topics goes "
                    "beside it (FILE.snapshot); keep both until the command says done (default: "
                    "./mynapoint-rescale-<app-id>.state)")
-    s.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+    s.add_argument("--timeout", type=SECONDS, default=600.0, metavar="SECONDS",
                    help="give up a single read or topic operation after this long (default 600)")
     s.set_defaults(func=lazy("cli.rescale", "cmd_rescale"))
 
@@ -53,9 +53,10 @@ def cmd_rescale(args: argparse.Namespace) -> int:
         print(f"mynapoint rescale: {msg}", file=sys.stderr)
         return 2
 
-    bootstrap = flag_or_env("bootstrap", args.bootstrap)
-    if not bootstrap:
-        return err(NO_BROKER)
+    try:
+        bootstrap = usable_bootstrap(flag_or_env("bootstrap", args.bootstrap))
+    except BadSetting as exc:
+        return err(str(exc))
     if args.to_partitions < 2:
         return err("--to-partitions must be at least 2")
     app_id = args.app_id or default_app_id()

@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from cli import Lazy, add_app_arguments
-from schemas.settings import ENGINES, NO_BROKER, flag_or_env
+from schemas.settings import ENGINES, SECONDS, BadSetting, flag_or_env, usable_bootstrap
 
 
 def register(sub: Any, lazy: Lazy) -> None:
@@ -31,7 +31,7 @@ def register(sub: Any, lazy: Lazy) -> None:
     s.add_argument("--to", required=True, choices=ENGINES,
                    help="the engine the app's workers will run on")
     add_app_arguments(s)
-    s.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+    s.add_argument("--timeout", type=SECONDS, default=600.0, metavar="SECONDS",
                    help="give up a single read or topic operation after this long (default 600)")
     s.set_defaults(func=lazy("cli.takeover", "cmd_takeover"))
 
@@ -43,9 +43,10 @@ def cmd_takeover(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(f"mynapoint takeover: {line}", file=sys.stderr, flush=True)
 
-    bootstrap = flag_or_env("bootstrap", args.bootstrap)
-    if not bootstrap:
-        print(f"mynapoint takeover: {NO_BROKER}", file=sys.stderr)
+    try:
+        bootstrap = usable_bootstrap(flag_or_env("bootstrap", args.bootstrap))
+    except BadSetting as exc:
+        print(f"mynapoint takeover: {exc}", file=sys.stderr)
         return 2
     try:
         summary = takeover(bootstrap, args.app_id or default_app_id(), args.to, say=say,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
+from clients.connect import failure_text
 from schemas.topics import (
     CLAIMS,
     DEFAULT_PARTITIONS,
@@ -132,7 +133,7 @@ async def ensure_topics_async(
         except (KafkaError, OSError) as exc:
             # aiokafka has logged why (refused, unknown host, failed authentication, ...).
             raise TopicError(f"cannot reach a Kafka broker at {bootstrap} "
-                             f"({exc or type(exc).__name__})") from None
+                             f"({failure_text(exc)})") from None
         present = set(await any_broker(admin.list_topics, deadline))
         why = refuse(present) if refuse is not None else None
         if why:
@@ -391,7 +392,7 @@ async def topic_configs_async(bootstrap: str, names: Iterable[str], *, made: boo
         raise TopicError(f"no answer from {bootstrap} within {timeout:g} s") from None
     except (KafkaError, OSError) as exc:
         raise TopicError(f"cannot read the topics' settings on {bootstrap} "
-                         f"({exc or type(exc).__name__})") from None
+                         f"({failure_text(exc)})") from None
     finally:
         await admin.close()
 

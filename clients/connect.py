@@ -23,6 +23,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def failure_text(exc: BaseException) -> str:
+    """What a failed connection says in a message: the error's text, or for one without any (a
+    timeout: `asyncio.wait_for` raises a bare TimeoutError) what happened, never "()"."""
+    text = str(exc)
+    if text:
+        return text
+    if isinstance(exc, TimeoutError):
+        return "no answer in time: is the address right, and can this machine reach it?"
+    return type(exc).__name__
+
+
 def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
     """Runs a coroutine to completion from synchronous code, even inside a running event loop
     (then in a helper thread with its own loop)."""

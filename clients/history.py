@@ -101,7 +101,7 @@ async def read_topics(
     from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import KafkaError
 
-    from clients.connect import quiet_connect_errors
+    from clients.connect import failure_text, quiet_connect_errors
     from clients.end_offsets import corrected_end_offsets
 
     deadline = time.monotonic() + timeout
@@ -122,7 +122,7 @@ async def read_topics(
     except (TimeoutError, KafkaError, OSError) as exc:
         await _quiet_stop(consumer)
         raise HistoryError(
-            f"cannot reach a Kafka broker at {bootstrap} ({exc or type(exc).__name__}); "
+            f"cannot reach a Kafka broker at {bootstrap} ({failure_text(exc)}); "
             "pass --bootstrap HOST:PORT or set MYNAPOINT_BOOTSTRAP"
         ) from None
     dump = TopicDump()

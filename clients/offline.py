@@ -319,7 +319,7 @@ class OfflineJob:
     async def connect(self) -> None:
         from aiokafka.admin import AIOKafkaAdminClient
 
-        from clients.connect import quiet_connect_errors
+        from clients.connect import failure_text, quiet_connect_errors
 
         self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap,
                                          request_timeout_ms=60_000, **self.client_kwargs)
@@ -329,7 +329,7 @@ class OfflineJob:
         except Exception as exc:  # noqa: BLE001 - any failure to connect says the same
             await self.admin.close()
             raise self.failure(f"cannot reach a Kafka broker at {self.bootstrap} "
-                               f"({exc or type(exc).__name__}): pass --bootstrap HOST:PORT "
+                               f"({failure_text(exc)}): pass --bootstrap HOST:PORT "
                                "or set MYNAPOINT_BOOTSTRAP") from None
 
     async def close(self) -> None:

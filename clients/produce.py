@@ -50,7 +50,7 @@ from typing import Any
 
 from schemas.codec import BadInput, decode_event, event_lines
 from schemas.events import TYPE_NAMES
-from schemas.settings import ENV, from_env
+from schemas.settings import ENV, bootstrap_problem, from_env
 from schemas.topics import DEFAULT_PARTITIONS, INPUT_TOPICS, TOPIC_BY_TYPE
 
 log = logging.getLogger(__name__)
@@ -317,7 +317,9 @@ async def _quiet_stop(producer: Any) -> None:
 
 
 def _unreachable(bootstrap: str, exc: BaseException) -> str:
-    detail = str(exc) or type(exc).__name__
+    from clients.connect import failure_text
+
+    detail = failure_text(exc)
     security = ", ".join(ENV[name].var for name in
                          ("sasl_mechanism", "sasl_username", "sasl_password", "ssl_cafile"))
     return (
@@ -355,6 +357,10 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
     name = "<stdin>" if args.file == "-" else args.file
     bootstrap = args.bootstrap or default_bootstrap()
+    why = None if args.dry_run else bootstrap_problem(bootstrap)
+    if why is not None:  # said before the file is read
+        print(f"mynapoint produce: {why}", file=sys.stderr)
+        return 2
 
     def on_bad(entry: BadLine) -> None:
         print(f"{name} line {entry.lineno}: {entry.reason}: {entry.message}", file=sys.stderr)

@@ -22,21 +22,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from devtools.brokers import DEFAULT_ENGINE, ENGINES, BrokerError, make_broker, port_type
+from devtools.brokers import DEFAULT_ENGINE, ENGINES, BrokerError, make_broker
 from devtools.brokers.process import stop_process
 from devtools.progress import Progress
 from schemas import topics
+from schemas.settings import COUNT, ENV, SECONDS, port_type
 from schemas.settings import ENGINES as WORKER_ENGINES
-from schemas.settings import ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / "streams" / "data" / "demo.toml"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--people", type=int, default=3000, help="people in the demo feed (default 3000)")
+    p.add_argument("--people", type=COUNT, default=3000, help="people in the demo feed (default 3000)")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--partitions", type=COUNT, default=4)
     p.add_argument("--config", default=str(DEMO_CONFIG), help="rules configuration (demo catalog)")
     p.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
                    help="local broker: tansu (default: memory storage, starts at once) or kafka "
@@ -55,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-prometheus", action="store_true",
                    help="do not start a local Prometheus even if one is installed")
     p.add_argument("--exit", action="store_true", help="stop after the summary instead of serving")
-    p.add_argument("--timeout", type=float, default=900, help="seconds to wait for all decisions")
+    p.add_argument("--timeout", type=SECONDS, default=900, help="seconds to wait for all decisions")
 
 
 class DevFailure(Exception):

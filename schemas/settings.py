@@ -6,12 +6,15 @@ A flag given on the command line wins; otherwise the environment variable; other
 
 from __future__ import annotations
 
+import argparse
 import os
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, TypeVar
 
 from schemas.journal import JOURNAL_BATCH_MAX
 from schemas.topics import DEFAULT_PARTITIONS
+
+N = TypeVar("N", int, float)
 
 
 class Setting(NamedTuple):
@@ -73,14 +76,115 @@ def flag_or_env(name: str, flag: str | None, environ: Mapping[str, str] | None =
     return flag or env.get(ENV[name].var) or None
 
 
+def bootstrap_problem(bootstrap: str) -> str | None:
+    """Why `bootstrap` is not a list of Kafka brokers as the clients take it, or None: HOST:PORT
+    entries separated by commas, a port 1-65535, an IPv6 address in brackets when a port
+    follows it, a HOST alone meaning port 9092 (as aiokafka reads it). aiokafka itself raises
+    ValueError or OverflowError from inside its connect on a bad port, which was a traceback;
+    a scheme or an empty entry made it look for a host of that name."""
+    import socket
+
+    entries = [e.strip() for e in bootstrap.split(",")]
+    for entry in entries:
+        it = f"{entry!r} " if len(entries) > 1 else "it "
+        why = None
+        if not entry:
+            why = "an entry is empty (a comma too many?)"
+        elif "://" in entry or "/" in entry:
+            why = f"{it}is not HOST:PORT (no scheme such as PLAINTEXT:// or http://, no path)"
+        elif any(c.isspace() for c in entry):
+            why = f"{it}has a space in it"
+        elif entry.startswith("["):
+            host, _, rest = entry[1:].partition("]")
+            if not host or (rest and not (rest.startswith(":") and _port_ok(rest[1:]))):
+                why = f"{it}is not [IPv6]:PORT with a port 1-65535"
+        elif ":" in entry and not _ipv6(entry, socket):
+            host, _, port = entry.rpartition(":")
+            if not host or not _port_ok(port):
+                why = f"{it}is not HOST:PORT with a port 1-65535"
+        if why is not None:
+            return (f"the Kafka brokers {bootstrap!r} cannot be used: {why}. Give HOST:PORT, or "
+                    f"several separated by commas (--bootstrap, or {ENV['bootstrap'].var})")
+    return None
+
+
+def _port_ok(text: str) -> bool:
+    return text.isascii() and text.isdigit() and 1 <= int(text) <= 65535
+
+
+def _ipv6(text: str, socket: Any) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6, text)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 #: What a command that reads a broker says when it was told none.
 NO_BROKER = f"say which broker: --bootstrap HOST:PORT (or {ENV['bootstrap'].var})"
+
+
+class BadSetting(ValueError):
+    """A setting a command cannot use; the message says what to give."""
+
+
+def usable_bootstrap(bootstrap: str | None) -> str:
+    """`bootstrap` (a command's --bootstrap, else its environment variable) if a command can use
+    it; else raises `BadSetting`: none given (`NO_BROKER`), or not a list of brokers
+    (`bootstrap_problem`)."""
+    if not bootstrap:
+        raise BadSetting(NO_BROKER)
+    why = bootstrap_problem(bootstrap)
+    if why is not None:
+        raise BadSetting(why)
+    return bootstrap
 
 
 def env_help(name: str) -> str:
     """"(env VAR; default X)" for a flag's help text."""
     var, default = ENV[name]
     return f"(env {var}; default {default})"
+
+
+def arg_type(kind: Callable[[str], N], ok: Callable[[N], bool],
+             meaning: str) -> Callable[[str], N]:
+    """An argparse `type` for a number: `kind` of the text, if `ok`; else a usage error (exit 2)
+    that says what to give ("must be <meaning>; got '...'"), not a traceback or a run on a value
+    that means nothing. A NaN is never `ok`: every comparison with it is false."""
+
+    def convert(text: str) -> N:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {meaning}; got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {meaning}; got {text!r}")
+        return value
+
+    return convert
+
+
+#: A count of things (partitions, people): 1 or more.
+COUNT = arg_type(int, lambda n: n >= 1, "a whole number, 1 or more")
+#: How many to show (examples, rows): 0 or more.
+HOW_MANY = arg_type(int, lambda n: n >= 0, "a whole number, 0 or more")
+#: A timeout or a wait, in seconds.
+SECONDS = arg_type(float, lambda s: 0 < s < float("inf"), "a number of seconds above 0")
+#: A share of something: 0 to 1.
+SHARE = arg_type(float, lambda x: 0 <= x <= 1, "a share from 0 to 1")
+
+
+def port_type(zero: str | None) -> Callable[[str], int | None]:
+    """An argparse `type` for a port: 1-65535, or 0 where `zero` says what 0 means ("a free
+    one", "no metrics"; None: 0 is refused), which gives None."""
+    low = 0 if zero else 1
+    check = arg_type(int, lambda p: low <= p <= 65535,
+                     "a port, 1-65535" + (f", or 0 for {zero}" if zero else ""))
+
+    def port(text: str) -> int | None:
+        return check(text) or None
+
+    return port
 
 
 def is_true(value: object) -> bool:

@@ -4,8 +4,6 @@ users run: KRaft, from Apache Kafka's own jars). Both are a `BrokerProcess` (`pr
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable
 from typing import Any
 
 from devtools.brokers.process import BrokerError, BrokerNotInstalled, BrokerProcess
@@ -14,7 +12,7 @@ ENGINES = ("tansu", "kafka")
 DEFAULT_ENGINE = "tansu"
 
 __all__ = ["DEFAULT_ENGINE", "ENGINES", "BrokerError", "BrokerNotInstalled", "BrokerProcess",
-           "make_broker", "port_type"]
+           "make_broker"]
 
 
 def make_broker(engine: str = DEFAULT_ENGINE, **kwargs: Any) -> BrokerProcess:
@@ -30,22 +28,3 @@ def make_broker(engine: str = DEFAULT_ENGINE, **kwargs: Any) -> BrokerProcess:
         return KafkaBroker(**kwargs)
     raise BrokerError(f"unknown broker engine {engine!r}: use one of {', '.join(ENGINES)}")
 
-
-def port_type(zero: str | None) -> Callable[[str], int | None]:
-    """An argparse `type` for a port option of the local tools: 1-65535, or 0 when `zero` says
-    what 0 means ("a free one", "off"; None: 0 is refused), which gives None. A port out of range
-    is a usage error, not a traceback from `bind`."""
-    meaning = "a port, 1-65535" + (f", or 0 for {zero}" if zero else "")
-
-    def port(text: str) -> int | None:
-        try:
-            value = int(text)
-        except ValueError:
-            value = -1
-        if value == 0 and zero:
-            return None
-        if not 1 <= value <= 65535:
-            raise argparse.ArgumentTypeError(f"must be {meaning}; got {text!r}")
-        return value
-
-    return port

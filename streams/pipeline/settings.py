@@ -19,6 +19,7 @@ from schemas.settings import (
     ENV,
     PROCESSING_GUARANTEES,
     aiokafka_security,
+    bootstrap_problem,
     env_help,
     from_env,
     is_true,
@@ -252,8 +253,12 @@ def settings_from_args(args: argparse.Namespace,
     secured = security(args)
     client_kwargs = aiokafka_security(*secured)
     metrics_port = _number(args, "metrics_port", int, 0, 65535, "a port, 1-65535, or 0 for none")
+    bootstrap = resolve(args, "bootstrap")
+    why = bootstrap_problem(bootstrap)
+    if why is not None:
+        raise SystemExit(f"mynapoint worker: {why}")
     return WorkerSettings(
-        bootstrap=resolve(args, "bootstrap"),
+        bootstrap=bootstrap,
         app_id=resolve(args, "app_id"),
         data_dir=resolve(args, "data_dir"),
         partitions=_number(args, "partitions", int, 1, 100_000, "a whole number of partitions"),

@@ -84,3 +84,28 @@ def test_a_topic_never_listed_is_still_missing_at_the_timeout(metadata):
     with pytest.raises(H.HistoryError, match=r"\['mynapoint.claims'\] do not exist"):
         run_blocking(H.read_topics("b:9092", WANTED, made=True, timeout=0.3))
     assert client.asked > 1
+
+
+def test_a_broker_that_never_answers_is_said_so_not_with_empty_brackets(monkeypatch):
+    # A firewalled address drops the connection attempts: the start times out, and a bare
+    # TimeoutError has no text ("cannot reach a Kafka broker at ... ()" before).
+    import asyncio
+
+    import aiokafka
+
+    class Consumer:
+        def __init__(self, **_kwargs: Any):
+            pass
+
+        async def start(self) -> None:
+            await asyncio.sleep(3600)
+
+        async def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr(aiokafka, "AIOKafkaConsumer", Consumer)
+    with pytest.raises(H.HistoryError) as info:
+        run_blocking(H.read_topics("10.255.255.1:9092", WANTED, timeout=0.1))
+    said = str(info.value)
+    assert "cannot reach a Kafka broker at 10.255.255.1:9092 (no answer in time" in said
+    assert "()" not in said

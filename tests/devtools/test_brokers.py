@@ -101,37 +101,3 @@ def test_tls_secures_the_sasl_listener_only():
     with pytest.raises(BrokerError, match="give sasl_users too"):
         make_broker("kafka", tls=True)
 
-
-# -- the local tools' port options ------------------------------------------------------------
-# `mynapoint broker --port 0` used to start Tansu on port 0 and time out after 30 s; a port out
-# of range ended in a traceback from `bind`.
-
-
-@pytest.mark.parametrize(("argv", "name", "value"), [
-    (["broker", "--port", "0"], "port", None),  # a free one, as when absent
-    (["broker", "--port", "19092"], "port", 19092),
-    (["broker"], "port", None),
-    (["dev", "--port", "0"], "port", None),
-    (["dev", "--prometheus-port", "0"], "prometheus_port", None),
-    (["dev", "--metrics-port", "0"], "metrics_port", None),  # no metrics
-    (["dev"], "metrics_port", 9108),
-    (["dev", "--web-port", "6067"], "web_port", 6067),
-])
-def test_a_port_option_is_a_port_or_0_where_0_has_a_meaning(argv, name, value):
-    from cli.main import build_parser
-
-    assert getattr(build_parser().parse_args(argv), name) == value
-
-
-@pytest.mark.parametrize("argv", [
-    ["broker", "--port", "70000"], ["broker", "--port", "-1"], ["broker", "--port", "x"],
-    ["dev", "--web-port", "0"], ["dev", "--metrics-port", "65536"],
-])
-def test_anything_else_is_a_usage_error_that_says_what_to_give(argv, capsys):
-    from cli.main import build_parser
-
-    with pytest.raises(SystemExit) as info:
-        build_parser().parse_args(argv)
-    assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert f"argument {argv[1]}: must be a port, 1-65535" in err and repr(argv[2]) in err

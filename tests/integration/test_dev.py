@@ -57,12 +57,15 @@ def test_dev_runs_the_demo_and_prints_the_summary(broker_engine, worker_engine):
 
 
 def test_a_worker_that_cannot_start_ends_dev_at_once_saying_why():
-    # With a timeout of a day, only noticing the worker's exit can end the command at all.
-    done = subprocess.run(dev("--exit", "--web-port", "0", "--timeout", "86400"), cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    # With a timeout of a day, only noticing the worker's exit can end the command at all. The
+    # worker inherits a setting that `dev` itself does not check (its own options it refuses
+    # before starting anything), and refuses to start.
+    env = {**os.environ, "MYNAPOINT_IDLE_WAIT": "-1"}
+    done = subprocess.run(dev("--exit", "--web-port", str(free_port()), "--timeout", "86400"),
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 1
     assert "the worker stopped (exit code" in done.stderr
-    assert "--web-port (MYNAPOINT_WEB_PORT) must be a port, 1-65535; got 0" in done.stderr
+    assert "--idle-wait (MYNAPOINT_IDLE_WAIT) must be seconds, 0 or more; got '-1'" in done.stderr
 
 
 def test_sigterm_leaves_no_broker_or_worker_behind(broker_engine):
