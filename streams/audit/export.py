@@ -496,22 +496,29 @@ def _read_export(stream: BinaryIO | Iterable[bytes], name: str) -> History:
         if ended is not None:
             raise ExportError(f"{name} line {n}: text after the end line")
         where = f"{name} line {n}"
-        if kind == "journal":
-            counts["journal"] += 1
-            _read_journal_line(history, obj, where)
-        elif kind == "outcome":
-            counts["outcome"] += 1
-            _read_outcome_line(history, obj, where)
-        elif kind == "table":
-            counts["table"] += 1
-            if obj.get("table") == PERSONS_TABLE:
-                raw = obj.get("value_b64")
-                set_table_raw(history, where, str(obj.get("key")),
-                              None if raw is None else base64.b64decode(raw))
-        elif kind == "end":
-            ended = obj
-        else:
+        if kind not in ("journal", "outcome", "table", "end"):
             raise ExportError(f"{where}: unknown record {kind!r}")
+        try:
+            if kind == "journal":
+                counts["journal"] += 1
+                _read_journal_line(history, obj, where)
+            elif kind == "outcome":
+                counts["outcome"] += 1
+                _read_outcome_line(history, obj, where)
+            elif kind == "table":
+                counts["table"] += 1
+                if obj.get("table") == PERSONS_TABLE:
+                    raw = obj.get("value_b64")
+                    set_table_raw(history, where, str(obj.get("key")),
+                                  None if raw is None else base64.b64decode(raw, validate=True))
+            else:
+                ended = obj
+        except (KeyError, ValueError, TypeError) as exc:
+            # What `export` writes always reads: this line was changed or cut since.
+            raise ExportError(
+                f"{where}: this {kind} record cannot be read ({type(exc).__name__}: {exc}); "
+                "was the file changed after `mynapoint export` wrote it? Export it again, or "
+                "ask for the file as it was written") from None
     if not history.header:
         raise ExportError(f"{name}: empty file, not a {FORMAT} file")
     if ended is None:

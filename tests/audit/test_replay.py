@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -278,6 +279,34 @@ def test_a_damaged_export_is_refused(recorded, mangle, message):
     lines = _export(recorded, tables=False).splitlines()
     with pytest.raises(ExportError, match=message):
         read_export(io.BytesIO(b"\n".join(mangle(lines)) + b"\n"))
+
+
+def _changed(kind: bytes, change) -> Callable[[list[bytes]], list[bytes]]:
+    """The lines with the first record of `kind` changed by `change` (on its parsed object)."""
+    def mangle(lines: list[bytes]) -> list[bytes]:
+        i = next(i for i, ln in enumerate(lines) if b'"record":"%s"' % kind in ln)
+        obj = json.loads(lines[i])
+        change(obj)
+        return [*lines[:i], json.dumps(obj).encode(), *lines[i + 1:]]
+    return mangle
+
+
+@pytest.mark.parametrize("mangle, message", [
+    (_changed(b"journal", lambda o: o.update(offset="x")),
+     r"line 2: this journal record cannot be read \(ValueError: invalid literal"),
+    (_changed(b"journal", lambda o: o.pop("partition")),
+     r"this journal record cannot be read \(KeyError: 'partition'\)"),
+    (_changed(b"outcome", lambda o: o.update(partition=None)),
+     r"this outcome record cannot be read \(TypeError"),
+    (_changed(b"table", lambda o: o.update(value_b64="not base64!")),
+     r"this table record cannot be read \(Error: Only base64 data is allowed\)"),
+])
+def test_a_record_changed_by_hand_is_refused_naming_its_line(recorded, mangle, message):
+    # Before, a traceback (ValueError, KeyError, TypeError) from every command reading the file.
+    lines = _export(recorded, tables=True).splitlines()
+    with pytest.raises(ExportError, match=message) as info:
+        read_export(io.BytesIO(b"\n".join(mangle(lines)) + b"\n"))
+    assert "Export it again" in str(info.value)
 
 
 def test_export_without_tables_compares_outcomes_only(recorded):
