@@ -106,6 +106,18 @@ def _read_kafka_history(args: argparse.Namespace, *, journal: bool = True,
         raise CommandError(str(exc)) from None
 
 
+def _latest_rules_versions(args: argparse.Namespace) -> dict[str, int]:
+    from clients.connect import run_blocking
+    from clients.history import HistoryError, client_kwargs_from_env, latest_rules_versions
+
+    bootstrap = usable_bootstrap(flag_or_env("bootstrap", getattr(args, "bootstrap", None)))
+    try:
+        return run_blocking(latest_rules_versions(bootstrap, timeout=args.timeout,
+                                                  **client_kwargs_from_env()))
+    except HistoryError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def _source_given(args: argparse.Namespace, *names: str) -> str:
     given = [n for n in names if getattr(args, n, None)]
     if len(given) > 1:
@@ -320,6 +332,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_whatif(args: argparse.Namespace) -> int:
+    from clients.history import RULES_SAMPLE
     from devtools.progress import Progress
     from streams.audit.whatif import whatif_history
 
@@ -340,9 +353,15 @@ def cmd_whatif(args: argparse.Namespace) -> int:
             baseline, baseline_from = _config_from(args.baseline, history)
             if not args.baseline and baseline_from.startswith("defaults") and baseline_path:
                 baseline, baseline_from = _config_from(baseline_path, None)
+            # The topics' outcomes are not read whole: the last decisions tell the rules.
+            latest = _latest_rules_versions(args) if source == "bootstrap" else None
             progress = Progress(history.journal_size, "journal entries", quiet_off_tty=True)
             result = whatif_history(history, baseline, new, progress=progress.show, top=args.top)
             progress.close()
+            if latest is not None:
+                result.published_versions = latest
+                result.versions_of = (f"the last {RULES_SAMPLE} decisions of each partition "
+                                      "of the decisions topic")
     except CommandError as exc:
         return _err("whatif", str(exc))
     result.baseline_from = baseline_from

@@ -41,6 +41,7 @@ from streams.audit.export import (
     keep_subset,
     make_subset,
     outcome_line,
+    rules_versions,
     set_table_raw,
     table_line,
 )
@@ -245,6 +246,22 @@ async def read_history(
     with no_cyclic_gc():
         history = _history_of(dump, bootstrap, app, tables)
         return keep_subset(history, subset) if subset else history
+
+
+#: How many of the last decisions of each partition `latest_rules_versions` reads.
+RULES_SAMPLE = 16
+
+
+async def latest_rules_versions(bootstrap: str, *, timeout: float = 120.0,
+                                **client_kwargs: Any) -> dict[str, int]:
+    """The rules versions that the last `RULES_SAMPLE` decisions of each partition of the
+    decisions topic carry: the configuration the pipeline decides with lately, without reading
+    the whole topic (for `whatif`, which otherwise reads the journal only). {}: no decision."""
+    dump = await read_topics(bootstrap, [], optional=[topics.DECISIONS], tail=RULES_SAMPLE,
+                             timeout=timeout, **client_kwargs)
+    return rules_versions(Published(topics.DECISIONS, r.partition, r.offset,
+                                    *decode_outcome(r.value))
+                          for r in dump.records.get(topics.DECISIONS, ()))
 
 
 def persons_changelogs(app_id: str) -> tuple[str, str]:

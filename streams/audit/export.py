@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
@@ -68,6 +69,17 @@ class Published:
     offset: int
     outcome: dict[str, Any] | None  # None when the value is not a JSON object
     error: str | None = None
+
+
+def rules_versions(published: Iterable[Published]) -> dict[str, int]:
+    """How many published decisions and grants carry each rules version (the configuration the
+    pipeline decided them under)."""
+    versions: Counter[str] = Counter()
+    for rec in published:
+        rv = rec.outcome.get("rules_version") if rec.outcome is not None else None
+        if isinstance(rv, str):
+            versions[rv] += 1
+    return dict(sorted(versions.items()))
 
 
 @dataclass

@@ -50,7 +50,7 @@ from typing import Any
 from schemas.codec import DECODE_ERRORS, EVENT_DECODER, decode_event_fast
 from schemas.journal import AnswerEntry, EventEntry
 from schemas.outcomes import Decision, Grant, Outcome
-from streams.audit.export import History, no_cyclic_gc, person_of
+from streams.audit.export import History, no_cyclic_gc, person_of, rules_versions
 from streams.core.claims import Answer
 from streams.core.config import RulesConfig
 from streams.core.engine import Engine
@@ -208,6 +208,15 @@ class WhatIf:
     comparison: Comparison = field(default_factory=Comparison)
     claims: ClaimCounts = field(default_factory=ClaimCounts)
     top: int = 10
+    # Rules version -> how many published outcomes carry it (a recorded history; {}: a file),
+    # and which outcomes were counted.
+    published_versions: dict[str, int] = field(default_factory=dict)
+    versions_of: str = "the published outcomes"
+
+    def foreign_versions(self) -> dict[str, int]:
+        """The published outcomes' rules versions other than the baseline's: then the "before"
+        side is not what the pipeline decided."""
+        return {v: n for v, n in self.published_versions.items() if v != self.baseline_version}
 
     # The (person, campaign) pairs whose net points differ, largest change first.
     def persons(self) -> list[dict[str, Any]]:
@@ -265,6 +274,7 @@ class WhatIf:
         return {
             "source": self.source,
             "baseline": {"rules_version": self.baseline_version, "config": self.baseline_from},
+            "published_rules_versions": self.published_versions,
             "new": {"rules_version": self.new_version, "config": self.new_from},
             "inputs_decided": self.inputs,
             "redelivered_entries": self.redelivered,
@@ -295,6 +305,13 @@ class WhatIf:
         ]
         if self.baseline_version == self.new_version:
             lines.append("note: the new configuration is the baseline's (same rules version)")
+        foreign = self.foreign_versions()
+        if foreign:
+            shown = ", ".join(f"{v} ({n:,})" for v, n in foreign.items())
+            lines.append(
+                f"note: {self.versions_of} carry rules version(s) {shown}, not the "
+                f"baseline's {self.baseline_version}: \"before\" is not what the pipeline "
+                "decided. Pass the configuration it ran with as --baseline")
         t = d["totals"]
         lines += ["", f"people whose points change: {t['people_changed']:,}", "",
                   "points, net after clawbacks (granted / clawed back / net):",
@@ -478,7 +495,8 @@ def whatif_history(history: History, baseline: RulesConfig, new: RulesConfig, *,
                    progress: Progress | None = None, top: int = 10) -> WhatIf:
     """Decides a recorded history again under `new`; `baseline` is the recorded configuration."""
     result = WhatIf(source=history.source, baseline_version=baseline.version,
-                    new_version=new.version, top=top)
+                    new_version=new.version, top=top,
+                    published_versions=rules_versions(history.outcomes))
     with no_cyclic_gc():
         walk = _Walk(history, baseline, new, result, progress)
         walk.run()

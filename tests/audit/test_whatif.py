@@ -215,3 +215,21 @@ def test_cli_whatif_needs_a_source_and_a_readable_config(tmp_path: Path) -> None
          "--events", "x"], cwd=ROOT, capture_output=True, check=False)
     assert proc.returncode == 2
     assert b"does not exist" in proc.stderr and b"Traceback" not in proc.stderr
+
+
+def test_a_baseline_other_than_the_rules_the_history_was_decided_under_is_pointed_out() -> None:
+    # Seen with `mynapoint dev` (demo rules) and `whatif --bootstrap` without --baseline: the
+    # baseline was RULES.md's defaults, so "before" was not what the pipeline had decided, and
+    # the report showed every demo-catalog link and payment as a gain.
+    lines = to_lines(_renewed_then_reserved("P1", "2021-06-01T12:00:00+09:00"))
+    history = record_offline(lines, ONE_HOUR).history()  # decided under ONE_HOUR
+    wrong = whatif_history(history, DEFAULTS, ONE_HOUR)
+    assert wrong.foreign_versions() == {ONE_HOUR.version: len(history.outcomes)}
+    assert wrong.as_dict()["published_rules_versions"] == {ONE_HOUR.version: len(history.outcomes)}
+    said = wrong.render()
+    assert (f"note: the published outcomes carry rules version(s) {ONE_HOUR.version} "
+            f"({len(history.outcomes)}), not the baseline's {DEFAULTS.version}") in said
+    assert "Pass the configuration it ran with as --baseline" in said
+    right = whatif_history(history, ONE_HOUR, DEFAULTS)
+    assert right.foreign_versions() == {}
+    assert "--baseline" not in right.render()

@@ -132,6 +132,19 @@ def test_replay_export_and_explain_after_a_live_run(live, tmp_path):
     # Identical decisions on repeated inputs share an id: the audit counts them once.
     assert sent - 20 <= audit["decisions"]["total"] <= sent and not audit["conflicting_ids"]
 
+    # What-if from the topics: the rules the worker ran with change nothing; a baseline other
+    # than those (none given: RULES.md's defaults) is pointed out from the last decisions.
+    done = _cli("whatif", "--bootstrap", bootstrap, "--config", DEMO_CONFIG, "--baseline",
+                DEMO_CONFIG, "--app-id", APP_ID, "--json")
+    assert done.returncode == 0, done.stderr
+    same = json.loads(done.stdout)
+    assert same["inputs_decided"] == sent and same["totals"]["net_change"] == 0
+    assert same["published_rules_versions"].keys() == {report["rules_version"]}
+    done = _cli("whatif", "--bootstrap", bootstrap, "--config", DEMO_CONFIG, "--app-id", APP_ID)
+    assert done.returncode == 0, done.stderr
+    assert (f"note: the last 16 decisions of each partition of the decisions topic carry rules "
+            f"version(s) {report['rules_version']}") in done.stdout
+
     # Replay joined no group and moved no offsets: the worker goes on deciding.
     more = _new_person("Z0000001")
     sent += _produce(bootstrap, more)
