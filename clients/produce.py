@@ -329,13 +329,40 @@ def _unreachable(bootstrap: str, exc: BaseException) -> str:
     )
 
 
+#: How compressed files begin (their magic numbers): such a file is refused, not sent as lines
+#: of garbage, each one a bad line.
+COMPRESSED = {b"\x1f\x8b": ("gzip", "zcat"), b"\x28\xb5\x2f\xfd": ("zstd", "zstdcat"),
+              b"BZh": ("bzip2", "bzcat"), b"\xfd7zXZ\x00": ("xz", "xzcat"),
+              b"PK\x03\x04": ("zip", "unzip -p")}
+
+
+def compression_problem(first: bytes, name: str) -> str | None:
+    """What to do with a file whose first bytes are `first`, if it is compressed; else None."""
+    for magic, (kind, cat) in COMPRESSED.items():
+        if first.startswith(magic):
+            how = ("in the pipe, before `mynapoint produce -`" if name == "<stdin>"
+                   else f"e.g. `{cat} {name} | mynapoint produce -`")
+            return (f"{name} is {kind}-compressed, not JSON Lines: decompress it first, {how}; "
+                    "nothing was sent")
+    return None
+
+
 def produce_file(path: str | Path, bootstrap: str | None = None, **kwargs: Any) -> ProduceReport:
-    """Blocking: `produce_lines` over the lines of a file (`"-"`: standard input)."""
+    """Blocking: `produce_lines` over the lines of a file (`"-"`: standard input). A compressed
+    file (`COMPRESSED`) raises `ProduceError` before anything is read or sent."""
     from clients.connect import run_blocking
 
     if str(path) == "-":
-        return run_blocking(produce_lines(event_lines(sys.stdin.buffer), bootstrap, **kwargs))
+        stdin = sys.stdin.buffer
+        peek = getattr(stdin, "peek", None)
+        why = compression_problem(peek(8)[:8] if peek else b"", "<stdin>")
+        if why is not None:
+            raise ProduceError(why)
+        return run_blocking(produce_lines(event_lines(stdin), bootstrap, **kwargs))
     with open(path, "rb") as stream:
+        why = compression_problem(stream.peek(8)[:8], str(path))
+        if why is not None:
+            raise ProduceError(why)
         return run_blocking(produce_lines(event_lines(stream), bootstrap, **kwargs))
 
 

@@ -4,6 +4,9 @@ bad lines reported in file order and never sent, and the count of moved lines.""
 from __future__ import annotations
 
 import argparse
+import bz2
+import gzip
+import lzma
 from pathlib import Path
 from typing import Any
 
@@ -260,3 +263,18 @@ def test_the_documented_worked_example() -> None:
     outcomes = simulate(before + [by_id[e] for e, _ in in_time])
     assert decision_for(outcomes, "B-pay").accepted
     assert [g.points for g in grants(outcomes) if g.event_id == "B-pay"] == [1000]
+
+
+@pytest.mark.parametrize("packed", [gzip.compress, bz2.compress, lzma.compress])
+def test_a_compressed_file_is_refused_before_anything_is_sent(
+        packed: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before, each "line" of the compressed bytes was a bad line: "invalid character (byte 0)".
+    lines = to_lines([card("A", "2021-03-01T09:00:00+09:00")])
+    path = tmp_path / "events.jsonl.z"
+    path.write_bytes(packed(b"\n".join(lines) + b"\n"))
+    args = argparse.Namespace(file=str(path), bootstrap="127.0.0.1:1", partitions=4,
+                              dry_run=True, keep_order=False, strict=False)
+    assert cmd_produce(args) == 2
+    err = capsys.readouterr().err
+    assert f"{path} is " in err and "-compressed, not JSON Lines: decompress it first" in err
+    assert "nothing was sent" in err and "line 1" not in err
