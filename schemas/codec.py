@@ -150,6 +150,11 @@ def explain_error(raw: bytes, exc: Exception) -> BadInput:
         if field == "type":
             known = ", ".join(sorted(TYPES_BY_NAME))
             got = fields.get("type")
+            if got in TYPES_BY_NAME:
+                # A known type refused: the object names `type` twice (msgspec goes by the first,
+                # the last one is read here), with different values.
+                return BadInput(INVALID_FIELD, "`type` is given more than once, with different "
+                                "values: send it once", fields)
             shown = f"'{got}'" if got is not None else "a non-string"
             return BadInput(UNKNOWN_TYPE, f"unknown event type {shown}; expected one of: {known}", fields)
         if field == "person_id" and isinstance(fields.get("person_id"), str):

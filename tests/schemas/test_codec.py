@@ -42,6 +42,15 @@ def test_a_byte_order_mark_is_named_as_such():
     assert "byte order mark" in info.value.message and "without a BOM" in info.value.message
 
 
+def test_a_type_given_twice_is_not_called_unknown():
+    # It was "unknown event type 'card.suspended'; expected one of: ..., card.suspended, ...".
+    raw = msgspec.json.encode(BASE)[:-1] + b',"type":"card.resumed"}'
+    with pytest.raises(BadInput) as info:
+        decode_event(raw)
+    assert info.value.reason == "invalid_field"
+    assert info.value.message == "`type` is given more than once, with different values: send it once"
+
+
 def _outcome(fn, raw: bytes):
     try:
         return ("ok", msgspec.json.encode(fn(raw)))
