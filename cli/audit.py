@@ -88,15 +88,20 @@ def _partitions(args: argparse.Namespace) -> frozenset[int] | None:
         raise CommandError(str(exc)) from None
 
 
+def _bootstrap(args: argparse.Namespace) -> str:
+    """The command's brokers (--bootstrap, else MYNAPOINT_BOOTSTRAP), if it can use them."""
+    try:
+        return usable_bootstrap(flag_or_env("bootstrap", getattr(args, "bootstrap", None)))
+    except BadSetting as exc:
+        raise CommandError(str(exc)) from None
+
+
 def _read_kafka_history(args: argparse.Namespace, *, journal: bool = True,
                         outcomes: bool = True, tables: bool = True) -> History:
     from clients.connect import run_blocking
     from clients.history import HistoryError, client_kwargs_from_env, read_history
 
-    try:
-        bootstrap = usable_bootstrap(flag_or_env("bootstrap", getattr(args, "bootstrap", None)))
-    except BadSetting as exc:
-        raise CommandError(str(exc)) from None
+    bootstrap = _bootstrap(args)
     try:
         return run_blocking(read_history(
             bootstrap, app_id=getattr(args, "app_id", None), journal=journal, outcomes=outcomes,
@@ -110,7 +115,7 @@ def _latest_rules_versions(args: argparse.Namespace) -> dict[str, int]:
     from clients.connect import run_blocking
     from clients.history import HistoryError, client_kwargs_from_env, latest_rules_versions
 
-    bootstrap = usable_bootstrap(flag_or_env("bootstrap", getattr(args, "bootstrap", None)))
+    bootstrap = _bootstrap(args)
     try:
         return run_blocking(latest_rules_versions(bootstrap, timeout=args.timeout,
                                                   **client_kwargs_from_env()))

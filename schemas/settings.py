@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
@@ -82,8 +83,6 @@ def bootstrap_problem(bootstrap: str) -> str | None:
     follows it, a HOST alone meaning port 9092 (as aiokafka reads it). aiokafka itself raises
     ValueError or OverflowError from inside its connect on a bad port, which was a traceback;
     a scheme or an empty entry made it look for a host of that name."""
-    import socket
-
     entries = [e.strip() for e in bootstrap.split(",")]
     for entry in entries:
         it = f"{entry!r} " if len(entries) > 1 else "it "
@@ -98,7 +97,7 @@ def bootstrap_problem(bootstrap: str) -> str | None:
             host, _, rest = entry[1:].partition("]")
             if not host or (rest and not (rest.startswith(":") and _port_ok(rest[1:]))):
                 why = f"{it}is not [IPv6]:PORT with a port 1-65535"
-        elif ":" in entry and not _ipv6(entry, socket):
+        elif ":" in entry and not _ipv6(entry):
             host, _, port = entry.rpartition(":")
             if not host or not _port_ok(port):
                 why = f"{it}is not HOST:PORT with a port 1-65535"
@@ -112,7 +111,7 @@ def _port_ok(text: str) -> bool:
     return text.isascii() and text.isdigit() and 1 <= int(text) <= 65535
 
 
-def _ipv6(text: str, socket: Any) -> bool:
+def _ipv6(text: str) -> bool:
     try:
         socket.inet_pton(socket.AF_INET6, text)
     except (OSError, ValueError):
