@@ -97,7 +97,8 @@ def _bootstrap(args: argparse.Namespace) -> str:
 
 
 def _read_kafka_history(args: argparse.Namespace, *, journal: bool = True,
-                        outcomes: bool = True, tables: bool = True) -> History:
+                        outcomes: bool = True, tables: bool = True,
+                        person: str | None = None) -> History:
     from clients.connect import run_blocking
     from clients.history import HistoryError, client_kwargs_from_env, read_history
 
@@ -105,7 +106,7 @@ def _read_kafka_history(args: argparse.Namespace, *, journal: bool = True,
     try:
         return run_blocking(read_history(
             bootstrap, app_id=getattr(args, "app_id", None), journal=journal, outcomes=outcomes,
-            tables=tables, partitions=_partitions(args),
+            tables=tables, partitions=_partitions(args), person=person,
             timeout=args.timeout, **client_kwargs_from_env()))
     except HistoryError as exc:
         raise CommandError(str(exc)) from None
@@ -278,7 +279,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             expl = explain_events(args.person, _read_lines(args.events), cfg, source=args.events)
         else:
             history = (_read_file_history(args.file) if source == "file"
-                       else _read_kafka_history(args, tables=False))
+                       else _read_kafka_history(args, tables=False, person=args.person))
             cfg, _ = _resolve_config(args, history)
             expl = explain_history(args.person, history, cfg)
     except CommandError as exc:

@@ -41,6 +41,7 @@ from streams.audit.export import (
     keep_subset,
     make_subset,
     outcome_line,
+    person_subset,
     rules_versions,
     set_table_raw,
     table_line,
@@ -226,6 +227,7 @@ async def read_history(
     outcomes: bool = True,
     tables: bool = True,
     partitions: frozenset[int] | None = None,
+    person: str | None = None,
     timeout: float = 120.0,
     **client_kwargs: Any,
 ) -> History:
@@ -234,12 +236,13 @@ async def read_history(
     `History.records` is None when tables were not asked for or the changelog does not exist.
     `partitions`: only the people of these journal partitions (`streams.audit.export.Subset`):
     the journal and the persons changelog are read for those partitions only, the output topics
-    whole, then kept by person.
+    whole, then kept by person. `person`: likewise, the partition of this person
+    (`person_subset`; for `explain`, which reads one person).
     """
     app = app_id or default_app_id()
     changelogs = persons_changelogs(app)
     wanted = ([topics.JOURNAL] if journal else []) + (list(OUTCOME_TOPICS) if outcomes else [])
-    subset = await _subset(bootstrap, partitions, timeout, client_kwargs)
+    subset = await _subset(bootstrap, partitions, timeout, client_kwargs, person=person)
     only = {t: subset.only for t in (topics.JOURNAL, *changelogs)} if subset else None
     dump = await read_topics(bootstrap, wanted, optional=list(changelogs) if tables else [],
                              only=only, timeout=timeout, **client_kwargs)
@@ -303,14 +306,19 @@ def person_of_row(changelog: str, key: bytes | None) -> bytes | None:
 
 
 async def _subset(bootstrap: str, partitions: frozenset[int] | None, timeout: float,
-                  client_kwargs: dict[str, Any]) -> Subset | None:
-    """The subset of `partitions` of the journal (its partition count read first), or None."""
-    if partitions is None:
+                  client_kwargs: dict[str, Any], *, person: str | None = None) -> Subset | None:
+    """The subset of `partitions` of the journal, or of `person`'s partition (the journal's
+    partition count read first), or None for the whole history."""
+    if partitions is None and person is None:
         return None
     counted = await read_topics(bootstrap, [topics.JOURNAL], only={topics.JOURNAL: ()},
                                 timeout=timeout, **client_kwargs)
+    count = counted.partitions.get(topics.JOURNAL, 0)
     try:
-        return make_subset(partitions, counted.partitions.get(topics.JOURNAL, 0))
+        if person is not None:
+            return person_subset(person, count)
+        assert partitions is not None
+        return make_subset(partitions, count)
     except SubsetError as exc:
         raise HistoryError(str(exc)) from None
 

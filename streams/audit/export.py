@@ -197,6 +197,14 @@ def make_subset(only: frozenset[int], journal_partitions: int) -> Subset:
     return Subset(only, journal_partitions)
 
 
+def person_subset(person_id: str, journal_partitions: int) -> Subset:
+    """The subset of one person: their journal partition (everything of theirs is in it)."""
+    if journal_partitions < 1:
+        raise SubsetError("the journal has no partitions: nothing to read")
+    key = person_id.encode("utf-8", "surrogateescape")
+    return Subset(frozenset({partition_for_key(key, journal_partitions)}), journal_partitions)
+
+
 def journal_partitions_of(header: dict[str, Any]) -> int:
     """How many partitions the journal had when the export was written (from its header)."""
     sub = header.get("partitions")

@@ -16,6 +16,7 @@ from streams.audit.export import (
     keep_subset,
     make_subset,
     parse_partitions,
+    person_subset,
     read_export,
 )
 from streams.audit.replay import combine_reports, record_offline, replay_history
@@ -105,3 +106,17 @@ def test_combine_notes_overlap() -> None:
     combined = combine_reports(reps)
     assert combined["partitions"]["overlapping"] == [4]
     assert combined["partitions"]["complete"] is False
+
+
+@pytest.mark.parametrize("count", [1, 4, 7, 64])
+def test_a_persons_subset_is_their_journal_partition(count: int) -> None:
+    # `explain --bootstrap` reads only this partition of the journal.
+    for person in ("P0000042", "P0000001", "Z-9_x"):
+        subset = person_subset(person, count)
+        assert subset.only == {partition_for_key(person.encode(), count)} and subset.of == count
+        assert subset.has_person(person)
+
+
+def test_a_journal_without_partitions_has_no_persons_subset() -> None:
+    with pytest.raises(SubsetError, match="no partitions"):
+        person_subset("P1", 0)

@@ -125,6 +125,11 @@ def test_replay_export_and_explain_after_a_live_run(live, tmp_path):
     story = json.loads(done.stdout)
     assert story["found"] and story["notes"] == [] and story["timeline"]
     assert all(item["decision"] is not None for item in story["timeline"])
+    # From the topics, only the person's journal partition is read: the same story.
+    done = _cli("explain", "P0000042", "--bootstrap", bootstrap, "--config", DEMO_CONFIG,
+                "--json")
+    assert done.returncode == 0, done.stderr
+    assert {**json.loads(done.stdout), "source": None} == {**story, "source": None}
 
     done = _cli("audit", "--bootstrap", bootstrap, "--json")
     assert done.returncode == 0, done.stderr
