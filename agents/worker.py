@@ -44,7 +44,7 @@ def run_worker(args: argparse.Namespace) -> int:
     cfg = load_rules(settings)
     if cfg is None:
         return 2
-    return start_worker(settings, cfg, loglevel=resolve(args, "loglevel"))
+    return start_worker(settings, cfg, loglevel=settings.loglevel)
 
 
 def start_worker(settings: Any, cfg: Any, loglevel: str = "info") -> int:

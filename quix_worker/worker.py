@@ -18,7 +18,6 @@ from streams.pipeline.settings import (
     WorkerSettings,
     add_arguments,
     load_rules,
-    resolve,
     settings_from_args,
 )
 
@@ -123,7 +122,7 @@ def run_worker(args: argparse.Namespace) -> int:
     cfg = load_rules(settings)
     if cfg is None:
         return 2
-    return start_worker(settings, cfg, loglevel=resolve(args, "loglevel"),
+    return start_worker(settings, cfg, loglevel=settings.loglevel,
                         connection_config=connection(settings))
 
 

@@ -6,6 +6,8 @@ replay core (`streams/audit/replay.py`), the tests and the benchmarks all take t
 
 from __future__ import annotations
 
+import re
+
 # Inputs: record key = person_id (UTF-8), value = the JSON event of CONTRACT.md.
 CARDS = "mynapoint.cards"
 CERTIFICATES = "mynapoint.certificates"
@@ -95,6 +97,28 @@ def quix_changelog_topic(app_id: str, source: str) -> str:
 
 
 QUIX_CHANGELOG_PREFIX = "changelog__"
+
+
+#: Kafka's limit on the length of a topic name.
+TOPIC_NAME_MAX = 249
+_TOPIC_CHARS = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def app_id_problem(app_id: str) -> str | None:
+    """Why `app_id` cannot name the app's topics, or None. Kafka takes topic names of 1 to 249
+    of [A-Za-z0-9._-], and the workers name topics after the app id: the Faust tables'
+    changelogs, Faust's leader topic, and the Quix state changelogs of any of the app's topics
+    (the longest). So the app id must be made of those characters, short enough for the longest
+    of these names."""
+    longest = max(len(quix_changelog_topic("", t))
+                  for t in (*INPUT_TOPICS, *OUTPUT_TOPICS, JOURNAL, CLAIMS))
+    longest = max(longest, len(faust_leader_topic("")),
+                  *(len(changelog_topic("", t)) for t in TABLES))
+    limit = TOPIC_NAME_MAX - longest
+    if not _TOPIC_CHARS.fullmatch(app_id) or len(app_id) > limit:
+        return (f"must be 1 to {limit} letters, digits, '.', '_' or '-': the workers name "
+                "Kafka topics after it")
+    return None
 
 
 def is_quix_changelog(topic: str) -> bool:

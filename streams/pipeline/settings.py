@@ -6,11 +6,14 @@ credentials (agents/worker.py for Faust, quix_worker/worker.py for Quix Streams)
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import re
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from schemas import topics
 from schemas.journal import JOURNAL_BATCH_MAX
@@ -67,6 +70,8 @@ class WorkerSettings:
     session_timeout: float = float(_default("session_timeout"))
     # Of the topics the worker makes; None: the cluster's default.replication.factor.
     replication_factor: int | None = None
+    # Python's level name for the worker's log (any case).
+    loglevel: str = _default("loglevel")
     # The SASL/TLS flags (or their variables), resolved once (`security`).
     security: Security = field(default_factory=lambda: Security(), repr=False)  # a password
     # The same as aiokafka's client keyword arguments (`aiokafka_security`), for the clients the
@@ -96,14 +101,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(a flag shows in ps) " + env_help("status_token"))
     p.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off " + env_help("metrics_port"))
     p.add_argument("--metrics-host", help="Prometheus bind address " + env_help("metrics_host"))
-    p.add_argument("--app-id", help="consumer group and table prefix " + env_help("app_id"))
+    p.add_argument("--app-id", help="consumer group and table prefix: letters, digits, '.', "
+                   "'_' or '-', as Kafka topic names " + env_help("app_id"))
     p.add_argument("--sasl-mechanism", help="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 " + env_help("sasl_mechanism"))
     p.add_argument("--sasl-username", help=env_help("sasl_username"))
     p.add_argument("--sasl-password", help=env_help("sasl_password"))
     p.add_argument("--ssl-cafile", help="CA file: turns TLS on " + env_help("ssl_cafile"))
     p.add_argument("--tansu-compat", action="store_true", default=None,
                    help="work around the local Tansu broker's end-offset bug " + env_help("tansu_compat"))
-    p.add_argument("--loglevel", help=env_help("loglevel"))
+    p.add_argument("--loglevel", help="debug, info, warning, error or critical "
+                   + env_help("loglevel"))
     p.add_argument("--standby-replicas", type=int,
                    help="standby copies of each table partition kept warm on other workers, "
                    "so a failover recovers little from the changelog; 0 = none "
@@ -186,6 +193,48 @@ def _guarantee(args: argparse.Namespace) -> str:
     return value
 
 
+def _refuse(name: str, meaning: str, value: Any) -> NoReturn:
+    flag, var = "--" + name.replace("_", "-"), ENV[name].var
+    raise SystemExit(f"mynapoint worker: {flag} ({var}) {meaning}; got {value!r}")
+
+
+def app_id(args: argparse.Namespace) -> str:
+    value = str(resolve(args, "app_id"))
+    why = topics.app_id_problem(value)
+    if why is not None:
+        _refuse("app_id", why, value)
+    return value
+
+
+def data_dir(args: argparse.Namespace) -> str:
+    value = str(resolve(args, "data_dir"))
+    if os.path.exists(value) and not os.path.isdir(value):
+        _refuse("data_dir", "must be a directory (made if missing), not a file", value)
+    return value
+
+
+def _host(args: argparse.Namespace, name: str) -> str:
+    """An address to listen on: one this machine can resolve (binding would fail later, in a
+    traceback from the engine's web server)."""
+    value = str(resolve(args, name))
+    try:
+        socket.getaddrinfo(value, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        _refuse(name, f"must be an address or host name of this machine to listen on ({exc})",
+                value)
+    return value
+
+
+def loglevel(args: argparse.Namespace) -> str:
+    """The log level, checked: one of Python's level names (any case)."""
+    value = str(resolve(args, "loglevel"))
+    names = [n for n in logging.getLevelNamesMapping() if n != "NOTSET"]
+    if value.upper() not in names:
+        _refuse("loglevel", f"must be one of {', '.join(sorted(n.lower() for n in names))}",
+                value)
+    return value
+
+
 def instance_id(args: argparse.Namespace) -> str | None:
     value = resolve(args, "instance_id")
     if value is None:
@@ -259,14 +308,14 @@ def settings_from_args(args: argparse.Namespace,
         raise SystemExit(f"mynapoint worker: {why}")
     return WorkerSettings(
         bootstrap=bootstrap,
-        app_id=resolve(args, "app_id"),
-        data_dir=resolve(args, "data_dir"),
+        app_id=app_id(args),
+        data_dir=data_dir(args),
         partitions=_number(args, "partitions", int, 1, 100_000, "a whole number of partitions"),
         config_path=resolve(args, "config"),
         web_port=_number(args, "web_port", int, 1, 65535, "a port, 1-65535"),
-        web_host=resolve(args, "web_host"),
+        web_host=_host(args, "web_host"),
         metrics_port=metrics_port or None,
-        metrics_host=resolve(args, "metrics_host"),
+        metrics_host=_host(args, "metrics_host") if metrics_port else resolve(args, "metrics_host"),
         idle_wait=_number(args, "idle_wait", float, 0.0, 86400.0, "seconds, 0 or more"),
         max_held_per_partition=_number(args, "max_held_per_partition", int, 1, 100_000_000,
                                        "a whole number of records, 1 or more"),
@@ -280,6 +329,7 @@ def settings_from_args(args: argparse.Namespace,
         extra={"canonical_url": url} if (url := resolve(args, "web_canonical_url")) else {},
         engine=engine(args),
         instance_id=instance_id(args),
+        loglevel=loglevel(args),
         session_timeout=_number(args, "session_timeout", float, SESSION_TIMEOUT_MIN,
                                 SESSION_TIMEOUT_MAX,
                                 f"seconds, {SESSION_TIMEOUT_MIN:g} to {SESSION_TIMEOUT_MAX:g}"),

@@ -49,11 +49,39 @@ def test_a_blank_variable_means_not_set(monkeypatch):
     (["--journal-batch", "0"],
      "--journal-batch (MYNAPOINT_JOURNAL_BATCH) must be a whole number of entries, 1 to 64"),
     (["--journal-batch", "65"], "--journal-batch (MYNAPOINT_JOURNAL_BATCH) must be"),
+    # Found by starting workers so: an app id Kafka cannot name topics after (Tansu took one
+    # with a space), an empty one (Faust's "App requires an id!"), a data directory that is a
+    # file, a host that does not resolve and an unknown log level (tracebacks from the engine).
+    (["--app-id", "a b"], "--app-id (MYNAPOINT_APP_ID) must be 1 to 204 letters, digits, '.', "
+     "'_' or '-': the workers name Kafka topics after it; got 'a b'"),
+    (["--app-id", "x" * 205], "--app-id (MYNAPOINT_APP_ID) must be 1 to 204"),
+    (["--data-dir", __file__], "--data-dir (MYNAPOINT_DATA_DIR) must be a directory (made if "
+     "missing), not a file"),
+    (["--web-host", "999.1.1.1"], "--web-host (MYNAPOINT_WEB_HOST) must be an address or host "
+     "name of this machine to listen on"),
+    (["--metrics-port", "9999", "--metrics-host", "no-such-host.invalid"],
+     "--metrics-host (MYNAPOINT_METRICS_HOST) must be an address or host name"),
+    (["--loglevel", "loud"], "--loglevel (MYNAPOINT_LOGLEVEL) must be one of critical, debug, "
+     "error, fatal, info, warn, warning; got 'loud'"),
 ])
 def test_out_of_range_is_refused_saying_what_to_set(argv, said):
     with pytest.raises(SystemExit) as caught:
         settings_from_args(parse(*argv))
     assert said in str(caught.value)
+
+
+def test_what_is_refused_has_its_good_forms():
+    s = settings_from_args(parse("--app-id", "app.v2_blue-1", "--data-dir", "/tmp/no/such/dir",
+                                 "--web-host", "localhost", "--loglevel", "DEBUG"))
+    assert (s.app_id, s.data_dir, s.web_host, s.loglevel) == ("app.v2_blue-1", "/tmp/no/such/dir",
+                                                              "localhost", "DEBUG")
+
+
+def test_an_empty_app_id_flag_is_refused(monkeypatch):
+    monkeypatch.setenv("MYNAPOINT_APP_ID", "")  # blank: the default, as every variable
+    assert settings_from_args(parse()).app_id == "mynapoint"
+    with pytest.raises(SystemExit, match="--app-id .* must be 1 to 204"):
+        settings_from_args(parse("--app-id", ""))
 
 
 def test_a_bad_environment_value_is_named(monkeypatch):
