@@ -99,9 +99,10 @@ def quix_changelog_topic(app_id: str, source: str) -> str:
 QUIX_CHANGELOG_PREFIX = "changelog__"
 
 
-#: Kafka's limit on the length of a topic name.
+#: Kafka's limit on the length of a topic name (and of a `group.instance.id`).
 TOPIC_NAME_MAX = 249
-_TOPIC_CHARS = re.compile(r"[A-Za-z0-9._-]+")
+#: The characters Kafka takes in a topic name (and in a `group.instance.id`).
+KAFKA_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def app_id_problem(app_id: str) -> str | None:
@@ -115,7 +116,7 @@ def app_id_problem(app_id: str) -> str | None:
     longest = max(longest, len(faust_leader_topic("")),
                   *(len(changelog_topic("", t)) for t in TABLES))
     limit = TOPIC_NAME_MAX - longest
-    if not _TOPIC_CHARS.fullmatch(app_id) or len(app_id) > limit:
+    if not KAFKA_NAME.fullmatch(app_id) or len(app_id) > limit:
         return (f"must be 1 to {limit} letters, digits, '.', '_' or '-': the workers name "
                 "Kafka topics after it")
     return None

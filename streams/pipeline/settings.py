@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import socket
 import sys
 from collections.abc import Callable
@@ -157,8 +156,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 SESSION_TIMEOUT_MIN = 6.0
 SESSION_TIMEOUT_MAX = 1800.0
 
-#: What Kafka accepts as a `group.instance.id` (its JoinGroupRequest.validateGroupInstanceId).
-_INSTANCE_ID = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 
 
 def resolve(args: argparse.Namespace, name: str) -> Any:
@@ -170,32 +167,31 @@ def resolve(args: argparse.Namespace, name: str) -> Any:
     return from_env(name)
 
 
+def _refuse(name: str, meaning: str, value: Any) -> NoReturn:
+    """Ends the worker before it starts: "--flag (VARIABLE) <meaning>; got <value>"."""
+    flag, var = "--" + name.replace("_", "-"), ENV[name].var
+    raise SystemExit(f"mynapoint worker: {flag} ({var}) {meaning}; got {value!r}")
+
+
 def _number(args: argparse.Namespace, name: str, kind: type, low: float, high: float,
             meaning: str) -> Any:
     """A numeric setting from its flag or environment variable, or a message saying what to set."""
     raw = resolve(args, name)
-    flag, var = "--" + name.replace("_", "-"), ENV[name][0]
     try:
         value = kind(raw)
     except (TypeError, ValueError):
         value = None
     if value is None or not low <= value <= high:
-        raise SystemExit(f"mynapoint worker: {flag} ({var}) must be {meaning}; got {raw!r}")
+        _refuse(name, f"must be {meaning}", raw)
     return value
 
 
 def _guarantee(args: argparse.Namespace) -> str:
     value = str(resolve(args, "processing_guarantee")).strip().lower()
     if value not in PROCESSING_GUARANTEES:
-        raise SystemExit(f"mynapoint worker: --processing-guarantee "
-                         f"({ENV['processing_guarantee'].var}) must be one of "
-                         f"{', '.join(PROCESSING_GUARANTEES)}; got {value!r}")
+        _refuse("processing_guarantee", f"must be one of {', '.join(PROCESSING_GUARANTEES)}",
+                value)
     return value
-
-
-def _refuse(name: str, meaning: str, value: Any) -> NoReturn:
-    flag, var = "--" + name.replace("_", "-"), ENV[name].var
-    raise SystemExit(f"mynapoint worker: {flag} ({var}) {meaning}; got {value!r}")
 
 
 def app_id(args: argparse.Namespace) -> str:
@@ -239,18 +235,19 @@ def instance_id(args: argparse.Namespace) -> str | None:
     value = resolve(args, "instance_id")
     if value is None:
         return None
-    if not _INSTANCE_ID.fullmatch(value) or value in (".", ".."):
-        raise SystemExit(f"mynapoint worker: --instance-id ({ENV['instance_id'].var}) must be 1 "
-                         "to 249 letters, digits, '.', '_' or '-' (not '.' or '..'), unique to "
-                         f"this worker in its group; got {value!r}")
+    # What Kafka accepts as a `group.instance.id` (JoinGroupRequest.validateGroupInstanceId): the
+    # characters and length of a topic name.
+    if (not topics.KAFKA_NAME.fullmatch(value) or len(value) > topics.TOPIC_NAME_MAX
+            or value in (".", "..")):
+        _refuse("instance_id", "must be 1 to 249 letters, digits, '.', '_' or '-' (not '.' or "
+                "'..'), unique to this worker in its group", value)
     return str(value)
 
 
 def engine(args: argparse.Namespace) -> str:
     value = str(resolve(args, "engine")).strip().lower()
     if value not in ENGINES:
-        raise SystemExit(f"mynapoint worker: --engine ({ENV['engine'].var}) must be one of "
-                         f"{', '.join(ENGINES)}; got {value!r}")
+        _refuse("engine", f"must be one of {', '.join(ENGINES)}", value)
     return value
 
 
