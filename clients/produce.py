@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 import time
@@ -352,15 +353,10 @@ def produce_file(path: str | Path, bootstrap: str | None = None, **kwargs: Any) 
     file (`COMPRESSED`) raises `ProduceError` before anything is read or sent."""
     from clients.connect import run_blocking
 
-    if str(path) == "-":
-        stdin = sys.stdin.buffer
-        peek = getattr(stdin, "peek", None)
-        why = compression_problem(peek(8)[:8] if peek else b"", "<stdin>")
-        if why is not None:
-            raise ProduceError(why)
-        return run_blocking(produce_lines(event_lines(stdin), bootstrap, **kwargs))
-    with open(path, "rb") as stream:
-        why = compression_problem(stream.peek(8)[:8], str(path))
+    stdin = str(path) == "-"
+    with contextlib.nullcontext(sys.stdin.buffer) if stdin else open(path, "rb") as stream:
+        peek = getattr(stream, "peek", None)
+        why = compression_problem(peek(8)[:8] if peek else b"", "<stdin>" if stdin else str(path))
         if why is not None:
             raise ProduceError(why)
         return run_blocking(produce_lines(event_lines(stream), bootstrap, **kwargs))

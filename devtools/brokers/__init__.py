@@ -27,4 +27,3 @@ def make_broker(engine: str = DEFAULT_ENGINE, **kwargs: Any) -> BrokerProcess:
 
         return KafkaBroker(**kwargs)
     raise BrokerError(f"unknown broker engine {engine!r}: use one of {', '.join(ENGINES)}")
-
