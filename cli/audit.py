@@ -26,6 +26,7 @@ from streams.audit.export import (
     journal_partitions_of,
     keep_subset,
     make_subset,
+    other_rules,
     parse_partitions,
     read_export,
 )
@@ -230,7 +231,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return _err("export", str(exc))
     path = _config_path(args)
     try:
-        cfg, _ = _resolve_config(args, None)
+        cfg, source = _resolve_config(args, None)
         config_toml = Path(path).read_text(encoding="utf-8") if path else None
         partitions = _partitions(args)
     except CommandError as exc:
@@ -254,6 +255,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         " (no persons table: its changelog was not found)" if not args.no_tables else ""
     print(f"mynapoint export: wrote {target}: {counts.journal:,} journal entries, "
           f"{counts.outcomes:,} outcome records{tables}; rules {cfg.version}", file=sys.stderr)
+    shown = other_rules(counts.rules_versions, cfg.version)
+    if shown:
+        # The header records these rules, and replay, explain and whatif take them from it.
+        print(f"mynapoint export: warning: the exported outcomes carry rules version(s) {shown}"
+              f", not {cfg.version}, which this file records from {source}: export again with the "
+              "configuration the workers run with (--config)", file=sys.stderr)
     if counts.unreadable:
         print(f"mynapoint export: warning: {counts.unreadable:,} stored value(s) cannot be read by "
               "this version (kept as stored; `replay` reports them as unreadable)", file=sys.stderr)

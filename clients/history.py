@@ -44,6 +44,7 @@ from streams.audit.export import (
     person_subset,
     rules_versions,
     set_table_raw,
+    stored_rules_versions,
     table_line,
 )
 from streams.audit.gcpause import no_cyclic_gc
@@ -349,6 +350,8 @@ class ExportCounts:
     table: int = 0
     tables: bool = False
     unreadable: int = 0  # stored values no upcaster can read (written anyway, as stored)
+    # The rules versions the exported decisions and grants carry, with their counts.
+    rules_versions: dict[str, int] = field(default_factory=dict)
 
 
 async def export_history(
@@ -389,13 +392,16 @@ async def export_history(
         if error is not None:
             # Written as stored; counted here so the exporter hears of it, not only the reader.
             counts.unreadable += 1
+    exported = []
     for t in OUTCOME_TOPICS:
         for r in dump.records[t]:
             if subset is not None and not subset.has_record(
                     r.key.decode("utf-8", "surrogateescape") if r.key else None, r.partition):
                 continue
             out.write(outcome_line(t, r.partition, r.offset, r.key, r.value))
+            exported.append(r.value)
             counts.outcomes += 1
+    counts.rules_versions = stored_rules_versions(exported)
     if found is not None:
         latest: dict[bytes, Any] = {}
         for r, person in found[1]:

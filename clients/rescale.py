@@ -56,6 +56,7 @@ from clients.offline import (
 from schemas import topics
 from schemas.settings import ENGINES
 from schemas.topics import TABLES
+from streams.audit.export import stored_rules_versions
 from streams.audit.rescale import (
     JournalAt,
     Record,
@@ -64,7 +65,6 @@ from streams.audit.rescale import (
     input_moves,
     journal_at,
     journaled_sources,
-    published_versions,
     table_at,
 )
 from streams.audit.takeover import (
@@ -335,7 +335,7 @@ class Rescaler(OfflineJob):
         """The rules the latest published outcomes were decided under must be --config's: the
         rebuilt tables are the state under those rules."""
         dump = await self._read([], optional=[topics.DECISIONS, topics.GRANTS], tail=20)
-        versions = published_versions(r.value for t in dump.records.values() for r in t)
+        versions = stored_rules_versions(r.value for t in dump.records.values() for r in t)
         other = {v: n for v, n in versions.items() if v != self.rules_version}
         if other:
             raise RescaleFailed(

@@ -74,9 +74,25 @@ class Published:
 def rules_versions(published: Iterable[Published]) -> dict[str, int]:
     """How many published decisions and grants carry each rules version (the configuration the
     pipeline decided them under)."""
+    return _count_versions(rec.outcome for rec in published)
+
+
+def stored_rules_versions(values: Iterable[bytes | None]) -> dict[str, int]:
+    """`rules_versions` of output records as stored (JSON values; unreadable ones count for none)."""
+    return _count_versions(decode_outcome(raw)[0] for raw in values)
+
+
+def other_rules(versions: dict[str, int], version: str) -> str | None:
+    """The rules versions in `versions` other than `version`, with their counts, as a note shows
+    them ("r-... (1,234), ..."); None when there is none."""
+    other = [f"{v} ({n:,})" for v, n in sorted(versions.items()) if v != version]
+    return ", ".join(other) or None
+
+
+def _count_versions(outcomes: Iterable[dict[str, Any] | None]) -> dict[str, int]:
     versions: Counter[str] = Counter()
-    for rec in published:
-        rv = rec.outcome.get("rules_version") if rec.outcome is not None else None
+    for obj in outcomes:
+        rv = obj.get("rules_version") if obj is not None else None
         if isinstance(rv, str):
             versions[rv] += 1
     return dict(sorted(versions.items()))

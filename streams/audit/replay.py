@@ -37,7 +37,7 @@ import msgspec
 from schemas import topics
 from schemas.journal import EventEntry, JournalEntry
 from schemas.outcomes import AnyOutcome, Outcome
-from streams.audit.export import History, Published, person_of
+from streams.audit.export import History, Published, other_rules, person_of
 from streams.audit.gcpause import no_cyclic_gc
 from streams.core.config import RulesConfig
 from streams.core.ledger import LedgerRecord, fold
@@ -218,10 +218,8 @@ class Report:
             lines.append("live tables: not compared")
         else:
             lines.append(f"live tables: persons, {self.tables_compared:,} people compared")
-        foreign = {v: n for v, n in self.published_rules_versions.items()
-                   if v != self.rules_version}
-        if foreign:
-            shown = ", ".join(f"{v} ({n:,})" for v, n in sorted(foreign.items()))
+        shown = other_rules(self.published_rules_versions, self.rules_version)
+        if shown:
             lines.append(
                 f"note: published outcomes carry rules version(s) {shown}, not {self.rules_version}"
                 ": pass the configuration the pipeline ran with (--config)"

@@ -43,7 +43,6 @@ import msgspec
 
 from schemas.journal import JOURNAL_ENCODER, EventEntry
 from schemas.topics import partition_for_key
-from streams.audit.export import decode_outcome
 from streams.core.claims import claim_of_row
 from streams.core.ledger import RECORD_ENCODER, UNKNOWN_AT, with_journal_offsets
 from streams.core.timeline import person_of_row, with_upto
@@ -296,17 +295,3 @@ def input_moves(topic: str, pending: Mapping[int, list[tuple[int, bytes | None, 
         out[q] = [x[3] for x in merged]
     return out
 
-
-def published_versions(outcomes: Iterable[bytes | None]) -> dict[str, int]:
-    """The `rules_version`s the given published outcomes (JSON) carry, with their counts."""
-    out: dict[str, int] = {}
-    for raw in outcomes:
-        if not raw:
-            continue
-        obj, _ = decode_outcome(raw)
-        if obj is None:
-            continue
-        v = obj.get("rules_version")
-        if isinstance(v, str):
-            out[v] = out.get(v, 0) + 1
-    return out

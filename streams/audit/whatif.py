@@ -50,7 +50,7 @@ from typing import Any
 from schemas.codec import DECODE_ERRORS, EVENT_DECODER, decode_event_fast
 from schemas.journal import AnswerEntry, EventEntry
 from schemas.outcomes import Decision, Grant, Outcome
-from streams.audit.export import History, no_cyclic_gc, person_of, rules_versions
+from streams.audit.export import History, no_cyclic_gc, other_rules, person_of, rules_versions
 from streams.core.claims import Answer
 from streams.core.config import RulesConfig
 from streams.core.engine import Engine
@@ -213,11 +213,6 @@ class WhatIf:
     published_versions: dict[str, int] = field(default_factory=dict)
     versions_of: str = "the published outcomes"
 
-    def foreign_versions(self) -> dict[str, int]:
-        """The published outcomes' rules versions other than the baseline's: then the "before"
-        side is not what the pipeline decided."""
-        return {v: n for v, n in self.published_versions.items() if v != self.baseline_version}
-
     # The (person, campaign) pairs whose net points differ, largest change first.
     def persons(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = [
@@ -305,9 +300,8 @@ class WhatIf:
         ]
         if self.baseline_version == self.new_version:
             lines.append("note: the new configuration is the baseline's (same rules version)")
-        foreign = self.foreign_versions()
-        if foreign:
-            shown = ", ".join(f"{v} ({n:,})" for v, n in foreign.items())
+        shown = other_rules(self.published_versions, self.baseline_version)
+        if shown:
             lines.append(
                 f"note: {self.versions_of} carry rules version(s) {shown}, not the "
                 f"baseline's {self.baseline_version}: \"before\" is not what the pipeline "

@@ -9,6 +9,7 @@ story; a tampered grant record is found.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -109,8 +110,19 @@ def test_replay_export_and_explain_after_a_live_run(live, tmp_path):
     done = _cli("export", "--bootstrap", bootstrap, "--config", DEMO_CONFIG, "--app-id", APP_ID,
                 "-o", str(export))
     assert done.returncode == 0, done.stderr
+    assert "warning" not in done.stderr
     rc, offline = _replay("--file", str(export))
     assert rc == 0
+    # Exported without the workers' configuration: the file would record RULES.md's defaults,
+    # which replay, explain and whatif then take from it. The exporter is told at once.
+    defaults = subprocess.run(
+        [sys.executable, "-m", "cli.main", "export", "--bootstrap", bootstrap, "--app-id", APP_ID,
+         "-o", str(tmp_path / "defaults.jsonl")], cwd=ROOT, capture_output=True, text=True,
+        timeout=120, env={k: v for k, v in os.environ.items() if k != "MYNAPOINT_CONFIG"})
+    assert defaults.returncode == 0, defaults.stderr
+    assert (f"warning: the exported outcomes carry rules version(s) {report['rules_version']} "
+            "(") in defaults.stderr
+    assert f"), not {report['rules_version']}" not in defaults.stderr
     for r in (report, offline):
         r.pop("source"), r.pop("config")
     assert offline == report
