@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.codec import event_lines
-from schemas.settings import BadSetting, flag_or_env, from_env, usable_bootstrap
+from schemas.settings import BadSetting, flag_or_env, from_env, usable_app_id, usable_bootstrap
 from streams.audit.export import (
     ExportError,
     History,
@@ -97,6 +97,14 @@ def _bootstrap(args: argparse.Namespace) -> str:
         raise CommandError(str(exc)) from None
 
 
+def _app_id(args: argparse.Namespace) -> str:
+    """The workers' app (--app-id, else MYNAPOINT_APP_ID, else the default), if it can be one."""
+    try:
+        return usable_app_id(getattr(args, "app_id", None))
+    except BadSetting as exc:
+        raise CommandError(str(exc)) from None
+
+
 def _read_kafka_history(args: argparse.Namespace, *, journal: bool = True,
                         outcomes: bool = True, tables: bool = True,
                         person: str | None = None) -> History:
@@ -104,9 +112,11 @@ def _read_kafka_history(args: argparse.Namespace, *, journal: bool = True,
     from clients.history import HistoryError, client_kwargs_from_env, read_history
 
     bootstrap = _bootstrap(args)
+    # The app names the persons table only; a flag given anyway is checked all the same.
+    app_id = _app_id(args) if tables or getattr(args, "app_id", None) is not None else None
     try:
         return run_blocking(read_history(
-            bootstrap, app_id=getattr(args, "app_id", None), journal=journal, outcomes=outcomes,
+            bootstrap, app_id=app_id, journal=journal, outcomes=outcomes,
             tables=tables, partitions=_partitions(args), person=person,
             timeout=args.timeout, **client_kwargs_from_env()))
     except HistoryError as exc:
@@ -180,7 +190,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except CommandError as exc:
         return _err("replay", str(exc))
     if not args.no_tables and history.records is None:
-        app = history.header.get("app_id") or getattr(args, "app_id", None)
+        app = history.header.get("app_id") or getattr(args, "app_id", None) or from_env("app_id")
         print(f"mynapoint replay: no persons table to compare (its changelog "
               f"{app}-persons-changelog was not found or not exported): is --app-id right?",
               file=sys.stderr)
@@ -225,12 +235,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from clients.connect import run_blocking
     from clients.history import HistoryError, client_kwargs_from_env, export_history
 
-    try:
-        bootstrap = usable_bootstrap(flag_or_env("bootstrap", args.bootstrap))
-    except BadSetting as exc:
-        return _err("export", str(exc))
     path = _config_path(args)
     try:
+        bootstrap = _bootstrap(args)
+        app_id = _app_id(args)
         cfg, source = _resolve_config(args, None)
         config_toml = Path(path).read_text(encoding="utf-8") if path else None
         partitions = _partitions(args)
@@ -242,7 +250,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         with open(tmp, "wb") as out:
             counts = run_blocking(export_history(
                 bootstrap, out, rules_version=cfg.version, config_toml=config_toml,
-                app_id=args.app_id, tables=not args.no_tables, partitions=partitions,
+                app_id=app_id, tables=not args.no_tables, partitions=partitions,
                 timeout=args.timeout,
                 **client_kwargs_from_env()))
         tmp.replace(target)

@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from cli import Lazy, add_app_arguments
-from schemas.settings import SECONDS, BadSetting, flag_or_env, usable_bootstrap
+from schemas.settings import SECONDS, BadSetting, flag_or_env, usable_app_id, usable_bootstrap
 
 
 def register(sub: Any, lazy: Lazy) -> None:
@@ -37,17 +37,18 @@ def register(sub: Any, lazy: Lazy) -> None:
 
 def cmd_reask(args: argparse.Namespace) -> int:
     from clients.connect import run_blocking
-    from clients.history import client_kwargs_from_env, default_app_id
+    from clients.history import client_kwargs_from_env
     from clients.reask import ReaskFailed, send_requests, waiting_requests
 
     try:
         bootstrap = usable_bootstrap(flag_or_env("bootstrap", args.bootstrap))
+        app_id = usable_app_id(args.app_id)
     except BadSetting as exc:
         print(f"mynapoint reask: {exc}", file=sys.stderr)
         return 2
     kwargs = client_kwargs_from_env()
     try:
-        waiting = run_blocking(waiting_requests(bootstrap, args.app_id or default_app_id(),
+        waiting = run_blocking(waiting_requests(bootstrap, app_id,
                                                 timeout=args.timeout, **kwargs))
         for r in waiting:
             print(f"{r.person_id}\t{r.event_id}\t{r.kind}\t{r.key}")

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from cli import Lazy, add_app_arguments
-from schemas.settings import ENV, SECONDS, BadSetting, flag_or_env, from_env, usable_bootstrap
+from schemas.settings import (
+    ENV,
+    SECONDS,
+    BadSetting,
+    flag_or_env,
+    from_env,
+    usable_app_id,
+    usable_bootstrap,
+)
 
 
 def register(sub: Any, lazy: Lazy) -> None:
@@ -45,7 +53,7 @@ def register(sub: Any, lazy: Lazy) -> None:
 
 
 def cmd_rescale(args: argparse.Namespace) -> int:
-    from clients.history import client_kwargs_from_env, default_app_id
+    from clients.history import client_kwargs_from_env
     from clients.rescale import RescaleFailed, rescale
     from streams.core.config import ConfigError, load_config
 
@@ -55,11 +63,11 @@ def cmd_rescale(args: argparse.Namespace) -> int:
 
     try:
         bootstrap = usable_bootstrap(flag_or_env("bootstrap", args.bootstrap))
+        app_id = usable_app_id(args.app_id)
     except BadSetting as exc:
         return err(str(exc))
     if args.to_partitions < 2:
         return err("--to-partitions must be at least 2")
-    app_id = args.app_id or default_app_id()
     try:
         cfg = load_config(args.config or from_env("config"))
     except ConfigError as exc:

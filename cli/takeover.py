@@ -11,7 +11,14 @@ import sys
 from typing import Any
 
 from cli import Lazy, add_app_arguments
-from schemas.settings import ENGINES, SECONDS, BadSetting, flag_or_env, usable_bootstrap
+from schemas.settings import (
+    ENGINES,
+    SECONDS,
+    BadSetting,
+    flag_or_env,
+    usable_app_id,
+    usable_bootstrap,
+)
 
 
 def register(sub: Any, lazy: Lazy) -> None:
@@ -37,7 +44,7 @@ def register(sub: Any, lazy: Lazy) -> None:
 
 
 def cmd_takeover(args: argparse.Namespace) -> int:
-    from clients.history import client_kwargs_from_env, default_app_id
+    from clients.history import client_kwargs_from_env
     from clients.takeover import TakeoverFailed, takeover
 
     def say(line: str) -> None:
@@ -45,11 +52,12 @@ def cmd_takeover(args: argparse.Namespace) -> int:
 
     try:
         bootstrap = usable_bootstrap(flag_or_env("bootstrap", args.bootstrap))
+        app_id = usable_app_id(args.app_id)
     except BadSetting as exc:
         print(f"mynapoint takeover: {exc}", file=sys.stderr)
         return 2
     try:
-        summary = takeover(bootstrap, args.app_id or default_app_id(), args.to, say=say,
+        summary = takeover(bootstrap, app_id, args.to, say=say,
                            timeout=args.timeout, **client_kwargs_from_env())
     except TakeoverFailed as exc:
         print(f"mynapoint takeover: {exc}", file=sys.stderr)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
 from schemas.journal import JOURNAL_BATCH_MAX
-from schemas.topics import DEFAULT_PARTITIONS
+from schemas.topics import DEFAULT_PARTITIONS, app_id_problem
 
 N = TypeVar("N", int, float)
 
@@ -137,6 +137,18 @@ def usable_bootstrap(bootstrap: str | None) -> str:
     if why is not None:
         raise BadSetting(why)
     return bootstrap
+
+
+def usable_app_id(flag: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """The app a command works on (--app-id, else its environment variable, else the default),
+    if the workers could have named their topics after it (`app_id_problem`, as the worker
+    checks its own); else raises `BadSetting`. A wrong app id found no topics and said so; one
+    no worker can have leaves nothing to look for."""
+    value = flag if flag is not None else from_env("app_id", environ) or ""
+    why = app_id_problem(value)
+    if why is not None:
+        raise BadSetting(f"--app-id ({ENV['app_id'].var}) {why}; got {value!r}")
+    return value
 
 
 def env_help(name: str) -> str:

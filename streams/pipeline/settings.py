@@ -20,11 +20,13 @@ from schemas.settings import (
     ENGINES,
     ENV,
     PROCESSING_GUARANTEES,
+    BadSetting,
     aiokafka_security,
     bootstrap_problem,
     env_help,
     from_env,
     is_true,
+    usable_app_id,
 )
 
 
@@ -195,11 +197,10 @@ def _guarantee(args: argparse.Namespace) -> str:
 
 
 def app_id(args: argparse.Namespace) -> str:
-    value = str(resolve(args, "app_id"))
-    why = topics.app_id_problem(value)
-    if why is not None:
-        _refuse("app_id", why, value)
-    return value
+    try:
+        return usable_app_id(getattr(args, "app_id", None))
+    except BadSetting as exc:
+        raise SystemExit(f"mynapoint worker: {exc}") from None
 
 
 def data_dir(args: argparse.Namespace) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from cli.main import build_parser, main
-from schemas.settings import BadSetting, bootstrap_problem, usable_bootstrap
+from schemas.settings import BadSetting, bootstrap_problem, usable_app_id, usable_bootstrap
 
 
 @pytest.mark.parametrize(("argv", "name", "value"), [
@@ -140,3 +140,54 @@ def test_the_same_from_the_environment(capsys, monkeypatch):
     monkeypatch.setenv("MYNAPOINT_BOOTSTRAP", "http://kafka:9092")
     assert main(["replay"]) == 2
     assert "the Kafka brokers 'http://kafka:9092' cannot be used" in capsys.readouterr().err
+
+
+# -- the app a command works on (--app-id, or MYNAPOINT_APP_ID) -----------------------------------
+# The worker refused an app id Kafka cannot name its topics after; the auditors' and SREs'
+# commands took one and looked for topics no worker can have made.
+
+
+@pytest.mark.parametrize("argv", [
+    ["replay", "--bootstrap", "127.0.0.1:1", "--app-id", "my app"],
+    ["export", "--bootstrap", "127.0.0.1:1", "-o", "out.jsonl", "--app-id", "my app"],
+    ["whatif", "--bootstrap", "127.0.0.1:1", "--config", "c.toml", "--app-id", "my app"],
+    ["rescale", "--to-partitions", "8", "--bootstrap", "127.0.0.1:1", "--app-id", "my app"],
+    ["takeover", "--to", "quix", "--bootstrap", "127.0.0.1:1", "--app-id", "my app"],
+    ["reask", "--bootstrap", "127.0.0.1:1", "--app-id", "my app"],
+])
+def test_every_command_that_names_the_app_refuses_one_no_worker_can_have(argv, capsys, tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.toml").write_text("")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--app-id (MYNAPOINT_APP_ID) must be 1 to 204 letters, digits" in err
+    assert err.rstrip().endswith("got 'my app'")
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize(("flag", "env", "taken"), [
+    (None, None, "mynapoint"),
+    (None, "", "mynapoint"),  # a variable left blank means "not set", as for the worker
+    (None, "shop-7", "shop-7"),
+    ("a." * 102, "shop-7", "a." * 102),  # the flag first; 204 characters
+])
+def test_an_app_id_any_worker_could_have_is_taken(flag, env, taken):
+    environ = {} if env is None else {"MYNAPOINT_APP_ID": env}
+    assert usable_app_id(flag, environ) == taken
+
+
+@pytest.mark.parametrize("app_id", ["", "my app", "a/b", "a" * 205, "ｱﾌﾟﾘ"])
+def test_the_same_refusal_from_the_flag_or_the_environment(app_id):
+    with pytest.raises(BadSetting, match="MYNAPOINT_APP_ID"):
+        usable_app_id(app_id, {})
+    if app_id:
+        with pytest.raises(BadSetting, match="MYNAPOINT_APP_ID"):
+            usable_app_id(None, {"MYNAPOINT_APP_ID": app_id})
+
+
+def test_commands_that_read_no_table_do_not_need_one(capsys, monkeypatch):
+    # explain and audit read the journal and the outputs, whose names do not depend on the app.
+    monkeypatch.setenv("MYNAPOINT_APP_ID", "my app")
+    assert main(["explain", "P1", "--bootstrap", "127.0.0.1:abc"]) == 2
+    assert "app-id" not in capsys.readouterr().err
