@@ -28,7 +28,9 @@ from streams.core.config import RulesConfig
 from streams.web.documents import (
     DOC_ENCODER,
     HISTORY_PATH,
+    LIVE_PATH,
     OPENAPI_PATH,
+    READY_PATH,
     STATUS_PATH,
     ServedBy,
     openapi_document,
@@ -43,6 +45,8 @@ from streams.web.http import (
     json_response,
     make_guard,
     page_response,
+    probe_answer,
+    readiness,
     status_answer,
     unavailable,
     warn_about,
@@ -71,6 +75,14 @@ def register_views(app: Any, tables: dict[str, Any], rules: RulesConfig, token: 
         if app.rebalancing or app.in_recovery:
             return unavailable(NOT_READY)
         return None
+
+    # Ready once the group gave this worker its partitions (none is an assignment too).
+    joined = False
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        nonlocal joined
+        joined = True
 
     def served_by(key: bytes) -> ServedBy:
         tp = app.producer.key_partition(persons.changelog_topic.get_topic_name(), key)
@@ -115,6 +127,16 @@ def register_views(app: Any, tables: dict[str, Any], rules: RulesConfig, token: 
             key = person_id.encode()
             return history_answer(person_id, timeline.get, lambda k: persons.get(k) is not None,
                                   rules, served_by(key))
+
+    @app.page(LIVE_PATH, name="live")
+    class LiveView(View):
+        async def get(self, request: Any) -> Any:
+            return probe_answer(None)
+
+    @app.page(READY_PATH, name="ready")
+    class ReadyView(View):
+        async def get(self, request: Any) -> Any:
+            return probe_answer(readiness(joined, app.rebalancing or app.in_recovery))
 
     @app.page(OPENAPI_PATH, name="openapi")
     class OpenApiView(View):

@@ -220,14 +220,24 @@ class StateReads:
         self._app = app
         self._source = source
         self._lock = threading.Lock()
+        self._joined = False
         _wrap_rebalance(app, self._locked)
 
     def _locked(self, name: str, callback: _Rebalance) -> _Rebalance:
         def locked(consumer: Any, partitions: list[Any]) -> None:
             with self._lock:
                 callback(consumer, partitions)
+                if name == "_on_assign":
+                    self._joined = True
 
         return locked
+
+    def state(self) -> tuple[bool, bool]:
+        """(joined, recovering): whether the group has given this worker its partitions yet
+        (none is an assignment too), and whether Quix is recovering any of them."""
+        with self._lock:
+            recovery = self._app._state_manager._recovery_manager  # noqa: SLF001
+            return self._joined, bool(recovery is not None and recovery.partitions)
 
     def read(self, partition: int, fn: Callable[[Callable[[bytes], bytes | None]], Any]) -> Any:
         with self._lock:

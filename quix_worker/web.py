@@ -30,7 +30,9 @@ from streams.core.config import RulesConfig
 from streams.web.documents import (
     DOC_ENCODER,
     HISTORY_PATH,
+    LIVE_PATH,
     OPENAPI_PATH,
+    READY_PATH,
     STATUS_PATH,
     ServedBy,
     openapi_document,
@@ -48,6 +50,8 @@ from streams.web.http import (
     json_response,
     make_guard,
     page_response,
+    probe_answer,
+    readiness,
     status_answer,
     unavailable,
     warn_about,
@@ -192,10 +196,18 @@ class StatusServer:
         async def page(request: Any) -> Any:
             return page_response()
 
+        async def live(request: Any) -> Any:
+            return probe_answer(None)
+
+        async def ready(request: Any) -> Any:
+            return probe_answer(readiness(*self.reads.state()))
+
         app.router.add_get(STATUS_PATH, person_status, allow_head=False)
         app.router.add_get(HISTORY_PATH, person_history, allow_head=False)
         app.router.add_get(OPENAPI_PATH, openapi, allow_head=False)
         app.router.add_get(PAGE_PATH, page, allow_head=False)
+        app.router.add_get(LIVE_PATH, live, allow_head=False)
+        app.router.add_get(READY_PATH, ready, allow_head=False)
         return app
 
     async def _serve(self) -> None:

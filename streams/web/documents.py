@@ -43,6 +43,10 @@ JSON = "application/json"
 STATUS_PATH = "/persons/{person_id}"
 HISTORY_PATH = "/persons/{person_id}/history"
 OPENAPI_PATH = "/openapi.json"
+#: Probes for an orchestrator or a load balancer (docs/STATUS_API.md, "Probes"): the process
+#: serves, and the worker can answer for its people. They hold no data: no token is asked.
+LIVE_PATH = "/livez"
+READY_PATH = "/readyz"
 
 
 # --- request checks ---------------------------------------------------------------------------
@@ -161,6 +165,10 @@ class PersonHistory(msgspec.Struct, frozen=True):
 
 class ErrorBody(msgspec.Struct, frozen=True):
     error: str
+
+
+class ProbeBody(msgspec.Struct, frozen=True):
+    status: str  # "ok"
 
 
 DOC_ENCODER = msgspec.json.Encoder()
@@ -293,7 +301,7 @@ def history_document(person_id: str, lines: bytes | None, served_by: ServedBy,
 def openapi_document(token_required: bool) -> dict[str, Any]:
     """OpenAPI 3.1: the schemas come from the very Structs the views encode, so they cannot drift."""
     _, components = msgspec.json.schema_components(
-        (PersonStatus, PersonHistory, ErrorBody), ref_template="#/components/schemas/{name}"
+        (PersonStatus, PersonHistory, ErrorBody, ProbeBody), ref_template="#/components/schemas/{name}"
     )
     # The status API never reveals the other person of an `account_shared` alert.
     alert = components["Alert"]["properties"]
@@ -326,6 +334,14 @@ def openapi_document(token_required: bool) -> dict[str, Any]:
         return {"summary": summary, "description": description, "parameters": [person_param],
                 "responses": responses}
 
+    def probe_op(summary: str, description: str, unready: str | None) -> dict[str, Any]:
+        responses = {"200": {"description": "OK",
+                             "content": {JSON: {"schema": {"$ref": ref("ProbeBody")}}}}}
+        if unready is not None:
+            responses["503"] = error(unready)
+        return {"summary": summary, "description": description + " Served without the token.",
+                "security": [], "responses": responses}
+
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -354,6 +370,14 @@ def openapi_document(token_required: bool) -> dict[str, Any]:
                 "responses": {"200": {"description": "HTML page",
                                       "content": {"text/html": {"schema": {"type": "string"}}}}},
             }},
+            LIVE_PATH: {"get": probe_op(
+                "Liveness", "The worker's process serves HTTP: 200 whenever it answers at all.",
+                None)},
+            READY_PATH: {"get": probe_op(
+                "Readiness",
+                "The worker has joined its consumer group and is neither rebalancing nor "
+                "recovering its state, so it can answer for its people (and forward the rest).",
+                "not ready: not yet in its group, rebalancing or recovering; retry")},
             OPENAPI_PATH: {"get": {
                 "summary": "This description",
                 "responses": {"200": {"description": "OpenAPI 3.1 document",

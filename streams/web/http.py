@@ -7,11 +7,13 @@ quix_worker/web.py on Quix Streams).
     GET /persons/{person_id}/history   the person's published outcomes
     GET /openapi.json                  the OpenAPI 3.1 description of the above
     GET /status                        the support desks' page (streams/web/status_page.py)
+    GET /livez, GET /readyz            probes: the process serves; the worker can answer
 
 Guarantees, on both engines:
 - with a token configured, every request (any path and method, this API's description included)
   without `Authorization: Bearer <token>` is answered 401; the comparison is constant-time; the
-  one exception is `GET /status`, a fixed page that holds no data (its calls carry the token);
+  exceptions are `GET /status`, a fixed page that holds no data (its calls carry the token),
+  and the probes `GET /livez` and `GET /readyz`, which say only "ok" or why not;
 - read-only: every method but GET is answered 405, whatever the path;
 - a malformed person_id is answered 400 and never echoed (a 12-digit id may be a My Number);
 - a person's answer comes from the one worker that owns the person's partition; a worker that is
@@ -38,7 +40,10 @@ from streams.web import status_page
 from streams.web.documents import (
     DOC_ENCODER,
     JSON,
+    LIVE_PATH,
+    READY_PATH,
     ErrorBody,
+    ProbeBody,
     ServedBy,
     bearer_ok,
     history_document,
@@ -73,6 +78,9 @@ def unavailable(message: str) -> Any:
 
 
 NOT_READY = "the worker is rebalancing or recovering its tables; retry shortly"
+NOT_JOINED = "the worker has not joined its consumer group yet: no partitions assigned so far"
+#: Answered without the token (GET only): they hold no data.
+UNGUARDED = frozenset({status_page.PAGE_PATH, LIVE_PATH, READY_PATH})
 NO_ANSWER = "the worker that owns this person's partition did not answer; retry"
 
 
@@ -81,8 +89,8 @@ def make_guard(token: str | None) -> Any:
 
     @aioweb.middleware
     async def guard(request: Any, handler: Any) -> Any:
-        if request.method == "GET" and request.path == status_page.PAGE_PATH:
-            return await handler(request)  # a fixed page without data; its calls are guarded
+        if request.method == "GET" and request.path in UNGUARDED:
+            return await handler(request)  # the page (its calls are guarded) and the probes
         if not bearer_ok(request.headers.get("Authorization"), token):
             return error(401, "missing or wrong bearer token",
                          {"WWW-Authenticate": 'Bearer realm="mynapoint"'})
@@ -96,6 +104,24 @@ def make_guard(token: str | None) -> Any:
             return error(exc.status, exc.reason.lower())
 
     return guard
+
+
+def readiness(joined: bool, busy: bool) -> str | None:
+    """Why the worker is not ready to answer for its people (None: it is): it has not had an
+    assignment from its group yet, or it is rebalancing or recovering its state."""
+    if not joined:
+        return NOT_JOINED
+    if busy:
+        return NOT_READY
+    return None
+
+
+_OK = DOC_ENCODER.encode(ProbeBody(status="ok"))
+
+
+def probe_answer(problem: str | None) -> Any:
+    """A probe's answer: 200 `{"status": "ok"}`, or 503 with `Retry-After` saying why not."""
+    return json_response(200, _OK) if problem is None else unavailable(problem)
 
 
 def unroutable(url: Any) -> bool:

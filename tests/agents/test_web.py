@@ -19,6 +19,7 @@ def test_create_app_registers_the_views_and_switches_off_faust_table_endpoints(t
     assert ("GET", "/persons/{person_id}/history") in routes
     assert ("GET", "/openapi.json") in routes
     assert ("GET", "/status") in routes
+    assert ("GET", "/livez") in routes and ("GET", "/readyz") in routes
     paths = {path for _, path in routes}
     assert not [p for p in paths if p.startswith(("/table", "/router"))], paths
     assert len(app.web.web_app.middlewares) == 1

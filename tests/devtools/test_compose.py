@@ -88,3 +88,42 @@ def test_the_image_holds_every_package_the_project_installs():
     packages = {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
     copied = set(re.findall(r"^COPY (\w+) \1$", (ROOT / "Dockerfile").read_text(), re.M))
     assert packages == copied
+
+
+def test_each_worker_is_healthy_when_its_status_api_says_it_is_ready(tmp_path):
+    # Docker runs the healthcheck's command in the worker's container; here it runs against a
+    # server on the worker's web port's stand-in, answering as the probe does.
+    import http.server
+    import subprocess
+    import sys
+    import threading
+
+    from streams.web.documents import READY_PATH
+
+    answers = {"status": 200}
+
+    class Probe(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(answers["status"] if self.path == READY_PATH else 404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Probe)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for name, service in WORKERS.items():
+            test = service["healthcheck"]["test"]
+            assert test[:2] == ["CMD", "python"], name
+            url = re.search(r"'(http://[^']+)'", test[-1]).group(1)
+            assert urlsplit(url).port == int(service["environment"]["MYNAPOINT_WEB_PORT"])
+            assert urlsplit(url).path == READY_PATH
+            local = test[-1].replace(f":{urlsplit(url).port}/", f":{server.server_port}/")
+            for status, healthy in ((200, True), (503, False)):
+                answers["status"] = status
+                done = subprocess.run([sys.executable, *test[2:-1], local], capture_output=True,
+                                      timeout=60)
+                assert (done.returncode == 0) is healthy, (name, status, done.stderr)
+    finally:
+        server.shutdown()

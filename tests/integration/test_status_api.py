@@ -143,6 +143,19 @@ def test_status_api_answers_for_every_partition_from_both_workers(fresh_broker, 
 
     wait_until(web_servers_up, 120, "both web servers", workers)
 
+    def both_ready() -> str | None:
+        # The probes answer without the token: an orchestrator's probe carries no secret.
+        for w in workers:
+            assert http(w.web_port, "/livez", token=None) == (200, {"status": "ok"})
+            status, body = http(w.web_port, "/readyz", token=None)
+            if status != 200:
+                assert status == 503 and set(body) == {"error"}, body
+                return f"port {w.web_port}: {status} {body}"
+        return None
+
+    wait_until(both_ready, 120, "both workers ready (in their group, nothing to recover)",
+               workers)
+
     lines = list(generate(people=300, seed=23, bad_ratio=0.0))
     # One decision per event, but not one outcome id per decision: an event sent a third time is
     # refused duplicate_* again, with the same id as the second time. Count ids as simulate does.
@@ -177,6 +190,9 @@ def test_status_api_answers_for_every_partition_from_both_workers(fresh_broker, 
 
     openapi = http(workers[0].web_port, "/openapi.json")[1]
     assert openapi["openapi"] == "3.1.0"
+    for w in workers:
+        assert_fits(http(w.web_port, "/readyz", token=None)[1], openapi, "/readyz", 200)
+        assert http(w.web_port, "/readyz", token=None, method="POST")[0] == 401
     assert http(workers[1].web_port, "/openapi.json")[1] == openapi
 
     answers: dict[str, list[dict[str, Any]]] = {}

@@ -36,6 +36,10 @@ class FakeReads:
     def __init__(self, held: dict[int, dict[bytes, bytes]]) -> None:
         self.held = held
         self.recovering: set[int] = set()
+        self.joined = True
+
+    def state(self) -> tuple[bool, bool]:
+        return self.joined, bool(self.recovering)
 
     def read(self, partition: int, fn: Any) -> Any:
         if partition in self.recovering:
@@ -154,3 +158,23 @@ def test_bad_ids_are_refused_before_anything_is_read_or_forwarded():
             assert status == 400 and bad not in doc["error"]
 
     run(scenario)
+
+
+def test_ready_once_in_the_group_and_while_nothing_is_recovered():
+    async def scenario(a, b, reads, get, tests):
+        out = []
+        reads["a"].joined = False
+        out.append(await get(a, "/readyz"))  # no token: probes carry no secret
+        reads["a"].joined = True
+        reads["a"].recovering.add(1)
+        out.append(await get(a, "/readyz"))
+        reads["a"].recovering.clear()
+        out.append(await get(a, "/readyz"))
+        out.append(await get(a, "/livez"))
+        return out
+
+    (joining, body1, h1), (recovering, body2, h2), ready, live = run(scenario)
+    assert joining == recovering == 503 and h1["Retry-After"] and h2["Retry-After"]
+    assert "not joined its consumer group" in body1["error"]
+    assert "recovering" in body2["error"]
+    assert ready[:2] == live[:2] == (200, {"status": "ok"})

@@ -346,7 +346,10 @@ def _refs(node: Any) -> list[str]:
 def test_openapi_document_is_3_1_and_self_contained():
     for doc in (web.openapi_document(True), web.openapi_document(False)):
         assert doc["openapi"] == "3.1.0"
-        assert set(doc["paths"]) == {STATUS_PATH, HISTORY_PATH, "/openapi.json", "/status"}
+        assert set(doc["paths"]) == {STATUS_PATH, HISTORY_PATH, "/openapi.json", "/status",
+                                     "/livez", "/readyz"}
+        for probe in ("/livez", "/readyz"):
+            assert doc["paths"][probe]["get"]["security"] == []
         assert doc["paths"]["/status"]["get"]["security"] == []  # the page holds no data
         for path, item in doc["paths"].items():
             assert set(item) == {"get"}, path  # read-only
@@ -389,6 +392,8 @@ def _serve(token: str | None, requests: list[tuple[str, str, dict[str, str]]]):
         app = aioweb.Application(middlewares=[http.make_guard(token)])
         app.router.add_get("/persons/{person_id}", ok)
         app.router.add_get("/status", ok)
+        app.router.add_get("/livez", ok)
+        app.router.add_get("/readyz", ok)
         async with TestClient(TestServer(app)) as client:
             out = []
             for method, path, headers in requests:
@@ -435,6 +440,38 @@ def test_guard_lets_only_a_get_of_the_page_through_without_the_token():
         ("GET", "/STATUS", {}),
     ])
     assert [o[0] for o in out] == [200, 200, 401, 401, 200, 401, 401]
+
+
+def test_guard_lets_only_a_get_of_the_probes_through_without_the_token():
+    out = _serve("tok", [
+        ("GET", "/livez", {}),
+        ("GET", "/readyz", {}),
+        ("GET", "/readyz", {"Authorization": "Bearer nope"}),
+        ("POST", "/readyz", {}),
+        ("GET", "/readyz/", {}),
+        ("GET", "/persons/P1?probe=/readyz", {}),
+    ])
+    assert [o[0] for o in out] == [200, 200, 200, 401, 401, 401]
+
+
+@pytest.mark.parametrize(("joined", "busy", "said"), [
+    (False, False, "not joined its consumer group"),
+    (False, True, "not joined its consumer group"),
+    (True, True, "rebalancing or recovering"),
+    (True, False, None),
+])
+def test_readiness(joined, busy, said):
+    problem = http.readiness(joined, busy)
+    assert (problem is None) if said is None else (said in problem)
+
+
+def test_a_probe_says_ok_or_why_not_with_a_retry():
+    ok = http.probe_answer(None)
+    assert ok.status == 200 and msgspec.json.decode(ok.body) == {"status": "ok"}
+    assert_fits(msgspec.json.decode(ok.body), DOC, "/readyz", 200)
+    busy = http.probe_answer(http.NOT_READY)
+    assert busy.status == 503 and busy.headers["Retry-After"]
+    assert_fits(msgspec.json.decode(busy.body), DOC, "/readyz", 503)
 
 
 def test_guard_without_a_token_is_read_only_only():
