@@ -202,12 +202,12 @@ class StatusServer:
         async def ready(request: Any) -> Any:
             return probe_answer(readiness(*self.reads.state()))
 
-        app.router.add_get(STATUS_PATH, person_status, allow_head=False)
-        app.router.add_get(HISTORY_PATH, person_history, allow_head=False)
-        app.router.add_get(OPENAPI_PATH, openapi, allow_head=False)
-        app.router.add_get(PAGE_PATH, page, allow_head=False)
-        app.router.add_get(LIVE_PATH, live, allow_head=False)
-        app.router.add_get(READY_PATH, ready, allow_head=False)
+        app.router.add_get(STATUS_PATH, person_status)
+        app.router.add_get(HISTORY_PATH, person_history)
+        app.router.add_get(OPENAPI_PATH, openapi)
+        app.router.add_get(PAGE_PATH, page)
+        app.router.add_get(LIVE_PATH, live)
+        app.router.add_get(READY_PATH, ready)
         return app
 
     async def _serve(self) -> None:

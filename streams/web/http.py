@@ -12,9 +12,10 @@ quix_worker/web.py on Quix Streams).
 Guarantees, on both engines:
 - with a token configured, every request (any path and method, this API's description included)
   without `Authorization: Bearer <token>` is answered 401; the comparison is constant-time; the
-  exceptions are `GET /status`, a fixed page that holds no data (its calls carry the token),
-  and the probes `GET /livez` and `GET /readyz`, which say only "ok" or why not;
-- read-only: every method but GET is answered 405, whatever the path;
+  exceptions are `GET /status`, a fixed page that holds no data (its calls carry the token), and
+  the probes `GET /livez` and `GET /readyz`, which say only "ok" or why not;
+- read-only: every method but GET and HEAD (GET without the body) is answered 405, whatever the
+  path;
 - a malformed person_id is answered 400 and never echoed (a 12-digit id may be a My Number);
 - a person's answer comes from the one worker that owns the person's partition; a worker that is
   rebalancing or recovering, or an owner that does not answer within `ROUTE_TIMEOUT`, gives 503
@@ -79,23 +80,28 @@ def unavailable(message: str) -> Any:
 
 NOT_READY = "the worker is rebalancing or recovering its tables; retry shortly"
 NOT_JOINED = "the worker has not joined its consumer group yet: no partitions assigned so far"
-#: Answered without the token (GET only): they hold no data.
+#: The methods the API answers; any other is 405.
+READ_METHODS = ("GET", "HEAD")
+#: Answered without the token (GET or HEAD): they hold no data.
 UNGUARDED = frozenset({status_page.PAGE_PATH, LIVE_PATH, READY_PATH})
 NO_ANSWER = "the worker that owns this person's partition did not answer; retry"
 
 
 def make_guard(token: str | None) -> Any:
-    """aiohttp middleware for every path: the bearer token (401), then GET only (405)."""
+    """aiohttp middleware for every path: the bearer token (401), then GET and HEAD only (405).
+    HEAD is GET without the body (RFC 9110 asks every server for both; load balancers and
+    uptime checkers probe with it): the server drops the body, the status and headers stay."""
 
     @aioweb.middleware
     async def guard(request: Any, handler: Any) -> Any:
-        if request.method == "GET" and request.path in UNGUARDED:
+        if request.method in READ_METHODS and request.path in UNGUARDED:
             return await handler(request)  # the page (its calls are guarded) and the probes
         if not bearer_ok(request.headers.get("Authorization"), token):
             return error(401, "missing or wrong bearer token",
                          {"WWW-Authenticate": 'Bearer realm="mynapoint"'})
-        if request.method != "GET":
-            return error(405, "this API is read-only: only GET", {"Allow": "GET"})
+        if request.method not in READ_METHODS:
+            return error(405, "this API is read-only: only GET (and HEAD)",
+                         {"Allow": ", ".join(READ_METHODS)})
         try:
             return await handler(request)
         except aioweb.HTTPException as exc:

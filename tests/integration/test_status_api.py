@@ -264,6 +264,12 @@ def test_status_api_answers_for_every_partition_from_both_workers(fresh_broker, 
         assert http(port, f"/persons/{sample[0]}/history", token=None)[0] == 401
         assert http(port, "/openapi.json", token=None)[0] == 401
         assert http(port, f"/persons/{sample[0]}", method="POST")[0] == 405
+        # HEAD: GET's status without the body, forwarded to the owner like GET.
+        for person in sample:
+            assert http(port, f"/persons/{person}/history", method="HEAD") == (200, b""), person
+        assert http(port, f"/persons/{unknown}", method="HEAD") == (404, b"")
+        assert http(port, f"/persons/{sample[0]}", method="HEAD", token=None) == (401, b"")
+        assert http(port, "/readyz", method="HEAD", token=None) == (200, b"")
         assert http(port, f"/persons/{sample[0]}", method="DELETE", token=None)[0] == 401
         for path in (STATUS, HISTORY):
             status, body = http(port, path.format(person_id=unknown))

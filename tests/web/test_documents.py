@@ -426,7 +426,7 @@ def test_guard_asks_for_the_token_on_every_path_and_method():
         if status == 401:
             assert headers["WWW-Authenticate"].startswith("Bearer")
         if status == 405:
-            assert headers["Allow"] == "GET"
+            assert headers["Allow"] == "GET, HEAD"
 
 
 def test_guard_lets_only_a_get_of_the_page_through_without_the_token():
@@ -472,6 +472,20 @@ def test_a_probe_says_ok_or_why_not_with_a_retry():
     busy = http.probe_answer(http.NOT_READY)
     assert busy.status == 503 and busy.headers["Retry-After"]
     assert_fits(msgspec.json.decode(busy.body), DOC, "/readyz", 503)
+
+
+def test_head_is_get_without_the_body_under_the_same_guard():
+    # RFC 9110 asks every server for GET and HEAD; load balancers and uptime checkers use HEAD.
+    out = _serve("tok", [
+        ("HEAD", "/persons/P1", {"Authorization": "Bearer tok"}),
+        ("HEAD", "/persons/P1", {}),
+        ("HEAD", "/readyz", {}),
+        ("HEAD", "/status", {}),
+        ("OPTIONS", "/persons/P1", {"Authorization": "Bearer tok"}),
+    ])
+    assert [o[0] for o in out] == [200, 401, 200, 200, 405]
+    assert [o[2] for o in out[:4]] == ["", "", "", ""]
+    assert out[0][1].startswith("application/json")
 
 
 def test_guard_without_a_token_is_read_only_only():
