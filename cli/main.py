@@ -52,9 +52,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from schemas.jsonschema import input_event_schema
+    from schemas.jsonschema import input_event_schema, outcome_schema
 
-    print(json.dumps(input_event_schema(), indent=2, ensure_ascii=False))
+    schema = outcome_schema() if args.outcomes else input_event_schema()
+    print(json.dumps(schema, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -103,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("schema", help="print the JSON Schema of the input events")
+    s.add_argument("--outcomes", action="store_true",
+                   help="the outcomes' instead (decisions, grants, alerts, dead letters)")
     s.set_defaults(func=cmd_schema)
 
     s = sub.add_parser("config", help="print the resolved configuration and its rules version")

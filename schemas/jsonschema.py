@@ -1,4 +1,5 @@
-"""JSON Schema of the input events, generated from the same Structs that validate them."""
+"""JSON Schema of the input events and of the outcomes, generated from the same Structs that
+validate the events and encode the outcomes, so they cannot drift."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 import msgspec
 
 from schemas.events import AnyEvent
+from schemas.outcomes import AnyOutcome
 
 
 def input_event_schema() -> dict[str, Any]:
@@ -16,5 +18,18 @@ def input_event_schema() -> dict[str, Any]:
     schema["description"] = (
         "One event per Kafka record value (keyed by person_id) or per line of a JSONL file. "
         "Unknown extra fields are ignored. See CONTRACT.md."
+    )
+    return schema
+
+
+def outcome_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = msgspec.json.schema(AnyOutcome)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "mynapoint-stream outcome"
+    schema["description"] = (
+        "One outcome per Kafka record value of mynapoint.decisions, mynapoint.grants, "
+        "mynapoint.alerts or mynapoint.deadletter (keyed by person_id), or per line of "
+        "`mynapoint simulate`'s output; tagged on `kind`. Consumers should ignore fields they do "
+        "not know: optional ones may be added. See CONTRACT.md."
     )
     return schema

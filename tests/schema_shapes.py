@@ -2,8 +2,9 @@
 
 No JSON Schema library is a dependency of the project, and the status API's description uses only
 this subset: `$ref` (into `#/components/...`), `type` (one or a list), `enum`, `const`,
-`properties`, `required`, `additionalProperties`, `items`, `anyOf`/`oneOf`, `pattern` and the
-`date`/`date-time` formats. An unknown keyword fails loudly rather than passing silently.
+`properties`, `required`, `additionalProperties`, `items`, `anyOf`/`oneOf`, `pattern`,
+`minimum`/`maximum` and the `date`/`date-time` formats; so do the schemas `mynapoint schema`
+prints. An unknown keyword fails loudly rather than passing silently.
 
 `strict=True` also refuses object keys the schema does not describe (when it sets no
 `additionalProperties`): the response must not carry undocumented fields.
@@ -26,7 +27,8 @@ _TYPES = {
 }
 _ANNOTATIONS = {"title", "description", "default", "discriminator", "examples", "format"}
 _KNOWN = _ANNOTATIONS | {"$ref", "type", "enum", "const", "properties", "required",
-                         "additionalProperties", "items", "anyOf", "oneOf", "pattern"}
+                         "additionalProperties", "items", "anyOf", "oneOf", "pattern",
+                         "minimum", "maximum"}
 
 
 def resolve(doc: dict[str, Any], ref: str) -> dict[str, Any]:
@@ -69,6 +71,11 @@ def errors(value: Any, schema: dict[str, Any], doc: dict[str, Any], *, strict: b
         out.append(f"{path}: {value!r} not in {schema['enum']}")
     if "const" in schema and value != schema["const"]:
         out.append(f"{path}: {value!r} is not {schema['const']!r}")
+    if _TYPES["number"](value):
+        if "minimum" in schema and value < schema["minimum"]:
+            out.append(f"{path}: {value!r} is below the minimum {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            out.append(f"{path}: {value!r} is above the maximum {schema['maximum']}")
     if isinstance(value, str):
         if "pattern" in schema and not re.search(schema["pattern"], value):
             out.append(f"{path}: {value!r} does not match {schema['pattern']}")
