@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Callable
 
-from schemas.settings import COUNT, SHARE
+from schemas.settings import COUNT, ENV, SHARE, from_env
 from streams.core.config import ConfigError, RulesConfig, load_config
 
 
@@ -60,7 +60,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    cfg = _config(args.config)
+    # Resolved as the worker resolves it, so that on a worker's host this prints its rules.
+    path = args.config or from_env("config")
+    if path and not args.config:
+        print(f"mynapoint config: from ${ENV['config'].var} ({path})", file=sys.stderr)
+    cfg = _config(path)
     print(json.dumps({"rules_version": cfg.version, **cfg.to_dict()}, indent=2, default=str))
     return 0
 
@@ -109,15 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_schema)
 
     s = sub.add_parser("config", help="print the resolved configuration and its rules version")
-    s.add_argument("--config", metavar="FILE")
+    s.add_argument("--config", metavar="FILE",
+                   help=f"TOML configuration (default: ${ENV['config'].var}, as the worker "
+                   "resolves it; else RULES.md's defaults)")
     s.set_defaults(func=cmd_config)
 
     s = sub.add_parser("generate", help="write a generated demo history (JSONL)")
-    s.add_argument("--people", type=COUNT, default=1000)
-    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--people", type=COUNT, default=1000, help="people (default 1000)")
+    s.add_argument("--seed", type=int, default=1,
+                   help="random seed: the same seed, the same history (default 1)")
     s.add_argument("--bad-ratio", type=SHARE, default=0.002,
                    help="share of malformed lines, 0 to 1 (default 0.002)")
-    s.add_argument("--output", "-o", default="-")
+    s.add_argument("--output", "-o", default="-", metavar="FILE",
+                   help="where to write it (default: - for stdout)")
     s.set_defaults(func=cmd_generate)
 
     from cli.pipeline import register  # only wires argparse; imports no faust

@@ -35,8 +35,10 @@ DEMO_CONFIG = ROOT / "streams" / "data" / "demo.toml"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--people", type=COUNT, default=3000, help="people in the demo feed (default 3000)")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--partitions", type=COUNT, default=4)
+    p.add_argument("--seed", type=int, default=7,
+                   help="the demo feed's random seed: the same seed, the same feed (default 7)")
+    p.add_argument("--partitions", type=COUNT, default=4,
+                   help="partitions of the topics dev creates (default 4)")
     p.add_argument("--config", default=str(DEMO_CONFIG), help="rules configuration (demo catalog)")
     p.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
                    help="local broker: tansu (default: memory storage, starts at once) or kafka "

@@ -351,6 +351,29 @@ def test_an_unusable_config_file_is_a_message_not_a_traceback(tmp_path, make, sa
     assert said in str(caught.value)
 
 
+def test_the_config_command_resolves_the_configuration_as_the_worker_does(capsys, monkeypatch):
+    # On a worker's host, `mynapoint config` printed RULES.md's defaults while the worker ran
+    # the rules of $MYNAPOINT_CONFIG.
+    import json
+
+    from cli.main import main
+    from devtools.demo import DEMO_CONFIG
+    from streams.core.config import load_config
+
+    monkeypatch.delenv("MYNAPOINT_CONFIG", raising=False)
+    assert main(["config"]) == 0
+    assert json.loads(capsys.readouterr().out)["rules_version"] == load_config(None).version
+    monkeypatch.setenv("MYNAPOINT_CONFIG", str(DEMO_CONFIG))
+    assert main(["config"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["rules_version"] == load_config(DEMO_CONFIG).version
+    assert "from $MYNAPOINT_CONFIG" in err
+    # The flag wins over the variable.
+    monkeypatch.setenv("MYNAPOINT_CONFIG", "/nonexistent.toml")
+    assert main(["config", "--config", str(DEMO_CONFIG)]) == 0
+    assert json.loads(capsys.readouterr().out)["rules_version"] == load_config(DEMO_CONFIG).version
+
+
 # --- coverage of the reason codes --------------------------------------------------------------
 
 # Every reason code RULES.md names (copied from RULES.md; the alert code is separate).
