@@ -71,10 +71,12 @@ def register_views(app: Any, tables: dict[str, Any], rules: RulesConfig, token: 
 
     add_middleware(app, make_guard(token))
 
+    def busy() -> bool:
+        # Faust ends a rebalance (`rebalancing` False) only once its tables have recovered.
+        return bool(app.rebalancing or app.in_recovery)
+
     def not_ready() -> Any | None:
-        if app.rebalancing or app.in_recovery:
-            return unavailable(NOT_READY)
-        return None
+        return unavailable(NOT_READY) if busy() else None
 
     # Ready once the group gave this worker its partitions (none is an assignment too).
     joined = False
@@ -136,7 +138,7 @@ def register_views(app: Any, tables: dict[str, Any], rules: RulesConfig, token: 
     @app.page(READY_PATH, name="ready")
     class ReadyView(View):
         async def get(self, request: Any) -> Any:
-            return probe_answer(readiness(joined, app.rebalancing or app.in_recovery))
+            return probe_answer(readiness(joined, busy()))
 
     @app.page(OPENAPI_PATH, name="openapi")
     class OpenApiView(View):

@@ -220,24 +220,34 @@ class StateReads:
         self._app = app
         self._source = source
         self._lock = threading.Lock()
-        self._joined = False
+        self._joined = False  # the group has given this worker partitions at least once
+        self._assigned = False  # ... and has not taken them back since
         _wrap_rebalance(app, self._locked)
 
     def _locked(self, name: str, callback: _Rebalance) -> _Rebalance:
         def locked(consumer: Any, partitions: list[Any]) -> None:
             with self._lock:
                 callback(consumer, partitions)
-                if name == "_on_assign":
-                    self._joined = True
+                # Quix rebalances eagerly: a revocation takes every partition, until the next
+                # assignment (an empty one included) gives the worker its share.
+                self._assigned = name == "_on_assign"
+                self._joined = self._joined or self._assigned
 
         return locked
 
     def state(self) -> tuple[bool, bool]:
-        """(joined, recovering): whether the group has given this worker its partitions yet
-        (none is an assignment too), and whether Quix is recovering any of them."""
-        with self._lock:
+        """(joined, busy) for the readiness probe: whether the group has given this worker its
+        partitions yet (none is an assignment too), and whether it is rebalancing (between a
+        revocation and the next assignment, or inside a rebalance callback, which holds the
+        lock: never waited for, so the probes stay answered) or recovering any partition."""
+        if not self._lock.acquire(blocking=False):
+            return self._joined, True
+        try:
             recovery = self._app._state_manager._recovery_manager  # noqa: SLF001
-            return self._joined, bool(recovery is not None and recovery.partitions)
+            recovering = recovery is not None and bool(recovery.partitions)
+            return self._joined, not self._assigned or recovering
+        finally:
+            self._lock.release()
 
     def read(self, partition: int, fn: Callable[[Callable[[bytes], bytes | None]], Any]) -> Any:
         with self._lock:

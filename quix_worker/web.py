@@ -143,8 +143,9 @@ class StatusServer:
         for fresh in (False, True):
             for peer in self.owners.candidates(partition, await self.peers.get(fresh), self.url):
                 try:
-                    async with self.session.get(peer + request.path_qs, headers=headers,
-                                                allow_redirects=False) as resp:
+                    async with self.session.request(request.method, peer + request.path_qs,
+                                                    headers=headers,
+                                                    allow_redirects=False) as resp:
                         body = await resp.read()
                 except (aiohttp.ClientError, OSError) as exc:
                     log.info("status API: %s did not answer: %r", peer, exc)

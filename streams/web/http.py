@@ -13,7 +13,7 @@ Guarantees, on both engines:
 - with a token configured, every request (any path and method, this API's description included)
   without `Authorization: Bearer <token>` is answered 401; the comparison is constant-time; the
   exceptions are `GET /status`, a fixed page that holds no data (its calls carry the token), and
-  the probes `GET /livez` and `GET /readyz`, which say only "ok" or why not;
+  the probes `GET /livez` and `GET /readyz`, which say only "ok" or why not (and HEAD of these);
 - read-only: every method but GET and HEAD (GET without the body) is answered 405, whatever the
   path;
 - a malformed person_id is answered 400 and never echoed (a 12-digit id may be a My Number);

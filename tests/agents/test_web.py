@@ -47,3 +47,45 @@ def test_worker_flags_and_environment_for_the_status_api(monkeypatch):
     assert env.status_token == "t2" and env.extra["canonical_url"] == "http://w2:6066"
     monkeypatch.setenv("MYNAPOINT_STATUS_TOKEN", "")
     assert settings([]).status_token is None
+
+
+def test_ready_once_faust_has_assigned_partitions_and_while_it_neither_rebalances_nor_recovers(
+        tmp_path):
+    import asyncio
+
+    import msgspec
+    from aiohttp.test_utils import TestClient, TestServer
+    from faust.types import TP
+
+    from agents.app import create_app
+    from agents.settings import WorkerSettings
+    from schemas import topics
+
+    app = create_app(WorkerSettings(data_dir=str(tmp_path), status_token="t"), CFG)
+
+    async def run() -> list[tuple[int, object]]:
+        out = []
+        async with TestClient(TestServer(app.web.web_app)) as client:
+            async def probe(path: str = "/readyz") -> None:
+                resp = await client.get(path)  # no token: probes carry no secret
+                out.append((resp.status, msgspec.json.decode(await resp.read())))
+
+            await probe()  # not in the group yet
+            await app.on_partitions_assigned.send({TP(topics.JOURNAL, 0)})
+            await probe()
+            app.rebalancing = True
+            await probe()
+            app.rebalancing, app.in_recovery = False, True
+            await probe()
+            app.in_recovery = False
+            await app.on_partitions_assigned.send(set())  # a rebalance that left it nothing
+            await probe()
+            await probe("/livez")
+        return out
+
+    ok = (200, {"status": "ok"})
+    joining, first, rebalancing, recovering, nothing, live = asyncio.run(run())
+    assert joining[0] == 503 and "not joined its consumer group" in joining[1]["error"]
+    assert first == nothing == live == ok
+    assert rebalancing[0] == recovering[0] == 503
+    assert "rebalancing or recovering" in rebalancing[1]["error"]

@@ -52,3 +52,36 @@ def test_intake_hears_of_a_rebalance_after_quix_and_reads_wait_for_both() -> Non
     assert app.calls == [("quix assign", [0, 1]), ("quix revoke", [1]), ("quix lost", [0])]
     assert heard == [("assigned", [0, 1]), ("revoked", [1]), ("revoked", [0])]
     assert not app.reads._lock.locked()  # noqa: SLF001
+
+
+def test_readiness_follows_the_assignment_and_the_recovery_without_waiting_for_the_lock() -> None:
+    from types import SimpleNamespace
+
+    app = FakeApp()
+    recovery = SimpleNamespace(partitions={})
+    app._state_manager = SimpleNamespace(_recovery_manager=recovery)  # type: ignore[attr-defined]  # noqa: SLF001
+    seen_inside: list[tuple[bool, bool]] = []
+    record = app._record
+
+    def record_and_probe(name: str, partitions: list[int]) -> None:
+        record(name, partitions)
+        seen_inside.append(reads.state())  # a probe during a rebalance callback returns at once
+
+    app._record = record_and_probe  # type: ignore[method-assign]
+    reads = app.reads = private.StateReads(app, "journal")  # type: ignore[arg-type]
+
+    assert reads.state() == (False, True)  # not in the group yet
+    app._on_assign(None, [0, 1])  # noqa: SLF001
+    assert reads.state() == (True, False)  # ready
+    recovery.partitions = {1: {"default": object()}}
+    assert reads.state() == (True, True)  # recovering a partition
+    recovery.partitions = {}
+    # Eager rebalancing: everything goes back first, then an assignment (an empty one when
+    # there are more workers than partitions) ends it.
+    app._on_revoke(None, [0, 1])  # noqa: SLF001
+    assert reads.state() == (True, True)  # rebalancing
+    app._on_assign(None, [])  # noqa: SLF001
+    assert reads.state() == (True, False)
+    app._on_lost(None, [])  # noqa: SLF001
+    assert reads.state() == (True, True)
+    assert seen_inside == [(False, True), (True, True), (True, True), (True, True)]

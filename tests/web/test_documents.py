@@ -429,7 +429,7 @@ def test_guard_asks_for_the_token_on_every_path_and_method():
             assert headers["Allow"] == "GET, HEAD"
 
 
-def test_guard_lets_only_a_get_of_the_page_through_without_the_token():
+def test_guard_lets_only_a_get_or_head_of_the_page_through_without_the_token():
     out = _serve("tok", [
         ("GET", "/status", {}),
         ("GET", "/status", {"Authorization": "Bearer nope"}),
@@ -442,7 +442,7 @@ def test_guard_lets_only_a_get_of_the_page_through_without_the_token():
     assert [o[0] for o in out] == [200, 200, 401, 401, 200, 401, 401]
 
 
-def test_guard_lets_only_a_get_of_the_probes_through_without_the_token():
+def test_guard_lets_only_a_get_or_head_of_the_probes_through_without_the_token():
     out = _serve("tok", [
         ("GET", "/livez", {}),
         ("GET", "/readyz", {}),
