@@ -231,6 +231,23 @@ def _combine(paths: list[str]) -> int:
 # --- export --------------------------------------------------------------------------------------
 
 
+def export_rules_note(versions: dict[str, int], version: str, source: str) -> str | None:
+    """What export says about the rules versions the exported outcomes carry (`versions`), given
+    the one its header records (`version`, from `source`); None when they all carry it."""
+    shown = other_rules(versions, version)
+    if not shown:
+        return None
+    if version not in versions:
+        # The header records these rules, and replay, explain and whatif take them from it.
+        return (f"warning: the exported outcomes carry rules version(s) {shown}, not {version}, "
+                f"which this file records from {source}: export again with the configuration "
+                "the workers run with (--config)")
+    # The rules changed during the history: no single configuration reproduces all of it.
+    return (f"note: besides {version} ({versions[version]:,}), which this file records, the "
+            f"exported outcomes carry rules version(s) {shown}: the rules changed during this "
+            "history, and replay counts the outcomes of the others as differences")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from clients.connect import run_blocking
     from clients.history import HistoryError, client_kwargs_from_env, export_history
@@ -263,12 +280,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         " (no persons table: its changelog was not found)" if not args.no_tables else ""
     print(f"mynapoint export: wrote {target}: {counts.journal:,} journal entries, "
           f"{counts.outcomes:,} outcome records{tables}; rules {cfg.version}", file=sys.stderr)
-    shown = other_rules(counts.rules_versions, cfg.version)
-    if shown:
-        # The header records these rules, and replay, explain and whatif take them from it.
-        print(f"mynapoint export: warning: the exported outcomes carry rules version(s) {shown}"
-              f", not {cfg.version}, which this file records from {source}: export again with the "
-              "configuration the workers run with (--config)", file=sys.stderr)
+    said = export_rules_note(counts.rules_versions, cfg.version, source)
+    if said:
+        print(f"mynapoint export: {said}", file=sys.stderr)
     if counts.unreadable:
         print(f"mynapoint export: warning: {counts.unreadable:,} stored value(s) cannot be read by "
               "this version (kept as stored; `replay` reports them as unreadable)", file=sys.stderr)

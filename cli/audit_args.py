@@ -167,7 +167,8 @@ def _register_whatif(sub: Any, lazy: Lazy) -> None:
                    help="the rules the history was decided with (default: the export file's, "
                    "else $MYNAPOINT_CONFIG, else RULES.md's defaults)")
     s.add_argument("--app-id", help="the workers' --app-id: not needed (what-if reads the "
-                   "journal, whose name does not depend on it), taken as replay takes it")
+                   "journal, whose name does not depend on it); one given is checked as replay "
+                   "checks it")
     s.add_argument("--top", type=HOW_MANY, default=10, metavar="N",
                    help="how many of the most affected people to list (default 10)")
     s.add_argument("--json", action="store_true",

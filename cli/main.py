@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=cmd_simulate)
 
-    s = sub.add_parser("schema", help="print the JSON Schema of the input events")
+    s = sub.add_parser("schema", help="print the JSON Schema of the input events (or, with "
+                       "--outcomes, of the outcomes)")
     s.add_argument("--outcomes", action="store_true",
                    help="the outcomes' instead (decisions, grants, alerts, dead letters)")
     s.set_defaults(func=cmd_schema)

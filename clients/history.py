@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from schemas import topics
-from schemas.settings import ENV, aiokafka_security, from_env
+from schemas.settings import aiokafka_security, from_env
 from schemas.topics import changelog_topic
 from streams.audit.export import (
     History,
@@ -55,10 +55,6 @@ OUTCOME_TOPICS: tuple[str, ...] = topics.OUTPUT_TOPICS
 
 class HistoryError(RuntimeError):
     """The history could not be read (broker unreachable, topic missing, timeout)."""
-
-
-def default_app_id() -> str:
-    return from_env("app_id") or ENV["app_id"].default or ""
 
 
 def client_kwargs_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -240,7 +236,7 @@ async def read_history(
     whole, then kept by person. `person`: likewise, the partition of this person
     (`person_subset`; for `explain`, which reads one person).
     """
-    app = app_id or default_app_id()
+    app = app_id or from_env("app_id") or ""
     changelogs = persons_changelogs(app)
     wanted = ([topics.JOURNAL] if journal else []) + (list(OUTCOME_TOPICS) if outcomes else [])
     subset = await _subset(bootstrap, partitions, timeout, client_kwargs, person=person)
@@ -373,7 +369,7 @@ async def export_history(
     key. `partitions`: only the people of these journal partitions (as
     `read_history`); the header names them.
     """
-    app = app_id or default_app_id()
+    app = app_id or from_env("app_id") or ""
     changelogs = persons_changelogs(app)
     subset = await _subset(bootstrap, partitions, timeout, client_kwargs)
     only = {t: subset.only for t in (topics.JOURNAL, *changelogs)} if subset else None

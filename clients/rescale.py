@@ -56,7 +56,7 @@ from clients.offline import (
 from schemas import topics
 from schemas.settings import ENGINES
 from schemas.topics import TABLES
-from streams.audit.export import stored_rules_versions
+from streams.audit.export import other_rules, stored_rules_versions
 from streams.audit.rescale import (
     JournalAt,
     Record,
@@ -336,12 +336,12 @@ class Rescaler(OfflineJob):
         rebuilt tables are the state under those rules."""
         dump = await self._read([], optional=[topics.DECISIONS, topics.GRANTS], tail=20)
         versions = stored_rules_versions(r.value for t in dump.records.values() for r in t)
-        other = {v: n for v, n in versions.items() if v != self.rules_version}
+        other = other_rules(versions, self.rules_version)
         if other:
             raise RescaleFailed(
-                f"the latest outcomes were decided under rules {sorted(other)}, --config gives "
+                f"the latest outcomes were decided under rules {other}, --config gives "
                 f"{self.rules_version}: rescale with the configuration the workers ran with "
-                "(change rules after the rescale, as docs/OPERATIONS.md says)")
+                "(rescale first, change the rules afterwards: docs/RUNBOOK.md, \"Scaling\")")
 
     async def _snapshot(self, state: State) -> None:
         self.say("snapshot: reading the committed offsets, the journal, the claims and the "

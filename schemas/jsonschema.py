@@ -9,6 +9,7 @@ import msgspec
 
 from schemas.events import AnyEvent
 from schemas.outcomes import AnyOutcome
+from schemas.topics import OUTPUT_TOPICS
 
 
 def input_event_schema() -> dict[str, Any]:
@@ -27,9 +28,8 @@ def outcome_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "mynapoint-stream outcome"
     schema["description"] = (
-        "One outcome per Kafka record value of mynapoint.decisions, mynapoint.grants, "
-        "mynapoint.alerts or mynapoint.deadletter (keyed by person_id), or per line of "
-        "`mynapoint simulate`'s output; tagged on `kind`. Consumers should ignore fields they do "
-        "not know: optional ones may be added. See CONTRACT.md."
+        f"One outcome per Kafka record value of {', '.join(OUTPUT_TOPICS)} (keyed by "
+        "person_id), or per line of `mynapoint simulate`'s output; tagged on `kind`. Consumers "
+        "should ignore fields they do not know: optional ones may be added. See CONTRACT.md."
     )
     return schema

@@ -100,6 +100,21 @@ def test_the_rules_versions_of_stored_outcomes_are_counted_as_replay_counts_them
         f"r-0 (1,200), {CFG.version} ({n:,})"
 
 
+def test_export_says_when_its_outcomes_were_decided_under_other_rules():
+    from cli.audit import export_rules_note
+
+    assert export_rules_note({"r-a": 10}, "r-a", "x.toml") is None
+    assert export_rules_note({}, "r-a", "x.toml") is None
+    wrong = export_rules_note({"r-b": 10}, "r-a", "defaults (RULES.md)")
+    assert wrong is not None and wrong.startswith("warning: the exported outcomes carry rules "
+                                                  "version(s) r-b (10), not r-a")
+    assert "export again with the configuration the workers run with" in wrong
+    # After a genuine change of rules, exporting again cannot help: it is said as it is.
+    changed = export_rules_note({"r-a": 5, "r-b": 10}, "r-a", "x.toml")
+    assert changed is not None and changed.startswith("note: besides r-a (5)")
+    assert "r-b (10)" in changed and "export again" not in changed
+
+
 def test_replay_equals_simulate_per_person(recorded, lines):
     replayed = replay(_history(recorded).entries(), CFG)
     simulated = [o for batch in run(lines, CFG, Engine(CFG)) for o in batch]

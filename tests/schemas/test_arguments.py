@@ -186,8 +186,28 @@ def test_the_same_refusal_from_the_flag_or_the_environment(app_id):
             usable_app_id(None, {"MYNAPOINT_APP_ID": app_id})
 
 
-def test_commands_that_read_no_table_do_not_need_one(capsys, monkeypatch):
-    # explain and audit read the journal and the outputs, whose names do not depend on the app.
+@pytest.mark.parametrize(("argv", "needs_it"), [
+    (["explain", "P1", "--bootstrap", "127.0.0.1:1"], False),
+    (["audit", "--bootstrap", "127.0.0.1:1"], False),
+    (["replay", "--bootstrap", "127.0.0.1:1"], True),
+])
+def test_commands_that_read_no_table_do_not_need_one(argv, needs_it, capsys, monkeypatch):
+    # explain and audit read the journal and the outputs, whose names do not depend on the app:
+    # a bad MYNAPOINT_APP_ID does not stop them; replay reads the persons table and refuses it.
+    import clients.history
+    from clients.history import HistoryError
+
+    asked: list[object] = []
+
+    async def read_history(bootstrap, *, app_id=None, **kwargs):
+        asked.append(app_id)
+        raise HistoryError("stopped here by the test")
+
+    monkeypatch.setattr(clients.history, "read_history", read_history)
     monkeypatch.setenv("MYNAPOINT_APP_ID", "my app")
-    assert main(["explain", "P1", "--bootstrap", "127.0.0.1:abc"]) == 2
-    assert "app-id" not in capsys.readouterr().err
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    if needs_it:
+        assert asked == [] and "--app-id (MYNAPOINT_APP_ID)" in err
+    else:
+        assert asked == [None] and "stopped here by the test" in err
