@@ -10,8 +10,8 @@ import argparse
 import sys
 from typing import Any
 
-from cli import Lazy, add_app_arguments
-from schemas.settings import SECONDS, BadSetting, flag_or_env, usable_app_id, usable_bootstrap
+from cli import Lazy, add_app_arguments, app_arguments
+from schemas.settings import SECONDS, BadSetting
 
 
 def register(sub: Any, lazy: Lazy) -> None:
@@ -41,8 +41,7 @@ def cmd_reask(args: argparse.Namespace) -> int:
     from clients.reask import ReaskFailed, send_requests, waiting_requests
 
     try:
-        bootstrap = usable_bootstrap(flag_or_env("bootstrap", args.bootstrap))
-        app_id = usable_app_id(args.app_id)
+        bootstrap, app_id = app_arguments(args)
     except BadSetting as exc:
         print(f"mynapoint reask: {exc}", file=sys.stderr)
         return 2

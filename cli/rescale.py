@@ -11,16 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cli import Lazy, add_app_arguments
-from schemas.settings import (
-    ENV,
-    SECONDS,
-    BadSetting,
-    flag_or_env,
-    from_env,
-    usable_app_id,
-    usable_bootstrap,
-)
+from cli import Lazy, add_app_arguments, app_arguments
+from schemas.settings import ENV, SECONDS, BadSetting, from_env
 
 
 def register(sub: Any, lazy: Lazy) -> None:
@@ -62,8 +54,7 @@ def cmd_rescale(args: argparse.Namespace) -> int:
         return 2
 
     try:
-        bootstrap = usable_bootstrap(flag_or_env("bootstrap", args.bootstrap))
-        app_id = usable_app_id(args.app_id)
+        bootstrap, app_id = app_arguments(args)
     except BadSetting as exc:
         return err(str(exc))
     if args.to_partitions < 2:

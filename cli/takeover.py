@@ -10,15 +10,8 @@ import argparse
 import sys
 from typing import Any
 
-from cli import Lazy, add_app_arguments
-from schemas.settings import (
-    ENGINES,
-    SECONDS,
-    BadSetting,
-    flag_or_env,
-    usable_app_id,
-    usable_bootstrap,
-)
+from cli import Lazy, add_app_arguments, app_arguments
+from schemas.settings import ENGINES, SECONDS, BadSetting
 
 
 def register(sub: Any, lazy: Lazy) -> None:
@@ -51,8 +44,7 @@ def cmd_takeover(args: argparse.Namespace) -> int:
         print(f"mynapoint takeover: {line}", file=sys.stderr, flush=True)
 
     try:
-        bootstrap = usable_bootstrap(flag_or_env("bootstrap", args.bootstrap))
-        app_id = usable_app_id(args.app_id)
+        bootstrap, app_id = app_arguments(args)
     except BadSetting as exc:
         print(f"mynapoint takeover: {exc}", file=sys.stderr)
         return 2
