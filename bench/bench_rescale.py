@@ -147,7 +147,8 @@ def main() -> int:
             marks.append((t0, "start"))
             summary = asyncio.run(r.run())
             total = time.perf_counter() - t0
-            state_mib = sum(f.stat().st_size for f in Path(tmp).iterdir()) / (1 << 20)
+            # The state file, and the snapshot database beside it (a directory).
+            state_mib = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file()) / (1 << 20)
         scale = 1_000_000 / args.people
         print(f"people {args.people:,}, journal entries {entries:,}, persons rows written "
               f"{args.versions} time(s) each")

@@ -37,7 +37,8 @@ def register(sub: Any, lazy: Lazy) -> None:
                    "outcomes were decided under other rules")
     s.add_argument("--state", metavar="FILE",
                    help="the state file: the progress; the snapshot of the rebuilt topics goes "
-                   "beside it (FILE.snapshot); keep both until the command says done (default: "
+                   "beside it (FILE.snapshot.db, a directory); keep both until the command says "
+                   "done (default: "
                    "./mynapoint-rescale-<app-id>.state)")
     s.add_argument("--timeout", type=SECONDS, default=600.0, metavar="SECONDS",
                    help="give up a single read or topic operation after this long (default 600)")

@@ -10,6 +10,7 @@ topics through aiokafka's admin client and producer.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import sys
 import time
@@ -270,7 +271,7 @@ class StateRows:
     def add(self, records: Iterable[Any]) -> None:
         """Folds in the next records (a key's in their order)."""
         if self.quix:
-            records = (r for r in records if _column_family(r) == QUIX_COLUMN_FAMILY)
+            records = (r for r in records if column_family(r) == QUIX_COLUMN_FAMILY)
         latest_values(((r.key, r.value) for r in records), into=self.rows)
 
 
@@ -289,7 +290,7 @@ def state_headers(topic: str) -> list[tuple[str, bytes]]:
     return []
 
 
-def _column_family(record: Any) -> bytes | None:
+def column_family(record: Any) -> bytes | None:
     for name, value in record.headers or ():
         if name == QUIX_COLUMN_FAMILY_HEADER:
             return bytes(value)
@@ -472,8 +473,12 @@ class OfflineJob:
             await asyncio.sleep(0.2)
         await self._wait_counts([topic], partitions)
 
-    async def _send(self, records: list[Outgoing]) -> None:
-        if not records:
+    async def _send(self, records: Iterable[Outgoing]) -> None:
+        """Sends `records` (a list, or records made as they are sent), acknowledged by every
+        replica, each partition's in their order."""
+        it = iter(records)
+        first = next(it, None)
+        if first is None:
             return
         from aiokafka import AIOKafkaProducer
 
@@ -483,7 +488,7 @@ class OfflineJob:
         await producer.start()
         try:
             pending = []
-            for topic, partition, key, value, headers in records:
+            for topic, partition, key, value, headers in itertools.chain((first,), it):
                 pending.append(await producer.send(topic, value=value, key=key,
                                                    partition=partition, headers=headers or None))
                 if len(pending) >= 20_000:

@@ -6,11 +6,13 @@ recorded in the state file when done, so that a run after a crash finishes the j
 doing any step twice:
 
     check     no member in the app's consumer group; M > N; the rules the outcomes carry
-    snapshot  the group's committed offsets, the whole journal, the unanswered claims and the
-              state changelogs (latest value per key) -> the snapshot file beside the state
-              file (`<state>.snapshot`, fsync'd, written once): Faust's
-              three tables', or the Quix worker's two states' (taken in the tables' layout,
-              streams.audit.takeover), whichever engine the app runs on
+    snapshot  the group's committed offsets (in the state file), the whole journal, the
+              unanswered claims and the state changelogs (latest value per key) -> the
+              snapshot database beside the state file (`<state>.snapshot.db`, RocksDB,
+              clients/snapshot.py: on disk, so that memory does not grow with the history;
+              sealed once complete): Faust's three tables', or the Quix worker's two states'
+              (taken in the tables' layout, streams.audit.takeover), whichever engine the app
+              runs on
     grow      inputs and outputs to M partitions (CreatePartitions: records stay where they are)
     inputs    input records after the committed offsets that are not journaled yet, re-sent
               (keyed, with a header naming their source) to their partition at M; the ends the
@@ -19,14 +21,15 @@ doing any step twice:
     rebuild   journal, claims and the changelogs: deleted, created with M partitions (same
               topic configs), filled from the snapshot (the journal one entry a record, a batch
               split among its persons' partitions; the changelogs in their engine's layout);
-              one topic at a time, each refilled whole when a run stopped in its middle
+              one topic at a time, each refilled whole when a run stopped in its middle. The
+              journal at M is laid out in the snapshot database first, once
     offsets   the group's committed offsets: old input partitions at the ends recorded by
               `inputs` (the originals of moved records are never read), the journal at the
               entries the ledger had folded, claims at 0
 
-The snapshot file holds the only copy of the journal between its deletion and its refill: keep it
-and the state file until the command says it is done (they are not removed; a later run with them
-says so and stops).
+The snapshot database holds the only copy of the journal between its deletion and its refill: keep
+it and the state file until the command says it is done (they are not removed; a later run with
+them says so and stops).
 
 For the crash test only: MYNAPOINT_RESCALE_CRASH_AT=<step> (a step name above, or
 `rebuild:<topic>:half`) makes the process exit with status 70 right after that point.
@@ -34,11 +37,12 @@ For the crash test only: MYNAPOINT_RESCALE_CRASH_AT=<step> (a step name above, o
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,31 +53,25 @@ from clients.admin import topic_errors
 from clients.offline import (
     OfflineFailed,
     OfflineJob,
-    Outgoing,
+    column_family,
     state_headers,
     state_topics,
 )
+from clients.snapshot import JournalPlan, Snapshot
 from schemas import topics
 from schemas.settings import ENGINES
 from schemas.topics import TABLES
 from streams.audit.export import other_rules, stored_rules_versions
 from streams.audit.rescale import (
-    JournalAt,
-    Record,
     RescaleError,
-    claims_at,
+    claim_partition,
     input_moves,
-    journal_at,
     journaled_sources,
-    table_at,
+    rows_at,
 )
-from streams.audit.takeover import (
-    TakeoverError,
-    faust_tables,
-    to_quix,
-)
+from streams.audit.takeover import QUIX_STATE_OF_TABLE, TakeoverError, quix_rows_at
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 SOURCE_HEADER = "mynapoint-rescale-source"
 CRASH_ENV = "MYNAPOINT_RESCALE_CRASH_AT"
 
@@ -123,19 +121,25 @@ class Summary:
 
 
 class State:
-    """The state file: the plan and the steps done, replaced atomically at each step; and beside
-    it, once taken, the snapshot (`snapshot_path`), written once (msgpack, both).
+    """The state file: the plan, what the snapshot step found (`META_KEYS`) and the steps done,
+    replaced atomically at each step (msgpack); and beside it, once taken, the snapshot database
+    (`snapshot_path`, clients/snapshot.py), sealed once complete.
 
-    Version 1 kept the snapshot inside the state file, rewritten whole at every step; such a file
-    is read as it is, and the next save writes it as version 2 (the snapshot first)."""
+    Versions 1 and 2 kept the snapshot's records in msgpack: version 1 inside the state file,
+    version 2 in a file of its own (`legacy_snapshot_path`). Such a run is finished: `load` moves
+    the records into a snapshot database, writes the state file as version 3, and removes the
+    version 2 snapshot file."""
 
     def __init__(self, path: Path, data: dict[str, Any]):
         self.path = path
         self.data = data
-        self._snapshot_saved = False
 
     @staticmethod
     def snapshot_path(path: Path) -> Path:
+        return path.with_name(path.name + ".snapshot.db")
+
+    @staticmethod
+    def legacy_snapshot_path(path: Path) -> Path:
         return path.with_name(path.name + ".snapshot")
 
     @classmethod
@@ -143,31 +147,51 @@ class State:
         if not path.exists():
             return None
         data = _read_msgpack(path, "state file")
-        if not isinstance(data, dict) or data.get("v") not in (1, STATE_VERSION):
+        if not isinstance(data, dict) or data.get("v") not in (1, 2, STATE_VERSION):
             raise RescaleFailed(f"{path} is not a state file of this version of rescale")
         state = cls(path, data)
-        if data["v"] == 1:  # the snapshot inline: upcast, written apart at the next save
-            data["v"] = STATE_VERSION
-            data["snapshot"] = any(k in data for k in SNAPSHOT_KEYS)
-        elif data.get("snapshot"):
-            snapshot = _read_msgpack(cls.snapshot_path(path), "snapshot")
-            if not isinstance(snapshot, dict) or set(snapshot) != set(SNAPSHOT_KEYS):
-                raise RescaleFailed(f"{cls.snapshot_path(path)} is not the snapshot of {path}: "
-                                    "restore the one the run wrote beside it")
+        if data["v"] == 2 and data.get("snapshot"):
+            legacy = cls.legacy_snapshot_path(path)
+            snapshot = _read_msgpack(legacy, "snapshot")
+            if not isinstance(snapshot, dict) or set(snapshot) != set(LEGACY_SNAPSHOT_KEYS):
+                raise RescaleFailed(f"{legacy} is not the snapshot of {path}: restore the one "
+                                    "the run wrote beside it")
             data.update(snapshot)
-            state._snapshot_saved = True
+        if data["v"] != STATE_VERSION:
+            state._upgrade()
+        elif data.get("snapshot") and not (cls.snapshot_path(path) / "CURRENT").is_file():
+            raise RescaleFailed(f"{cls.snapshot_path(path)}, the snapshot of {path}, is missing: "
+                                "restore the one the run wrote beside it")
         return state
 
+    def _upgrade(self) -> None:
+        """A state file of version 1 or 2, its snapshot's records read into `data`: the records
+        into a snapshot database, then the state file as version 3."""
+        d = self.data
+        taken = any(k in d for k in RECORD_KEYS)
+        if taken:
+            snap = Snapshot.create(self.snapshot_path(self.path))
+            try:
+                for p, records in sorted(d["journal"].items()):
+                    snap.add_journal(int(p), ((int(o), k, v) for o, k, v in records))
+                # Versions 1 and 2 kept the claims in their order, without their partitions.
+                snap.add_claims(0, ((i, k, v) for i, (k, v) in enumerate(d["claims"])))
+                for table, rows in d["tables"].items():
+                    snap.add_rows(table, rows.items())
+                snap.seal()
+            except BaseException:
+                snap.discard()
+                raise
+            snap.close()
+        for key in RECORD_KEYS:
+            d.pop(key, None)
+        d["v"] = STATE_VERSION
+        d["snapshot"] = taken
+        self.save()
+        self.legacy_snapshot_path(self.path).unlink(missing_ok=True)
+
     def save(self) -> None:
-        progress = {k: v for k, v in self.data.items() if k not in SNAPSHOT_KEYS}
-        if any(k in self.data for k in SNAPSHOT_KEYS):
-            progress["snapshot"] = True
-            if not self._snapshot_saved:
-                # Taken once and never changed: written before the file that says it is there.
-                _write_atomically(self.snapshot_path(self.path),
-                                  {k: self.data.get(k) for k in SNAPSHOT_KEYS})
-                self._snapshot_saved = True
-        _write_atomically(self.path, progress)
+        _write_atomically(self.path, self.data)
 
     def done(self, step: str) -> bool:
         return step in self.data["done"]
@@ -179,8 +203,12 @@ class State:
         crash_point(step)
 
 
-#: What the snapshot step reads, kept in the snapshot file: the rebuild's source.
-SNAPSHOT_KEYS = ("engine", "committed", "configs", "replicas", "journal", "claims", "tables")
+#: What the snapshot step records in the state file; the records are in the snapshot database.
+META_KEYS = ("engine", "committed", "configs", "replicas")
+#: The records of the snapshot that versions 1 and 2 kept in msgpack.
+RECORD_KEYS = ("journal", "claims", "tables")
+#: The keys of a version 2 snapshot file.
+LEGACY_SNAPSHOT_KEYS = META_KEYS + RECORD_KEYS
 
 
 def _read_msgpack(path: Path, what: str) -> Any:
@@ -197,7 +225,7 @@ def _write_atomically(path: Path, data: dict[str, Any]) -> None:
     """Writes `data` to `path` through a temporary file, fsync'd, then renamed over it."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        write_msgpack(f, data)
+        f.write(msgspec.msgpack.encode(data))
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(path)
@@ -206,33 +234,6 @@ def _write_atomically(path: Path, data: dict[str, Any]) -> None:
         os.fsync(dirfd)
     finally:
         os.close(dirfd)
-
-
-_ENCODE = msgspec.msgpack.Encoder().encode
-
-
-def _header(n: int, fix: int, b16: bytes, b32: bytes) -> bytes:
-    if n <= 15:
-        return bytes((fix | n,))
-    return b16 + n.to_bytes(2, "big") if n <= 0xFFFF else b32 + n.to_bytes(4, "big")
-
-
-def write_msgpack(f: Any, obj: Any, depth: int = 3) -> None:
-    """Writes `msgspec.msgpack.encode(obj)` to `f`, byte for byte, without making it whole in
-    memory: the maps and arrays of the first `depth` levels are written a header, then an
-    element at a time (the snapshot's journal, one partition's list a time; the tables, a row a
-    time)."""
-    if depth > 0 and type(obj) is dict:
-        f.write(_header(len(obj), 0x80, b"\xde", b"\xdf"))
-        for key, value in obj.items():
-            f.write(_ENCODE(key))
-            write_msgpack(f, value, depth - 1)
-    elif depth > 0 and type(obj) is list:
-        f.write(_header(len(obj), 0x90, b"\xdc", b"\xdd"))
-        for value in obj:
-            write_msgpack(f, value, depth - 1)
-    else:
-        f.write(_ENCODE(obj))
 
 
 def crash_point(name: str) -> None:
@@ -258,7 +259,7 @@ class Rescaler(OfflineJob):
         self.state_path = state_path
         self.say = say
         self.summary = Summary(to_partitions=to_partitions)
-        self._journal_plan: JournalAt | None = None
+        self._snap: Snapshot | None = None
 
     # --- the steps -----------------------------------------------------------------------------
 
@@ -281,6 +282,8 @@ class Rescaler(OfflineJob):
             if not state.done("offsets"):
                 await self._offsets(state)
         finally:
+            if self._snap is not None:
+                self._snap.close()
             await self.close()
         self.summary.seconds = time.monotonic() - started
         return self.summary
@@ -351,32 +354,41 @@ class Rescaler(OfflineJob):
         internal = internal_topics(self.app_id, engine)
         configs = await self._remade_configs(engine or "faust", list(internal))
         replicas = await self._replication(list(internal))
-        # Each record is kept as the tuple the state file stores as soon as it is read, and each
-        # changelog folded to its latest rows: never all of aiokafka's records at once.
-        journal: dict[int, list[Any]] = {}
-        await self._read([topics.JOURNAL], on_records=lambda recs: journal.setdefault(
-            recs[0].partition, []).extend((r.offset, r.key, r.value) for r in recs))
-        claims: dict[int, list[Any]] = {}
-        await self._read([topics.CLAIMS],
-                         start={topics.CLAIMS: committed.get(topics.CLAIMS, {})},
-                         on_records=lambda recs: claims.setdefault(recs[0].partition, []).extend(
-                             (r.key, r.value) for r in recs))
-        changelogs = state_topics(engine, self.app_id) if engine else {}
-        rows = await self._read_state_rows(engine or "faust", changelogs)
-        if engine == "quix":
-            rows = faust_tables(rows)  # in the tables' layout, the one the rebuild works in
+        # Each partition's records go to the database as they are read (one partition's a call,
+        # in offset order); the changelogs are folded there to their latest rows.
+        snap = Snapshot.create(State.snapshot_path(self.state_path))
+        try:
+            await self._read([topics.JOURNAL], on_records=lambda recs: snap.add_journal(
+                recs[0].partition, ((r.offset, r.key, r.value) for r in recs)))
+            await self._read([topics.CLAIMS],
+                             start={topics.CLAIMS: committed.get(topics.CLAIMS, {})},
+                             on_records=lambda recs: snap.add_claims(
+                                 recs[0].partition, ((r.offset, r.key, r.value) for r in recs)))
+            names = {t: n for n, t in state_topics(engine, self.app_id).items()} if engine else {}
+
+            def fold(recs: list[Any]) -> None:
+                name = names[recs[0].topic]
+                if engine == "quix":  # in the tables' layout, the one the rebuild works in
+                    snap.add_quix_rows(name, ((r.key, r.value, column_family(r)) for r in recs))
+                else:
+                    snap.add_rows(name, ((r.key, r.value) for r in recs))
+
+            await self._read([], optional=list(names), on_records=fold)
+            snap.check_quix_rows()
+            n_journal, n_claims, rows = snap.counts(TABLES)
+            snap.seal()
+        except BaseException:
+            snap.discard()
+            raise
+        self._snap = snap
         d = state.data
         d["engine"] = engine
         d["committed"] = committed
         d["configs"] = configs
         d["replicas"] = replicas
-        d["journal"] = {p: journal[p] for p in sorted(journal)}
-        d["claims"] = [c for p in sorted(claims) for c in claims[p]]
-        d["tables"] = {t: rows.get(t, {}) for t in TABLES}
-        n_journal = sum(len(v) for v in d["journal"].values())
-        self.say(f"snapshot: {n_journal:,} journal records, {len(d['claims']):,} unanswered "
-                 "claims, table rows: " + ", ".join(f"{t} {len(v):,}" for t, v in
-                                                    d["tables"].items()))
+        d["snapshot"] = True
+        self.say(f"snapshot: {n_journal:,} journal records, {n_claims:,} unanswered claims, "
+                 "table rows: " + ", ".join(f"{t} {n:,}" for t, n in rows.items()))
         state.mark("snapshot")
 
     async def _grow(self, state: State) -> None:
@@ -409,7 +421,8 @@ class Rescaler(OfflineJob):
                                 for t in topics.INPUT_TOPICS}
             state.save()
         base = d["inputs_base"]
-        journaled = journaled_sources(d["journal"], since=committed)
+        journaled = journaled_sources(self._snapshot_db().journal_records(),
+                                      since=committed)
         pending_dump = await self._read([], optional=list(topics.INPUT_TOPICS), only={
             t: range(n) for t in topics.INPUT_TOPICS},
             start={t: committed.get(t, {}) for t in topics.INPUT_TOPICS})
@@ -444,37 +457,60 @@ class Rescaler(OfflineJob):
 
     async def _rebuild(self, state: State, topic: str) -> None:
         d = state.data
-        at = self._journal_at(d)
-        if topic == topics.JOURNAL:
-            records = at.partitions
-        elif topic == topics.CLAIMS:
-            records = claims_at(d["claims"], self.m)
-        else:
-            records = self._changelog_at(d, topic, at)
-        total = sum(len(r) for r in records)
+        total, records = self._records_at(state, topic)
         self.say(f"rebuild {topic}: delete, create with {self.m} partitions, write {total:,} "
                  "records")
         await self._recreate(topic, self.m, d["configs"].get(topic, {}),
                              d["replicas"].get(topic, 1))
         headers = state_headers(topic)
-        batch: list[Outgoing] = [(topic, q, k, v, headers) for q, recs in enumerate(records)
-                                 for k, v in recs]
-        half = len(batch) // 2
-        await self._send(batch[:half])
+        batch = ((topic, q, k, v, headers) for q, k, v in records)
+        half = total // 2
+        await self._send(itertools.islice(batch, half))
         crash_point(f"rebuild:{topic}:half")
-        await self._send(batch[half:])
+        await self._send(batch)
         d["rebuilt"][topic] = total
         self.summary.rebuilt[topic] = total
         state.mark(f"rebuild:{topic}")
 
-    def _changelog_at(self, d: dict[str, Any], topic: str, at: JournalAt) -> list[list[Record]]:
-        """A state changelog at M: the tables' rows where an M-partition deployment keeps them,
-        in the layout of the engine the app runs on (streams.audit.takeover)."""
-        engine = d.get("engine") or "faust"
+    def _records_at(self, state: State, topic: str
+                    ) -> tuple[int, Iterator[tuple[int, bytes | None, bytes | None]]]:
+        """How many records `topic` holds at M, and the records (partition, key, value), read
+        from the snapshot database as they are sent: the journal as `_plan` laid it out; the
+        claims each on its key's partition; a state changelog's rows where an M-partition
+        deployment keeps them, in the layout of the engine the app runs on, with the journal
+        offsets they remember moved with the entries (streams.audit.rescale.rows_at)."""
+        snap = self._snapshot_db()
+        plan = self._plan(state)  # before anything is deleted: it refuses what cannot be rescaled
+        if topic == topics.JOURNAL:
+            return plan.entries, ((q, k, v) for q in range(self.m) for k, v in snap.journal_at(q))
+        if topic == topics.CLAIMS:
+            return (snap.claims_count(),
+                    ((claim_partition(k, self.m), k, v) for k, v in snap.claims()))
+        engine = state.data.get("engine") or "faust"
         name = next(k for k, v in state_topics(engine, self.app_id).items() if v == topic)
+        n = state.data["from"]
         if engine == "faust":
-            return table_at(name, d["tables"][name], self.m, n=d["from"], moved=at.moved)
-        return to_quix(d["tables"], self.m, n=d["from"], moved=at.moved)[name]
+            return (snap.row_count(name),
+                    rows_at(name, snap.rows(name), self.m, n=n, where=snap.where))
+        tables = [t for t, (source, _) in QUIX_STATE_OF_TABLE.items() if source == name]
+        return (sum(snap.row_count(t) for t in tables),
+                quix_rows_at(name, snap.rows, self.m, n=n, where=snap.where))
+
+    def _snapshot_db(self) -> Snapshot:
+        if self._snap is None:
+            path = State.snapshot_path(self.state_path)
+            try:
+                self._snap = Snapshot.open(path)
+            except OSError as exc:
+                raise RescaleFailed(f"cannot open the snapshot {path} ({exc}): restore the one "
+                                    f"the run wrote beside {self.state_path}") from None
+        return self._snap
+
+    def _plan(self, state: State) -> JournalPlan:
+        """The journal at M, laid out in the snapshot database (the same on every run: it is
+        deterministic)."""
+        return self._snapshot_db().plan(
+            state.data["committed"].get(topics.JOURNAL, {}), self.m)
 
     async def _engine(self) -> str | None:
         """The engine whose changelogs hold the app's state (None: no worker wrote any)."""
@@ -487,14 +523,6 @@ class Rescaler(OfflineJob):
                 "changelogs of the engine the app does not run on, then rescale")
         return found[0] if found else None
 
-    def _journal_at(self, d: dict[str, Any]) -> JournalAt:
-        """The rebuilt journal, from the snapshot (the same on every run: it is deterministic)."""
-        if self._journal_plan is None:
-            self._journal_plan = journal_at(
-                {int(p): [tuple(r) for r in recs] for p, recs in d["journal"].items()},
-                d["committed"].get(topics.JOURNAL, {}), self.m)
-        return self._journal_plan
-
     async def _offsets(self, state: State) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
         from aiokafka.structs import OffsetAndMetadata
@@ -504,7 +532,7 @@ class Rescaler(OfflineJob):
         for t in topics.INPUT_TOPICS:
             for p in range(self.m):
                 offsets[TopicPartition(t, p)] = int(d["inputs_base"].get(t, {}).get(p, 0))
-        for q, n in enumerate(self._journal_at(d).folded):
+        for q, n in enumerate(self._plan(state).folded):
             offsets[TopicPartition(topics.JOURNAL, q)] = int(n)
         for q in range(self.m):
             offsets[TopicPartition(topics.CLAIMS, q)] = 0

@@ -35,9 +35,9 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -90,7 +90,8 @@ def latest_values(records: Iterable[Record],
 
 def table_at(table: str, latest: Mapping[bytes, bytes], m: int, *, n: int = 0,
              moved: Mapping[EntryAt, int] | None = None) -> list[list[Record]]:
-    """A table's rows on their partitions at m, in a deterministic order (by key).
+    """A table's rows on their partitions at m, in a deterministic order (by key): `row_at` of
+    each row.
 
     With `moved` (`JournalAt.moved`, the journal of n partitions rebuilt), the journal offsets a
     row remembers are moved with the entries: the ledger record's memory of its entries' offsets
@@ -99,19 +100,36 @@ def table_at(table: str, latest: Mapping[bytes, bytes], m: int, *, n: int = 0,
     entry went.
     """
     out: list[list[Record]] = [[] for _ in range(m)]
-    for key in sorted(latest):
-        value = latest[key]
-        if moved is not None and table in ("persons", "timeline") and b"\x00" not in key:
-            value = _with_moved_offsets(table, key, value, partition_for_key(key, n), moved)
-        out[partition_for_key(routing_key(table, key), m)].append((key, value))
+    where = None if moved is None else (lambda at: moved.get(at, UNKNOWN_AT))
+    for q, key, value in rows_at(table, sorted(latest.items()), m, n=n, where=where):
+        out[q].append((key, value))
     return out
 
 
+def rows_at(table: str, rows: Iterable[tuple[bytes, bytes]], m: int, *, n: int = 0,
+            where: Callable[[EntryAt], int] | None = None) -> Iterator[tuple[int, bytes, bytes]]:
+    """(partition at m, key, value there) of each of a table's latest `rows` (`row_at`), in
+    their order: `table_at` gives them by key, and so does a store read in key order."""
+    for key, value in rows:
+        q, moved = row_at(table, key, value, m, n=n, where=where)
+        yield q, key, moved
+
+
+def row_at(table: str, key: bytes, value: bytes, m: int, *, n: int = 0,
+           where: Callable[[EntryAt], int] | None = None) -> tuple[int, bytes]:
+    """A table row's partition at m and its value there: with `where` (an entry of the journal
+    at n -> its offset at m, `UNKNOWN_AT` for none), the journal offsets a persons row or a
+    timeline head remembers moved with their entries (`table_at`)."""
+    if where is not None and table in ("persons", "timeline") and b"\x00" not in key:
+        value = _with_moved_offsets(table, key, value, partition_for_key(key, n), where)
+    return partition_for_key(routing_key(table, key), m), value
+
+
 def _with_moved_offsets(table: str, key: bytes, value: bytes, p: int,
-                        moved: Mapping[EntryAt, int]) -> bytes:
+                        where: Callable[[EntryAt], int]) -> bytes:
     # `key` is the person's: a persons row's key, or a timeline head's (a chunk's has a \x00).
     def move(offset: int) -> int:
-        return moved.get((p, offset, key), UNKNOWN_AT)
+        return where((p, offset, key))
 
     if table == "timeline":
         try:
@@ -130,8 +148,14 @@ def claims_at(requests: Iterable[Record], m: int) -> list[list[Record]]:
     which no worker writes, on 0), in the order read."""
     out: list[list[Record]] = [[] for _ in range(m)]
     for key, value in requests:
-        out[partition_for_key(key, m) if key is not None else 0].append((key, value))
+        out[claim_partition(key, m)].append((key, value))
     return out
+
+
+def claim_partition(key: bytes | None, m: int) -> int:
+    """The partition of a claims request at m: its key's (a keyless one, which no worker writes,
+    on 0)."""
+    return partition_for_key(key, m) if key is not None else 0
 
 
 # A journal record as read: (offset, key, value).
@@ -153,29 +177,22 @@ def journal_at(old: Mapping[int, list[Stored]], committed: Mapping[int, int],
                m: int) -> JournalAt:
     """`old[p]` holds partition p's records from its first offset, in order (the pipeline never
     compacts or truncates the journal: `RescaleError` if it does not start at 0, or `committed`
-    lies beyond it). Every record at m holds one entry: a batch's entries are written one a
-    record, on their persons' partitions."""
+    lies beyond it: `check_journal_partition`). Every record at m holds one entry: a batch's
+    entries are written one a record, on their persons' partitions (`entries_at`). A new
+    partition holds the entries the ledger had folded, then the others, each side in the order
+    (old partition, old offset, place in the record): `JournalSlot` sorts so."""
     # Per new partition: (old partition, old offset, person, value) of each entry, in order.
     done: list[list[tuple[int, int, bytes, bytes | None]]] = [[] for _ in range(m)]
     todo: list[list[tuple[int, int, bytes, bytes | None]]] = [[] for _ in range(m)]
     for p in sorted(old):
         records = old[p]
         upto = committed.get(p, 0)
-        first = records[0][0] if records else 0
-        end = records[-1][0] + 1 if records else 0
-        if first > 0 or upto > end:
-            raise RescaleError(
-                f"journal partition {p} starts at offset {first} and ends at {end}, the group "
-                f"committed {upto}: its start was deleted by retention; rescaling needs the whole "
-                "journal (keep it forever: retention.ms=-1)")
+        check_journal_partition(p, records[0][0] if records else 0,
+                                records[-1][0] + 1 if records else 0, upto)
         for offset, key, value in records:
-            if key is None:
-                raise RescaleError(f"journal partition {p} offset {offset} has no key: only "
-                                   "mynapoint workers may write to the journal")
-            # A batch was folded up to its record's offset as a whole: all its entries, or none.
-            side = done if offset < upto else todo
-            for person, one in _single_records(key, value):
-                side[partition_for_key(person, m)].append((p, offset, person, one))
+            for slot, person, one in entries_at(p, offset, key, value, upto, m):
+                side = todo if slot.pending else done
+                side[slot.partition].append((p, offset, person, one))
     moved: dict[EntryAt, int] = {}
     partitions: list[list[Record]] = []
     for q in range(m):
@@ -184,6 +201,40 @@ def journal_at(old: Mapping[int, list[Stored]], committed: Mapping[int, int],
             moved[(p, offset, person)] = j
         partitions.append([(person, value) for _, _, person, value in rows])
     return JournalAt(partitions, [len(d) for d in done], moved)
+
+
+def check_journal_partition(p: int, first: int, end: int, committed: int) -> None:
+    """Raises `RescaleError` unless journal partition p holds its records from offset 0 (`first`)
+    and the group's `committed` offset lies within its `end`."""
+    if first > 0 or committed > end:
+        raise RescaleError(
+            f"journal partition {p} starts at offset {first} and ends at {end}, the group "
+            f"committed {committed}: its start was deleted by retention; rescaling needs the "
+            "whole journal (keep it forever: retention.ms=-1)")
+
+
+class JournalSlot(NamedTuple):
+    """Where an entry of the journal goes at m: its new partition, and its rank there. Slots
+    sort in the order the new partition holds its entries (the folded ones first)."""
+
+    partition: int
+    pending: bool  # after the group's committed offset: not folded by the ledger yet
+    old_partition: int
+    old_offset: int
+    place: int  # its place in its record (a batch's entries share the record's offset)
+
+
+def entries_at(p: int, offset: int, key: bytes | None, value: bytes | None, committed: int,
+               m: int) -> list[tuple[JournalSlot, bytes, bytes | None]]:
+    """The entries of the journal record at (p, offset), each with its slot at m, its person
+    and the value of its record of one (`_single_records`); `committed`: the group's offset on p.
+    A batch was folded up to its record's offset as a whole: all its entries, or none."""
+    if key is None:
+        raise RescaleError(f"journal partition {p} offset {offset} has no key: only "
+                           "mynapoint workers may write to the journal")
+    pending = offset >= committed
+    return [(JournalSlot(partition_for_key(person, m), pending, p, offset, i), person, one)
+            for i, (person, one) in enumerate(_single_records(key, value))]
 
 
 def _single_records(key: bytes, value: bytes | None) -> list[tuple[bytes, bytes | None]]:
@@ -202,26 +253,26 @@ def _single_records(key: bytes, value: bytes | None) -> list[tuple[bytes, bytes 
     return [(person, JOURNAL_ENCODER.encode(entry)) for person, entry in entries]
 
 
-def journaled_sources(old: Mapping[int, list[Stored]],
+def journaled_sources(records: Iterable[Stored],
                       since: Mapping[str, Mapping[int, int]] | None = None,
                       ) -> set[tuple[str, int, int]]:
-    """The input records (topic, partition, offset) the journal holds (those in batches too);
-    with `since` (the group's committed offsets of the inputs), only those at or after them: the
-    only ones a rescale asks about, so the set stays as small as the inputs' uncommitted tail."""
+    """The input records (topic, partition, offset) the journal's `records` hold (those in
+    batches too); with `since` (the group's committed offsets of the inputs), only those at or
+    after them: the only ones a rescale asks about, so the set stays as small as the inputs'
+    uncommitted tail."""
     out: set[tuple[str, int, int]] = set()
-    for records in old.values():
-        for _offset, key, value in records:
-            if value is None:
-                continue
-            try:
-                entries = journal_entries(key or b"", value)
-            except VersionError:
-                continue
-            for _person, entry in entries:
-                if type(entry) is EventEntry and (
-                        since is None
-                        or entry.offset >= since.get(entry.topic, {}).get(entry.partition, 0)):
-                    out.add((entry.topic, entry.partition, entry.offset))
+    for _offset, key, value in records:
+        if value is None:
+            continue
+        try:
+            entries = journal_entries(key or b"", value)
+        except VersionError:
+            continue
+        for _person, entry in entries:
+            if type(entry) is EventEntry and (
+                    since is None
+                    or entry.offset >= since.get(entry.topic, {}).get(entry.partition, 0)):
+                out.add((entry.topic, entry.partition, entry.offset))
     return out
 
 

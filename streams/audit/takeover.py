@@ -19,10 +19,11 @@ new engine's workers go on where the old ones stopped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from schemas import topics
-from streams.audit.rescale import EntryAt, Record, routing_key, table_at
+from streams.audit.rescale import EntryAt, Record, routing_key, rows_at, table_at
+from streams.core.ledger import UNKNOWN_AT
 
 #: Quix's state rows of each Faust table: the source topic of the stateful dataframe, and the tag
 #: before the row's key (streams/pipeline's stores on Quix, quix_worker/app.py).
@@ -81,14 +82,27 @@ def to_quix(tables: Mapping[str, Mapping[bytes, bytes]], partitions: int, *, n: 
     source topic, each a list of `partitions` partitions in a deterministic order: each table's
     rows placed as `streams.audit.rescale.table_at` places them (with `n` and `moved`, the
     journal offsets they remember moved as a rescale from `n` partitions moves them)."""
-    out: dict[str, list[list[Record]]] = {source: [[] for _ in range(partitions)]
-                                          for source in QUIX_STATE_SOURCES}
-    for table, (source, _) in QUIX_STATE_OF_TABLE.items():
-        placed = table_at(table, tables.get(table, {}), partitions, n=n, moved=moved)
-        for part, rows in zip(out[source], placed, strict=True):
-            part.extend((quix_key(table, row), value) for row, value in rows
-                        if row is not None)
+    where = None if moved is None else (lambda at: moved.get(at, UNKNOWN_AT))
+    out: dict[str, list[list[Record]]] = {}
+    for source in QUIX_STATE_SOURCES:
+        out[source] = [[] for _ in range(partitions)]
+        rows = quix_rows_at(source, lambda t: sorted(tables.get(t, {}).items()), partitions,
+                            n=n, where=where)
+        for q, key, value in rows:
+            out[source][q].append((key, value))
     return out
+
+
+def quix_rows_at(source: str, rows_of: Callable[[str], Iterable[tuple[bytes, bytes]]],
+                 partitions: int, *, n: int = 0, where: Callable[[EntryAt], int] | None = None,
+                 ) -> Iterator[tuple[int, bytes, bytes]]:
+    """(partition, key, value) of each row of the Quix worker's state changelog of `source`: the
+    rows of the Faust tables it holds, `rows_of(table)` in key order, each placed as
+    `streams.audit.rescale.rows_at` places it, table after table."""
+    for table, (src, _) in QUIX_STATE_OF_TABLE.items():
+        if src == source:
+            for q, row, value in rows_at(table, rows_of(table), partitions, n=n, where=where):
+                yield q, quix_key(table, row), value
 
 
 def faust_tables(states: Mapping[str, Mapping[bytes, bytes]]) -> dict[str, dict[bytes, bytes]]:
@@ -102,13 +116,18 @@ def faust_tables(states: Mapping[str, Mapping[bytes, bytes]]) -> dict[str, dict[
         for key, value in rows.items():
             found = faust_row(source, key)
             if found is None:
-                raise TakeoverError(
-                    f"the Quix state of {source} holds a key that is none of the pipeline's rows "
-                    f"({key[:60]!r}): was it written by another version of the worker? Take over "
-                    "with that version")
+                raise unknown_state_key(source, key)
             table, row = found
             tables[table][row] = value
     return tables
+
+
+def unknown_state_key(source: str, key: bytes) -> TakeoverError:
+    """The error for a key of the Quix state of `source` that is none of the steps' rows."""
+    return TakeoverError(
+        f"the Quix state of {source} holds a key that is none of the pipeline's rows "
+        f"({key[:60]!r}): was it written by another version of the worker? Take over with that "
+        "version")
 
 
 def to_faust(states: Mapping[str, Mapping[bytes, bytes]], partitions: int

@@ -85,10 +85,10 @@ def test_table_rows_go_where_the_live_worker_writes_them() -> None:
 
 
 def test_inputs_not_journaled_move_in_order_and_journaled_ones_stay() -> None:
-    journal = {0: [(0, PEOPLE[0], _event(PEOPLE[0], PAYMENTS, 1, 10)),
-                   (1, PEOPLE[0], JOURNAL_ENCODER.encode(AnswerEntry(
-                       claim_kind="account", claim_key="k", person_id="P0000000", event_id="e",
-                       granted=True)))]}
+    journal = [(0, PEOPLE[0], _event(PEOPLE[0], PAYMENTS, 1, 10)),
+               (1, PEOPLE[0], JOURNAL_ENCODER.encode(AnswerEntry(
+                   claim_kind="account", claim_key="k", person_id="P0000000", event_id="e",
+                   granted=True)))]
     journaled = journaled_sources(journal)
     assert journaled == {(PAYMENTS, 1, 10)}
     # Old partition 1 (of 3): offsets 10.. after the commit; 10 was journaled already.
@@ -257,14 +257,14 @@ ANSWER = _answer(PEOPLE[1])
 ])
 def test_journaled_sources_of_a_record(value: bytes | None,
                                        expected: set[tuple[str, int, int]]) -> None:
-    assert journaled_sources({0: [(0, PEOPLE[0], value)]}) == expected
+    assert journaled_sources([(0, PEOPLE[0], value)]) == expected
 
 
 def test_journaled_sources_since_the_committed_offsets_are_the_rest() -> None:
     # A rescale asks only about input records at or after the group's committed offsets.
-    journal = {0: [(0, PEOPLE[0], JOURNAL_ENCODER.encode(E1)),
-                   (1, PEOPLE[1], JOURNAL_ENCODER.encode(E2)),
-                   (2, PEOPLE[2], JOURNAL_ENCODER.encode(E3))]}
+    journal = [(0, PEOPLE[0], JOURNAL_ENCODER.encode(E1)),
+               (1, PEOPLE[1], JOURNAL_ENCODER.encode(E2)),
+               (2, PEOPLE[2], JOURNAL_ENCODER.encode(E3))]
     every = journaled_sources(journal)
     assert len(every) == 3
     for (topic, partition, offset) in every:

@@ -1,13 +1,13 @@
 """What the offline commands hold while they read an app's topics and how `mynapoint rescale` keeps
-its state file, without a broker: the changelogs are folded to their latest rows as their records
-arrive (`clients.offline.StateRows`), and the state file is written piece by piece, byte for byte
-what one `msgspec.msgpack.encode` of it gives (`clients.rescale.write_msgpack`), and read back;
-the snapshot is written once beside the progress, and a state file of version 1 (the snapshot
-inside) is read and written on as version 2."""
+what it read, without a broker: the changelogs are folded to their latest rows as their records
+arrive (`clients.offline.StateRows`); the rescale's snapshot goes to a database on disk
+(`clients.snapshot.Snapshot`), which gives what the pure functions give in memory
+(`streams.audit.rescale.journal_at`, `table_at`, `streams.audit.takeover.to_quix`); the state
+file holds the progress, and one of version 1 or 2 (the snapshot in msgpack) is finished as
+version 3."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -15,8 +15,27 @@ import msgspec
 import pytest
 
 from clients.offline import StateRows, state_rows
-from clients.rescale import SNAPSHOT_KEYS, STATE_VERSION, RescaleFailed, State, write_msgpack
-from streams.audit.takeover import QUIX_COLUMN_FAMILY, QUIX_COLUMN_FAMILY_HEADER
+from clients.rescale import (
+    LEGACY_SNAPSHOT_KEYS,
+    RECORD_KEYS,
+    STATE_VERSION,
+    RescaleFailed,
+    State,
+)
+from clients.snapshot import Snapshot
+from schemas import topics
+from schemas.topics import partition_for_key
+from streams.audit.rescale import RescaleError, claims_at, journal_at, rows_at, table_at
+from streams.audit.takeover import (
+    QUIX_COLUMN_FAMILY,
+    QUIX_COLUMN_FAMILY_HEADER,
+    QUIX_STATE_SOURCES,
+    TakeoverError,
+    quix_key,
+    quix_rows_at,
+    to_quix,
+)
+from streams.core.ledger import UNKNOWN_AT
 
 
 class Rec(NamedTuple):
@@ -50,88 +69,283 @@ def test_a_quix_changelog_keeps_only_the_states_own_column_family() -> None:
     assert folded.rows == {b"a": b"2"}
 
 
-def _snapshot(entries: int) -> dict[str, Any]:
-    """A state file's data: maps and arrays of every header size msgpack has (up to 15
-    elements, up to 65,535, more), int and str keys, tuples, bytes and None."""
-    return {
-        "v": 1, "app_id": "mynapoint", "from": 4, "to": 8, "done": ["check", "snapshot"],
-        "rebuilt": {}, "engine": None,
-        "committed": {"mynapoint.journal": {p: p * 1000 for p in range(4)}},
-        "configs": {"mynapoint.journal": {"retention.ms": "-1"}},
-        "replicas": {"mynapoint.journal": 1},
-        "journal": {p: [(o, b"P%07d" % o, b"\x93" * (o % 50)) for o in range(entries >> p)]
-                    for p in range(4)},
-        "claims": [(b"k%d" % i, None) for i in range(17)],
-        "tables": {"persons": {b"P%07d" % i: b"x" * (i % 300) for i in range(entries)},
-                   "claims": {}, "timeline": {b"T%d" % i: b"t" for i in range(16)}},
-    }
-
-
-@pytest.mark.parametrize("entries", [3, 16, 70_000])
-def test_the_state_file_is_written_piece_by_piece_as_one_encoding_would(entries: int) -> None:
-    data = _snapshot(entries)
-    out = io.BytesIO()
-    write_msgpack(out, data)
-    assert out.getvalue() == msgspec.msgpack.encode(data)
-
-
 def _as_stored(data: dict[str, Any]) -> dict[str, Any]:
     """`data` as msgpack gives it back (tuples as lists)."""
     return msgspec.msgpack.decode(msgspec.msgpack.encode(data))
 
 
-def test_the_state_file_is_read_back_as_written(tmp_path: Path) -> None:
+# --- the snapshot database ----------------------------------------------------------------------
+
+
+def _history(people: int = 60, most: int = 3) -> tuple[dict[int, list[Any]], dict[bytes, bytes]]:
+    """A journal of 4 partitions as the live pipeline leaves it (batches of up to `most` entries,
+    records of one, answers), with its persons table."""
+    from devtools.demo import generate
+    from streams.audit.replay import record_offline
+    from streams.core.config import load_config
+    from tests.audit.journals import batched
+
+    cfg = load_config("streams/data/demo.toml")
+    rec = batched(record_offline(list(generate(people=people, seed=3, bad_ratio=0.0)), cfg,
+                                 partitions=4), most)
+    journal: dict[int, list[Any]] = {}
+    for p, offset, key, value in rec.journal:
+        journal.setdefault(p, []).append((offset, key, value))
+    return journal, rec.table
+
+
+def _filled(path: Path, journal: dict[int, list[Any]], *, pieces: int = 3) -> Snapshot:
+    snap = Snapshot.create(path)
+    for p, records in journal.items():  # each partition in pieces, as they are read
+        for i in range(pieces):
+            snap.add_journal(p, records[len(records) * i // pieces:len(records) * (i + 1) // pieces])
+    snap.seal()
+    return snap
+
+
+@pytest.mark.parametrize("m", [5, 8])
+def test_the_journal_at_m_on_disk_is_the_one_in_memory(tmp_path: Path, m: int) -> None:
+    journal, persons = _history()
+    committed = {p: len(recs) * 2 // 3 for p, recs in journal.items()}
+    want = journal_at(journal, committed, m)
+    snap = _filled(tmp_path / "s.db", journal)
+    plan = snap.plan(committed, m)
+    assert [list(snap.journal_at(q)) for q in range(m)] == want.partitions
+    assert plan.folded == want.folded and plan.entries == len(want.moved)
+    for at, offset in want.moved.items():
+        assert snap.where(at) == offset
+    assert snap.where((0, 0, b"P9999999")) == UNKNOWN_AT
+    # The tables' rows, with the offsets they remember, placed as in memory.
+    # Every partition holds people: the comparison below is not of empty lists.
+    assert all(table_at("persons", persons, m, n=4, moved=want.moved))
+    snap.add_rows("persons", persons.items())
+    placed: list[list[Any]] = [[] for _ in range(m)]
+    for q, key, value in rows_at("persons", snap.rows("persons"), m, n=4, where=snap.where):
+        placed[q].append((key, value))
+    assert placed == table_at("persons", persons, m, n=4, moved=want.moved)
+    snap.close()
+
+
+def test_the_plan_is_kept_and_made_again_when_a_run_stopped_while_making_it(
+        tmp_path: Path) -> None:
+    journal, _ = _history(people=30)
+    committed = {p: len(recs) // 2 for p, recs in journal.items()}
+    path = tmp_path / "s.db"
+    snap = _filled(path, journal)
+    first = snap.plan(committed, 8)
+    snap.close()
+    again = Snapshot.open(path)
+    assert again.plan(committed, 8) == first  # read back, not made again
+    # A run that stopped while making it: the plan's own record is written last.
+    again._db.delete(b"P")
+    again._db[b"J" + b"\xff" * 8] = b"left over"
+    remade = again.plan(committed, 8)
+    assert remade == first
+    assert sum(1 for q in range(8) for _ in again.journal_at(q)) == first.entries
+    assert [list(again.journal_at(q)) for q in range(8)] == journal_at(journal, committed,
+                                                                       8).partitions
+    again.close()
+
+
+def test_a_journal_whose_start_was_deleted_is_refused_before_anything_is_sent(
+        tmp_path: Path) -> None:
+    journal, _ = _history(people=20)
+    journal[2] = journal[2][3:]  # retention deleted its first records
+    snap = _filled(tmp_path / "s.db", journal)
+    with pytest.raises(RescaleError, match="journal partition 2 starts at offset 3"):
+        snap.plan({}, 8)
+    with pytest.raises(RescaleError, match="journal partition 1 .* committed 9999"):
+        snap.plan({1: 9999}, 8)
+    snap.close()
+
+
+def test_changelog_rows_are_folded_on_disk_to_the_latest_as_compaction_keeps_them(
+        tmp_path: Path) -> None:
+    recs = _changelog(versions=4)
+    snap = Snapshot.create(tmp_path / "s.db")
+    for i in range(5):  # over several reads, and within one batch
+        snap.add_rows("persons", [(r.key, r.value) for r in recs[len(recs) * i // 5:
+                                                                 len(recs) * (i + 1) // 5]])
+    snap.add_rows("timeline", [(b"P001", b"a"), (b"P001", None), (b"P002", b"b"),
+                               (b"P002", None), (b"P002", b"c")])
+    snap.seal()
+    assert dict(snap.rows("persons")) == state_rows("faust", recs)
+    assert list(snap.rows("timeline")) == [(b"P002", b"c")]
+    assert snap.counts(["persons", "timeline", "claims"]) == (
+        0, 0, {"persons": 32, "timeline": 1, "claims": 0})
+    snap.close()
+
+
+def test_claims_keep_their_order_and_go_to_their_keys_partition(tmp_path: Path) -> None:
+    requests = {p: [(o, b"k%d-%d" % (p, o), b"v") for o in range(5)] for p in (1, 0, 3)}
+    snap = Snapshot.create(tmp_path / "s.db")
+    for p, recs in requests.items():
+        snap.add_claims(p, recs)
+    snap.seal()
+    read = list(snap.claims())
+    assert read == [(k, v) for p in sorted(requests) for _, k, v in requests[p]]
+    assert snap.claims_count() == 15
+    placed = claims_at(read, 8)
+    assert [k for q in placed for k, _ in q] != [k for k, _ in read]  # spread over partitions
+    snap.close()
+
+
+def _quix_records(tables: dict[str, dict[bytes, bytes]]) -> dict[str, list[Rec]]:
+    own = ((QUIX_COLUMN_FAMILY_HEADER, QUIX_COLUMN_FAMILY),)
+    out: dict[str, list[Rec]] = {s: [] for s in QUIX_STATE_SOURCES}
+    for table, rows in tables.items():
+        source = topics.CLAIMS if table == "claims" else topics.JOURNAL
+        for row, value in rows.items():
+            out[source].append(Rec(quix_key(table, row), b"old", own))
+            out[source].append(Rec(quix_key(table, row), value, own))
+    return out
+
+
+def test_a_quix_state_is_kept_in_the_tables_layout_and_written_back_as_to_quix(
+        tmp_path: Path) -> None:
+    journal, persons = _history(people=30)
+    tables = {"persons": persons, "timeline": {b"P0000001": b"t"},
+              "claims": {b"account:x": b"P0000001"}}
+    snap = _filled(tmp_path / "s.db", journal)
+    other = ((QUIX_COLUMN_FAMILY_HEADER, b"__metadata__"),)
+    for source, recs in _quix_records(tables).items():
+        recs.append(Rec(b"not a row", b"x", other))  # another column family: not the state's
+        snap.add_quix_rows(source, [(r.key, r.value, dict(r.headers).get(
+            QUIX_COLUMN_FAMILY_HEADER)) for r in recs])
+    snap.check_quix_rows()
+    assert {t: dict(snap.rows(t)) for t in tables} == tables
+    committed = {p: len(recs) // 2 for p, recs in journal.items()}
+    snap.plan(committed, 8)
+    want = to_quix(tables, 8, n=4, moved=journal_at(journal, committed, 8).moved)
+    for source in QUIX_STATE_SOURCES:
+        placed: list[list[Any]] = [[] for _ in range(8)]
+        for q, key, value in quix_rows_at(source, snap.rows, 8, n=4, where=snap.where):
+            placed[q].append((key, value))
+        assert placed == want[source]
+    snap.close()
+
+
+def test_a_key_of_the_quix_state_that_is_no_row_is_refused_unless_deleted(
+        tmp_path: Path) -> None:
+    own = QUIX_COLUMN_FAMILY
+    snap = Snapshot.create(tmp_path / "s.db")
+    snap.add_quix_rows(topics.JOURNAL, [(b"stray", b"1", own), (b"gone", b"1", own),
+                                        (b"gone", None, own)])
+    with pytest.raises(TakeoverError, match="'stray'"):
+        snap.check_quix_rows()
+    snap.discard()
+    assert not (tmp_path / "s.db").exists() and not (tmp_path / "s.db.tmp").exists()
+
+
+def test_a_snapshot_is_complete_only_once_sealed(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    snap = Snapshot.create(path)
+    snap.add_claims(0, [(0, b"k", b"v")])
+    with pytest.raises(FileNotFoundError):
+        Snapshot.open(path)  # a run that stopped here takes the snapshot again
+    snap.close()
+    again = Snapshot.create(path)  # ... from nothing: what the stopped run wrote is gone
+    assert again.claims_count() == 0
+    again.seal()
+    again.close()
+    opened = Snapshot.open(path)
+    assert opened.claims_count() == 0
+    opened.close()
+
+
+# --- the state file -------------------------------------------------------------------------------
+
+
+def _legacy(entries: int) -> dict[str, Any]:
+    """What versions 1 and 2 of the state file held once the snapshot was taken (version 1 all
+    in one file; version 2 the snapshot's keys in a file of their own)."""
+    person = [f"P{i:07d}".encode() for i in range(entries)]
+    return {
+        "v": 1, "app_id": "mynapoint", "from": 4, "to": 8, "done": ["check", "snapshot"],
+        "rebuilt": {}, "engine": None,
+        "committed": {topics.JOURNAL: {p: 1 for p in range(4)}},
+        "configs": {topics.JOURNAL: {"retention.ms": "-1"}},
+        "replicas": {topics.JOURNAL: 1},
+        "journal": {p: [(o, k, b"\x93" * (o % 50))
+                        for o, k in enumerate(k for k in person if partition_for_key(k, 4) == p)]
+                    for p in range(4)},
+        "claims": [(b"k%d" % i, b"P%07d" % i) for i in range(17)],
+        "tables": {"persons": {k: b"x" * (i % 300) for i, k in enumerate(person)},
+                   "claims": {}, "timeline": {k: b"t" for k in person[:16]}},
+    }
+
+
+def test_the_state_file_holds_the_progress_and_is_read_back_as_written(tmp_path: Path) -> None:
     path = tmp_path / "rescale.state"
-    data = {**_snapshot(1000), "v": STATE_VERSION}
-    State(path, data).save()
+    data = {k: v for k, v in _legacy(10).items() if k not in RECORD_KEYS}
+    data["v"] = STATE_VERSION
+    state = State(path, data)
+    state.mark("grow")
     loaded = State.load(path)
-    assert loaded is not None
-    assert loaded.data == _as_stored({**data, "snapshot": True})
-    assert not path.with_name(path.name + ".tmp").exists()
-
-
-def test_the_snapshot_is_written_once_beside_the_progress(tmp_path: Path) -> None:
-    path = tmp_path / "rescale.state"
-    state = State(path, {**_snapshot(1000), "v": STATE_VERSION})
-    state.mark("snapshot")
-    progress = msgspec.msgpack.decode(path.read_bytes())
-    assert not set(SNAPSHOT_KEYS) & set(progress)  # only the progress is rewritten at each step
-    snapshot = State.snapshot_path(path)
-    written = snapshot.read_bytes()
-    state.data["rebuilt"]["mynapoint.journal"] = 5
-    state.mark("rebuild:mynapoint.journal")
-    assert snapshot.read_bytes() == written
-    loaded = State.load(path)
-    assert loaded is not None and loaded.done("rebuild:mynapoint.journal")
-    assert loaded.data["rebuilt"] == {"mynapoint.journal": 5}
-    assert loaded.data["journal"] == _as_stored(state.data)["journal"]
-
-
-@pytest.mark.parametrize("taken", [True, False], ids=["snapshot-taken", "checked-only"])
-def test_a_version_1_state_file_is_finished_and_then_written_as_version_2(tmp_path: Path,
-                                                                          taken: bool) -> None:
-    # What a run of the earlier version left: everything in one file, the snapshot inline.
-    path = tmp_path / "rescale.state"
-    v1 = {**_snapshot(100), "done": ["check", "snapshot"] if taken else ["check"]}
-    if not taken:
-        for key in SNAPSHOT_KEYS:
-            del v1[key]
-    path.write_bytes(msgspec.msgpack.encode(v1))
-    loaded = State.load(path)
-    assert loaded is not None
-    assert loaded.data["v"] == STATE_VERSION
-    assert {k: v for k, v in loaded.data.items() if k not in ("v", "snapshot")} == _as_stored(
-        {k: v for k, v in v1.items() if k != "v"})
-    loaded.mark("grow")
-    assert State.snapshot_path(path).exists() == taken
-    again = State.load(path)
-    assert again is not None and again.data == loaded.data
+    assert loaded is not None and loaded.data == _as_stored(data)
+    assert loaded.done("grow") and not path.with_name(path.name + ".tmp").exists()
 
 
 def test_a_missing_snapshot_says_what_to_do(tmp_path: Path) -> None:
     path = tmp_path / "rescale.state"
-    State(path, {**_snapshot(10), "v": STATE_VERSION}).save()
-    State.snapshot_path(path).unlink()
+    State(path, {"v": STATE_VERSION, "done": ["check", "snapshot"], "snapshot": True}).save()
+    with pytest.raises(RescaleFailed, match="rescale.state.snapshot.db"):
+        State.load(path)
+
+
+def _assert_upgraded(path: Path, legacy: dict[str, Any]) -> None:
+    loaded = State.load(path)
+    assert loaded is not None
+    assert loaded.data == {**_as_stored({k: v for k, v in legacy.items()
+                                         if k not in RECORD_KEYS}),
+                           "v": STATE_VERSION, "snapshot": True}
+    assert msgspec.msgpack.decode(path.read_bytes())["v"] == STATE_VERSION  # written as 3
+    assert not State.legacy_snapshot_path(path).exists()
+    snap = Snapshot.open(State.snapshot_path(path))
+    stored = _as_stored(legacy)
+    assert [(p, list(r)) for p, r in snap.journal()] == [
+        (p, r) for p in sorted(stored["journal"]) for r in stored["journal"][p]]
+    assert [list(c) for c in snap.claims()] == stored["claims"]
+    for table, rows in stored["tables"].items():
+        assert dict(snap.rows(table)) == rows
+    plan = snap.plan({int(p): o for p, o in stored["committed"][topics.JOURNAL].items()}, 8)
+    assert plan.entries == sum(len(r) for r in stored["journal"].values())
+    snap.close()
+    again = State.load(path)  # read as version 3 now
+    assert again is not None and again.data == loaded.data
+
+
+def test_a_version_1_state_file_is_finished_as_version_3(tmp_path: Path) -> None:
+    path = tmp_path / "rescale.state"
+    v1 = _legacy(300)  # everything in one file, the snapshot inline
+    path.write_bytes(msgspec.msgpack.encode(v1))
+    _assert_upgraded(path, v1)
+
+
+def test_a_version_2_state_file_is_finished_as_version_3(tmp_path: Path) -> None:
+    path = tmp_path / "rescale.state"
+    legacy = _legacy(300)
+    progress = {k: v for k, v in legacy.items() if k not in LEGACY_SNAPSHOT_KEYS}
+    path.write_bytes(msgspec.msgpack.encode({**progress, "v": 2, "snapshot": True}))
+    State.legacy_snapshot_path(path).write_bytes(msgspec.msgpack.encode(
+        {k: legacy[k] for k in LEGACY_SNAPSHOT_KEYS}))
+    _assert_upgraded(path, {**legacy, "v": 2})
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_state_file_checked_only_is_finished_as_version_3(tmp_path: Path, version: int) -> None:
+    path = tmp_path / "rescale.state"
+    checked = {k: v for k, v in _legacy(3).items() if k not in LEGACY_SNAPSHOT_KEYS}
+    path.write_bytes(msgspec.msgpack.encode({**checked, "v": version, "done": ["check"]}))
+    loaded = State.load(path)
+    assert loaded is not None and loaded.data["v"] == STATE_VERSION
+    assert not loaded.data["snapshot"] and not State.snapshot_path(path).exists()
+
+
+def test_a_missing_version_2_snapshot_says_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "rescale.state"
+    path.write_bytes(msgspec.msgpack.encode({"v": 2, "done": ["check", "snapshot"],
+                                             "snapshot": True}))
     with pytest.raises(RescaleFailed, match="rescale.state.snapshot"):
         State.load(path)
 

@@ -227,8 +227,8 @@ def _scenario(broker, tmp_path: Path, crash_at: str | None, engine: str) -> None
     assert set(_partition_counts(bootstrap, engine).values()) == {8}
     again = _rescale(bootstrap, state)
     assert again.returncode == 2 and "already done" in again.stderr
-    # The snapshot was written once, beside the state file, which holds only the progress.
-    assert state.with_name(state.name + ".snapshot").stat().st_size > state.stat().st_size
+    # The snapshot is a database beside the state file, which holds only the progress.
+    assert (state.with_name(state.name + ".snapshot.db") / "CURRENT").is_file()
 
     logs_8 = tmp_path / "logs-8"  # the worker at 4 partitions logged to `logs`
     logs_8.mkdir()
