@@ -465,9 +465,13 @@ class Rescaler(OfflineJob):
         headers = state_headers(topic)
         batch = ((topic, q, k, v, headers) for q, k, v in records)
         half = total // 2
-        await self._send(itertools.islice(batch, half))
-        crash_point(f"rebuild:{topic}:half")
-        await self._send(batch)
+        try:
+            await self._send(itertools.islice(batch, half))
+            crash_point(f"rebuild:{topic}:half")
+            await self._send(batch)
+        finally:
+            batch.close()  # and with it the reads of the snapshot database, on any failure
+            del records
         d["rebuilt"][topic] = total
         self.summary.rebuilt[topic] = total
         state.mark(f"rebuild:{topic}")

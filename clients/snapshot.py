@@ -62,8 +62,10 @@ class JournalPlan:
     entries: int
 
 
-def _next_prefix(prefix: bytes) -> bytes:
-    return prefix[:-1] + bytes((prefix[-1] + 1,))
+def _next_prefix(prefix: bytes) -> bytes | None:
+    """The first key after every key that starts with `prefix` (None: there is none)."""
+    head = prefix.rstrip(b"\xff")
+    return head[:-1] + bytes((head[-1] + 1,)) if head else None
 
 
 class Snapshot:
@@ -74,6 +76,7 @@ class Snapshot:
         self.path = path
         self._db = db
         self._tmp = tmp
+        self._open = True
         self._plan: JournalPlan | None = None
 
     # --- opening and closing -------------------------------------------------------------------
@@ -115,18 +118,21 @@ class Snapshot:
         """Everything is written: flushed to disk and renamed from `<path>.tmp` to `path`."""
         assert self._tmp is not None, "sealed already"
         self._db.flush()
-        self._db.close()
+        self.close()
         os.replace(self._tmp, self.path)
+        self._tmp = None
         _fsync_dir(self.path.parent)
         self._db = self._open_db(self.path, create=False)
-        self._tmp = None
+        self._open = True
 
     def close(self) -> None:
-        self._db.close()
+        if self._open:
+            self._open = False
+            self._db.close()
 
     def discard(self) -> None:
         """Closes and removes a snapshot that was not sealed."""
-        self._db.close()
+        self.close()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
@@ -208,7 +214,7 @@ class Snapshot:
     def _scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         end = _next_prefix(prefix)
         for key, value in self._db.items(from_key=prefix):
-            if key >= end:
+            if end is not None and key >= end:
                 return
             yield key, value
 

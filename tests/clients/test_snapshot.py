@@ -126,6 +126,18 @@ def test_the_journal_at_m_on_disk_is_the_one_in_memory(tmp_path: Path, m: int) -
     snap.close()
 
 
+def test_a_journal_at_256_partitions_and_more_is_read_back_from_every_one(
+        tmp_path: Path) -> None:
+    # Partition 255's prefix ends in 0xff: its end is not that byte plus one.
+    journal, _ = _history(people=1000, most=1)
+    want = journal_at(journal, {}, 260)
+    assert want.partitions[255]
+    snap = _filled(tmp_path / "s.db", journal)
+    snap.plan({}, 260)
+    assert [list(snap.journal_at(q)) for q in range(260)] == want.partitions
+    snap.close()
+
+
 def test_the_plan_is_kept_and_made_again_when_a_run_stopped_while_making_it(
         tmp_path: Path) -> None:
     journal, _ = _history(people=30)
