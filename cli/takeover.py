@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from cli import Lazy, add_app_arguments, app_arguments
@@ -33,6 +34,10 @@ def register(sub: Any, lazy: Lazy) -> None:
     add_app_arguments(s)
     s.add_argument("--timeout", type=SECONDS, default=600.0, metavar="SECONDS",
                    help="give up a single read or topic operation after this long (default 600)")
+    s.add_argument("--work-dir", type=Path, metavar="DIR",
+                   help="where the rows read are kept on disk until they are written back, in a "
+                   "directory removed at the end (about as much as the compacted state "
+                   "changelogs; default: the system's temporary directory, $TMPDIR)")
     s.set_defaults(func=lazy("cli.takeover", "cmd_takeover"))
 
 
@@ -49,8 +54,8 @@ def cmd_takeover(args: argparse.Namespace) -> int:
         print(f"mynapoint takeover: {exc}", file=sys.stderr)
         return 2
     try:
-        summary = takeover(bootstrap, app_id, args.to, say=say,
-                           timeout=args.timeout, **client_kwargs_from_env())
+        summary = takeover(bootstrap, app_id, args.to, say=say, timeout=args.timeout,
+                           work_dir=args.work_dir, **client_kwargs_from_env())
     except TakeoverFailed as exc:
         print(f"mynapoint takeover: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ import itertools
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Generator, Iterable, Mapping
 from typing import Any, TypeVar
 
 from clients.admin import (
@@ -57,6 +57,22 @@ def state_topics(engine: str, app_id: str) -> dict[str, str]:
     if engine == "faust":
         return {t: topics.changelog_topic(app_id, t) for t in QUIX_STATE_OF_TABLE}
     return {s: topics.quix_changelog_topic(app_id, s) for s in QUIX_STATE_SOURCES}
+
+
+def tables_in(engine: str, name: str) -> list[str]:
+    """The Faust tables whose rows the state `name` of `engine` holds (`state_topics`' names):
+    a Faust table its own; a Quix source topic's state those of every table kept there."""
+    if engine == "faust":
+        return [name]
+    return [t for t, (source, _) in QUIX_STATE_OF_TABLE.items() if source == name]
+
+
+def outgoing(topic: str, rows: Iterable[tuple[int, bytes | None, bytes | None]]
+             ) -> Generator[Outgoing, None, None]:
+    """The rows (partition, key, value) of the state changelog or internal topic `topic` as
+    records to send, with the headers its rows carry (`state_headers`)."""
+    headers = state_headers(topic)
+    return ((topic, q, key, value, headers) for q, key, value in rows)
 
 
 def state_elsewhere(engine: str, app_id: str, present: Collection[str]) -> str | None:
@@ -381,18 +397,6 @@ class OfflineJob:
                                      **kwargs, **self.client_kwargs)
         except HistoryError as exc:
             raise self.failure(str(exc)) from None
-
-    async def _read_state_rows(self, engine: str,
-                               changelogs: Mapping[str, str]) -> dict[str, dict[bytes, bytes]]:
-        """The latest row per key of each state changelog (`changelogs`: name -> topic; a
-        missing topic has none), folded as the records arrive (`StateRows`)."""
-        folds = {topic: StateRows(engine) for topic in changelogs.values()}
-
-        def fold(records: list[Any]) -> None:  # one partition's, in offset order
-            folds[records[0].topic].add(records)
-
-        await self._read([], optional=list(folds), on_records=fold)
-        return {name: folds[topic].rows for name, topic in changelogs.items()}
 
     async def _partition_counts(self, names: list[str]) -> dict[str, int]:
         described = await self.ask(lambda: self.admin.describe_topics(names))

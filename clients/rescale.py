@@ -54,8 +54,9 @@ from clients.offline import (
     OfflineFailed,
     OfflineJob,
     column_family,
-    state_headers,
+    outgoing,
     state_topics,
+    tables_in,
 )
 from clients.snapshot import JournalPlan, Snapshot
 from schemas import topics
@@ -69,7 +70,7 @@ from streams.audit.rescale import (
     journaled_sources,
     rows_at,
 )
-from streams.audit.takeover import QUIX_STATE_OF_TABLE, TakeoverError, quix_rows_at
+from streams.audit.takeover import TakeoverError, quix_rows_at
 
 STATE_VERSION = 3
 SOURCE_HEADER = "mynapoint-rescale-source"
@@ -462,8 +463,7 @@ class Rescaler(OfflineJob):
                  "records")
         await self._recreate(topic, self.m, d["configs"].get(topic, {}),
                              d["replicas"].get(topic, 1))
-        headers = state_headers(topic)
-        batch = ((topic, q, k, v, headers) for q, k, v in records)
+        batch = outgoing(topic, records)
         half = total // 2
         try:
             await self._send(itertools.islice(batch, half))
@@ -493,12 +493,10 @@ class Rescaler(OfflineJob):
         engine = state.data.get("engine") or "faust"
         name = next(k for k, v in state_topics(engine, self.app_id).items() if v == topic)
         n = state.data["from"]
+        total = sum(snap.row_count(t) for t in tables_in(engine, name))
         if engine == "faust":
-            return (snap.row_count(name),
-                    rows_at(name, snap.rows(name), self.m, n=n, where=snap.where))
-        tables = [t for t, (source, _) in QUIX_STATE_OF_TABLE.items() if source == name]
-        return (sum(snap.row_count(t) for t in tables),
-                quix_rows_at(name, snap.rows, self.m, n=n, where=snap.where))
+            return total, rows_at(name, snap.rows(name), self.m, n=n, where=snap.where)
+        return total, quix_rows_at(name, snap.rows, self.m, n=n, where=snap.where)
 
     def _snapshot_db(self) -> Snapshot:
         if self._snap is None:

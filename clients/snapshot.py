@@ -1,7 +1,9 @@
-"""`mynapoint rescale`'s snapshot on disk: what it read of an app's topics, and the journal it
-rebuilds from it, in a RocksDB database beside its state file, so that the command's memory does
-not grow with the history (docs/BENCHMARKS.md, "Rescale"). Where each record goes is decided by
-`streams.audit.rescale`, record by record; this module only keeps them, in the order it needs.
+"""What the offline commands read of an app's topics, kept on disk: `mynapoint rescale`'s snapshot
+(and the journal it rebuilds from it), in a RocksDB database beside its state file, and the state
+rows `mynapoint takeover` writes back in the other engine's layout, in a scratch directory; so
+that their memory does not grow with the history (docs/BENCHMARKS.md, "Rescale"). Where each
+record goes is decided by `streams.audit.rescale` and `streams.audit.takeover`, record by record;
+this module only keeps them, in the order they are needed.
 
 Keys, sorted by RocksDB as bytes (numbers big-endian, so they sort as numbers):
 

@@ -5,9 +5,12 @@ Steps, with every worker of the app stopped:
 
     check     no member in the app's consumer group; the journal exists; the state is in the
               other engine's changelogs (or nowhere yet: a deployment with no state)
-    read      the source changelogs, latest value per key (as compaction keeps it)
+    read      the source changelogs, latest value per key (as compaction keeps it), into a
+              RocksDB database in a scratch directory (`clients.snapshot.Snapshot`, in the
+              tables' layout), so that memory does not grow with the number of people
     write     the target engine's changelogs: deleted if they exist, created with the journal's
-              partition count (compacted, as the engines make them), filled with the rows
+              partition count (compacted, as the engines make them), filled with the rows read
+              back from the database
     retire    the source changelogs deleted, so that the state lives in one engine's changelogs
               only and an engine started by mistake finds none (it would start empty, and the
               check of a second takeover says where the state is)
@@ -24,26 +27,27 @@ directories: a directory an earlier run of that engine left holds state that is 
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from clients.offline import (
     OfflineFailed,
     OfflineJob,
-    Outgoing,
+    column_family,
     made_configs,
-    state_headers,
+    outgoing,
     state_topics,
+    tables_in,
 )
+from clients.snapshot import Snapshot
 from schemas import topics
 from schemas.settings import ENGINES
-from streams.audit.takeover import (
-    TakeoverError,
-    to_faust,
-    to_quix,
-)
+from streams.audit.rescale import rows_at
+from streams.audit.takeover import TakeoverError, quix_rows_at
 
 Say = Callable[[str], None]
 
@@ -76,8 +80,10 @@ class Takeover(OfflineJob):
     failure = TakeoverFailed
 
     def __init__(self, bootstrap: str, app_id: str, to_engine: str, *, say: Say,
-                 timeout: float = 300.0, **client_kwargs: Any) -> None:
+                 timeout: float = 300.0, work_dir: Path | None = None,
+                 **client_kwargs: Any) -> None:
         super().__init__(bootstrap, app_id, timeout=timeout, **client_kwargs)
+        self.work_dir = work_dir
         if to_engine not in ENGINES:
             raise TakeoverFailed(f"--to must be one of {', '.join(ENGINES)}, not {to_engine!r}")
         self.target = to_engine
@@ -91,8 +97,14 @@ class Takeover(OfflineJob):
         try:
             await self._refuse_active_members()
             n, present = await self._check()
-            rows = await self._read_state(n, present)
-            await self._write(n, rows)
+            with tempfile.TemporaryDirectory(prefix="mynapoint-takeover-",
+                                             dir=self.work_dir) as scratch:
+                rows = Snapshot.create(Path(scratch) / "state.db")
+                try:
+                    await self._read_state(n, present, rows)
+                    await self._write(n, rows)
+                finally:
+                    rows.discard()
             retired = [t for t in state_topics(self.source, self.app_id).values()
                        if t in present]
             if retired:
@@ -122,44 +134,52 @@ class Takeover(OfflineJob):
                  f"{', '.join(sorted(source & present)) or 'no changelog yet'}")
         return n, present
 
-    async def _read_state(self, n: int, present: set[str]) -> dict[str, dict[bytes, bytes]]:
-        """The source state's rows (latest per key), by Faust table or by Quix source topic."""
-        names = {name: topic for name, topic in state_topics(self.source, self.app_id).items()
+    async def _read_state(self, n: int, present: set[str], into: Snapshot) -> None:
+        """The source state's rows (latest per key), into `into` in the Faust tables' layout."""
+        names = {topic: name for name, topic in state_topics(self.source, self.app_id).items()
                  if topic in present}
         if not names:
-            return {}
-        counts = await self._partition_counts(list(names.values()))
+            return
+        counts = await self._partition_counts(list(names))
         odd = {t: c for t, c in counts.items() if c != n}
         if odd:
             raise TakeoverFailed(f"changelogs with another partition count than the journal's "
                                  f"{n}: {odd}; rescale or repair them first")
-        rows = await self._read_state_rows(self.source, names)
-        for name, topic in names.items():
-            self.say(f"read {topic}: {len(rows[name]):,} rows")
-        return rows
 
-    async def _write(self, n: int, rows: dict[str, dict[bytes, bytes]]) -> None:
+        def fold(records: list[Any]) -> None:  # one partition's, in offset order
+            topic = records[0].topic
+            if self.source == "quix":
+                into.add_quix_rows(names[topic],
+                                   ((r.key, r.value, column_family(r)) for r in records))
+            else:
+                into.add_rows(names[topic], ((r.key, r.value) for r in records))
+
+        await self._read([], optional=list(names), on_records=fold)
         try:
-            layout = to_quix(rows, n) if self.target == "quix" else to_faust(rows, n)
+            into.check_quix_rows()
         except TakeoverError as exc:
             raise TakeoverFailed(str(exc)) from None
+        for topic, name in names.items():
+            count = sum(into.row_count(t) for t in tables_in(self.source, name))
+            self.say(f"read {topic}: {count:,} rows")
+
+    async def _write(self, n: int, rows: Snapshot) -> None:
         replicas = (await self._replication([topics.JOURNAL])).get(topics.JOURNAL, 1)
         configs = made_configs(self.target, self.app_id)
         for name, topic in state_topics(self.target, self.app_id).items():
-            parts = layout.get(name, [[] for _ in range(n)])
             await self._recreate(topic, n, configs[topic], replicas)
-            headers = state_headers(topic)
-            records: list[Outgoing] = [(topic, p, key, value, headers)
-                                       for p, part in enumerate(parts) for key, value in part]
-            await self._send(records)
-            self.summary.rows[topic] = len(records)
-            self.say(f"wrote {topic}: {len(records):,} rows")
+            total = sum(rows.row_count(t) for t in tables_in(self.target, name))
+            placed = (quix_rows_at(name, rows.rows, n) if self.target == "quix"
+                      else rows_at(name, rows.rows(name), n))
+            await self._send(outgoing(topic, placed))
+            self.summary.rows[topic] = total
+            self.say(f"wrote {topic}: {total:,} rows")
 
 
 def takeover(bootstrap: str, app_id: str, to_engine: str, *, say: Say, timeout: float = 300.0,
-             **client_kwargs: Any) -> Summary:
+             work_dir: Path | None = None, **client_kwargs: Any) -> Summary:
     """Runs a takeover; raises TakeoverFailed with what to do."""
     from clients.connect import run_blocking
 
     return run_blocking(Takeover(bootstrap, app_id, to_engine, say=say, timeout=timeout,
-                                 **client_kwargs).run())
+                                 work_dir=work_dir, **client_kwargs).run())

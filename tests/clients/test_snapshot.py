@@ -33,6 +33,7 @@ from streams.audit.takeover import (
     TakeoverError,
     quix_key,
     quix_rows_at,
+    to_faust,
     to_quix,
 )
 from streams.core.ledger import UNKNOWN_AT
@@ -226,6 +227,13 @@ def test_a_quix_state_is_kept_in_the_tables_layout_and_written_back_as_to_quix(
             QUIX_COLUMN_FAMILY_HEADER)) for r in recs])
     snap.check_quix_rows()
     assert {t: dict(snap.rows(t)) for t in tables} == tables
+    # Taken over to Faust: each table's rows placed as `to_faust` places them.
+    states = {source: state_rows("quix", recs) for source, recs in _quix_records(tables).items()}
+    for table, want_rows in to_faust(states, 8).items():
+        got: list[list[Any]] = [[] for _ in range(8)]
+        for q, key, value in rows_at(table, snap.rows(table), 8):
+            got[q].append((key, value))
+        assert got == want_rows
     committed = {p: len(recs) // 2 for p, recs in journal.items()}
     snap.plan(committed, 8)
     want = to_quix(tables, 8, n=4, moved=journal_at(journal, committed, 8).moved)

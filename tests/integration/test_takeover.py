@@ -45,19 +45,21 @@ def person_of(line: bytes) -> str | None:
         return None
 
 
-def run_takeover(bootstrap: str, to: str) -> subprocess.CompletedProcess[str]:
+def run_takeover(bootstrap: str, to: str, work_dir: Path | None = None,
+                 ) -> subprocess.CompletedProcess[str]:
+    extra = ["--work-dir", str(work_dir)] if work_dir is not None else []
     return subprocess.run(
         [sys.executable, "-m", "cli.main", "takeover", "--to", to, "--bootstrap", bootstrap,
-         "--app-id", APP_ID, "--timeout", "120"],
+         "--app-id", APP_ID, "--timeout", "120", *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
-def takeover(bootstrap: str, to: str) -> str:
+def takeover(bootstrap: str, to: str, work_dir: Path | None = None) -> str:
     """Runs `mynapoint takeover --to TO`; a worker that has just stopped may still be a member of
     the group for a moment (until the broker sees it leave): that refusal is retried."""
     deadline = time.monotonic() + 120
     while True:
-        done = run_takeover(bootstrap, to)
+        done = run_takeover(bootstrap, to, work_dir)
         if done.returncode == 0:
             return done.stdout
         assert "still running" in done.stderr, done.stderr
@@ -82,7 +84,10 @@ def test_takeover_from_faust_to_quix_and_back_goes_on_where_each_stopped(fresh_b
     sent = 0
     for run, engine in enumerate(("faust", "quix", "faust")):
         if run:
-            out = takeover(bootstrap, engine)
+            work = tmp_path / f"work-{run}"
+            work.mkdir()
+            out = takeover(bootstrap, engine, work)
+            assert list(work.iterdir()) == []  # the rows kept on disk there are gone
             assert f"to {engine}" in out
             assert f"{persons_changelog(engine)}: " in out, out
             # The state lives in one engine's changelogs only: a second takeover says where.
