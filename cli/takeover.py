@@ -53,6 +53,10 @@ def cmd_takeover(args: argparse.Namespace) -> int:
     except BadSetting as exc:
         print(f"mynapoint takeover: {exc}", file=sys.stderr)
         return 2
+    if args.work_dir is not None and not args.work_dir.is_dir():
+        print(f"mynapoint takeover: --work-dir {args.work_dir} is not a directory: give one this "
+              "user can write to, with room for the state changelogs", file=sys.stderr)
+        return 2
     try:
         summary = takeover(bootstrap, app_id, args.to, say=say, timeout=args.timeout,
                            work_dir=args.work_dir, **client_kwargs_from_env())

@@ -58,7 +58,7 @@ from clients.offline import (
     state_topics,
     tables_in,
 )
-from clients.snapshot import JournalPlan, Snapshot
+from clients.snapshot import JournalPlan, Snapshot, StoreError
 from schemas import topics
 from schemas.settings import ENGINES
 from schemas.topics import TABLES
@@ -503,7 +503,7 @@ class Rescaler(OfflineJob):
             path = State.snapshot_path(self.state_path)
             try:
                 self._snap = Snapshot.open(path)
-            except OSError as exc:
+            except (FileNotFoundError, StoreError) as exc:
                 raise RescaleFailed(f"cannot open the snapshot {path} ({exc}): restore the one "
                                     f"the run wrote beside {self.state_path}") from None
         return self._snap
@@ -562,3 +562,8 @@ def rescale(bootstrap: str, app_id: str, to_partitions: int, rules_version: str,
         return run_blocking(r.run())
     except (RescaleError, TakeoverError) as exc:
         raise RescaleFailed(str(exc)) from None
+    except StoreError as exc:
+        raise RescaleFailed(f"{exc}: the snapshot database beside the state file needs a disk "
+                            "with room for it (about 4 GB per million people: docs/RUNBOOK.md, "
+                            "\"Scaling\"); make room there, then run the same command again, "
+                            "with the same --state") from None

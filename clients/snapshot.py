@@ -54,6 +54,11 @@ _PLAN_KEY = b"P"
 _BATCH = 10_000  # writes per RocksDB batch
 
 
+class StoreError(OSError):
+    """The database could not be opened or written (a full disk, a directory not writable):
+    the message names it."""
+
+
 @dataclass(frozen=True)
 class JournalPlan:
     """The journal at m: how many leading entries of each partition the ledger had folded, and
@@ -89,7 +94,10 @@ class Snapshot:
 
         options = Options(raw_mode=True)
         options.create_if_missing(create)
-        db = Rdict(str(path), options)
+        try:
+            db = Rdict(str(path), options)
+        except Exception as exc:  # rocksdict raises plain Exceptions
+            raise StoreError(f"cannot open {path} ({exc})") from None
         # Durable by `flush` at the points that matter, not by a write-ahead log per write.
         write = WriteOptions()
         write.disable_wal = True  # type: ignore[assignment,method-assign]  # a property
@@ -107,19 +115,16 @@ class Snapshot:
 
     @classmethod
     def open(cls, path: Path) -> Snapshot:
-        """The sealed snapshot at `path`; raises FileNotFoundError when there is none, OSError
-        when RocksDB cannot open it."""
+        """The sealed snapshot at `path`; raises FileNotFoundError when there is none,
+        `StoreError` when RocksDB cannot open it."""
         if not (path / "CURRENT").is_file():
             raise FileNotFoundError(path)
-        try:
-            return cls(path, cls._open_db(path, create=False))
-        except Exception as exc:  # rocksdict raises plain Exceptions
-            raise OSError(str(exc)) from None
+        return cls(path, cls._open_db(path, create=False))
 
     def seal(self) -> None:
         """Everything is written: flushed to disk and renamed from `<path>.tmp` to `path`."""
         assert self._tmp is not None, "sealed already"
-        self._db.flush()
+        self._flush()
         self.close()
         os.replace(self._tmp, self.path)
         self._tmp = None
@@ -133,8 +138,12 @@ class Snapshot:
             self._db.close()
 
     def discard(self) -> None:
-        """Closes and removes a snapshot that was not sealed."""
-        self.close()
+        """Closes and removes a snapshot that was not sealed (one that failed to be written
+        among them: what closing it says then is of no use)."""
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - rocksdict's; the files are removed next
+            pass
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
@@ -181,6 +190,27 @@ class Snapshot:
             source, _, row = key[1:].partition(b"\x00")
             raise unknown_state_key(source.decode(), row)
 
+    def _where(self) -> Path:
+        return self._tmp if self._tmp is not None else self.path
+
+    def _write(self, batch: Any) -> None:
+        try:
+            self._db.write(batch)
+        except Exception as exc:  # rocksdict raises plain Exceptions (a full disk among them)
+            raise StoreError(f"cannot write to {self._where()} ({exc})") from None
+
+    def _write_one(self, key: bytes, value: bytes) -> None:
+        try:
+            self._db[key] = value
+        except Exception as exc:
+            raise StoreError(f"cannot write to {self._where()} ({exc})") from None
+
+    def _flush(self) -> None:
+        try:
+            self._db.flush()
+        except Exception as exc:
+            raise StoreError(f"cannot write to {self._where()} ({exc})") from None
+
     def _put(self, items: Iterable[tuple[bytes, bytes]]) -> None:
         from rocksdict import WriteBatch
 
@@ -188,10 +218,10 @@ class Snapshot:
         for key, value in items:
             batch.put(key, value)
             if batch.len() >= _BATCH:
-                self._db.write(batch)
+                self._write(batch)
                 batch = WriteBatch(raw_mode=True)
         if not batch.is_empty():
-            self._db.write(batch)
+            self._write(batch)
 
     def _fold(self, items: Iterable[tuple[bytes, bytes | None]]) -> None:
         # Each record replaces its key's row, or deletes it (a None value), in the order the
@@ -206,10 +236,10 @@ class Snapshot:
             else:
                 batch.put(key, value)
             if batch.len() >= _BATCH:
-                self._db.write(batch)
+                self._write(batch)
                 batch = WriteBatch(raw_mode=True)
         if not batch.is_empty():
-            self._db.write(batch)
+            self._write(batch)
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -270,7 +300,7 @@ class Snapshot:
         self._db.delete_range(b"J", b"K")
         self._db.delete_range(b"M", b"N")
         self._put(self._slots(committed, m))
-        self._db.flush()
+        self._flush()
         folded = [0] * m
         entries = 0
 
@@ -290,9 +320,9 @@ class Snapshot:
                 entries += 1
 
         self._put(where())
-        self._db.flush()
-        self._db[_PLAN_KEY] = _ENCODE({"m": m, "folded": folded, "entries": entries})
-        self._db.flush()
+        self._flush()
+        self._write_one(_PLAN_KEY, _ENCODE({"m": m, "folded": folded, "entries": entries}))
+        self._flush()
         self._plan = JournalPlan(m, folded, entries)
         return self._plan
 

@@ -43,7 +43,7 @@ from clients.offline import (
     state_topics,
     tables_in,
 )
-from clients.snapshot import Snapshot
+from clients.snapshot import Snapshot, StoreError
 from schemas import topics
 from schemas.settings import ENGINES
 from streams.audit.rescale import rows_at
@@ -97,8 +97,15 @@ class Takeover(OfflineJob):
         try:
             await self._refuse_active_members()
             n, present = await self._check()
-            with tempfile.TemporaryDirectory(prefix="mynapoint-takeover-",
-                                             dir=self.work_dir) as scratch:
+            try:
+                scratch_dir = tempfile.TemporaryDirectory(prefix="mynapoint-takeover-",
+                                                          dir=self.work_dir)
+            except OSError as exc:
+                raise TakeoverFailed(
+                    f"cannot make a scratch directory in {self.work_dir or tempfile.gettempdir()}"
+                    f" ({exc}): give --work-dir a directory this user can write to; nothing was "
+                    "changed") from None
+            with scratch_dir as scratch:
                 rows = Snapshot.create(Path(scratch) / "state.db")
                 try:
                     await self._read_state(n, present, rows)
@@ -181,5 +188,10 @@ def takeover(bootstrap: str, app_id: str, to_engine: str, *, say: Say, timeout: 
     """Runs a takeover; raises TakeoverFailed with what to do."""
     from clients.connect import run_blocking
 
-    return run_blocking(Takeover(bootstrap, app_id, to_engine, say=say, timeout=timeout,
-                                 work_dir=work_dir, **client_kwargs).run())
+    try:
+        return run_blocking(Takeover(bootstrap, app_id, to_engine, say=say, timeout=timeout,
+                                     work_dir=work_dir, **client_kwargs).run())
+    except StoreError as exc:  # only while reading: nothing was changed yet
+        raise TakeoverFailed(f"{exc}: the rows read are kept there until they are written; give "
+                             "--work-dir a directory with room for the state changelogs, then "
+                             "run takeover again (nothing was changed)") from None

@@ -22,7 +22,7 @@ from clients.rescale import (
     RescaleFailed,
     State,
 )
-from clients.snapshot import Snapshot
+from clients.snapshot import Snapshot, StoreError
 from schemas import topics
 from schemas.topics import partition_for_key
 from streams.audit.rescale import RescaleError, claims_at, journal_at, rows_at, table_at
@@ -255,6 +255,20 @@ def test_a_key_of_the_quix_state_that_is_no_row_is_refused_unless_deleted(
         snap.check_quix_rows()
     snap.discard()
     assert not (tmp_path / "s.db").exists() and not (tmp_path / "s.db.tmp").exists()
+
+
+def test_a_database_that_cannot_be_written_says_where(tmp_path: Path) -> None:
+    import shutil
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StoreError, match="cannot open .*file/s.db.tmp"):
+        Snapshot.create(tmp_path / "file" / "s.db")
+    snap = Snapshot.create(tmp_path / "s.db")
+    snap.add_claims(0, [(0, b"k", b"v")])
+    shutil.rmtree(tmp_path / "s.db.tmp")  # as a disk that fails under it
+    with pytest.raises(StoreError, match="cannot write to .*s.db.tmp"):
+        snap.seal()
+    snap.discard()
 
 
 def test_a_snapshot_is_complete_only_once_sealed(tmp_path: Path) -> None:

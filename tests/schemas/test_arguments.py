@@ -211,3 +211,13 @@ def test_commands_that_read_no_table_do_not_need_one(argv, needs_it, capsys, mon
         assert asked == [] and "--app-id (MYNAPOINT_APP_ID)" in err
     else:
         assert asked == [None] and "stopped here by the test" in err
+
+
+def test_takeover_refuses_a_work_dir_that_is_not_a_directory_before_connecting(tmp_path, capsys):
+    # The rows read are kept there: found out only after reading the whole state, it was a
+    # traceback. Port 1 answers nobody: the refusal comes before any connection.
+    (tmp_path / "file").write_text("")
+    for given in (tmp_path / "missing", tmp_path / "file"):
+        assert main(["takeover", "--to", "quix", "--bootstrap", "127.0.0.1:1",
+                     "--work-dir", str(given)]) == 2
+        assert f"--work-dir {given} is not a directory" in capsys.readouterr().err
