@@ -162,7 +162,7 @@ class Snapshot:
     def add_rows(self, table: str, rows: Iterable[Record]) -> None:
         """A Faust table's changelog records, (key, value) in their order: the latest value per
         key is kept (`streams.audit.rescale.latest_values`: a None value deletes the row)."""
-        self._fold((b"t" + table.encode() + b"\x00" + key, value) for key, value in rows
+        self._put((b"t" + table.encode() + b"\x00" + key, value) for key, value in rows
                    if key is not None)
 
     def add_quix_rows(self, source: str, rows: Iterable[tuple[bytes | None, bytes | None,
@@ -181,7 +181,7 @@ class Snapshot:
                 else:
                     yield b"t" + found[0].encode() + b"\x00" + found[1], value
 
-        self._fold(keyed())
+        self._put(keyed())
 
     def check_quix_rows(self) -> None:
         """Raises `streams.audit.takeover.TakeoverError` for a key of the Quix state that is none
@@ -211,22 +211,10 @@ class Snapshot:
         except Exception as exc:
             raise StoreError(f"cannot write to {self._where()} ({exc})") from None
 
-    def _put(self, items: Iterable[tuple[bytes, bytes]]) -> None:
-        from rocksdict import WriteBatch
-
-        batch = WriteBatch(raw_mode=True)
-        for key, value in items:
-            batch.put(key, value)
-            if batch.len() >= _BATCH:
-                self._write(batch)
-                batch = WriteBatch(raw_mode=True)
-        if not batch.is_empty():
-            self._write(batch)
-
-    def _fold(self, items: Iterable[tuple[bytes, bytes | None]]) -> None:
-        # Each record replaces its key's row, or deletes it (a None value), in the order the
-        # records come: as compaction keeps a changelog (`streams.audit.rescale.latest_values`).
-        # A batch applies its writes in order too.
+    def _put(self, items: Iterable[tuple[bytes, bytes | None]]) -> None:
+        # Each item replaces its key's value, or deletes it (a None value), in the order they
+        # come: for a changelog's records, as compaction keeps it
+        # (`streams.audit.rescale.latest_values`). A batch applies its writes in order too.
         from rocksdict import WriteBatch
 
         batch = WriteBatch(raw_mode=True)
