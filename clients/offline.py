@@ -41,6 +41,7 @@ from streams.audit.takeover import (
     QUIX_COLUMN_FAMILY_HEADER,
     QUIX_STATE_OF_TABLE,
     QUIX_STATE_SOURCES,
+    tables_of,
 )
 
 log = logging.getLogger(__name__)
@@ -62,9 +63,7 @@ def state_topics(engine: str, app_id: str) -> dict[str, str]:
 def tables_in(engine: str, name: str) -> list[str]:
     """The Faust tables whose rows the state `name` of `engine` holds (`state_topics`' names):
     a Faust table its own; a Quix source topic's state those of every table kept there."""
-    if engine == "faust":
-        return [name]
-    return [t for t, (source, _) in QUIX_STATE_OF_TABLE.items() if source == name]
+    return [name] if engine == "faust" else tables_of(name)
 
 
 def outgoing(topic: str, rows: Iterable[tuple[int, bytes | None, bytes | None]]

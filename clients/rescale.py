@@ -58,7 +58,7 @@ from clients.offline import (
     state_topics,
     tables_in,
 )
-from clients.snapshot import JournalPlan, Snapshot, StoreError
+from clients.snapshot import JournalPlan, Snapshot, StoreError, fsync_dir
 from schemas import topics
 from schemas.settings import ENGINES
 from schemas.topics import TABLES
@@ -160,7 +160,7 @@ class State:
             data.update(snapshot)
         if data["v"] != STATE_VERSION:
             state._upgrade()
-        elif data.get("snapshot") and not (cls.snapshot_path(path) / "CURRENT").is_file():
+        elif data.get("snapshot") and not Snapshot.sealed(cls.snapshot_path(path)):
             raise RescaleFailed(f"{cls.snapshot_path(path)}, the snapshot of {path}, is missing: "
                                 "restore the one the run wrote beside it")
         return state
@@ -230,11 +230,7 @@ def _write_atomically(path: Path, data: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(path)
-    dirfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
+    fsync_dir(path.parent)
 
 
 def crash_point(name: str) -> None:

@@ -28,6 +28,7 @@ import os
 import shutil
 import struct
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,10 @@ class JournalPlan:
     m: int
     folded: list[int]
     entries: int
+
+
+def _rows_prefix(table: str) -> bytes:
+    return b"t" + table.encode() + b"\x00"
 
 
 def _next_prefix(prefix: bytes) -> bytes | None:
@@ -113,11 +118,16 @@ class Snapshot:
         shutil.rmtree(path, ignore_errors=True)  # a snapshot the state file does not name
         return cls(path, cls._open_db(tmp, create=True), tmp=tmp)
 
+    @staticmethod
+    def sealed(path: Path) -> bool:
+        """Whether a sealed snapshot is at `path` (what `create` writes is elsewhere until then)."""
+        return (path / "CURRENT").is_file()
+
     @classmethod
     def open(cls, path: Path) -> Snapshot:
         """The sealed snapshot at `path`; raises FileNotFoundError when there is none,
         `StoreError` when RocksDB cannot open it."""
-        if not (path / "CURRENT").is_file():
+        if not cls.sealed(path):
             raise FileNotFoundError(path)
         return cls(path, cls._open_db(path, create=False))
 
@@ -128,7 +138,7 @@ class Snapshot:
         self.close()
         os.replace(self._tmp, self.path)
         self._tmp = None
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         self._db = self._open_db(self.path, create=False)
         self._open = True
 
@@ -162,8 +172,8 @@ class Snapshot:
     def add_rows(self, table: str, rows: Iterable[Record]) -> None:
         """A Faust table's changelog records, (key, value) in their order: the latest value per
         key is kept (`streams.audit.rescale.latest_values`: a None value deletes the row)."""
-        self._put((b"t" + table.encode() + b"\x00" + key, value) for key, value in rows
-                   if key is not None)
+        prefix = _rows_prefix(table)
+        self._put((prefix + key, value) for key, value in rows if key is not None)
 
     def add_quix_rows(self, source: str, rows: Iterable[tuple[bytes | None, bytes | None,
                                                               bytes | None]]) -> None:
@@ -179,7 +189,7 @@ class Snapshot:
                 if found is None:
                     yield b"u" + source.encode() + b"\x00" + key, None if value is None else b""
                 else:
-                    yield b"t" + found[0].encode() + b"\x00" + found[1], value
+                    yield _rows_prefix(found[0]) + found[1], value
 
         self._put(keyed())
 
@@ -193,23 +203,20 @@ class Snapshot:
     def _where(self) -> Path:
         return self._tmp if self._tmp is not None else self.path
 
-    def _write(self, batch: Any) -> None:
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
         try:
-            self._db.write(batch)
+            yield
         except Exception as exc:  # rocksdict raises plain Exceptions (a full disk among them)
             raise StoreError(f"cannot write to {self._where()} ({exc})") from None
 
-    def _write_one(self, key: bytes, value: bytes) -> None:
-        try:
-            self._db[key] = value
-        except Exception as exc:
-            raise StoreError(f"cannot write to {self._where()} ({exc})") from None
+    def _write(self, batch: Any) -> None:
+        with self._writing():
+            self._db.write(batch)
 
     def _flush(self) -> None:
-        try:
+        with self._writing():
             self._db.flush()
-        except Exception as exc:
-            raise StoreError(f"cannot write to {self._where()} ({exc})") from None
 
     def _put(self, items: Iterable[tuple[bytes, bytes | None]]) -> None:
         # Each item replaces its key's value, or deletes it (a None value), in the order they
@@ -257,19 +264,18 @@ class Snapshot:
 
     def rows(self, table: str) -> Iterator[tuple[bytes, bytes]]:
         """A table's latest rows, (key, value), by key."""
-        prefix = b"t" + table.encode() + b"\x00"
+        prefix = _rows_prefix(table)
         return ((key[len(prefix):], value) for key, value in self._scan(prefix))
 
     def counts(self, tables: Iterable[str]) -> tuple[int, int, dict[str, int]]:
         """How many journal records, claims and rows of each of `tables` it holds."""
-        return (self._count(b"j"), self._count(b"c"),
-                {t: self._count(b"t" + t.encode() + b"\x00") for t in tables})
+        return (self._count(b"j"), self.claims_count(), {t: self.row_count(t) for t in tables})
 
     def claims_count(self) -> int:
         return self._count(b"c")
 
     def row_count(self, table: str) -> int:
-        return self._count(b"t" + table.encode() + b"\x00")
+        return self._count(_rows_prefix(table))
 
     # --- the journal at m ----------------------------------------------------------------------
 
@@ -309,7 +315,8 @@ class Snapshot:
 
         self._put(where())
         self._flush()
-        self._write_one(_PLAN_KEY, _ENCODE({"m": m, "folded": folded, "entries": entries}))
+        with self._writing():
+            self._db[_PLAN_KEY] = _ENCODE({"m": m, "folded": folded, "entries": entries})
         self._flush()
         self._plan = JournalPlan(m, folded, entries)
         return self._plan
@@ -342,7 +349,8 @@ class Snapshot:
         return UNKNOWN_AT if found is None else int.from_bytes(found, "big")
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Makes what was renamed or created in directory `path` durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

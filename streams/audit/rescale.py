@@ -100,10 +100,16 @@ def table_at(table: str, latest: Mapping[bytes, bytes], m: int, *, n: int = 0,
     entry went.
     """
     out: list[list[Record]] = [[] for _ in range(m)]
-    where = None if moved is None else (lambda at: moved.get(at, UNKNOWN_AT))
-    for q, key, value in rows_at(table, sorted(latest.items()), m, n=n, where=where):
+    for q, key, value in rows_at(table, sorted(latest.items()), m, n=n,
+                                 where=moved_lookup(moved)):
         out[q].append((key, value))
     return out
+
+
+def moved_lookup(moved: Mapping[EntryAt, int] | None) -> Callable[[EntryAt], int] | None:
+    """`moved` (`JournalAt.moved`) as the `where` of `row_at`: an entry missing from it went
+    nowhere (`UNKNOWN_AT`)."""
+    return None if moved is None else (lambda at: moved.get(at, UNKNOWN_AT))
 
 
 def rows_at(table: str, rows: Iterable[tuple[bytes, bytes]], m: int, *, n: int = 0,

@@ -22,8 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from schemas import topics
-from streams.audit.rescale import EntryAt, Record, routing_key, rows_at, table_at
-from streams.core.ledger import UNKNOWN_AT
+from streams.audit.rescale import EntryAt, Record, moved_lookup, routing_key, rows_at, table_at
 
 #: Quix's state rows of each Faust table: the source topic of the stateful dataframe, and the tag
 #: before the row's key (streams/pipeline's stores on Quix, quix_worker/app.py).
@@ -82,7 +81,7 @@ def to_quix(tables: Mapping[str, Mapping[bytes, bytes]], partitions: int, *, n: 
     source topic, each a list of `partitions` partitions in a deterministic order: each table's
     rows placed as `streams.audit.rescale.table_at` places them (with `n` and `moved`, the
     journal offsets they remember moved as a rescale from `n` partitions moves them)."""
-    where = None if moved is None else (lambda at: moved.get(at, UNKNOWN_AT))
+    where = moved_lookup(moved)
     out: dict[str, list[list[Record]]] = {}
     for source in QUIX_STATE_SOURCES:
         out[source] = [[] for _ in range(partitions)]
@@ -99,10 +98,14 @@ def quix_rows_at(source: str, rows_of: Callable[[str], Iterable[tuple[bytes, byt
     """(partition, key, value) of each row of the Quix worker's state changelog of `source`: the
     rows of the Faust tables it holds, `rows_of(table)` in key order, each placed as
     `streams.audit.rescale.rows_at` places it, table after table."""
-    for table, (src, _) in QUIX_STATE_OF_TABLE.items():
-        if src == source:
-            for q, row, value in rows_at(table, rows_of(table), partitions, n=n, where=where):
-                yield q, quix_key(table, row), value
+    for table in tables_of(source):
+        for q, row, value in rows_at(table, rows_of(table), partitions, n=n, where=where):
+            yield q, quix_key(table, row), value
+
+
+def tables_of(source: str) -> list[str]:
+    """The Faust tables whose rows the Quix worker keeps in the state of `source`, in order."""
+    return [t for t, (src, _) in QUIX_STATE_OF_TABLE.items() if src == source]
 
 
 def faust_tables(states: Mapping[str, Mapping[bytes, bytes]]) -> dict[str, dict[bytes, bytes]]:
