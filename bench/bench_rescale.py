@@ -26,9 +26,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,12 +96,47 @@ async def _setup(bootstrap: str, people: int, versions: int = 1) -> int:
     return len(rec.journal)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
+@contextlib.contextmanager
+def kafka(bootstrap: str | None) -> Iterator[str]:
+    """`bootstrap` (an empty Kafka), or an Apache Kafka started for the run and stopped after."""
+    if bootstrap:
+        yield bootstrap
+        return
+    from devtools.brokers import make_broker
+
+    broker = make_broker("kafka", die_with_parent=True).start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+def set_up(bootstrap: str, people: int, versions: int) -> int:
+    """The history written to the topics (`_setup`) in another process, so that the peak memory
+    a bench prints is its own command's alone; the count of journal entries."""
+    return int(subprocess.run([sys.executable, __file__, "--setup-only", "--people", str(people),
+                               "--versions", str(versions), "--bootstrap", bootstrap],
+                              check=True, capture_output=True, text=True).stdout.split()[-1])
+
+
+def baseline_in_a_process(script: str, bootstrap: str) -> float:
+    """The seconds `script --baseline-only` prints (its read holds every record it reads)."""
+    return float(subprocess.run([sys.executable, script, "--baseline-only", "--bootstrap",
+                                 bootstrap], check=True, capture_output=True,
+                                text=True).stdout.split()[-1])
+
+
+def add_history_arguments(ap: argparse.ArgumentParser) -> None:
+    """The history a bench sets up (`set_up`), and the Kafka it uses (`kafka`)."""
     ap.add_argument("--people", type=int, default=20000)
     ap.add_argument("--bootstrap", help="an empty Kafka (default: start one)")
     ap.add_argument("--versions", type=int, default=1,
                     help="records of each persons row in its changelog (not compacted yet)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    add_history_arguments(ap)
     ap.add_argument("--setup-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--baseline-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -110,27 +148,11 @@ def main() -> int:
         asyncio.run(read_topics(args.bootstrap, [topics.JOURNAL], timeout=3600))
         print(time.perf_counter() - t0)
         return 0
-    broker = None
-    if args.bootstrap:
-        bootstrap = args.bootstrap
-    else:
-        from devtools.brokers import make_broker
-
-        broker = make_broker("kafka", die_with_parent=True).start()
-        bootstrap = broker.bootstrap
-    try:
+    with kafka(args.bootstrap) as bootstrap:
         cfg = load_config(CONFIG)
-        import subprocess
-
-        # The set-up in another process: the peak memory printed is the rescale's alone.
-        entries = int(subprocess.run([sys.executable, __file__, "--setup-only", "--people",
-                                      str(args.people), "--versions", str(args.versions),
-                                      "--bootstrap", bootstrap], check=True,
-                                     capture_output=True, text=True).stdout.split()[-1])
+        entries = set_up(bootstrap, args.people, args.versions)
         # The baseline in another process too: its read holds the whole journal's records.
-        baseline = float(subprocess.run([sys.executable, __file__, "--baseline-only",
-                                         "--bootstrap", bootstrap], check=True,
-                                        capture_output=True, text=True).stdout.split()[-1])
+        baseline = baseline_in_a_process(__file__, bootstrap)
         marks: list[tuple[float, str]] = []
         print("each line: the time since the line before (the step it closes), then the line")
 
@@ -161,9 +183,6 @@ def main() -> int:
         print(f"peak memory of the rescale: {rss:,.0f} MiB; state file and snapshot "
               f"{state_mib:,.0f} MiB")
         print(summary.render())
-    finally:
-        if broker is not None:
-            broker.stop()
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,20 +27,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_rescale import (  # noqa: E402
+    APP,
+    add_history_arguments,
+    baseline_in_a_process,
+    kafka,
+    set_up,
+)
+
 from clients.history import read_topics  # noqa: E402
 from clients.takeover import Takeover  # noqa: E402
 from schemas.topics import TABLES, changelog_topic  # noqa: E402
 
-APP = "bench-rescale"  # the app bench_rescale.py's set-up writes
-SETUP = ROOT / "bench" / "bench_rescale.py"
-
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--people", type=int, default=20000)
-    ap.add_argument("--bootstrap", help="an empty Kafka (default: start one)")
-    ap.add_argument("--versions", type=int, default=1,
-                    help="records of each persons row in its changelog (not compacted yet)")
+    add_history_arguments(ap)
     ap.add_argument("--baseline-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     changelogs = [changelog_topic(APP, t) for t in TABLES]
@@ -50,21 +51,9 @@ def main() -> int:
         asyncio.run(read_topics(args.bootstrap, changelogs, timeout=3600))
         print(time.perf_counter() - t0)
         return 0
-    broker = None
-    if args.bootstrap:
-        bootstrap = args.bootstrap
-    else:
-        from devtools.brokers import make_broker
-
-        broker = make_broker("kafka", die_with_parent=True).start()
-        bootstrap = broker.bootstrap
-    try:
-        subprocess.run([sys.executable, str(SETUP), "--setup-only", "--people",
-                        str(args.people), "--versions", str(args.versions), "--bootstrap",
-                        bootstrap], check=True, capture_output=True, text=True)
-        baseline = float(subprocess.run([sys.executable, __file__, "--baseline-only",
-                                         "--bootstrap", bootstrap], check=True,
-                                        capture_output=True, text=True).stdout.split()[-1])
+    with kafka(args.bootstrap) as bootstrap:
+        set_up(bootstrap, args.people, args.versions)
+        baseline = baseline_in_a_process(__file__, bootstrap)
 
         def say(line: str) -> None:
             print(f"  {line}", flush=True)
@@ -78,9 +67,6 @@ def main() -> int:
         print(f"takeover faust -> quix: {total:.2f} s = {total / baseline:.1f} x the baseline")
         print(f"peak memory of the takeover: {rss:,.0f} MiB")
         print(summary.render())
-    finally:
-        if broker is not None:
-            broker.stop()
     return 0
 
 
