@@ -17,7 +17,9 @@ doing any step twice:
     inputs    input records after the committed offsets that are not journaled yet, re-sent
               (keyed, with a header naming their source) to their partition at M; the ends the
               old partitions had are recorded first, and a re-run skips the records whose source
-              header it finds already sent
+              header it finds already sent. The records to move go through the snapshot
+              database too (written as read, removed once sent): a large backlog is not held
+              in memory
     rebuild   journal, claims and the changelogs: deleted, created with M partitions (same
               topic configs), filled from the snapshot (the journal one entry a record, a batch
               split among its persons' partitions; the changelogs in their engine's layout);
@@ -31,8 +33,8 @@ The snapshot database holds the only copy of the journal between its deletion an
 it and the state file until the command says it is done (they are not removed; a later run with
 them says so and stops).
 
-For the crash test only: MYNAPOINT_RESCALE_CRASH_AT=<step> (a step name above, or
-`rebuild:<topic>:half`) makes the process exit with status 70 right after that point.
+For the crash test only: MYNAPOINT_RESCALE_CRASH_AT=<step> (a step name above,
+`inputs:half` or `rebuild:<topic>:half`) makes the process exit with status 70 right after that point.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import mmap
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,7 @@ from clients.admin import topic_errors
 from clients.offline import (
     OfflineFailed,
     OfflineJob,
+    Outgoing,
     column_family,
     outgoing,
     state_topics,
@@ -64,11 +67,13 @@ from schemas.settings import ENGINES
 from schemas.topics import TABLES
 from streams.audit.export import other_rules, stored_rules_versions
 from streams.audit.rescale import (
+    Pending,
     RescaleError,
     claim_partition,
-    input_moves,
+    inputs_to_move,
     journaled_sources,
     rows_at,
+    source_id,
 )
 from streams.audit.takeover import TakeoverError, quix_rows_at
 
@@ -420,36 +425,61 @@ class Rescaler(OfflineJob):
         base = d["inputs_base"]
         journaled = journaled_sources(self._snapshot_db().journal_records(),
                                       since=committed)
-        pending_dump = await self._read([], optional=list(topics.INPUT_TOPICS), only={
-            t: range(n) for t in topics.INPUT_TOPICS},
-            start={t: committed.get(t, {}) for t in topics.INPUT_TOPICS})
         # Records re-sent by an earlier run: known by their source header, after the base.
-        after = await self._read([], optional=list(topics.INPUT_TOPICS), start=base)
-        sent_before = set()
-        for recs in after.records.values():
-            for r in recs:
-                for hk, hv in r.headers or ():
-                    if hk == SOURCE_HEADER:
-                        sent_before.add(hv.decode())
-        moves = []
-        for t in topics.INPUT_TOPICS:
-            pending: dict[int, list[Any]] = {}
-            for r in pending_dump.records.get(t, []):
-                if r.offset < base.get(t, {}).get(r.partition, 0):
-                    pending.setdefault(r.partition, []).append(
-                        (r.offset, r.key, r.value, list(r.headers or ())))
-            by_target = input_moves(t, pending, journaled, self.m)
-            for q in sorted(by_target):
-                moves.extend(by_target[q])
-        todo = [mv for mv in moves if mv.source_id not in sent_before]
-        self.summary.already_moved = len(moves) - len(todo)
-        self.say(f"inputs: {len(moves):,} records sent before the growth and not yet decided "
+        sent_before: set[str] = set()
+
+        def sent(recs: list[Any]) -> None:
+            sent_before.update(hv.decode() for r in recs for hk, hv in r.headers or ()
+                               if hk == SOURCE_HEADER)
+
+        await self._read([], optional=list(topics.INPUT_TOPICS), start=base, on_records=sent)
+        # The records after the committed offsets and before the base that the journal does not
+        # hold go to the snapshot database as they are read, each under its partition at M: the
+        # backlog of a deployment stopped with a large lag is not held in memory.
+        snap = self._snapshot_db()
+        snap.clear_inputs()
+        counted = [0, 0]  # records that move, those of them moved already
+
+        def keep(recs: list[Any]) -> None:
+            t, p = recs[0].topic, recs[0].partition
+            end = base.get(t, {}).get(p, 0)
+
+            before_base = ((r.offset, r.key, r.value, list(r.headers or ()))
+                           for r in recs if r.offset < end)
+
+            def moving() -> Iterator[tuple[int, int, Pending]]:
+                for q, record in inputs_to_move(t, p, before_base, journaled, self.m):
+                    counted[0] += 1
+                    counted[1] += source_id(t, p, record[0]) in sent_before
+                    yield q, p, record
+
+            snap.add_inputs(t, moving())
+
+        await self._read([], optional=list(topics.INPUT_TOPICS), only={
+            t: range(n) for t in topics.INPUT_TOPICS},
+            start={t: committed.get(t, {}) for t in topics.INPUT_TOPICS}, on_records=keep)
+        moves, already = counted
+        self.summary.already_moved = already
+        self.say(f"inputs: {moves:,} records sent before the growth and not yet decided "
                  f"move to their partition at {self.m}"
-                 + (f" ({len(moves) - len(todo):,} moved already)" if len(todo) < len(moves)
-                    else ""))
-        await self._send([(mv.topic, mv.to, mv.key, mv.value,
-                           [*mv.headers, (SOURCE_HEADER, mv.source_id.encode())]) for mv in todo])
-        self.summary.moved = len(todo)
+                 + (f" ({already:,} moved already)" if already else ""))
+
+        def todo() -> Generator[Outgoing, None, None]:
+            for t in topics.INPUT_TOPICS:
+                for mv in snap.input_moves(t):
+                    if mv.source_id not in sent_before:
+                        yield (mv.topic, mv.to, mv.key, mv.value,
+                               [*mv.headers, (SOURCE_HEADER, mv.source_id.encode())])
+
+        records = todo()
+        try:
+            await self._send(itertools.islice(records, (moves - already) // 2))
+            crash_point("inputs:half")
+            await self._send(records)
+        finally:
+            records.close()  # and with it the reads of the snapshot database, on any failure
+        snap.clear_inputs()  # sent: what the database held of them is of no further use
+        self.summary.moved = moves - already
         state.mark("inputs")
 
     async def _rebuild(self, state: State, topic: str) -> None:

@@ -15,15 +15,19 @@ Keys, sorted by RocksDB as bytes (numbers big-endian, so they sort as numbers):
     M <partition:4> <offset:8> <person>    where that person's entry of the record went: offset:8
     P                                      the plan of the journal at M, once complete: msgpack
                                            {"m": M, "folded": [per partition], "entries": count}
+    i <topic> 00 <to:4> <from:4> <offset:8>  an input record to move (the inputs step): msgpack
+                                           [key, value, headers]
 
 The records and rows are written while the snapshot is read, into `<path>.tmp`, which `seal`
 renames to `path` once everything is in: a run that stops before then takes the snapshot again.
 The journal at M (J, M and P) is computed from the records at the first step that needs it, and
-again after a crash in the middle of computing it (P is written last).
+again after a crash in the middle of computing it (P is written last). The inputs to move (i) are
+written by the inputs step, after the seal, and again by every run of that step.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import struct
@@ -38,19 +42,25 @@ import msgspec
 from streams.audit.rescale import (
     EntryAt,
     JournalSlot,
+    Move,
+    Pending,
     Record,
     Stored,
     check_journal_partition,
     entries_at,
+    merged_moves,
 )
 from streams.audit.takeover import QUIX_COLUMN_FAMILY, faust_row, unknown_state_key
 from streams.core.ledger import UNKNOWN_AT
 
 _AT = struct.Struct(">IQ")  # partition, offset
+_MOVE = struct.Struct(">IIQ")  # new partition, old partition, offset
+_SOURCE = struct.Struct(">II")  # new partition, old partition
 _SLOT = struct.Struct(">IBIQI")  # JournalSlot's fields, in its order
 _ENCODE = msgspec.msgpack.Encoder().encode
 _PAIR = msgspec.msgpack.Decoder(tuple[bytes | None, bytes | None])
 _PLAN = msgspec.msgpack.Decoder(dict[str, Any])
+_PENDING = msgspec.msgpack.Decoder(tuple[bytes | None, bytes | None, list[tuple[str, bytes]]])
 _PLAN_KEY = b"P"
 _BATCH = 10_000  # writes per RocksDB batch
 
@@ -72,6 +82,10 @@ class JournalPlan:
 
 def _rows_prefix(table: str) -> bytes:
     return b"t" + table.encode() + b"\x00"
+
+
+def _inputs_prefix(topic: str) -> bytes:
+    return b"i" + topic.encode() + b"\x00"
 
 
 def _next_prefix(prefix: bytes) -> bytes | None:
@@ -200,6 +214,18 @@ class Snapshot:
             source, _, row = key[1:].partition(b"\x00")
             raise unknown_state_key(source.decode(), row)
 
+    def clear_inputs(self) -> None:
+        """Removes the inputs an earlier run of the inputs step wrote."""
+        with self._writing():
+            self._db.delete_range(b"i", b"j")
+
+    def add_inputs(self, topic: str, records: Iterable[tuple[int, int, Pending]]) -> None:
+        """Input records of `topic` to move, (new partition, old partition, (offset, key, value,
+        headers)); each old partition's in offset order."""
+        prefix = _inputs_prefix(topic)
+        self._put((prefix + _MOVE.pack(q, p, offset), _ENCODE((key, value, headers)))
+                  for q, p, (offset, key, value, headers) in records)
+
     def _where(self) -> Path:
         return self._tmp if self._tmp is not None else self.path
 
@@ -266,6 +292,31 @@ class Snapshot:
         """A table's latest rows, (key, value), by key."""
         prefix = _rows_prefix(table)
         return ((key[len(prefix):], value) for key, value in self._scan(prefix))
+
+    def input_moves(self, topic: str) -> Iterator[Move]:
+        """The input records of `topic` to move, by new partition, each in the order to append
+        them (`streams.audit.rescale.merged_moves` of its old partitions' records)."""
+        prefix = _inputs_prefix(topic)
+        # The (new, old) partition pairs present, found by seeking past each one's records.
+        pairs: list[tuple[int, int]] = []
+        at = self._first(prefix, prefix)
+        while at is not None:
+            q, p = _SOURCE.unpack_from(at, len(prefix))
+            pairs.append((q, p))
+            at = self._first(prefix + _SOURCE.pack(q, p + 1), prefix)
+        for q, group in itertools.groupby(pairs, key=lambda pair: pair[0]):
+            yield from merged_moves(topic, q, {p: self._inputs(prefix, q, p) for _, p in group})
+
+    def _first(self, key: bytes, prefix: bytes) -> bytes | None:
+        """The first key at or after `key` that starts with `prefix`."""
+        found = next(iter(self._db.keys(from_key=key)), None)
+        return found if found is not None and found.startswith(prefix) else None
+
+    def _inputs(self, prefix: bytes, q: int, p: int) -> Iterator[Pending]:
+        within = prefix + _SOURCE.pack(q, p)
+        for key, value in self._scan(within):
+            k, v, headers = _PENDING.decode(value)
+            yield int.from_bytes(key[len(within):], "big"), k, v, headers
 
     def counts(self, tables: Iterable[str]) -> tuple[int, int, dict[str, int]]:
         """How many journal records, claims and rows of each of `tables` it holds."""

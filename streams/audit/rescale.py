@@ -295,7 +295,12 @@ class Move:
 
     @property
     def source_id(self) -> str:
-        return f"{self.topic}/{self.source[0]}/{self.source[1]}"
+        return source_id(self.topic, *self.source)
+
+
+def source_id(topic: str, partition: int, offset: int) -> str:
+    """What the header of a moved input record says of where it was (a re-run knows it by it)."""
+    return f"{topic}/{partition}/{offset}"
 
 
 _TIME = msgspec.json.Decoder(dict[str, Any])
@@ -314,41 +319,62 @@ def _event_time(value: bytes | None) -> str:
     return t if isinstance(t, str) else ""
 
 
-def input_moves(topic: str, pending: Mapping[int, list[tuple[int, bytes | None, bytes | None,
-                                                             list[tuple[str, bytes]]]]],
+Pending = tuple[int, bytes | None, bytes | None, list[tuple[str, bytes]]]
+"""An input record after the group's committed offset: (offset, key, value, headers)."""
+
+
+def input_target(key: bytes | None, p: int, m: int) -> int:
+    """The partition at m of an input record of old partition p: its key's (a keyless record
+    stays on its partition)."""
+    return partition_for_key(key, m) if key is not None else p
+
+
+def inputs_to_move(topic: str, p: int, records: Iterable[Pending],
+                   journaled: set[tuple[str, int, int]], m: int) -> Iterator[tuple[int, Pending]]:
+    """Of old partition p's records after the group's committed offset, those that move, each
+    with its partition at m (`input_target`): all but the journaled ones, decided already."""
+    for record in records:
+        if (topic, p, record[0]) not in journaled:
+            yield input_target(record[1], p, m), record
+
+
+def merged_moves(topic: str, q: int, by_source: Mapping[int, Iterable[Pending]]
+                 ) -> Iterator[Move]:
+    """The records that go to partition q of `topic` at m, in the order to append them:
+    `by_source[p]` the ones from old partition p, in offset order (`input_target` q, not
+    journaled). One old partition's keep their order; several are merged by event time, each
+    record ranked by the latest event time of its partition up to it (a record without one, a
+    dead letter to be, keeps its place behind the record before it), ties by (p, offset)."""
+    def moves(p: int, records: Iterable[Pending]) -> Iterator[Move]:
+        for offset, key, value, headers in records:
+            yield Move(topic, q, (p, offset), key, value, list(headers))
+
+    sources = sorted(by_source.items())
+    if len(sources) == 1:
+        yield from moves(*sources[0])
+        return
+
+    def keyed(p: int, records: Iterable[Pending]) -> Iterator[tuple[float, int, int, Move]]:
+        last = float("-inf")
+        for mv in moves(p, records):
+            t = _event_time(mv.value)
+            try:
+                last = max(last, dt.datetime.fromisoformat(t).timestamp()) if t else last
+            except ValueError:
+                pass
+            yield (last, p, mv.source[1], mv)
+
+    for x in heapq.merge(*(keyed(p, records) for p, records in sources), key=lambda x: x[:3]):
+        yield x[3]
+
+
+def input_moves(topic: str, pending: Mapping[int, list[Pending]],
                 journaled: set[tuple[str, int, int]], m: int) -> dict[int, list[Move]]:
-    """Per new partition of `topic`, the records to append, in order: `pending[p]` holds the
-    records (offset, key, value, headers) of old partition p after the group's committed offset.
-
-    Each old partition's records keep their order; a new partition fed by several old ones (m not
-    a multiple of n) gets them merged by event time. A keyless record stays on its partition.
-    """
-    per_target: dict[int, dict[int, list[Move]]] = {}
+    """Per new partition of `topic`, the records to append, in order (`merged_moves`):
+    `pending[p]` holds the records of old partition p after the group's committed offset; the
+    journaled ones are decided already and stay. (The rescale does the same on disk.)"""
+    per_target: dict[int, dict[int, list[Pending]]] = {}
     for p in sorted(pending):
-        for offset, key, value, headers in pending[p]:
-            if (topic, p, offset) in journaled:
-                continue
-            q = partition_for_key(key, m) if key is not None else p
-            per_target.setdefault(q, {}).setdefault(p, []).append(
-                Move(topic, q, (p, offset), key, value, list(headers)))
-    out: dict[int, list[Move]] = {}
-    for q, by_source in per_target.items():
-        if len(by_source) == 1:
-            out[q] = next(iter(by_source.values()))
-            continue
-
-        def keyed(moves: list[Move]) -> Iterable[tuple[float, int, int, Move]]:
-            last = float("-inf")
-            for mv in moves:
-                t = _event_time(mv.value)
-                try:
-                    last = max(last, dt.datetime.fromisoformat(t).timestamp()) if t else last
-                except ValueError:
-                    pass
-                yield (last, mv.source[0], mv.source[1], mv)
-
-        merged = heapq.merge(*(keyed(v) for _, v in sorted(by_source.items())),
-                             key=lambda x: x[:3])
-        out[q] = [x[3] for x in merged]
-    return out
-
+        for q, record in inputs_to_move(topic, p, pending[p], journaled, m):
+            per_target.setdefault(q, {}).setdefault(p, []).append(record)
+    return {q: list(merged_moves(topic, q, by_source)) for q, by_source in per_target.items()}

@@ -8,6 +8,7 @@ version 3."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -25,7 +26,16 @@ from clients.rescale import (
 from clients.snapshot import Snapshot, StoreError
 from schemas import topics
 from schemas.topics import partition_for_key
-from streams.audit.rescale import RescaleError, claims_at, journal_at, rows_at, table_at
+from streams.audit.rescale import (
+    Pending,
+    RescaleError,
+    claims_at,
+    input_moves,
+    inputs_to_move,
+    journal_at,
+    rows_at,
+    table_at,
+)
 from streams.audit.takeover import (
     QUIX_COLUMN_FAMILY,
     QUIX_COLUMN_FAMILY_HEADER,
@@ -255,6 +265,50 @@ def test_a_key_of_the_quix_state_that_is_no_row_is_refused_unless_deleted(
         snap.check_quix_rows()
     snap.discard()
     assert not (tmp_path / "s.db").exists() and not (tmp_path / "s.db.tmp").exists()
+
+
+def _backlog(n: int, seed: int) -> dict[int, list[Pending]]:
+    """Per old partition of n, input records after the committed offset: keyed by their person
+    (some keyless), event times going back and forth, some without one, headers on some."""
+    rng = random.Random(seed)
+    backlog: dict[int, list[Pending]] = {}
+    for i in range(400):
+        person = b"P%07d" % rng.randrange(60)
+        key = None if rng.random() < 0.05 else person
+        p = partition_for_key(person, n)
+        when = {"occurred_at": f"2021-01-{1 + rng.randrange(28):02d}T00:00:00+09:00"}
+        value = b"not json" if rng.random() < 0.05 else msgspec.json.encode(when)
+        headers = [("h", b"%d" % i)] if rng.random() < 0.3 else []
+        offset = 100 + len(backlog.get(p, []))
+        backlog.setdefault(p, []).append((offset, key, value, headers))
+    return backlog
+
+
+@pytest.mark.parametrize(("n", "m"), [(4, 8), (3, 5), (4, 6)])
+def test_the_inputs_to_move_on_disk_are_the_ones_in_memory(tmp_path: Path, n: int,
+                                                           m: int) -> None:
+    snap = _filled(tmp_path / "s.db", {})
+    backlogs = {topics.PAYMENTS: _backlog(n, seed=m), topics.LINKS: _backlog(n, seed=m + 1)}
+    journaled = {(topics.PAYMENTS, p, recs[1][0]) for p, recs in backlogs[topics.PAYMENTS].items()}
+    snap.add_inputs(topics.LINKS, [(0, 9, (1, b"left", b"by", []))])  # an earlier run's
+    snap.clear_inputs()
+    for i in range(3):  # each partition in pieces, the partitions' pieces interleaved
+        for t, backlog in backlogs.items():
+            for p, recs in backlog.items():
+                piece = recs[len(recs) * i // 3:len(recs) * (i + 1) // 3]
+                snap.add_inputs(t, ((q, p, r) for q, r in inputs_to_move(t, p, piece,
+                                                                          journaled, m)))
+    for t, backlog in backlogs.items():
+        want = input_moves(t, backlog, journaled, m)
+        assert sum(len(v) for v in want.values()) == sum(len(v) for v in backlog.values()) - (
+            len(backlog) if t == topics.PAYMENTS else 0)
+        merged = [q for q, mvs in want.items() if len({mv.source[0] for mv in mvs}) > 1]
+        assert merged if m % n else not merged  # several old partitions feed one new one
+        got = list(snap.input_moves(t))
+        assert got == [mv for q in sorted(want) for mv in want[q]]
+    snap.clear_inputs()
+    assert not list(snap.input_moves(topics.PAYMENTS))
+    snap.close()
 
 
 def test_a_database_that_cannot_be_written_says_where(tmp_path: Path) -> None:

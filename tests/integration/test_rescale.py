@@ -29,7 +29,7 @@ import msgspec
 import pytest
 
 from clients.offline import state_rows, state_topics
-from clients.rescale import CRASH_ENV
+from clients.rescale import CRASH_ENV, SOURCE_HEADER
 from schemas import topics
 from schemas.journal import AnswerEntry
 from streams.audit.takeover import faust_row
@@ -224,6 +224,12 @@ def _scenario(broker, tmp_path: Path, crash_at: str | None, engine: str) -> None
     assert "rescaled from 4 to 8 partitions" in done.stdout
     if crash_at is not None:
         assert "finishing" in done.stdout + done.stderr
+    # Every record of the backlog moved once: none twice, none left (the crashed run sent half).
+    sources = [hv for r in consume_sync(bootstrap, list(topics.INPUT_TOPICS), timeout=120)
+               for hk, hv in r.headers or () if hk == SOURCE_HEADER]
+    assert len(sources) == len(set(sources)) == len(backlog), (len(sources), len(backlog))
+    if crash_at == "inputs:half":
+        assert "moved by the earlier run" in done.stdout, done.stdout
     assert set(_partition_counts(bootstrap, engine).values()) == {8}
     again = _rescale(bootstrap, state)
     assert again.returncode == 2 and "already done" in again.stderr
@@ -275,6 +281,12 @@ def test_rescale_4_to_8_decides_as_simulate(fresh_broker, tmp_path, worker_engin
 def test_rescale_crashed_half_way_then_run_again(fresh_broker, tmp_path, worker_engine):
     _scenario(fresh_broker, tmp_path, crash_at=f"rebuild:{topics.JOURNAL}:half",
               engine=worker_engine)
+
+
+def test_rescale_crashed_while_moving_the_inputs_then_run_again(fresh_broker, tmp_path,
+                                                                worker_engine):
+    # Half of the backlog re-sent, then the process gone: the run after it sends only the rest.
+    _scenario(fresh_broker, tmp_path, crash_at="inputs:half", engine=worker_engine)
 
 
 def _add_partitions_by_hand(bootstrap: str, count: int) -> list[str]:
