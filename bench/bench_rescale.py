@@ -13,7 +13,10 @@ deployment leaves them; the timeline changelog gets one row per person holding a
 outcome lines (the live layout splits them in chunks: as many bytes, a few more keys); the claims
 changelog stays empty (one small row per account). With `--versions K`, each person's `persons`
 row is written K times (K - 1 earlier copies first), as a changelog holds it before the log
-cleaner has compacted it: a live worker writes the row at every change of the person. Measured:
+cleaner has compacted it: a live worker writes the row at every change of the person. With
+`--backlog K`, the input topics hold the inputs the journal names (their group offsets committed
+at their ends) and after them the events of K more people, not decided yet: the backlog of a
+deployment stopped with a lag, which the rescale moves to the new partitions. Measured:
 
 - baseline: reading the whole journal once (`clients.history.read_topics`), what replay and the
   rescale's snapshot both do;
@@ -34,6 +37,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -42,20 +47,24 @@ from clients.history import read_topics  # noqa: E402
 from clients.rescale import Rescaler  # noqa: E402
 from devtools.demo import generate  # noqa: E402
 from schemas import topics  # noqa: E402
+from schemas.journal import EventEntry  # noqa: E402
 from schemas.topics import TABLES, changelog_topic, partition_for_key  # noqa: E402
 from streams.audit.replay import record_offline  # noqa: E402
 from streams.core.config import load_config  # noqa: E402
+from streams.core.versions import journal_entries  # noqa: E402
 
 APP = "bench-rescale"
 CONFIG = str(ROOT / "streams" / "data" / "demo.toml")
 
 
-async def _setup(bootstrap: str, people: int, versions: int = 1) -> int:
+async def _setup(bootstrap: str, people: int, versions: int = 1, backlog: int = 0) -> int:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
     from aiokafka.structs import OffsetAndMetadata
 
     cfg = load_config(CONFIG)
     rec = record_offline(list(generate(people=people, seed=5, bad_ratio=0.0)), cfg, partitions=4)
+    sources = [entry for _, _, k, v in rec.journal for _, entry in journal_entries(k, v)
+               if type(entry) is EventEntry] if backlog else []
     changelogs = [changelog_topic(APP, t) for t in TABLES]
     await ensure_topics_async(bootstrap, 4, ALL_TOPICS)
     await ensure_topics_async(bootstrap, 4, changelogs,
@@ -63,6 +72,8 @@ async def _setup(bootstrap: str, people: int, versions: int = 1) -> int:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=1 << 20)
     await producer.start()
     ends: dict[int, int] = {}
+    ends_of: dict[tuple[str, int], int] = {}  # of the input partitions the journal names
+    moved = 0
     try:
         pending = []
         for p, o, k, v in rec.journal:
@@ -80,6 +91,19 @@ async def _setup(bootstrap: str, people: int, versions: int = 1) -> int:
         for k, vs in lines.items():
             pending.append(await producer.send(changelogs[2], b"".join(vs), key=k,
                                                partition=partition_for_key(k, 4)))
+        # With a backlog: the inputs the journal holds, at the offsets it names, and after them
+        # the events of `backlog` other people, not decided yet.
+        for entry in sources:
+            pending.append(await producer.send(entry.topic, entry.value,
+                                               key=msgspec.json.decode(entry.value)["person_id"]
+                                               .encode(), partition=entry.partition))
+            ends_of[(entry.topic, entry.partition)] = entry.offset + 1
+        for line in generate(people=backlog, seed=6, bad_ratio=0.0) if backlog else ():
+            ev = msgspec.json.decode(line)
+            key = ev["person_id"].encode()
+            pending.append(await producer.send(topics.TOPIC_BY_TYPE[ev["type"]], line, key=key,
+                                               partition=partition_for_key(key, 4)))
+            moved += 1
         await producer.flush()
         await asyncio.gather(*pending)
     finally:
@@ -89,11 +113,13 @@ async def _setup(bootstrap: str, people: int, versions: int = 1) -> int:
     await consumer.start()
     try:
         tps = {TopicPartition(topics.JOURNAL, p): OffsetAndMetadata(e, "") for p, e in ends.items()}
+        tps.update({TopicPartition(t, p): OffsetAndMetadata(e, "")
+                    for (t, p), e in ends_of.items()})
         consumer.assign(list(tps))
         await consumer.commit(tps)
     finally:
         await consumer.stop()
-    return len(rec.journal)
+    return len(rec.journal), moved
 
 
 @contextlib.contextmanager
@@ -111,12 +137,15 @@ def kafka(bootstrap: str | None) -> Iterator[str]:
         broker.stop()
 
 
-def set_up(bootstrap: str, people: int, versions: int) -> int:
+def set_up(bootstrap: str, people: int, versions: int, backlog: int = 0) -> tuple[int, int]:
     """The history written to the topics (`_setup`) in another process, so that the peak memory
-    a bench prints is its own command's alone; the count of journal entries."""
-    return int(subprocess.run([sys.executable, __file__, "--setup-only", "--people", str(people),
-                               "--versions", str(versions), "--bootstrap", bootstrap],
-                              check=True, capture_output=True, text=True).stdout.split()[-1])
+    a bench prints is its own command's alone; the count of journal entries, and of input
+    records not decided yet (with `backlog`)."""
+    out = subprocess.run([sys.executable, __file__, "--setup-only", "--people", str(people),
+                          "--versions", str(versions), "--backlog", str(backlog),
+                          "--bootstrap", bootstrap],
+                         check=True, capture_output=True, text=True).stdout.split()
+    return int(out[-2]), int(out[-1])
 
 
 def baseline_in_a_process(script: str, bootstrap: str) -> float:
@@ -139,9 +168,11 @@ def main() -> int:
     add_history_arguments(ap)
     ap.add_argument("--setup-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--baseline-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--backlog", type=int, default=0,
+                    help="people whose events wait in the input topics, not decided yet")
     args = ap.parse_args()
     if args.setup_only:
-        print(asyncio.run(_setup(args.bootstrap, args.people, args.versions)))
+        print(*asyncio.run(_setup(args.bootstrap, args.people, args.versions, args.backlog)))
         return 0
     if args.baseline_only:
         t0 = time.perf_counter()
@@ -150,7 +181,7 @@ def main() -> int:
         return 0
     with kafka(args.bootstrap) as bootstrap:
         cfg = load_config(CONFIG)
-        entries = set_up(bootstrap, args.people, args.versions)
+        entries, backlog = set_up(bootstrap, args.people, args.versions, args.backlog)
         # The baseline in another process too: its read holds the whole journal's records.
         baseline = baseline_in_a_process(__file__, bootstrap)
         marks: list[tuple[float, str]] = []
@@ -173,7 +204,7 @@ def main() -> int:
             state_mib = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file()) / (1 << 20)
         scale = 1_000_000 / args.people
         print(f"people {args.people:,}, journal entries {entries:,}, persons rows written "
-              f"{args.versions} time(s) each")
+              f"{args.versions} time(s) each, input records not decided yet {backlog:,}")
         print(f"baseline, read the journal once: {baseline:.2f} s")
         print(f"rescale 4 -> 8: {total:.2f} s = {total / baseline:.1f} x the baseline; "
               f"per million people ~{total * scale / 60:.0f} min (linear)")
