@@ -70,6 +70,9 @@ class TopicDump:
 
     records: dict[str, list[Any]] = field(default_factory=dict)
     ends: dict[str, dict[int, int]] = field(default_factory=dict)
+    # Each partition's first offset the broker still holds (its log start: above 0 once
+    # retention or DeleteRecords removed its first records).
+    begins: dict[str, dict[int, int]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     # How many partitions each topic has (all of them, also those `only` left out).
     partitions: dict[str, int] = field(default_factory=dict)
@@ -159,6 +162,7 @@ async def read_topics(
         begins = await asyncio.wait_for(consumer.beginning_offsets(tps), _left(deadline))
         for tp in tps:
             dump.ends.setdefault(tp.topic, {})[tp.partition] = int(ends[tp])
+            dump.begins.setdefault(tp.topic, {})[tp.partition] = int(begins[tp])
         consumer.assign(tps)
         remaining = set()
         for tp in tps:

@@ -69,6 +69,7 @@ from streams.audit.export import other_rules, stored_rules_versions
 from streams.audit.rescale import (
     Pending,
     RescaleError,
+    check_journal_partition,
     claim_partition,
     inputs_to_move,
     journaled_sources,
@@ -360,8 +361,20 @@ class Rescaler(OfflineJob):
         # in offset order); the changelogs are folded there to their latest rows.
         snap = Snapshot.create(State.snapshot_path(self.state_path))
         try:
-            await self._read([topics.JOURNAL], on_records=lambda recs: snap.add_journal(
+            journal = await self._read([topics.JOURNAL], on_records=lambda recs: snap.add_journal(
                 recs[0].partition, ((r.offset, r.key, r.value) for r in recs)))
+            # Refused here, before anything is changed: a journal partition whose first records
+            # are gone (emptied altogether too, which its records alone would not show).
+            try:
+                for p, end in sorted(journal.ends.get(topics.JOURNAL, {}).items()):
+                    check_journal_partition(p, journal.begins[topics.JOURNAL][p], end,
+                                            committed.get(topics.JOURNAL, {}).get(p, 0))
+            except RescaleError as exc:
+                raise RescaleFailed(
+                    f"{exc}. Nothing was changed: the app can go on at its {state.data['from']} "
+                    "partitions (start its workers again; scale by workers up to that count), "
+                    "and the journal should keep what is left (docs/RUNBOOK.md, \"Topic "
+                    "settings\")") from None
             await self._read([topics.CLAIMS],
                              start={topics.CLAIMS: committed.get(topics.CLAIMS, {})},
                              on_records=lambda recs: snap.add_claims(

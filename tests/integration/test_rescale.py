@@ -289,6 +289,50 @@ def test_rescale_crashed_while_moving_the_inputs_then_run_again(fresh_broker, tm
     _scenario(fresh_broker, tmp_path, crash_at="inputs:half", engine=worker_engine)
 
 
+@pytest.mark.workers("faust")
+def test_a_journal_partition_emptied_by_deletion_is_refused_before_anything_changes(
+        fresh_broker, tmp_path, worker_engine):
+    # A journal partition whose records were all deleted (retention, or DeleteRecords) holds no
+    # record to show it: the broker's log start says so. The rescale refuses at its snapshot,
+    # before it grows a topic or moves a record, and says the app can go on as it is.
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+
+    from clients.connect import run_blocking
+
+    bootstrap = fresh_broker.bootstrap
+    first = _sorted_history(PEOPLE // 8, seed=47)
+    _, _, wanted = _expect(first)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    worker = WorkerProcess(fresh_broker, tmp_path / "data-4", logs, config=DEMO_CONFIG,
+                           engine=worker_engine).start()
+    try:
+        _produce(bootstrap, first)
+        Outcomes(bootstrap).until_ids(wanted, 600, worker)
+    finally:
+        worker.stop()
+    journal = consume_sync(bootstrap, [topics.JOURNAL], timeout=120)
+    end = 1 + max(r.offset for r in journal if r.partition == 0)
+
+    async def delete() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_records({TopicPartition(topics.JOURNAL, 0): RecordsToDelete(end)})
+        finally:
+            await admin.close()
+
+    run_blocking(delete())
+    assert not [r for r in consume_sync(bootstrap, [topics.JOURNAL], timeout=120)
+                if r.partition == 0]
+    refused = _rescale(bootstrap, tmp_path / "rescale.state")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"journal partition 0 starts at offset {end}" in refused.stderr, refused.stderr
+    assert "Nothing was changed" in refused.stderr
+    assert set(_partition_counts(bootstrap, worker_engine).values()) == {4}
+
+
 def _add_partitions_by_hand(bootstrap: str, count: int) -> list[str]:
     """What an operator's `kafka-topics.sh --alter --partitions` does to every topic of the app:
     the partitions are added, nothing is moved."""
