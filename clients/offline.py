@@ -35,7 +35,7 @@ from clients.admin import (
 from clients.history import HistoryError, read_topics
 from schemas import topics
 from schemas.settings import ENGINES, ENV
-from streams.audit.rescale import latest_values
+from streams.audit.rescale import Header, latest_values
 from streams.audit.takeover import (
     QUIX_COLUMN_FAMILY,
     QUIX_COLUMN_FAMILY_HEADER,
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # A record to send: topic, partition, key, value, headers.
-Outgoing = tuple[str, int, bytes | None, bytes | None, list[tuple[str, bytes]]]
+Outgoing = tuple[str, int, bytes | None, bytes | None, list[Header]]
 
 
 def state_topics(engine: str, app_id: str) -> dict[str, str]:
@@ -297,7 +297,7 @@ def state_rows(engine: str, records: Iterable[Any]) -> dict[bytes, bytes]:
     return rows.rows
 
 
-def state_headers(topic: str) -> list[tuple[str, bytes]]:
+def state_headers(topic: str) -> list[Header]:
     """The headers a row written to the state changelog `topic` carries: on a Quix changelog,
     the column family its recovery requires; none on Faust's."""
     if topics.is_quix_changelog(topic):

@@ -41,6 +41,7 @@ import msgspec
 
 from streams.audit.rescale import (
     EntryAt,
+    Header,
     JournalSlot,
     Move,
     Pending,
@@ -60,7 +61,7 @@ _SLOT = struct.Struct(">IBIQI")  # JournalSlot's fields, in its order
 _ENCODE = msgspec.msgpack.Encoder().encode
 _PAIR = msgspec.msgpack.Decoder(tuple[bytes | None, bytes | None])
 _PLAN = msgspec.msgpack.Decoder(dict[str, Any])
-_PENDING = msgspec.msgpack.Decoder(tuple[bytes | None, bytes | None, list[tuple[str, bytes]]])
+_PENDING = msgspec.msgpack.Decoder(tuple[bytes | None, bytes | None, list[Header]])
 _PLAN_KEY = b"P"
 _BATCH = 10_000  # writes per RocksDB batch
 

@@ -55,6 +55,8 @@ from streams.core.versions import (
 
 # One stored record: (key, value). A partition's records are a list in offset order.
 Record = tuple[bytes | None, bytes | None]
+# A record header as Kafka clients read it: a header's value may be null.
+Header = tuple[str, bytes | None]
 # Where a journal entry was and which person's it is: (old partition, old offset, person key).
 # The person is part of it because the entries of a batch share their record's offset.
 EntryAt = tuple[int, int, bytes]
@@ -291,7 +293,7 @@ class Move:
     source: tuple[int, int]
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    headers: list[Header] = field(default_factory=list)
 
     @property
     def source_id(self) -> str:
@@ -319,7 +321,7 @@ def _event_time(value: bytes | None) -> str:
     return t if isinstance(t, str) else ""
 
 
-Pending = tuple[int, bytes | None, bytes | None, list[tuple[str, bytes]]]
+Pending = tuple[int, bytes | None, bytes | None, list[Header]]
 """An input record after the group's committed offset: (offset, key, value, headers)."""
 
 

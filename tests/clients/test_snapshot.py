@@ -27,6 +27,7 @@ from clients.snapshot import Snapshot, StoreError
 from schemas import topics
 from schemas.topics import partition_for_key
 from streams.audit.rescale import (
+    Header,
     Pending,
     RescaleError,
     claims_at,
@@ -278,7 +279,8 @@ def _backlog(n: int, seed: int) -> dict[int, list[Pending]]:
         p = partition_for_key(person, n)
         when = {"occurred_at": f"2021-01-{1 + rng.randrange(28):02d}T00:00:00+09:00"}
         value = b"not json" if rng.random() < 0.05 else msgspec.json.encode(when)
-        headers = [("h", b"%d" % i)] if rng.random() < 0.3 else []
+        # A header's value may be null (Kafka clients read it as None).
+        headers: list[Header] = [("h", b"%d" % i), ("null", None)] if rng.random() < 0.3 else []
         offset = 100 + len(backlog.get(p, []))
         backlog.setdefault(p, []).append((offset, key, value, headers))
     return backlog
