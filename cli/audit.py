@@ -286,6 +286,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     if counts.unreadable:
         print(f"mynapoint export: warning: {counts.unreadable:,} stored value(s) cannot be read by "
               "this version (kept as stored; `replay` reports them as unreadable)", file=sys.stderr)
+    if counts.deleted:
+        gone = ", ".join(f"partition {p}: the first {n:,}" for p, n in counts.deleted.items())
+        print(f"mynapoint export: warning: the broker no longer holds the start of the journal "
+              f"({gone} records, removed by retention or DeleteRecords): the file holds the "
+              "rest, and a replay of it cannot match what was decided. The journal must keep "
+              "every record (retention.ms=-1: docs/RUNBOOK.md, \"Topic settings\")",
+              file=sys.stderr)
     return 0
 
 

@@ -35,6 +35,7 @@ from streams.audit.export import (
     SubsetError,
     add_journal_records,
     decode_outcome,
+    deleted_start,
     end_line,
     header_line,
     journal_lines,
@@ -324,9 +325,17 @@ async def _subset(bootstrap: str, partitions: frozenset[int] | None, timeout: fl
         raise HistoryError(str(exc)) from None
 
 
+def deleted_starts(dump: TopicDump) -> dict[int, int]:
+    """The journal partitions whose first records the broker no longer holds (retention,
+    DeleteRecords), each with how many: its log start offset."""
+    return {p: b for p, b in sorted(dump.begins.get(topics.JOURNAL, {}).items()) if b > 0}
+
+
 def _history_of(dump: TopicDump, bootstrap: str, app: str, tables: bool) -> History:
     history = History(source=f"{bootstrap} (app id {app})")
     history.header = {"source": bootstrap, "app_id": app, "ends": dump.ends}
+    for p, begin in deleted_starts(dump).items():
+        history.unreadable.append(deleted_start(p, begin))
     add_journal_records(history, ((r.partition, r.offset, r.key, r.value)
                                   for r in dump.records.get(topics.JOURNAL, ())))
     for t in OUTCOME_TOPICS:
@@ -350,6 +359,8 @@ class ExportCounts:
     table: int = 0
     tables: bool = False
     unreadable: int = 0  # stored values no upcaster can read (written anyway, as stored)
+    # Journal partitions whose first records the broker no longer holds: partition -> how many.
+    deleted: dict[int, int] = field(default_factory=dict)
     # The rules versions the exported decisions and grants carry, with their counts.
     rules_versions: dict[str, int] = field(default_factory=dict)
 
@@ -382,7 +393,7 @@ async def export_history(
                              timeout=timeout, **client_kwargs)
     found = persons_records(dump, app) if tables else None
     with_tables = found is not None
-    counts = ExportCounts(tables=with_tables)
+    counts = ExportCounts(tables=with_tables, deleted=deleted_starts(dump))
     out.write(header_line(rules_version=rules_version, config_toml=config_toml, app_id=app,
                           source=bootstrap, ends=dump.ends, tables=with_tables, subset=subset))
     for r in dump.records[topics.JOURNAL]:

@@ -476,6 +476,16 @@ def add_journal_records(history: History,
             current.append((offset, _key_text(person), entry))
 
 
+def deleted_start(partition: int, begin: int) -> tuple[str, str]:
+    """What `History.unreadable` says of a journal partition whose first `begin` records the
+    broker no longer holds (retention, DeleteRecords): replay reports it as a difference."""
+    return (f"journal {partition}/0-{begin - 1}",
+            f"the first {begin:,} records of journal partition {partition} were deleted "
+            "(retention or DeleteRecords): its people's history cannot be replayed in full, and "
+            "the journal must keep every record (retention.ms=-1: docs/RUNBOOK.md, \"Topic "
+            "settings\")")
+
+
 def set_table_raw(history: History, where: str, key: bytes | str, raw: bytes | None) -> None:
     """The latest value of one `persons` key (None: deleted), upgraded to the current version."""
     records = history.records if history.records is not None else {}

@@ -33,20 +33,23 @@ class Rec(NamedTuple):
     value: bytes | None
 
 
-def _dump(journal: list[Rec]) -> H.TopicDump:
+def _dump(journal: list[Rec], begins: dict[int, int] | None = None) -> H.TopicDump:
     dump = H.TopicDump()
     dump.records = {topics.JOURNAL: journal, **{t: [] for t in H.OUTCOME_TOPICS}}
-    dump.ends = {topics.JOURNAL: {0: len(journal)}}
-    dump.partitions = {topics.JOURNAL: 1}
+    dump.begins = {topics.JOURNAL: begins or {0: 0}}
+    dump.ends = {topics.JOURNAL: {p: b + len([r for r in journal if r.partition == p])
+                                  for p, b in dump.begins[topics.JOURNAL].items()}}
+    dump.partitions = {topics.JOURNAL: len(dump.begins[topics.JOURNAL])}
     return dump
 
 
 @pytest.fixture
 def topics_hold(monkeypatch: pytest.MonkeyPatch):
-    """Makes `read_topics` return the given journal records (and no outcomes, no tables)."""
-    def hold(journal: list[Rec]) -> None:
+    """Makes `read_topics` return the given journal records (and no outcomes, no tables), the
+    partitions' log starts at `begins` (default: partition 0, from 0)."""
+    def hold(journal: list[Rec], begins: dict[int, int] | None = None) -> None:
         async def read_topics(*_args: Any, **_kwargs: Any) -> H.TopicDump:
-            return _dump(journal)
+            return _dump(journal, begins)
 
         monkeypatch.setattr(H, "read_topics", read_topics)
 
@@ -88,3 +91,27 @@ def test_read_history_gives_each_entry_of_a_batch_at_its_offset(topics_hold) -> 
                                          tables=False))
     assert [(o, k) for o, k, _ in history.journal[0]] == [(0, "P2"), (1, "P1"), (1, "P2")]
     assert [where for where, _ in history.unreadable] == ["journal 0/2"]
+
+
+def test_a_journal_whose_start_was_deleted_is_a_difference_replay_names(topics_hold) -> None:
+    # Partition 1 emptied altogether, partition 2's first 4 records gone: no record shows it,
+    # the broker's log start does. Replay says so instead of differing for no visible reason.
+    from streams.audit.replay import UNREADABLE, replay_history
+    from streams.core.config import load_config
+
+    topics_hold([], begins={0: 0, 1: 7, 2: 4})
+    history = asyncio.run(H.read_history("broker:9092", app_id="app", outcomes=False,
+                                         tables=False))
+    assert [where for where, _ in history.unreadable] == ["journal 1/0-6", "journal 2/0-3"]
+    _, report = replay_history(history, load_config(), tables=False)
+    assert report.differences[UNREADABLE] == 2 and not report.ok
+    said = [d.detail for d in report.examples if d.kind == UNREADABLE]
+    assert "the first 7 records of journal partition 1 were deleted" in said[0]
+    # A replay of partition 0 alone has nothing to say of the others.
+    part = asyncio.run(H.read_history("broker:9092", app_id="app", outcomes=False, tables=False,
+                                      partitions=frozenset({0})))
+    assert part.unreadable == []
+    out = io.BytesIO()
+    counts = asyncio.run(H.export_history("broker:9092", out, rules_version="r-1",
+                                          config_toml=None, app_id="app", tables=False))
+    assert counts.deleted == {1: 7, 2: 4}

@@ -333,6 +333,11 @@ def test_a_journal_partition_emptied_by_deletion_is_refused_before_anything_chan
     assert f"journal partition 0 starts at offset {end}" in refused.stderr, refused.stderr
     assert "Nothing was changed" in refused.stderr
     assert set(_partition_counts(bootstrap, worker_engine).values()) == {4}
+    # Replay names the loss instead of differing for no visible reason.
+    replayed = _cli("replay", "--bootstrap", bootstrap, "--config", DEMO_CONFIG, "--app-id",
+                    APP_ID)
+    assert replayed.returncode == 1, replayed.stdout[-3000:] + replayed.stderr
+    assert f"the first {end:,} records of journal partition 0 were deleted" in replayed.stdout
 
 
 def _add_partitions_by_hand(bootstrap: str, count: int) -> list[str]:
