@@ -7,7 +7,9 @@ account granted to two people; the reservation count carried over. Also with the
 stopped half-way through rewriting the journal, then run again. And the refusals: a worker
 still running, M not larger, another rules configuration. And partitions added by hand (Kafka's
 own CreatePartitions, which moves nothing): a worker refuses to start on them, and a rescale to a
-larger count repairs them.
+larger count repairs them. A worker SIGKILLed in the middle of its work, in either processing
+mode, then a rescale: the same. A journal partition emptied by DeleteRecords: refused before
+anything changes, and replay names it.
 
 After it, replay of the topics finds nothing to differ, and replays of two halves of the
 journal partitions add up to it (`replay --partitions`, `replay --combine`).
@@ -38,7 +40,13 @@ from streams.core.versions import journal_entries
 from tests.integration.conftest import consume_sync
 from tests.integration.test_kafka import _assert_as_simulate, _expect, _produce, _sorted_history
 from tests.integration.test_pipeline import DEMO_CONFIG, Outcomes
-from tests.integration.workers import OUTCOME_TOPICS, ROOT, WorkerProcess, refused_start
+from tests.integration.workers import (
+    OUTCOME_TOPICS,
+    ROOT,
+    WorkerProcess,
+    refused_start,
+    wait_for,
+)
 
 pytestmark = pytest.mark.engines("kafka")
 
@@ -289,6 +297,61 @@ def test_rescale_crashed_while_moving_the_inputs_then_run_again(fresh_broker, tm
                                                                 worker_engine):
     # Half of the backlog re-sent, then the process gone: the run after it sends only the rest.
     _scenario(fresh_broker, tmp_path, crash_at="inputs:half", engine=worker_engine)
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_rescale_after_a_worker_was_killed_in_the_middle_of_its_work(fresh_broker, tmp_path,
+                                                                     worker_engine, guarantee):
+    # SIGKILL while the worker decides the first half: its last sends, table writes and (in the
+    # exactly-once mode) its open transaction are left as they were, its offsets behind them.
+    # Once the group has let the dead member go, the rescale takes over from there; the worker
+    # at 8 partitions then decides the rest, and every person ends as `simulate` decides the
+    # whole history.
+    bootstrap = fresh_broker.bootstrap
+    lines, (first, backlog, rest) = _in_three(PEOPLE // 2, seed=53)
+    expected, contended, wanted = _expect(lines)
+    _, _, some_of_first = _expect(first[: len(first) // 3])
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    mode = ["--processing-guarantee", guarantee]
+    worker = WorkerProcess(fresh_broker, tmp_path / "data-4", logs, config=DEMO_CONFIG,
+                           engine=worker_engine, extra_args=mode).start()
+    try:
+        _produce(bootstrap, first)
+        Outcomes(bootstrap).until_ids(some_of_first, 600, worker)
+    finally:
+        worker.kill()
+    _produce(bootstrap, backlog)
+
+    done: list[subprocess.CompletedProcess[str]] = []
+
+    def rescaled() -> bool:
+        # Refused while the broker still counts the killed worker in the group.
+        run = _rescale(bootstrap, tmp_path / "rescale.state")
+        if run.returncode == 2 and "still running" in run.stderr:
+            return False
+        done.append(run)
+        return True
+
+    wait_for(rescaled, 300, "the rescale, once the killed worker left the group")
+    assert done[0].returncode == 0, done[0].stdout + done[0].stderr
+    assert "rescaled from 4 to 8 partitions" in done[0].stdout
+
+    logs_8 = tmp_path / "logs-8"
+    logs_8.mkdir()
+    worker = WorkerProcess(fresh_broker, tmp_path / "data-8", logs_8, partitions=8,
+                           config=DEMO_CONFIG, engine=worker_engine, extra_args=mode).start()
+    try:
+        _produce(bootstrap, rest)
+        try:
+            published = Outcomes(bootstrap).until_ids(wanted, RESCALE_WAIT, worker)
+        except AssertionError as exc:
+            raise AssertionError(_what_is_missing(bootstrap, wanted, expected, first, backlog)
+                                 ) from exc
+        _assert_as_simulate(published, expected, contended)
+    finally:
+        worker.stop()
+    _assert_claims_hold(bootstrap, expected, worker_engine)
 
 
 @pytest.mark.workers("faust")
