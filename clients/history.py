@@ -35,12 +35,12 @@ from streams.audit.export import (
     SubsetError,
     add_journal_records,
     decode_outcome,
-    deleted_start,
     end_line,
     header_line,
     journal_lines,
     keep_subset,
     make_subset,
+    note_deleted_starts,
     outcome_line,
     person_subset,
     rules_versions,
@@ -334,8 +334,7 @@ def deleted_starts(dump: TopicDump) -> dict[int, int]:
 def _history_of(dump: TopicDump, bootstrap: str, app: str, tables: bool) -> History:
     history = History(source=f"{bootstrap} (app id {app})")
     history.header = {"source": bootstrap, "app_id": app, "ends": dump.ends}
-    for p, begin in deleted_starts(dump).items():
-        history.unreadable.append(deleted_start(p, begin))
+    note_deleted_starts(history, deleted_starts(dump))
     add_journal_records(history, ((r.partition, r.offset, r.key, r.value)
                                   for r in dump.records.get(topics.JOURNAL, ())))
     for t in OUTCOME_TOPICS:
@@ -395,7 +394,8 @@ async def export_history(
     with_tables = found is not None
     counts = ExportCounts(tables=with_tables, deleted=deleted_starts(dump))
     out.write(header_line(rules_version=rules_version, config_toml=config_toml, app_id=app,
-                          source=bootstrap, ends=dump.ends, tables=with_tables, subset=subset))
+                          source=bootstrap, ends=dump.ends, tables=with_tables, subset=subset,
+                          deleted=counts.deleted))
     for r in dump.records[topics.JOURNAL]:
         lines, error = journal_lines(r.partition, r.offset, r.key, r.value)
         out.writelines(lines)

@@ -21,7 +21,8 @@ from schemas.codec import DECODE_ERRORS, EVENT_DECODER
 from schemas.events import CAMPAIGNS, TYPE_NAMES, Event
 from schemas.journal import EventEntry
 from schemas.outcomes import Alert, AnyOutcome, Decision, Grant, Outcome
-from streams.audit.export import History, person_of
+from schemas.topics import partition_for_key
+from streams.audit.export import History, journal_partitions_of, person_of
 from streams.core import reasons as R
 from streams.core.config import RulesConfig
 from streams.core.engine import Engine
@@ -384,6 +385,16 @@ def explain_history(person_id: str, history: History, cfg: RulesConfig) -> Expla
         attach.outcomes(folded.outcomes)
         mine.extend(folded.outcomes)
     expl.state = record.person if record is not None else None
+    if history.deleted:
+        n = journal_partitions_of(history.header)
+        mine_at = partition_for_key(person_id.encode(), n) if n else None
+        for p, begin in history.deleted.items():
+            if mine_at is None or p == mine_at:
+                expl.notes.append(
+                    f"the journal's partition {p} no longer holds its first {begin:,} offsets "
+                    "(deleted by retention or DeleteRecords)"
+                    + (", where this person's history is" if mine_at is not None else "")
+                    + ": this timeline may lack their earliest events")
     if record is not None and record.waiting is not None:
         expl.notes.append(
             f"the request {record.waiting.event_id} still waits for the answer to its "
@@ -515,6 +526,7 @@ def render(expl: Explanation, lang: str = "both") -> str:
     if not expl.found:
         lines += _pick((f"{expl.person_id} のイベントは見つかりません。",
                         f"no events for {expl.person_id}."), lang)
+        lines += [f"note: {n}" for n in expl.notes]
         return "\n".join(lines)
     lines.append("")
     for n, item in enumerate(expl.items, start=1):

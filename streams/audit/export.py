@@ -6,6 +6,8 @@ Pure (no Kafka): `clients.history` reads the topics and writes lines with the fu
 
     {"record": "header", "format": "mynapoint-export", "format_version": 1, "exported_at": ...,
      "rules_version": ..., "config_toml": ..., "app_id": ..., "source": ..., "ends": {...}}
+    (and "starts": {"mynapoint.journal": {"P": N}} when the broker no longer held the first N
+    offsets of journal partition P)
     {"record": "journal", "partition": 0, "offset": 7, "key": "P0000042", "entry": {...}}
     {"record": "outcome", "topic": "mynapoint.grants", "partition": 1, "offset": 3,
      "key": "P0000042", "outcome": {...}}
@@ -116,6 +118,9 @@ class History:
     header: dict[str, Any] = field(default_factory=dict)
     # Stored values that could not be read: (where, why). Replay reports them as differences.
     unreadable: list[tuple[str, str]] = field(default_factory=list)
+    # Journal partitions whose first offsets the broker no longer held when the history was
+    # read (retention, DeleteRecords): partition -> its log start (`note_deleted_starts`).
+    deleted: dict[int, int] = field(default_factory=dict)
     source: str = ""
 
     def entries(self) -> Iterator[tuple[str | None, JournalEntry]]:
@@ -239,6 +244,7 @@ def keep_subset(history: History, subset: Subset) -> History:
     if history.records is not None:
         history.records = {k: v for k, v in history.records.items() if subset.has_person(k)}
     history.unreadable = [u for u in history.unreadable if _unreadable_in(u[0], subset)]
+    history.deleted = {p: b for p, b in history.deleted.items() if p in subset.only}
     history.header = {**history.header, "partitions": subset.as_dict()}
     return history
 
@@ -270,10 +276,13 @@ def header_line(
     tables: bool,
     exported_at: str | None = None,
     subset: Subset | None = None,
+    deleted: dict[int, int] | None = None,
 ) -> bytes:
     extra: dict[str, Any] = {}
     if subset is not None:
         extra["partitions"] = subset.as_dict()
+    if deleted:  # journal partitions whose start the broker no longer held: their log starts
+        extra["starts"] = {JOURNAL: {str(p): b for p, b in sorted(deleted.items())}}
     return _json_encode({
         "record": "header",
         "format": FORMAT,
@@ -476,14 +485,21 @@ def add_journal_records(history: History,
             current.append((offset, _key_text(person), entry))
 
 
-def deleted_start(partition: int, begin: int) -> tuple[str, str]:
-    """What `History.unreadable` says of a journal partition whose first `begin` records the
-    broker no longer holds (retention, DeleteRecords): replay reports it as a difference."""
-    return (f"journal {partition}/0-{begin - 1}",
-            f"the first {begin:,} records of journal partition {partition} were deleted "
+def note_deleted_starts(history: History, starts: dict[int, int]) -> None:
+    """Records the journal partitions whose first `starts[p]` offsets the broker no longer held
+    (retention, DeleteRecords; 0: none): in `History.deleted`, and as unreadable ("journal
+    P/0-N"), which replay reports as differences, since no replay can reproduce what they
+    held."""
+    for partition, begin in sorted(starts.items()):
+        if begin <= 0:
+            continue
+        history.deleted[partition] = begin
+        history.unreadable.append((
+            f"journal {partition}/0-{begin - 1}",
+            f"the first {begin:,} offsets of journal partition {partition} were deleted "
             "(retention or DeleteRecords): its people's history cannot be replayed in full, and "
             "the journal must keep every record (retention.ms=-1: docs/RUNBOOK.md, \"Topic "
-            "settings\")")
+            "settings\")"))
 
 
 def set_table_raw(history: History, where: str, key: bytes | str, raw: bytes | None) -> None:
@@ -538,6 +554,8 @@ def _read_export(stream: BinaryIO | Iterable[bytes], name: str) -> History:
             history.header = obj
             if PERSONS_TABLE in (obj.get("tables") or ()):
                 history.records = {}
+            starts = (obj.get("starts") or {}).get(JOURNAL) or {}
+            note_deleted_starts(history, {int(p): int(b) for p, b in starts.items()})
             continue
         if ended is not None:
             raise ExportError(f"{name} line {n}: text after the end line")

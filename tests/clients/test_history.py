@@ -106,12 +106,27 @@ def test_a_journal_whose_start_was_deleted_is_a_difference_replay_names(topics_h
     _, report = replay_history(history, load_config(), tables=False)
     assert report.differences[UNREADABLE] == 2 and not report.ok
     said = [d.detail for d in report.examples if d.kind == UNREADABLE]
-    assert "the first 7 records of journal partition 1 were deleted" in said[0]
+    assert "the first 7 offsets of journal partition 1 were deleted" in said[0]
     # A replay of partition 0 alone has nothing to say of the others.
     part = asyncio.run(H.read_history("broker:9092", app_id="app", outcomes=False, tables=False,
                                       partitions=frozenset({0})))
     assert part.unreadable == []
+    # The export file keeps it (its header), and a replay of the file says the same.
     out = io.BytesIO()
     counts = asyncio.run(H.export_history("broker:9092", out, rules_version="r-1",
                                           config_toml=None, app_id="app", tables=False))
     assert counts.deleted == {1: 7, 2: 4}
+    from_file = read_export(io.BytesIO(out.getvalue()))
+    assert from_file.unreadable == history.unreadable and from_file.deleted == {1: 7, 2: 4}
+    # explain notes it for a person of such a partition, found or not, and not for the others.
+    from schemas.topics import partition_for_key
+    from streams.audit.explain import explain_history, render
+
+    person = next(f"P{i:07d}" for i in range(100) if partition_for_key(b"P%07d" % i, 3) == 1)
+    other = next(f"P{i:07d}" for i in range(100) if partition_for_key(b"P%07d" % i, 3) == 0)
+    said = explain_history(person, from_file, load_config())
+    assert said.notes == ["the journal's partition 1 no longer holds its first 7 offsets "
+                          "(deleted by retention or DeleteRecords), where this person's history "
+                          "is: this timeline may lack their earliest events"]
+    assert "note: the journal's partition 1" in render(said)
+    assert explain_history(other, from_file, load_config()).notes == []

@@ -400,7 +400,7 @@ def test_a_journal_partition_emptied_by_deletion_is_refused_before_anything_chan
     replayed = _cli("replay", "--bootstrap", bootstrap, "--config", DEMO_CONFIG, "--app-id",
                     APP_ID)
     assert replayed.returncode == 1, replayed.stdout[-3000:] + replayed.stderr
-    assert f"the first {end:,} records of journal partition 0 were deleted" in replayed.stdout
+    assert f"the first {end:,} offsets of journal partition 0 were deleted" in replayed.stdout
 
 
 def _add_partitions_by_hand(bootstrap: str, count: int) -> list[str]:
