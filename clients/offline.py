@@ -497,9 +497,9 @@ class OfflineJob:
                                     enable_idempotence=True, linger_ms=5,
                                     max_batch_size=_SEND_BATCH_BYTES, **self.client_kwargs)
         await producer.start()
+        delivered: list[Any] = []  # the batches handed over, until their delivery is checked
         try:
             batches: dict[tuple[str, int], Any] = {}
-            delivered: list[Any] = []
 
             async def send(topic: str, partition: int, batch: Any) -> None:
                 delivered.append(await producer.send_batch(batch, topic, partition=partition))
@@ -520,5 +520,9 @@ class OfflineJob:
             for (topic, partition), batch in batches.items():
                 await send(topic, partition, batch)
             await asyncio.gather(*delivered)
+            delivered.clear()
         finally:
             await producer.stop()
+            # On a failure, what the batches handed over came to (stop() flushed them): retrieved,
+            # so that none of their errors is left unread; the one raised above stands.
+            await asyncio.gather(*delivered, return_exceptions=True)
