@@ -196,10 +196,55 @@ def _in_three(people: int, seed: int) -> tuple[list[bytes], tuple[list[bytes], .
     return lines, (lines[: n // 2], lines[n // 2 : n // 2 + n // 10], lines[n // 2 + n // 10 :])
 
 
+def _decided_at_4(broker, tmp_path: Path, engine: str, first: list[bytes], *,
+                  until: list[bytes] | None = None, extra_args: list[str] | None = None,
+                  kill: bool = False) -> None:
+    """`first` sent to a worker at 4 partitions, which is stopped (or SIGKILLed: `kill`) once
+    every outcome of `until` (default: of `first`) is published."""
+    _, _, wanted = _expect(first if until is None else until)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    worker = WorkerProcess(broker, tmp_path / "data-4", logs, config=DEMO_CONFIG, engine=engine,
+                           extra_args=extra_args).start()
+    try:
+        _produce(broker.bootstrap, first)
+        Outcomes(broker.bootstrap).until_ids(wanted, 600, worker)
+    finally:
+        if kill:
+            worker.kill()
+        else:
+            worker.stop()
+
+
+def _decide_the_rest_at_8(broker, tmp_path: Path, engine: str, lines: list[bytes],
+                          slices: tuple[list[bytes], ...], extra_args: list[str] | None = None
+                          ) -> None:
+    """After the rescale: a worker at 8 partitions on a fresh data dir, the last slice sent; every
+    person as `simulate` decides the whole history, no account held twice, the budget count
+    carried over."""
+    bootstrap = broker.bootstrap
+    first, backlog, rest = slices
+    expected, contended, wanted = _expect(lines)
+    logs_8 = tmp_path / "logs-8"  # the worker at 4 partitions logged to `logs`
+    logs_8.mkdir()
+    worker = WorkerProcess(broker, tmp_path / "data-8", logs_8, partitions=8,
+                           config=DEMO_CONFIG, engine=engine, extra_args=extra_args).start()
+    try:
+        _produce(bootstrap, rest)
+        try:
+            published = Outcomes(bootstrap).until_ids(wanted, RESCALE_WAIT, worker)
+        except AssertionError as exc:
+            raise AssertionError(_what_is_missing(bootstrap, wanted, expected, first, backlog)
+                                 ) from exc
+        _assert_as_simulate(published, expected, contended)
+    finally:
+        worker.stop()
+    _assert_claims_hold(bootstrap, expected, engine)
+
+
 def _scenario(broker, tmp_path: Path, crash_at: str | None, engine: str) -> None:
     bootstrap = broker.bootstrap
     lines, (first, backlog, rest) = _in_three(PEOPLE, seed=41)
-    expected, contended, wanted = _expect(lines)
     _, _, wanted_first = _expect(first)
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -246,21 +291,7 @@ def _scenario(broker, tmp_path: Path, crash_at: str | None, engine: str) -> None
     # The snapshot is a database beside the state file, which holds only the progress.
     assert (state.with_name(state.name + ".snapshot.db") / "CURRENT").is_file()
 
-    logs_8 = tmp_path / "logs-8"  # the worker at 4 partitions logged to `logs`
-    logs_8.mkdir()
-    worker = WorkerProcess(broker, tmp_path / "data-8", logs_8, partitions=8,
-                           config=DEMO_CONFIG, engine=engine).start()
-    try:
-        _produce(bootstrap, rest)
-        try:
-            published = Outcomes(bootstrap).until_ids(wanted, RESCALE_WAIT, worker)
-        except AssertionError as exc:
-            raise AssertionError(_what_is_missing(bootstrap, wanted, expected, first, backlog)
-                                 ) from exc
-        _assert_as_simulate(published, expected, contended)
-    finally:
-        worker.stop()
-    _assert_claims_hold(bootstrap, expected, engine)
+    _decide_the_rest_at_8(broker, tmp_path, engine, lines, (first, backlog, rest))
 
     # Replay of the rescaled topics: nothing differs; two halves add up to the whole.
     base = ["replay", "--bootstrap", bootstrap, "--config", DEMO_CONFIG, "--app-id", APP_ID,
@@ -309,18 +340,9 @@ def test_rescale_after_a_worker_was_killed_in_the_middle_of_its_work(fresh_broke
     # whole history.
     bootstrap = fresh_broker.bootstrap
     lines, (first, backlog, rest) = _in_three(PEOPLE // 2, seed=53)
-    expected, contended, wanted = _expect(lines)
-    _, _, some_of_first = _expect(first[: len(first) // 3])
-    logs = tmp_path / "logs"
-    logs.mkdir()
     mode = ["--processing-guarantee", guarantee]
-    worker = WorkerProcess(fresh_broker, tmp_path / "data-4", logs, config=DEMO_CONFIG,
-                           engine=worker_engine, extra_args=mode).start()
-    try:
-        _produce(bootstrap, first)
-        Outcomes(bootstrap).until_ids(some_of_first, 600, worker)
-    finally:
-        worker.kill()
+    _decided_at_4(fresh_broker, tmp_path, worker_engine, first, until=first[: len(first) // 3],
+                  extra_args=mode, kill=True)
     _produce(bootstrap, backlog)
 
     done: list[subprocess.CompletedProcess[str]] = []
@@ -337,21 +359,8 @@ def test_rescale_after_a_worker_was_killed_in_the_middle_of_its_work(fresh_broke
     assert done[0].returncode == 0, done[0].stdout + done[0].stderr
     assert "rescaled from 4 to 8 partitions" in done[0].stdout
 
-    logs_8 = tmp_path / "logs-8"
-    logs_8.mkdir()
-    worker = WorkerProcess(fresh_broker, tmp_path / "data-8", logs_8, partitions=8,
-                           config=DEMO_CONFIG, engine=worker_engine, extra_args=mode).start()
-    try:
-        _produce(bootstrap, rest)
-        try:
-            published = Outcomes(bootstrap).until_ids(wanted, RESCALE_WAIT, worker)
-        except AssertionError as exc:
-            raise AssertionError(_what_is_missing(bootstrap, wanted, expected, first, backlog)
-                                 ) from exc
-        _assert_as_simulate(published, expected, contended)
-    finally:
-        worker.stop()
-    _assert_claims_hold(bootstrap, expected, worker_engine)
+    _decide_the_rest_at_8(fresh_broker, tmp_path, worker_engine, lines, (first, backlog, rest),
+                          extra_args=mode)
 
 
 @pytest.mark.workers("faust")
@@ -366,17 +375,7 @@ def test_a_journal_partition_emptied_by_deletion_is_refused_before_anything_chan
     from clients.connect import run_blocking
 
     bootstrap = fresh_broker.bootstrap
-    first = _sorted_history(PEOPLE // 8, seed=47)
-    _, _, wanted = _expect(first)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    worker = WorkerProcess(fresh_broker, tmp_path / "data-4", logs, config=DEMO_CONFIG,
-                           engine=worker_engine).start()
-    try:
-        _produce(bootstrap, first)
-        Outcomes(bootstrap).until_ids(wanted, 600, worker)
-    finally:
-        worker.stop()
+    _decided_at_4(fresh_broker, tmp_path, worker_engine, _sorted_history(PEOPLE // 8, seed=47))
     journal = consume_sync(bootstrap, [topics.JOURNAL], timeout=120)
     end = 1 + max(r.offset for r in journal if r.partition == 0)
 
@@ -435,16 +434,7 @@ def test_partitions_added_by_hand_are_refused_until_rescaled(fresh_broker, tmp_p
     bootstrap = fresh_broker.bootstrap
     lines, (first, backlog, rest) = _in_three(PEOPLE // 2, seed=43)
     expected, contended, wanted = _expect(lines)
-    _, _, wanted_first = _expect(first)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    worker = WorkerProcess(fresh_broker, tmp_path / "data-4", logs, config=DEMO_CONFIG,
-                           engine=worker_engine).start()
-    try:
-        _produce(bootstrap, first)
-        Outcomes(bootstrap).until_ids(wanted_first, 600, worker)
-    finally:
-        worker.stop()
+    _decided_at_4(fresh_broker, tmp_path, worker_engine, first)
 
     grown = _add_partitions_by_hand(bootstrap, 8)
     assert topics.JOURNAL in grown and any("changelog" in t for t in grown), grown
